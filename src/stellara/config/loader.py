@@ -1,0 +1,203 @@
+"""Read, interpolate and check a config file, reporting every problem at once.
+
+Each problem is one line that starts with its path in the file, e.g.
+`models[0].targets[1].provider: unknown provider 'opena'`, so an operator can fix them all in
+one pass. Checks that span sections (a target naming an unknown provider, duplicate names)
+run after the shape is valid.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from stellara.config.models import StellaraConfig
+from stellara.errors import ConfigError
+from stellara.providers import provider_types
+from stellara.providers.base import ProviderSettings
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# `${VAR}` is not a valid plain YAML scalar inside a flow mapping (`{api_key: ${KEY}}`), so each
+# reference becomes a placeholder before parsing, and the value goes in after: substituting the
+# text first would also let a value's `:` or `#` change the document's structure.
+_PLACEHOLDER = re.compile(r"__stellara_env_(\d+)__")
+
+
+def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> StellaraConfig:
+    """Load `path`; raise `ConfigError` listing every problem."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from exc
+    return parse_config(text, source=str(path), environ=environ)
+
+
+def parse_config(
+    text: str, *, source: str = "<config>", environ: Mapping[str, str] | None = None
+) -> StellaraConfig:
+    """Parse YAML text into a checked config; raise `ConfigError` listing every problem."""
+    references: list[tuple[str, str | None]] = []
+
+    def to_placeholder(match: re.Match[str]) -> str:
+        references.append((match.group(1), match.group(2)))
+        return f"__stellara_env_{len(references) - 1}__"
+
+    try:
+        raw = yaml.safe_load(_ENV_REF.sub(to_placeholder, text))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([f"{where}: invalid YAML: {problem}"]) from exc
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError([f"{source}: the top level must be a mapping of sections"])
+    problems: list[str] = []
+    env = os.environ if environ is None else environ
+    raw = _interpolate(raw, "", _Interpolation(references, env, problems))
+    return check_config(raw, problems=problems)
+
+
+def check_config(raw: dict[str, Any], *, problems: list[str] | None = None) -> StellaraConfig:
+    """Validate an already-parsed, interpolated config mapping; raise `ConfigError` listing
+    every problem (plus any in `problems` already found)."""
+    problems = [] if problems is None else problems
+    raw = dict(raw)
+    raw["providers"] = _validate_providers(raw.get("providers", []), problems)
+    config: StellaraConfig | None = None
+    try:
+        config = StellaraConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems.extend(_describe(exc, prefix=""))
+    problems.extend(_cross_check(raw))
+    if problems or config is None:
+        raise ConfigError(problems)
+    return config
+
+
+class _Interpolation:
+    def __init__(
+        self,
+        references: list[tuple[str, str | None]],
+        environ: Mapping[str, str],
+        problems: list[str],
+    ) -> None:
+        self.references = references
+        self.environ = environ
+        self.problems = problems
+
+
+def _interpolate(value: Any, path: str, job: _Interpolation) -> Any:
+    """Put the value of each `${VAR}` / `${VAR:-default}`; an unset VAR is a problem."""
+    if isinstance(value, str):
+
+        def substitute(match: re.Match[str]) -> str:
+            name, default = job.references[int(match.group(1))]
+            if name in job.environ:
+                return job.environ[name]
+            if default is not None:
+                return default
+            job.problems.append(f"{path or '<root>'}: environment variable {name} is not set")
+            return ""
+
+        return _PLACEHOLDER.sub(substitute, value)
+    if isinstance(value, dict):
+        return {k: _interpolate(v, _join(path, k), job) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, f"{path}[{i}]", job) for i, v in enumerate(value)]
+    return value
+
+
+def _validate_providers(entries: Any, problems: list[str]) -> Any:
+    """Validate each provider entry with the settings model its `type` registers."""
+    if not isinstance(entries, list):
+        return entries  # the whole-config validation reports the wrong type
+    known = provider_types()
+    settings: list[ProviderSettings] = []
+    for index, entry in enumerate(entries):
+        path = f"providers[{index}]"
+        if not isinstance(entry, dict):
+            problems.append(f"{path}: expected a mapping")
+            continue
+        kind = entry.get("type")
+        if not isinstance(kind, str) or kind not in known:
+            names = ", ".join(sorted(known))
+            what = "missing" if kind is None else f"unknown provider type {kind!r}"
+            problems.append(f"{path}.type: {what} (known: {names})")
+            continue
+        try:
+            settings.append(known[kind].settings_model.model_validate(entry))
+        except ValidationError as exc:
+            problems.extend(_describe(exc, prefix=path))
+    return settings
+
+
+def _cross_check(raw: dict[str, Any]) -> list[str]:
+    """Checks spanning sections, run on the raw mapping so they report even when some entries
+    are malformed (those entries are skipped here; validation reports them)."""
+    problems: list[str] = []
+    provider_ids: set[str] = set()
+    for i, provider in _entries(raw, "providers"):
+        pid = provider.id if isinstance(provider, ProviderSettings) else None
+        if pid in provider_ids:
+            problems.append(f"providers[{i}].id: duplicate provider id {pid!r}")
+        if pid is not None:
+            provider_ids.add(pid)
+    model_names: set[str] = set()
+    for i, model in _entries(raw, "models"):
+        name = model.get("name") if isinstance(model, dict) else None
+        if name in model_names:
+            problems.append(f"models[{i}].name: duplicate model name {name!r}")
+        if isinstance(name, str):
+            model_names.add(name)
+        targets = model.get("targets") if isinstance(model, dict) else None
+        for j, target in enumerate(targets if isinstance(targets, list) else []):
+            provider = target.get("provider") if isinstance(target, dict) else None
+            if isinstance(provider, str) and provider not in provider_ids:
+                problems.append(f"models[{i}].targets[{j}].provider: unknown provider {provider!r}")
+    seen_keys: set[str] = set()
+    for i, key in _entries(raw, "keys"):
+        if not isinstance(key, dict):
+            continue
+        secret = key.get("key")
+        if isinstance(secret, str) and secret in seen_keys:
+            problems.append(f"keys[{i}].key: duplicate key")
+        if isinstance(secret, str):
+            seen_keys.add(secret)
+        allowed = key.get("models")
+        problems.extend(
+            f"keys[{i}].models: unknown model {name!r}"
+            for name in (allowed if isinstance(allowed, list) else [])
+            if name not in model_names
+        )
+    return problems
+
+
+def _entries(raw: dict[str, Any], section: str) -> list[tuple[int, Any]]:
+    value = raw.get(section)
+    return list(enumerate(value)) if isinstance(value, list) else []
+
+
+def _describe(exc: ValidationError, *, prefix: str) -> list[str]:
+    lines = []
+    for error in exc.errors(include_url=False, include_input=False):
+        path = prefix
+        for part in error["loc"]:
+            path = f"{path}[{part}]" if isinstance(part, int) else _join(path, str(part))
+        message = {
+            "extra_forbidden": "unknown key",
+            "missing": "required key is missing",
+        }.get(error["type"], error["msg"])
+        lines.append(f"{path or '<root>'}: {message}")
+    return lines
+
+
+def _join(path: str, key: object) -> str:
+    return f"{path}.{key}" if path else str(key)

@@ -1,0 +1,207 @@
+"""The exceptions Stellara raises, and how each maps to an HTTP error body.
+
+```
+StellaraError                     .status_code .error_type .code .param
+├── ClientError                   the caller's fault (4xx)
+│   ├── InvalidRequestError       400
+│   ├── AuthenticationError       401
+│   ├── PermissionDeniedError     403
+│   ├── ModelNotFoundError        404
+│   ├── RouteNotFoundError        404, an unknown path
+│   ├── MethodNotAllowedError     405
+│   ├── PayloadTooLargeError      413
+│   └── RateLimitedError          429, .retry_after_s
+├── UpstreamError                 a provider failed; .provider .upstream_status .is_retryable
+│   ├── UpstreamTimeoutError      no answer in time (504 when it was the last target)
+│   ├── UpstreamUnavailableError  5xx, connection refused or reset (502)
+│   ├── UpstreamRateLimitedError  provider said 429; .retry_after_s
+│   ├── UpstreamBadRequestError   provider refused the request (relayed as 400)
+│   ├── UpstreamAuthError         the provider rejected the gateway's credentials (502)
+│   ├── UpstreamNotFoundError     the provider knows no such model or route: a config error (502)
+│   └── UpstreamProtocolError     malformed body or broken stream (502)
+├── NoHealthyProviderError        503: no target could be tried
+├── ClientDisconnectedError       499: the client left before the answer was complete (records only)
+└── ConfigError                   start-up only: one line per problem, with its path in the file
+```
+
+Transport and status failures are kept apart (`UpstreamUnavailableError` vs the provider's
+own status) so that retry policy can tell them apart. Messages never contain secrets.
+"""
+
+from __future__ import annotations
+
+
+class StellaraError(Exception):
+    """Base of every error Stellara raises on purpose."""
+
+    status_code: int = 500
+    error_type: str = "api_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+
+class ClientError(StellaraError):
+    """The request itself is at fault; retrying it unchanged will not help."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class InvalidRequestError(ClientError):
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class AuthenticationError(ClientError):
+    status_code = 401
+    error_type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class PermissionDeniedError(ClientError):
+    status_code = 403
+    error_type = "permission_error"
+    code = "model_not_allowed"
+
+
+class ModelNotFoundError(ClientError):
+    status_code = 404
+    error_type = "invalid_request_error"
+    code = "model_not_found"
+
+
+class RouteNotFoundError(ClientError):
+    status_code = 404
+    error_type = "invalid_request_error"
+    code = "not_found"
+
+
+class MethodNotAllowedError(ClientError):
+    status_code = 405
+    error_type = "invalid_request_error"
+    code = "method_not_allowed"
+
+
+class PayloadTooLargeError(ClientError):
+    status_code = 413
+    error_type = "invalid_request_error"
+    code = "payload_too_large"
+
+
+class RateLimitedError(ClientError):
+    """The caller is over a rate limit or quota; `retry_after_s` says when to come back."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after_s: int, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after_s = max(1, retry_after_s)
+
+
+class UpstreamError(StellaraError):
+    """A provider call failed. Raised by adapters; the attempt loop decides what follows."""
+
+    status_code = 502
+    error_type = "api_error"
+    code = "upstream_error"
+    is_retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        upstream_status: int | None = None,
+        param: str | None = None,
+    ) -> None:
+        super().__init__(message, param=param)
+        self.provider = provider
+        self.upstream_status = upstream_status
+
+
+class UpstreamTimeoutError(UpstreamError):
+    status_code = 504
+    error_type = "timeout_error"
+    code = "upstream_timeout"
+
+
+class UpstreamUnavailableError(UpstreamError):
+    status_code = 502
+    code = "upstream_unavailable"
+
+
+class UpstreamRateLimitedError(UpstreamError):
+    status_code = 429
+    error_type = "rate_limit_error"
+    code = "upstream_rate_limited"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        upstream_status: int | None = 429,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message, provider=provider, upstream_status=upstream_status)
+        self.retry_after_s = retry_after_s
+
+
+class UpstreamBadRequestError(UpstreamError):
+    """The provider refused the request as invalid: the client's fault, never retried."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+    code = "upstream_bad_request"
+    is_retryable = False
+
+
+class UpstreamAuthError(UpstreamError):
+    """The provider refused the gateway's credentials: an operator problem, not the client's."""
+
+    status_code = 502
+    code = "upstream_auth_failed"
+    is_retryable = False
+
+
+class UpstreamNotFoundError(UpstreamError):
+    """The provider knows no such model or route: the gateway's config is wrong, not the client."""
+
+    status_code = 502
+    code = "upstream_not_found"
+    is_retryable = False
+
+
+class UpstreamProtocolError(UpstreamError):
+    status_code = 502
+    code = "upstream_protocol_error"
+
+
+class NoHealthyProviderError(StellaraError):
+    status_code = 503
+    error_type = "api_error"
+    code = "no_healthy_provider"
+
+
+class ClientDisconnectedError(StellaraError):
+    """The client went away mid-answer; only ever recorded, never sent."""
+
+    status_code = 499
+    error_type = "client_closed_request"
+    code = "client_closed_request"
+
+
+class ConfigError(StellaraError):
+    """A configuration file is invalid. `problems` holds one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems

@@ -1,0 +1,27 @@
+"""What the pipeline knows about one request as it moves through the stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stellara.pipeline.auth import Principal
+from stellara.schema.chat import Usage
+
+
+@dataclass(slots=True)
+class RequestContext:
+    """Created by the HTTP layer per request; the stages fill in what they decide."""
+
+    request_id: str
+    principal: Principal
+    started_at: float
+    deadline: float
+    public_model: str = ""
+    provider_id: str = ""
+    provider_model: str = ""
+    attempts: int = 0
+    is_streaming: bool = False
+    usage: Usage | None = None
+
+    def remaining_s(self, now: float) -> float:
+        return self.deadline - now

@@ -1,0 +1,179 @@
+"""The gateway's request path, independent of HTTP: route, attempt, account.
+
+`Gateway.complete` answers a non-streaming request; `Gateway.open_stream` starts a streaming
+one and returns once the provider's first chunk is in hand, so a provider that fails before
+answering still yields a proper HTTP error status instead of a broken stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
+
+from stellara._clock import Clock
+from stellara.errors import (
+    ClientDisconnectedError,
+    StellaraError,
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamTimeoutError,
+)
+from stellara.pipeline.context import RequestContext
+from stellara.routing.models import ModelTable, Target
+from stellara.schema.chat import ChatCompletion, ChatCompletionChunk, ChatRequest
+from stellara.telemetry.events import REQUEST_COMPLETED, REQUEST_FAILED, Event, EventBus
+
+
+class Gateway:
+    """Runs requests through the pipeline stages. Built once per app by `create_app`."""
+
+    def __init__(self, models: ModelTable, events: EventBus, clock: Clock) -> None:
+        self.models = models
+        self.events = events
+        self.clock = clock
+
+    def _pick_target(self, ctx: RequestContext, request: ChatRequest) -> Target:
+        public = self.models.resolve(ctx.principal, request.model)
+        ctx.public_model = public.name
+        target = public.targets[0]
+        ctx.provider_id = target.adapter.id
+        ctx.provider_model = target.model
+        ctx.attempts += 1
+        return target
+
+    async def complete(self, ctx: RequestContext, request: ChatRequest) -> ChatCompletion:
+        """Answer a non-streaming request or raise a `StellaraError`."""
+        target = self._pick_target(ctx, request)
+        try:
+            completion = await target.adapter.chat(
+                request, target.model, timeout_s=self._remaining_s(ctx, target)
+            )
+        except UpstreamError as exc:
+            self.publish_failure(ctx, exc)
+            raise
+        ctx.usage = completion.usage
+        self.publish_completed(ctx)
+        return completion
+
+    async def open_stream(self, ctx: RequestContext, request: ChatRequest) -> ChunkStream:
+        """Start a streaming request; raises before any byte is sent if the provider fails."""
+        ctx.is_streaming = True
+        target = self._pick_target(ctx, request)
+        remaining_s = self._remaining_s(ctx, target)
+        upstream = target.adapter.chat_stream(request, target.model, timeout_s=remaining_s)
+        try:
+            async with asyncio.timeout(remaining_s):
+                first = await anext(upstream)
+        except StopAsyncIteration:
+            error: UpstreamError = UpstreamProtocolError(
+                f"provider {ctx.provider_id!r} sent an empty stream", provider=ctx.provider_id
+            )
+            self.publish_failure(ctx, error)
+            raise error from None
+        except TimeoutError as exc:
+            await upstream.aclose()
+            error = UpstreamTimeoutError(
+                f"provider {ctx.provider_id!r} did not start answering in time",
+                provider=ctx.provider_id,
+            )
+            self.publish_failure(ctx, error)
+            raise error from exc
+        except UpstreamError as exc:
+            self.publish_failure(ctx, exc)
+            raise
+        return ChunkStream(self, ctx, first, upstream, forward_usage=request.wants_stream_usage)
+
+    def _remaining_s(self, ctx: RequestContext, target: Target) -> float:
+        remaining = ctx.remaining_s(self.clock.monotonic())
+        if remaining <= 0:
+            raise UpstreamTimeoutError("the request deadline passed", provider=target.adapter.id)
+        return remaining
+
+    def publish_completed(self, ctx: RequestContext) -> None:
+        """Record that `ctx` was answered in full."""
+        if self.events.has_subscribers(REQUEST_COMPLETED):
+            self.events.publish(Event(REQUEST_COMPLETED, self._facts(ctx)))
+
+    def publish_failure(self, ctx: RequestContext, error: StellaraError) -> None:
+        """Record that `ctx` ended in `error` (the HTTP layer calls it for its own failures)."""
+        if self.events.has_subscribers(REQUEST_FAILED):
+            facts = self._facts(ctx)
+            facts.update(status=error.status_code, error=error.code, message=error.message)
+            self.events.publish(Event(REQUEST_FAILED, facts))
+
+    def _facts(self, ctx: RequestContext) -> dict[str, Any]:
+        usage = ctx.usage
+        return {
+            "request_id": ctx.request_id,
+            "user": ctx.principal.user,
+            "key_id": ctx.principal.key_id,
+            "model": ctx.public_model,
+            "provider": ctx.provider_id,
+            "provider_model": ctx.provider_model,
+            "attempts": ctx.attempts,
+            "stream": ctx.is_streaming,
+            "latency_ms": (self.clock.monotonic() - ctx.started_at) * 1000.0,
+            "prompt_tokens": usage.prompt_tokens if usage else 0,
+            "completion_tokens": usage.completion_tokens if usage else 0,
+        }
+
+
+class ChunkStream:
+    """The rest of a started stream. Iterate it to the end, or `aclose` it if the client left.
+
+    The usage chunk the gateway asked for is withheld from clients that did not ask for it,
+    but its numbers are kept for accounting either way.
+    """
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        ctx: RequestContext,
+        first: ChatCompletionChunk,
+        upstream: AsyncGenerator[ChatCompletionChunk, None],
+        *,
+        forward_usage: bool,
+    ) -> None:
+        self._gateway = gateway
+        self._ctx = ctx
+        self._first: ChatCompletionChunk | None = first
+        self._upstream = upstream
+        self._forward_usage = forward_usage
+        self._is_finished = False
+
+    def __aiter__(self) -> AsyncIterator[ChatCompletionChunk]:
+        return self._relay()
+
+    async def _relay(self) -> AsyncIterator[ChatCompletionChunk]:
+        ctx = self._ctx
+        try:
+            if self._first is not None:
+                first, self._first = self._first, None
+                if self._keep(first):
+                    yield first
+            async for chunk in self._upstream:
+                if self._keep(chunk):
+                    yield chunk
+        except UpstreamError as exc:
+            self._is_finished = True
+            self._gateway.publish_failure(ctx, exc)
+            raise
+        self._is_finished = True
+        self._gateway.publish_completed(ctx)
+
+    def _keep(self, chunk: ChatCompletionChunk) -> bool:
+        if chunk.usage is not None:
+            self._ctx.usage = chunk.usage
+            if not chunk.choices:
+                return self._forward_usage
+        return True
+
+    async def aclose(self) -> None:
+        """Stop reading upstream (the client went away) and record why."""
+        await self._upstream.aclose()
+        if not self._is_finished:
+            self._is_finished = True
+            self._gateway.publish_failure(
+                self._ctx, ClientDisconnectedError("the client closed the stream")
+            )

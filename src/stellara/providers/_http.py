@@ -1,0 +1,86 @@
+"""The outbound HTTP seam: one pooled aiohttp session per provider, and transport errors.
+
+Every adapter sends through `UpstreamHTTP`, so connection pooling, timeouts and the mapping of
+transport failures (refused, reset, timed out) to `UpstreamError`s live in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+import aiohttp
+
+from stellara.errors import UpstreamTimeoutError, UpstreamUnavailableError
+
+
+class UpstreamHTTP:
+    """A lazily created, shared `aiohttp.ClientSession` for one provider.
+
+    Created on first use because a session must be made inside the running event loop.
+    """
+
+    def __init__(self, provider_id: str, *, connect_timeout_s: float, max_connections: int):
+        self._provider_id = provider_id
+        self._connect_timeout_s = connect_timeout_s
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=self._max_connections,
+                ttl_dns_cache=300,
+                keepalive_timeout=30,
+                enable_cleanup_closed=True,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                # The JSON is already encoded and decoded by typed codecs; skip aiohttp's own.
+                skip_auto_headers=("User-Agent",),
+                auto_decompress=True,
+            )
+        return self._session
+
+    @asynccontextmanager
+    async def post(
+        self,
+        url: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        *,
+        timeout_s: float,
+        is_streaming: bool,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """POST `body` and yield the response; transport failures become `UpstreamError`s.
+
+        A non-streaming call must finish within `timeout_s`; a streaming one must start within
+        it and then never stay silent for longer.
+        """
+        connect_s = min(self._connect_timeout_s, timeout_s)
+        if is_streaming:
+            timeout = aiohttp.ClientTimeout(sock_connect=connect_s, sock_read=timeout_s)
+        else:
+            timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect_s)
+        provider = self._provider_id
+        try:
+            async with self._get_session().post(
+                url, data=body, headers=headers, timeout=timeout
+            ) as response:
+                yield response
+        except TimeoutError as exc:
+            raise UpstreamTimeoutError(
+                f"provider {provider!r} did not answer within {timeout_s:g} s", provider=provider
+            ) from exc
+        except aiohttp.ClientPayloadError as exc:
+            raise UpstreamUnavailableError(
+                f"provider {provider!r} broke off its answer", provider=provider
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamUnavailableError(
+                f"provider {provider!r} is unreachable: {type(exc).__name__}", provider=provider
+            ) from exc
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()

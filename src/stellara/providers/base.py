@@ -1,0 +1,53 @@
+"""What every provider adapter offers the gateway, and the settings they all share.
+
+An adapter is a thin HTTP client around pure translation functions: it turns a canonical
+`ChatRequest` into one provider's wire request, sends it over its own pooled connection, and
+turns the answer (or the stream, or the error) back into canonical types. It knows nothing
+of routing, limits or caching.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from typing import Annotated, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from stellara.schema.chat import ChatCompletion, ChatCompletionChunk, ChatRequest
+
+ProviderId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")]
+
+
+class ProviderSettings(BaseModel):
+    """The config keys every provider entry accepts; a provider type may add its own."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: ProviderId
+    type: str
+    api_key: SecretStr | None = None
+    base_url: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    max_connections: int = Field(default=256, ge=1)
+
+
+class ProviderAdapter(Protocol):
+    """One configured provider account or endpoint."""
+
+    @property
+    def id(self) -> str: ...
+
+    async def chat(self, request: ChatRequest, model: str, *, timeout_s: float) -> ChatCompletion:
+        """Answer a non-streaming request with the provider's `model`."""
+        ...
+
+    def chat_stream(
+        self, request: ChatRequest, model: str, *, timeout_s: float
+    ) -> AsyncGenerator[ChatCompletionChunk, None]:
+        """Stream the answer; chunks arrive as the provider sends them."""
+        ...
+
+    async def close(self) -> None:
+        """Release the connection pool."""
+        ...

@@ -1,0 +1,89 @@
+"""The OpenAI adapter: URL and auth, around the pure translators of this package."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+
+from stellara.providers._http import UpstreamHTTP
+from stellara.providers._sse import iter_sse
+from stellara.providers.base import ProviderAdapter, ProviderSettings
+from stellara.providers.openai.chat import build_chat_body, parse_chat_response
+from stellara.providers.openai.errors import error_from_response
+from stellara.providers.openai.stream import OpenAIStreamParser
+from stellara.schema.chat import ChatCompletion, ChatCompletionChunk, ChatRequest
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+
+class OpenAISettings(ProviderSettings):
+    """`type: openai`. `base_url` includes `/v1`, as in OpenAI's own SDK."""
+
+
+class OpenAIAdapter:
+    """Talks to one OpenAI-compatible endpoint over one pooled session."""
+
+    def __init__(self, settings: OpenAISettings) -> None:
+        self._id = settings.id
+        base_url = (settings.base_url or DEFAULT_BASE_URL).rstrip("/")
+        self._chat_url = f"{base_url}/chat/completions"
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if settings.api_key is not None:
+            headers["Authorization"] = f"Bearer {settings.api_key.get_secret_value()}"
+        headers.update(settings.headers)
+        self._headers = headers
+        self._stream_headers = {**headers, "Accept": "text/event-stream"}
+        self._http = UpstreamHTTP(
+            settings.id,
+            connect_timeout_s=settings.connect_timeout_s,
+            max_connections=settings.max_connections,
+        )
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    async def chat(self, request: ChatRequest, model: str, *, timeout_s: float) -> ChatCompletion:
+        body = build_chat_body(request, model)
+        async with self._http.post(
+            self._chat_url, body, self._headers, timeout_s=timeout_s, is_streaming=False
+        ) as response:
+            payload = await response.read()
+            if response.status != 200:
+                raise error_from_response(
+                    response.status,
+                    payload,
+                    provider=self._id,
+                    retry_after=response.headers.get("Retry-After"),
+                )
+        return parse_chat_response(payload, self._id)
+
+    async def chat_stream(
+        self, request: ChatRequest, model: str, *, timeout_s: float
+    ) -> AsyncGenerator[ChatCompletionChunk, None]:
+        body = build_chat_body(request, model)
+        parser = OpenAIStreamParser(self._id)
+        async with self._http.post(
+            self._chat_url, body, self._stream_headers, timeout_s=timeout_s, is_streaming=True
+        ) as response:
+            if response.status != 200:
+                raise error_from_response(
+                    response.status,
+                    await response.read(),
+                    provider=self._id,
+                    retry_after=response.headers.get("Retry-After"),
+                )
+            async for event in iter_sse(response.content):
+                chunk = parser.feed(event.data)
+                if chunk is None:
+                    break
+                yield chunk
+            parser.finish()
+
+    async def close(self) -> None:
+        await self._http.close()
+
+
+def create_adapter(settings: ProviderSettings) -> ProviderAdapter:
+    if not isinstance(settings, OpenAISettings):
+        raise TypeError(f"expected OpenAISettings, got {type(settings).__name__}")
+    return OpenAIAdapter(settings)

@@ -1,0 +1,1 @@
+"""Which provider answers: public model names → targets, strategies, breakers, retries."""

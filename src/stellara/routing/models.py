@@ -1,0 +1,55 @@
+"""The public model table: each public name and the provider targets behind it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from stellara.config.models import ModelConfig
+from stellara.errors import ModelNotFoundError, PermissionDeniedError
+from stellara.pipeline.auth import Principal
+from stellara.providers.base import ProviderAdapter
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One provider and the model name it knows the public model by."""
+
+    adapter: ProviderAdapter
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
+class PublicModel:
+    name: str
+    targets: tuple[Target, ...]
+
+
+class ModelTable:
+    """Resolves a public model name for a principal."""
+
+    def __init__(
+        self, models: Iterable[ModelConfig], adapters: Mapping[str, ProviderAdapter]
+    ) -> None:
+        self._models = {
+            m.name: PublicModel(
+                m.name, tuple(Target(adapters[t.provider], t.model) for t in m.targets)
+            )
+            for m in models
+        }
+
+    def resolve(self, principal: Principal, name: str) -> PublicModel:
+        """The public model `name`; 404 if unknown, 403 if the key may not use it."""
+        model = self._models.get(name)
+        if model is None:
+            raise ModelNotFoundError(
+                f"The model {name!r} does not exist or you do not have access to it.",
+                param="model",
+            )
+        if not principal.may_use(name):
+            raise PermissionDeniedError(f"This key may not use the model {name!r}.", param="model")
+        return model
+
+    def visible_to(self, principal: Principal) -> list[str]:
+        """The public model names `principal` may use, in config order."""
+        return [name for name in self._models if principal.may_use(name)]

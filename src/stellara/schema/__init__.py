@@ -1,0 +1,1 @@
+"""Canonical types: the OpenAI-shaped models every part of the gateway speaks."""

@@ -1,0 +1,321 @@
+"""OpenAI Chat Completions request, response and stream chunk, as msgspec structs.
+
+These are the canonical form inside the gateway: inbound dialects are translated to them and
+provider adapters translate from them. msgspec rather than pydantic because they sit on the hot
+path (decode + encode of every request and every stream chunk). Parts the gateway never
+interprets (logprobs, annotations, audio) stay `msgspec.Raw`: typed as "opaque JSON", relayed
+byte for byte.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, Raw, Struct, UnsetType
+
+# Opaque JSON the gateway relays untouched; absent stays absent (msgspec cannot put `Raw` in a
+# union with `None`, so "absent" is UNSET and an explicit null is kept as raw `null`).
+OpaqueJSON = Raw | UnsetType
+
+# Constant fields such as `object` and `type` have no default on purpose: `omit_defaults`
+# would drop them from the output, and clients rely on seeing them.
+
+# ---------------------------------------------------------------- request: message content
+
+
+class ImageURL(Struct, omit_defaults=True):
+    url: str
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class TextPart(Struct, tag_field="type", tag="text", omit_defaults=True):
+    text: str
+
+
+class ImagePart(Struct, tag_field="type", tag="image_url", omit_defaults=True):
+    image_url: ImageURL
+
+
+class InputAudio(Struct):
+    data: str
+    format: str
+
+
+class AudioPart(Struct, tag_field="type", tag="input_audio", omit_defaults=True):
+    input_audio: InputAudio
+
+
+class FileRef(Struct, omit_defaults=True):
+    file_id: str | None = None
+    file_data: str | None = None
+    filename: str | None = None
+
+
+class FilePart(Struct, tag_field="type", tag="file", omit_defaults=True):
+    file: FileRef
+
+
+class RefusalPart(Struct, tag_field="type", tag="refusal", omit_defaults=True):
+    refusal: str
+
+
+UserContentPart = TextPart | ImagePart | AudioPart | FilePart
+AssistantContentPart = TextPart | RefusalPart
+
+# ---------------------------------------------------------------- request: tools
+
+
+class FunctionCall(Struct):
+    name: str
+    arguments: str
+
+
+class ToolCall(Struct):
+    id: str
+    type: Literal["function"]
+    function: FunctionCall
+
+
+class FunctionDefinition(Struct, omit_defaults=True):
+    name: Annotated[str, Meta(min_length=1, max_length=64)]
+    description: str | None = None
+    # A JSON Schema: free-form by definition, relayed as given.
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class Tool(Struct):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class ToolChoiceFunction(Struct):
+    name: str
+
+
+class NamedToolChoice(Struct):
+    type: Literal["function"]
+    function: ToolChoiceFunction
+
+
+ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
+
+# ---------------------------------------------------------------- request: messages
+
+
+class SystemMessage(Struct, tag_field="role", tag="system", omit_defaults=True):
+    content: str | list[TextPart]
+    name: str | None = None
+
+
+class DeveloperMessage(Struct, tag_field="role", tag="developer", omit_defaults=True):
+    content: str | list[TextPart]
+    name: str | None = None
+
+
+class UserMessage(Struct, tag_field="role", tag="user", omit_defaults=True):
+    content: str | list[UserContentPart]
+    name: str | None = None
+
+
+class AssistantMessage(Struct, tag_field="role", tag="assistant", omit_defaults=True):
+    content: str | list[AssistantContentPart] | None = None
+    name: str | None = None
+    refusal: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    audio: OpaqueJSON = UNSET
+    function_call: FunctionCall | None = None
+
+
+class ToolMessage(Struct, tag_field="role", tag="tool", omit_defaults=True):
+    content: str | list[TextPart]
+    tool_call_id: str
+
+
+class FunctionMessage(Struct, tag_field="role", tag="function", omit_defaults=True):
+    """Deprecated by OpenAI in favour of tool messages; still accepted and relayed."""
+
+    content: str | None
+    name: str
+
+
+Message = (
+    SystemMessage
+    | DeveloperMessage
+    | UserMessage
+    | AssistantMessage
+    | ToolMessage
+    | FunctionMessage
+)
+
+# ---------------------------------------------------------------- request
+
+
+class JSONSchemaFormat(Struct, omit_defaults=True):
+    name: str
+    description: str | None = None
+    schema: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class ResponseFormat(Struct, omit_defaults=True):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JSONSchemaFormat | None = None
+
+
+class StreamOptions(Struct, omit_defaults=True):
+    include_usage: bool | None = None
+
+
+Temperature = Annotated[float, Meta(ge=0, le=2)]
+Penalty = Annotated[float, Meta(ge=-2, le=2)]
+PositiveInt = Annotated[int, Meta(ge=1)]
+
+
+class ChatRequest(Struct, omit_defaults=True):
+    """An OpenAI Chat Completions request. Unknown fields are ignored, as OpenAI's SDK adds
+    new ones faster than any gateway; the known ones are validated by type and range."""
+
+    model: Annotated[str, Meta(min_length=1)]
+    messages: Annotated[list[Message], Meta(min_length=1)]
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+    temperature: Temperature | None = None
+    top_p: Annotated[float, Meta(ge=0, le=1)] | None = None
+    n: PositiveInt | None = None
+    stop: str | list[str] | None = None
+    max_tokens: PositiveInt | None = None
+    max_completion_tokens: PositiveInt | None = None
+    presence_penalty: Penalty | None = None
+    frequency_penalty: Penalty | None = None
+    logit_bias: dict[str, float] | None = None
+    logprobs: bool | None = None
+    top_logprobs: Annotated[int, Meta(ge=0, le=20)] | None = None
+    seed: int | None = None
+    user: str | None = None
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+    reasoning_effort: str | None = None
+    verbosity: str | None = None
+    service_tier: str | None = None
+    store: bool | None = None
+    metadata: dict[str, str] | None = None
+    modalities: list[str] | None = None
+    audio: OpaqueJSON = UNSET
+    prediction: OpaqueJSON = UNSET
+    web_search_options: OpaqueJSON = UNSET
+    prompt_cache_key: str | None = None
+    safety_identifier: str | None = None
+
+    @property
+    def is_streaming(self) -> bool:
+        return bool(self.stream)
+
+    @property
+    def wants_stream_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+
+# ---------------------------------------------------------------- response
+
+
+class PromptTokensDetails(Struct, omit_defaults=True):
+    cached_tokens: int | None = None
+    audio_tokens: int | None = None
+
+
+class CompletionTokensDetails(Struct, omit_defaults=True):
+    reasoning_tokens: int | None = None
+    audio_tokens: int | None = None
+    accepted_prediction_tokens: int | None = None
+    rejected_prediction_tokens: int | None = None
+
+
+class Usage(Struct, omit_defaults=True):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    prompt_tokens_details: PromptTokensDetails | None = None
+    completion_tokens_details: CompletionTokensDetails | None = None
+
+
+class ResponseMessage(Struct, omit_defaults=True):
+    role: Literal["assistant"]
+    content: str | None
+    refusal: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    annotations: OpaqueJSON = UNSET
+    audio: OpaqueJSON = UNSET
+    function_call: FunctionCall | None = None
+
+
+FinishReason = str  # "stop" | "length" | "tool_calls" | "content_filter" | "function_call"
+
+
+class Choice(Struct):
+    index: int
+    message: ResponseMessage
+    finish_reason: FinishReason | None = None
+    logprobs: OpaqueJSON = UNSET
+
+
+class ChatCompletion(Struct, omit_defaults=True):
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: Usage | None = None
+    system_fingerprint: str | None = None
+    service_tier: str | None = None
+
+
+# ---------------------------------------------------------------- stream chunk
+
+
+class FunctionCallDelta(Struct, omit_defaults=True):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ToolCallDelta(Struct, omit_defaults=True):
+    index: int
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: FunctionCallDelta | None = None
+
+
+class Delta(Struct, omit_defaults=True):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+    refusal: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
+    function_call: FunctionCallDelta | None = None
+
+
+class ChunkChoice(Struct):
+    index: int
+    delta: Delta
+    finish_reason: FinishReason | None = None
+    logprobs: OpaqueJSON = UNSET
+
+
+class ChatCompletionChunk(Struct, omit_defaults=True):
+    id: str
+    object: Literal["chat.completion.chunk"]
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    usage: Usage | None = None
+    system_fingerprint: str | None = None
+    service_tier: str | None = None
+
+
+# ---------------------------------------------------------------- codecs
+
+request_decoder = msgspec.json.Decoder(ChatRequest)
+completion_decoder = msgspec.json.Decoder(ChatCompletion)
+chunk_decoder = msgspec.json.Decoder(ChatCompletionChunk)

@@ -1,0 +1,88 @@
+"""`create_app(config)`: build every part of one gateway and the aiohttp app that serves it.
+
+Nothing lives at module level: tests build as many apps as they like in one process.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from stellara._clock import Clock, SystemClock
+from stellara.config.models import StellaraConfig
+from stellara.errors import MethodNotAllowedError, RouteNotFoundError
+from stellara.pipeline.auth import Authenticator
+from stellara.pipeline.gateway import Gateway
+from stellara.providers import create_adapter
+from stellara.routing.models import ModelTable
+from stellara.server import openapi, routes_health
+from stellara.server.errors import error_response
+from stellara.server.routes_openai import OpenAIRoutes
+from stellara.telemetry.events import EventBus
+
+logger = logging.getLogger(__name__)
+
+GATEWAY = web.AppKey("gateway", Gateway)
+AUTH = web.AppKey("auth", Authenticator)
+EVENTS = web.AppKey("events", EventBus)
+CONFIG = web.AppKey("config", StellaraConfig)
+
+
+def create_app(
+    config: StellaraConfig, *, clock: Clock | None = None, events: EventBus | None = None
+) -> web.Application:
+    """The gateway for `config`, ready to be served. Provider pools close on app cleanup."""
+    events = events or EventBus()
+    clock = clock or SystemClock()
+    adapters = {p.id: create_adapter(p) for p in config.providers}
+    gateway = Gateway(ModelTable(config.models, adapters), events, clock)
+    master_key = config.server.master_key.get_secret_value() if config.server.master_key else None
+    auth = Authenticator(master_key, config.keys)
+
+    # aiohttp enforces the body limit itself for bodies without a Content-Length; the routes
+    # turn its error into the OpenAI error body. The slack keeps its limit from firing first.
+    app = web.Application(client_max_size=config.server.max_body_bytes + 1)
+    app[GATEWAY] = gateway
+    app[AUTH] = auth
+    app[EVENTS] = events
+    app[CONFIG] = config
+
+    OpenAIRoutes(
+        gateway,
+        auth,
+        max_body_bytes=config.server.max_body_bytes,
+        timeout_s=config.resilience.timeout_s,
+    ).register(app)
+    routes_health.register(app)
+    openapi.register(app)
+    app.router.add_route("*", "/{tail:.*}", _not_found)
+
+    async def close_adapters(_: web.Application) -> None:
+        for adapter in adapters.values():
+            await adapter.close()
+
+    app.on_cleanup.append(close_adapters)
+    return app
+
+
+async def _not_found(request: web.Request) -> web.Response:
+    """Unknown routes and wrong methods answer in the OpenAI error format, never HTML."""
+    allowed = _allowed_methods(request)
+    if allowed:
+        error = MethodNotAllowedError(
+            f"Method {request.method} is not allowed on {request.path}; use {', '.join(allowed)}."
+        )
+        return error_response(error, {"Allow": ", ".join(allowed)})
+    return error_response(RouteNotFoundError(f"Unknown route {request.method} {request.path}."))
+
+
+def _allowed_methods(request: web.Request) -> list[str]:
+    methods: set[str] = set()
+    for resource in request.app.router.resources():
+        if resource.canonical == "/{tail}":
+            continue
+        match = resource.get_info().get("path") or resource.canonical
+        if match == request.path:
+            methods.update(route.method for route in resource)
+    return sorted(methods - {"HEAD"})

@@ -1,0 +1,52 @@
+"""Stellara errors → HTTP error responses in the OpenAI dialect (DESIGN §3)."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import msgspec
+from aiohttp import web
+
+from stellara import _json
+from stellara.errors import InvalidRequestError, RateLimitedError, StellaraError
+
+_JSON = "application/json"
+_PATH = re.compile(r" - at `\$\.?([^`]*)`$")
+
+
+def openai_error_body(error: StellaraError) -> bytes:
+    """`{"error": {"message", "type", "param", "code"}}` as OpenAI sends it."""
+    return _json.dumps(
+        {
+            "error": {
+                "message": error.message,
+                "type": error.error_type,
+                "param": error.param,
+                "code": error.code,
+            }
+        }
+    )
+
+
+def error_response(error: StellaraError, headers: dict[str, str] | None = None) -> web.Response:
+    """The HTTP response for `error`, with `Retry-After` when the client should wait."""
+    out = {"Content-Type": _JSON}
+    if headers:
+        out.update(headers)
+    retry_after = getattr(error, "retry_after_s", None)
+    if isinstance(error, RateLimitedError) or (retry_after and error.status_code == 429):
+        out["Retry-After"] = str(max(1, math.ceil(retry_after or 1)))
+    return web.Response(status=error.status_code, body=openai_error_body(error), headers=out)
+
+
+def invalid_json(exc: msgspec.DecodeError) -> InvalidRequestError:
+    """A 400 for a body that is not valid JSON or not the expected shape, naming the field."""
+    text = str(exc)
+    match = _PATH.search(text)
+    param = match.group(1) if match else None
+    if isinstance(exc, msgspec.ValidationError):
+        message = _PATH.sub("", text)
+        where = f" at '{param}'" if param else ""
+        return InvalidRequestError(f"Invalid request body{where}: {message}", param=param)
+    return InvalidRequestError(f"The request body is not valid JSON: {text}")

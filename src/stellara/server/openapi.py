@@ -1,0 +1,179 @@
+"""The API's own description (`GET /openapi.json`) and a page that renders it (`GET /docs`).
+
+Schemas come from the very msgspec structs that decode requests, so the description cannot
+drift from what the server accepts.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from stellara import __version__, _json
+from stellara.schema.chat import ChatCompletion, ChatCompletionChunk, ChatRequest
+
+
+class ErrorDetail(msgspec.Struct):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorBody(msgspec.Struct):
+    """The OpenAI error body every OpenAI-dialect route answers errors with."""
+
+    error: ErrorDetail
+
+
+class ModelEntry(msgspec.Struct):
+    id: str
+    object: str
+    created: int
+    owned_by: str
+
+
+class ModelList(msgspec.Struct):
+    object: str
+    data: list[ModelEntry]
+
+
+class HealthStatus(msgspec.Struct):
+    status: str
+
+
+class Readiness(msgspec.Struct):
+    status: str
+    checks: dict[str, dict[str, Any]]
+
+
+_SCHEMAS = (
+    ChatRequest,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ErrorBody,
+    ModelList,
+    HealthStatus,
+    Readiness,
+)
+_ERRORS = {
+    "400": "Invalid request",
+    "401": "Missing or invalid API key",
+    "403": "The key may not use this model",
+    "404": "Unknown model",
+    "413": "Body larger than server.max_body_bytes",
+    "429": "Rate limited (see Retry-After)",
+    "502": "Provider error after all attempts",
+    "503": "No healthy provider",
+    "504": "Timed out",
+}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json_content(name: str) -> dict[str, Any]:
+    return {"application/json": {"schema": _ref(name)}}
+
+
+def _errors() -> dict[str, Any]:
+    return {
+        code: {"description": text, "content": _json_content("ErrorBody")}
+        for code, text in _ERRORS.items()
+    }
+
+
+def build_openapi() -> dict[str, Any]:
+    """The OpenAPI 3.1 document of every route."""
+    _, components = msgspec.json.schema_components(
+        _SCHEMAS, ref_template="#/components/schemas/{name}"
+    )
+    bearer: list[dict[str, list[str]]] = [{"bearer": []}]
+    chat_ok = {
+        "description": "A chat.completion, or with `stream: true` an SSE stream of "
+        "chat.completion.chunk events ending with `data: [DONE]`",
+        "content": {
+            **_json_content("ChatCompletion"),
+            "text/event-stream": {"schema": _ref("ChatCompletionChunk")},
+        },
+    }
+    paths: dict[str, Any] = {
+        "/v1/chat/completions": {
+            "post": {
+                "summary": "OpenAI Chat Completions",
+                "security": bearer,
+                "requestBody": {"required": True, "content": _json_content("ChatRequest")},
+                "responses": {"200": chat_ok, **_errors()},
+            }
+        },
+        "/v1/models": {
+            "get": {
+                "summary": "The public models this key may use",
+                "security": bearer,
+                "responses": {
+                    "200": {"description": "Model list", "content": _json_content("ModelList")},
+                    "401": _errors()["401"],
+                },
+            }
+        },
+        "/healthz": {
+            "get": {
+                "summary": "Liveness",
+                "responses": {
+                    "200": {"description": "Up", "content": _json_content("HealthStatus")}
+                },
+            }
+        },
+        "/readyz": {
+            "get": {
+                "summary": "Readiness",
+                "responses": {
+                    "200": {"description": "Ready", "content": _json_content("Readiness")},
+                    "503": {"description": "Not ready", "content": _json_content("Readiness")},
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "responses": {"200": {"description": "OpenAPI 3.1"}},
+            }
+        },
+        "/docs": {
+            "get": {
+                "summary": "This document as a web page",
+                "responses": {"200": {"description": "HTML"}},
+            }
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Stellara",
+            "version": __version__,
+            "description": "An AI gateway speaking the OpenAI and Anthropic APIs.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+def register(app: web.Application) -> None:
+    document = _json.dumps(build_openapi())
+    page = resources.files("stellara.server").joinpath("docs.html").read_bytes()
+
+    async def openapi_json(request: web.Request) -> web.Response:
+        return web.Response(body=document, content_type="application/json")
+
+    async def docs(request: web.Request) -> web.Response:
+        return web.Response(body=page, content_type="text/html", charset="utf-8")
+
+    app.router.add_get("/openapi.json", openapi_json)
+    app.router.add_get("/docs", docs)

@@ -1,0 +1,93 @@
+"""Run a gateway app until SIGINT/SIGTERM, then drain in-flight requests and close pools."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from aiohttp import log as aiohttp_log
+from aiohttp import web
+
+from stellara.config.loader import load_config
+from stellara.config.models import StellaraConfig
+from stellara.server.app import create_app
+
+SHUTDOWN_GRACE_S = 30.0
+
+
+def run_loop(main: Callable[[], Awaitable[None]]) -> None:
+    """Run `main` on uvloop where it is installed (markedly faster), else on asyncio's loop."""
+    try:
+        import uvloop  # optional accelerator, absent on Windows
+    except ImportError:
+        asyncio.run(main())  # type: ignore[arg-type]
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())  # type: ignore[arg-type]
+
+
+async def serve(
+    config: StellaraConfig,
+    *,
+    host: str,
+    port: int,
+    reuse_port: bool = False,
+    on_ready: Callable[[int], None] | None = None,
+) -> None:
+    """Serve `config` on host:port until a stop signal; `on_ready` gets the bound port."""
+    app = create_app(config)
+    # aiohttp's access log costs ~10 % of throughput; it is opt-in.
+    access_log = aiohttp_log.access_logger if config.server.access_log else None
+    runner = web.AppRunner(
+        app, access_log=access_log, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_S
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_port=reuse_port, backlog=1024)
+    await site.start()
+    if on_ready is not None:
+        on_ready(_bound_port(runner, port))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def _bound_port(runner: web.AppRunner, requested: int) -> int:
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    return requested
+
+
+def serve_workers(config_path: Path, *, host: str, port: int, workers: int) -> None:
+    """Run `workers` processes sharing one port (SO_REUSEPORT); the kernel spreads connections."""
+    context = multiprocessing.get_context("spawn")
+    processes = [
+        context.Process(target=_worker_main, args=(str(config_path), host, port), daemon=False)
+        for _ in range(workers)
+    ]
+    for process in processes:
+        process.start()
+
+    def forward(signum: int, _frame: object) -> None:
+        for process in processes:
+            if process.pid is not None and process.is_alive():
+                os.kill(process.pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for process in processes:
+        process.join()
+
+
+def _worker_main(config_path: str, host: str, port: int) -> None:
+    config = load_config(config_path)
+    run_loop(lambda: serve(config, host=host, port=port, reuse_port=True))

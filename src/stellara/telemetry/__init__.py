@@ -1,0 +1,1 @@
+"""What the gateway tells the outside world: events, metrics, logs."""
