@@ -10,6 +10,7 @@ from aiohttp import web
 
 from stellara import _json
 from stellara.errors import InvalidRequestError, RateLimitedError, StellaraError
+from stellara.schema.chat import ChatRequest, request_decoder
 
 _JSON = "application/json"
 _PATH = re.compile(r" - at `\$\.?([^`]*)`$")
@@ -38,6 +39,20 @@ def error_response(error: StellaraError, headers: dict[str, str] | None = None) 
     if isinstance(error, RateLimitedError) or (retry_after and error.status_code == 429):
         out["Retry-After"] = str(max(1, math.ceil(retry_after or 1)))
     return web.Response(status=error.status_code, body=openai_error_body(error), headers=out)
+
+
+def decode_chat_request(body: bytes) -> ChatRequest:
+    """The typed request in `body`, or a 400 naming what is wrong."""
+    try:
+        return request_decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        raise invalid_json(exc) from exc
+    except UnicodeDecodeError as exc:
+        raise InvalidRequestError("The request body is not valid UTF-8 JSON.") from exc
+
+
+def internal_error(request_id: str) -> StellaraError:
+    return StellaraError(f"Internal error; the gateway log has the details of {request_id}.")
 
 
 def invalid_json(exc: msgspec.DecodeError) -> InvalidRequestError:

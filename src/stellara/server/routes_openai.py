@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 
-import msgspec
 from aiohttp import web
 
 from stellara import _json
@@ -12,8 +11,13 @@ from stellara.errors import StellaraError, UpstreamError
 from stellara.pipeline.auth import Authenticator
 from stellara.pipeline.context import RequestContext
 from stellara.pipeline.gateway import ChunkStream, Gateway
-from stellara.schema.chat import ChatRequest, request_decoder
-from stellara.server.errors import error_response, invalid_json, openai_error_body
+from stellara.schema.chat import ChatRequest
+from stellara.server.errors import (
+    decode_chat_request,
+    error_response,
+    internal_error,
+    openai_error_body,
+)
 from stellara.server.request import (
     ATTEMPTS,
     CACHE,
@@ -55,10 +59,7 @@ class OpenAIRoutes:
         try:
             principal = self._auth.authenticate(bearer_token(request))
             body = await read_body(request, self._max_body_bytes)
-            try:
-                chat = request_decoder.decode(body)
-            except msgspec.DecodeError as exc:
-                raise invalid_json(exc) from exc
+            chat = decode_chat_request(body)
             now = self._gateway.clock.monotonic()
             ctx = RequestContext(request_id, principal, now, now + self._timeout_s)
             if chat.is_streaming:
@@ -66,6 +67,9 @@ class OpenAIRoutes:
             completion = await self._gateway.complete(ctx, chat)
         except StellaraError as exc:
             return error_response(exc, _headers(request_id, ctx))
+        except Exception:  # the HTTP boundary: a bug answers 500 and is logged, never a hang
+            logger.exception("unexpected error in request %s", request_id)
+            return error_response(internal_error(request_id), _headers(request_id, ctx))
         return web.Response(body=_json.encode(completion), headers=_headers(request_id, ctx, True))
 
     async def _stream(

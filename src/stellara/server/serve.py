@@ -45,15 +45,15 @@ async def serve(
     runner = web.AppRunner(
         app, access_log=access_log, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_S
     )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before announcing: a stop may follow at once
+        loop.add_signal_handler(sig, stop.set)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_port=reuse_port, backlog=1024)
     await site.start()
     if on_ready is not None:
         on_ready(_bound_port(runner, port))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     try:
         await stop.wait()
     finally:

@@ -1,0 +1,109 @@
+"""Fixtures shared by the HTTP-level tests: a real simulator and real gateways on sockets."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from stellara.config import check_config
+from stellara.server import create_app
+from stellara.sim import RunningSimulator, SimConfig, start_simulator
+
+UPSTREAM_KEY = "sk-upstream-SECRET-0123456789abcdef"
+USER_KEY = "sk-test-user-key-0001"
+LIMITED_KEY = "sk-test-limited-key-0002"
+MASTER_KEY = "sk-test-master-key-9999"
+
+
+@dataclass
+class RunningGateway:
+    """A gateway app served on a real loopback port."""
+
+    url: str
+    app: web.Application
+    runner: web.AppRunner
+
+    @property
+    def base_url(self) -> str:
+        """What an OpenAI SDK takes as `base_url`."""
+        return f"{self.url}/v1"
+
+
+def gateway_config(sim_url: str, **overrides: Any) -> dict[str, Any]:
+    """A config routing `test-model` (and a few others) to the simulator."""
+    config: dict[str, Any] = {
+        "server": {"master_key": MASTER_KEY, "max_body_bytes": 64 * 1024},
+        "providers": [
+            {"id": "sim", "type": "openai", "base_url": f"{sim_url}/v1", "api_key": UPSTREAM_KEY}
+        ],
+        "models": [
+            {"name": "test-model", "targets": [{"provider": "sim", "model": "gpt-4o-mini"}]},
+            {"name": "other-model", "targets": [{"provider": "sim", "model": "gpt-4o"}]},
+        ],
+        "keys": [
+            {"key": USER_KEY, "user": "alice"},
+            {"key": LIMITED_KEY, "user": "bob", "models": ["other-model"]},
+        ],
+    }
+    config.update(overrides)
+    return config
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[RunningSimulator]:
+    simulator = await start_simulator(SimConfig())
+    yield simulator
+    await simulator.close()
+
+
+StartGateway = Callable[..., Awaitable[RunningGateway]]
+
+
+@pytest.fixture
+async def start_gateway() -> AsyncIterator[StartGateway]:
+    """Start gateways from config dicts; all are stopped at the end of the test."""
+    runners: list[web.AppRunner] = []
+
+    async def start(raw: dict[str, Any]) -> RunningGateway:
+        app = create_app(check_config(raw))
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        runners.append(runner)
+        port = runner.addresses[0][1]
+        return RunningGateway(f"http://127.0.0.1:{port}", app, runner)
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def gateway(sim: RunningSimulator, start_gateway: StartGateway) -> RunningGateway:
+    return await start_gateway(gateway_config(sim.url))
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def set_faults(sim: RunningSimulator, *faults: dict[str, Any]) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{sim.url}/_sim/faults", json={"faults": list(faults)}) as response,
+    ):
+        assert response.status == 200, await response.text()
+
+
+async def upstream_requests(sim: RunningSimulator) -> list[dict[str, Any]]:
+    async with aiohttp.ClientSession() as session, session.get(f"{sim.url}/_sim/requests") as r:
+        body: dict[str, Any] = await r.json()
+    return list(body["requests"])
