@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 # `${VAR}` is not a valid plain YAML scalar inside a flow mapping (`{api_key: ${KEY}}`), so each
 # reference becomes a placeholder before parsing, and the value goes in after: substituting the
 # text first would also let a value's `:` or `#` change the document's structure.
-_PLACEHOLDER = re.compile(r"__stellara_env_(\d+)__")
+# The placeholder carries a per-parse nonce, so text that merely looks like one stays text.
 
 
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> StellaraConfig:
@@ -43,10 +44,11 @@ def parse_config(
 ) -> StellaraConfig:
     """Parse YAML text into a checked config; raise `ConfigError` listing every problem."""
     references: list[tuple[str, str | None]] = []
+    nonce = secrets.token_hex(6)
 
     def to_placeholder(match: re.Match[str]) -> str:
         references.append((match.group(1), match.group(2)))
-        return f"__stellara_env_{len(references) - 1}__"
+        return f"__stellara_env_{nonce}_{len(references) - 1}__"
 
     try:
         raw = yaml.safe_load(_ENV_REF.sub(to_placeholder, text))
@@ -61,7 +63,8 @@ def parse_config(
         raise ConfigError([f"{source}: the top level must be a mapping of sections"])
     problems: list[str] = []
     env = os.environ if environ is None else environ
-    raw = _interpolate(raw, "", _Interpolation(references, env, problems))
+    placeholder = re.compile(rf"__stellara_env_{nonce}_(\d+)__")
+    raw = _interpolate(raw, "", _Interpolation(placeholder, references, env, problems))
     return check_config(raw, problems=problems)
 
 
@@ -70,13 +73,13 @@ def check_config(raw: dict[str, Any], *, problems: list[str] | None = None) -> S
     every problem (plus any in `problems` already found)."""
     problems = [] if problems is None else problems
     raw = dict(raw)
+    problems.extend(_cross_check(raw))
     raw["providers"] = _validate_providers(raw.get("providers", []), problems)
     config: StellaraConfig | None = None
     try:
         config = StellaraConfig.model_validate(raw)
     except ValidationError as exc:
         problems.extend(_describe(exc, prefix=""))
-    problems.extend(_cross_check(raw))
     if problems or config is None:
         raise ConfigError(problems)
     return config
@@ -85,10 +88,12 @@ def check_config(raw: dict[str, Any], *, problems: list[str] | None = None) -> S
 class _Interpolation:
     def __init__(
         self,
+        placeholder: re.Pattern[str],
         references: list[tuple[str, str | None]],
         environ: Mapping[str, str],
         problems: list[str],
     ) -> None:
+        self.placeholder = placeholder
         self.references = references
         self.environ = environ
         self.problems = problems
@@ -107,7 +112,7 @@ def _interpolate(value: Any, path: str, job: _Interpolation) -> Any:
             job.problems.append(f"{path or '<root>'}: environment variable {name} is not set")
             return ""
 
-        return _PLACEHOLDER.sub(substitute, value)
+        return job.placeholder.sub(substitute, value)
     if isinstance(value, dict):
         return {k: _interpolate(v, _join(path, k), job) for k, v in value.items()}
     if isinstance(value, list):
@@ -145,10 +150,10 @@ def _cross_check(raw: dict[str, Any]) -> list[str]:
     problems: list[str] = []
     provider_ids: set[str] = set()
     for i, provider in _entries(raw, "providers"):
-        pid = provider.id if isinstance(provider, ProviderSettings) else None
+        pid = provider.get("id") if isinstance(provider, dict) else None
         if pid in provider_ids:
             problems.append(f"providers[{i}].id: duplicate provider id {pid!r}")
-        if pid is not None:
+        if isinstance(pid, str):
             provider_ids.add(pid)
     model_names: set[str] = set()
     for i, model in _entries(raw, "models"):

@@ -33,7 +33,7 @@ class Authenticator:
     """Resolves bearer keys: the master key, and the static keys of the config."""
 
     def __init__(self, master_key: str | None, keys: Iterable[KeyConfig]) -> None:
-        self._master_key = master_key.encode() if master_key else None
+        self._master_digest = key_digest(master_key).encode() if master_key else None
         self._by_digest: dict[str, Principal] = {}
         for key in keys:
             digest = key_digest(key.key.get_secret_value())
@@ -53,13 +53,13 @@ class Authenticator:
         principal = self._by_digest.get(key_digest(token))
         if principal is not None:
             return principal
-        if self._master_key is not None and hmac.compare_digest(token.encode(), self._master_key):
+        if self.is_master(token):
             return Principal("admin", "master", None, is_master=True)
         raise AuthenticationError("Invalid API key.")
 
     def is_master(self, token: str | None) -> bool:
         return bool(
             token
-            and self._master_key is not None
-            and hmac.compare_digest(token.encode(), self._master_key)
+            and self._master_digest is not None
+            and hmac.compare_digest(key_digest(token).encode(), self._master_digest)
         )

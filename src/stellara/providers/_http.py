@@ -11,7 +11,11 @@ from contextlib import asynccontextmanager
 
 import aiohttp
 
-from stellara.errors import UpstreamTimeoutError, UpstreamUnavailableError
+from stellara.errors import UpstreamProtocolError, UpstreamTimeoutError, UpstreamUnavailableError
+
+# aiohttp refuses lines longer than twice its read buffer; one SSE event can carry a whole
+# answer (or an audio delta) on one line, so the buffer is sized for that.
+READ_BUFFER_BYTES = 4 * 1024 * 1024
 
 
 class UpstreamHTTP:
@@ -36,9 +40,8 @@ class UpstreamHTTP:
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
-                # The JSON is already encoded and decoded by typed codecs; skip aiohttp's own.
                 skip_auto_headers=("User-Agent",),
-                auto_decompress=True,
+                read_bufsize=READ_BUFFER_BYTES,
             )
         return self._session
 
@@ -75,6 +78,11 @@ class UpstreamHTTP:
         except aiohttp.ClientPayloadError as exc:
             raise UpstreamUnavailableError(
                 f"provider {provider!r} broke off its answer", provider=provider
+            ) from exc
+        except aiohttp.http_exceptions.HttpProcessingError as exc:
+            raise UpstreamProtocolError(
+                f"provider {provider!r} sent a malformed HTTP message: {type(exc).__name__}",
+                provider=provider,
             ) from exc
         except aiohttp.ClientError as exc:
             raise UpstreamUnavailableError(

@@ -9,7 +9,7 @@ import msgspec
 from aiohttp import web
 
 from stellara import _json
-from stellara.errors import InvalidRequestError, RateLimitedError, StellaraError
+from stellara.errors import InvalidRequestError, StellaraError
 from stellara.schema.chat import ChatRequest, request_decoder
 
 _JSON = "application/json"
@@ -35,9 +35,9 @@ def error_response(error: StellaraError, headers: dict[str, str] | None = None) 
     out = {"Content-Type": _JSON}
     if headers:
         out.update(headers)
-    retry_after = getattr(error, "retry_after_s", None)
-    if isinstance(error, RateLimitedError) or (retry_after and error.status_code == 429):
-        out["Retry-After"] = str(max(1, math.ceil(retry_after or 1)))
+    if error.status_code == 429:  # RFC 9110 integer seconds; clients need a number to wait for
+        retry_after = getattr(error, "retry_after_s", None) or 1
+        out["Retry-After"] = str(max(1, math.ceil(retry_after)))
     return web.Response(status=error.status_code, body=openai_error_body(error), headers=out)
 
 

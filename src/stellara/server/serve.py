@@ -76,6 +76,7 @@ def serve_workers(config_path: Path, *, host: str, port: int, workers: int) -> N
     ]
     for process in processes:
         process.start()
+    print(f"Stellara listening on http://{host}:{port} with {workers} workers", flush=True)
 
     def forward(signum: int, _frame: object) -> None:
         for process in processes:

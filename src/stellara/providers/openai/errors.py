@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import msgspec
 
 from stellara.errors import (
@@ -16,6 +18,7 @@ from stellara.errors import (
 from stellara.providers.openai.wire import OpenAIErrorDetail, error_body_decoder
 
 _MAX_RELAYED_MESSAGE = 500
+MAX_RETRY_AFTER_S = 3600.0  # a provider asking for longer is treated as asking for an hour
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -26,7 +29,9 @@ def parse_retry_after(value: str | None) -> float | None:
         seconds = float(value)
     except ValueError:
         return None
-    return seconds if seconds >= 0 else None
+    if not math.isfinite(seconds) or seconds < 0:
+        return None
+    return min(seconds, MAX_RETRY_AFTER_S)
 
 
 def error_from_response(
