@@ -16,6 +16,8 @@ StellaraError                     .status_code .error_type .code .param
 │   ├── UpstreamUnavailableError  5xx, connection refused or reset (502)
 │   ├── UpstreamRateLimitedError  provider said 429; .retry_after_s
 │   ├── UpstreamBadRequestError   provider refused the request (relayed as 400)
+│   │   ├── ContextWindowExceededError  the prompt is too long for the model (fall back to a larger one)
+│   │   └── ContentFilterError    the provider's safety system blocked the prompt or the answer
 │   ├── UpstreamAuthError         the provider rejected the gateway's credentials (502)
 │   ├── UpstreamNotFoundError     the provider knows no such model or route: a config error (502)
 │   └── UpstreamProtocolError     malformed body or broken stream (502)
@@ -162,6 +164,18 @@ class UpstreamBadRequestError(UpstreamError):
     error_type = "invalid_request_error"
     code = "upstream_bad_request"
     is_retryable = False
+
+
+class ContextWindowExceededError(UpstreamBadRequestError):
+    """Not retryable on the same model, but a model with a larger context may take it."""
+
+    code = "context_length_exceeded"
+
+
+class ContentFilterError(UpstreamBadRequestError):
+    """The provider's safety system blocked the prompt or the answer."""
+
+    code = "content_filter"
 
 
 class UpstreamAuthError(UpstreamError):

@@ -9,7 +9,8 @@ Control routes (not part of any provider's API):
   lower-cased and ``body`` is the parsed JSON, or ``null`` when the body was not JSON.
 * ``POST /_sim/reset`` removes the fault rules and the recorded requests.
 
-Every other path is a model request, answered in the OpenAI wire format.
+Every other path is a model request, answered in the wire format of the first dialect that
+serves its path (OpenAI's for any path no other dialect claims).
 """
 
 from __future__ import annotations
@@ -39,8 +40,12 @@ _SHUTDOWN_TIMEOUT_S = 2.0
 class SimDialect(Protocol):
     """A provider wire format the simulator can speak."""
 
-    def peek(self, raw: bytes) -> tuple[str | None, bool]:
-        """Return ``(model, is_stream)`` of a request body, or ``(None, False)`` if unreadable."""
+    def serves(self, path: str) -> bool:
+        """Whether requests to ``path`` are in this format."""
+        ...
+
+    def peek(self, path: str, raw: bytes) -> tuple[str | None, bool]:
+        """Return ``(model, is_stream)`` of a request, or ``(None, False)`` if unreadable."""
         ...
 
     def error_body(self, status: int) -> bytes:
@@ -82,17 +87,19 @@ class _Simulator:
         self.config = config
         self.faults = FaultBook(config.faults)
         self.recorded: deque[_Recorded] = deque(maxlen=RECORDED_REQUESTS)
-        self.dialect: SimDialect = OpenAISim(config)
+        # First match wins; the OpenAI format, last, answers every other path.
+        self.dialects: tuple[SimDialect, ...] = (OpenAISim(config),)
         self.stopping = asyncio.Event()
         self._latency_s = config.latency_ms / 1000
 
     async def serve(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         self.recorded.append(_Recorded(request.method, request.rel_url, request.headers, raw))
-        dialect = self.dialect
+        path = request.path
+        dialect = next(d for d in self.dialects if d.serves(path))
         cut_after = None
         if self.faults:
-            model, is_stream = dialect.peek(raw)
+            model, is_stream = dialect.peek(path, raw)
             rule = self.faults.match(request.path, model)
             if rule is not None:
                 response = await enact(

@@ -233,7 +233,11 @@ class OpenAISim:
             {"object": "list", "data": [_model_object(model) for model in MODELS]}
         )
 
-    def peek(self, raw: bytes) -> tuple[str | None, bool]:
+    def serves(self, path: str) -> bool:
+        """Every path no other dialect claims is answered in the OpenAI format."""
+        return True
+
+    def peek(self, path: str, raw: bytes) -> tuple[str | None, bool]:
         """Return the request's ``(model, is_stream)`` for fault matching, tolerating bad input."""
         try:
             peeked = self._peek_decoder.decode(raw)
