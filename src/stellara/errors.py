@@ -16,7 +16,7 @@ StellaraError                     .status_code .error_type .code .param
 │   ├── UpstreamUnavailableError  5xx, connection refused or reset (502)
 │   ├── UpstreamRateLimitedError  provider said 429; .retry_after_s
 │   ├── UpstreamBadRequestError   provider refused the request (relayed as 400)
-│   │   ├── ContextWindowExceededError  the prompt is too long for the model (fall back to a larger one)
+│   │   ├── ContextWindowExceededError  prompt too long for the model (try a larger one)
 │   │   └── ContentFilterError    the provider's safety system blocked the prompt or the answer
 │   ├── UpstreamAuthError         the provider rejected the gateway's credentials (502)
 │   ├── UpstreamNotFoundError     the provider knows no such model or route: a config error (502)
