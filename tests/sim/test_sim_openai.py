@@ -432,7 +432,7 @@ async def test_chat_invalid_request_is_400_with_param(sim, http, body, param):
 
 
 async def test_chat_any_path_prefix_is_served(sim, http):
-    url = sim.url + "/openai/deployments/gpt/chat/completions?api-version=2024-10-21"
+    url = sim.url + "/proxy/llm/v1/chat/completions"
     status, body = await post(http, url, {"model": "m", "messages": USER})
     assert status == 200
     assert body["object"] == "chat.completion"

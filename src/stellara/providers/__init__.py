@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import NamedTuple
 
-from stellara.providers import openai
+from stellara.providers import azure, openai
 from stellara.providers.base import ProviderAdapter, ProviderSettings
 
 
@@ -23,6 +23,7 @@ class ProviderType(NamedTuple):
 _TYPES: Mapping[str, ProviderType] = MappingProxyType(
     {
         "openai": ProviderType(openai.OpenAISettings, openai.create_adapter),
+        "azure": ProviderType(azure.AzureSettings, azure.create_adapter),
     }
 )
 

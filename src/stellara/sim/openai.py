@@ -213,6 +213,14 @@ class _InvalidRequestError(Exception):
         self.param = param
 
 
+AZURE_PREFIX = "/openai/deployments/"
+
+
+def _azure_error(status: int, message: str) -> web.Response:
+    body = orjson.dumps({"error": {"code": str(status), "message": message}})
+    return web.Response(status=status, body=body, content_type="application/json")
+
+
 class OpenAISim:
     """Answers OpenAI-format requests for one simulator.
 
@@ -281,6 +289,8 @@ class OpenAISim:
         return _error(404, f"Invalid URL ({method} {path})")
 
     def _check_auth(self, request: web.Request) -> web.Response | None:
+        if request.path.startswith(AZURE_PREFIX):
+            return self._check_azure(request)
         authorization = request.headers.get("Authorization")
         if authorization is None or not authorization.startswith("Bearer "):
             message = (
@@ -291,6 +301,21 @@ class OpenAISim:
         if self._expected_auth is not None and authorization != self._expected_auth:
             key = _mask(authorization.removeprefix("Bearer "))
             return _error(401, f"Incorrect API key provided: {key}.", code="invalid_api_key")
+        return None
+
+    def _check_azure(self, request: web.Request) -> web.Response | None:
+        """Azure OpenAI: the same schema under a deployment path, an `api-key` header and a
+        required `api-version` query parameter, with Azure's own error wording."""
+        if "api-version" not in request.query:
+            return _azure_error(404, "Resource not found")
+        key = request.headers.get("api-key")
+        if key is None or (self._config.api_key is not None and key != self._config.api_key):
+            return _azure_error(
+                401,
+                "Access denied due to invalid subscription key or wrong API endpoint. Make sure "
+                "to provide a valid key for an active subscription and use a correct regional "
+                "API endpoint for your resource.",
+            )
         return None
 
     async def _chat(

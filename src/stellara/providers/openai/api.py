@@ -22,13 +22,11 @@ class OpenAISettings(ProviderSettings):
 class OpenAIAdapter:
     """Talks to one OpenAI-compatible endpoint over one pooled session."""
 
-    def __init__(self, settings: OpenAISettings) -> None:
+    def __init__(self, settings: ProviderSettings) -> None:
         self._id = settings.id
-        base_url = (settings.base_url or DEFAULT_BASE_URL).rstrip("/")
-        self._chat_url = f"{base_url}/chat/completions"
+        self._base_url = (settings.base_url or DEFAULT_BASE_URL).rstrip("/")
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if settings.api_key is not None:
-            headers["Authorization"] = f"Bearer {settings.api_key.get_secret_value()}"
+        headers.update(self._auth_headers(settings))
         headers.update(settings.headers)
         self._headers = headers
         self._stream_headers = {**headers, "Accept": "text/event-stream"}
@@ -42,10 +40,20 @@ class OpenAIAdapter:
     def id(self) -> str:
         return self._id
 
+    def _auth_headers(self, settings: ProviderSettings) -> dict[str, str]:
+        if settings.api_key is None:
+            return {}
+        return {"Authorization": f"Bearer {settings.api_key.get_secret_value()}"}
+
+    def _endpoint(self, model: str) -> tuple[str, str]:
+        """The chat URL for `model`, and the model name to put in the body."""
+        return f"{self._base_url}/chat/completions", model
+
     async def chat(self, request: ChatRequest, model: str, *, timeout_s: float) -> ChatCompletion:
-        body = build_chat_body(request, model)
+        url, wire_model = self._endpoint(model)
+        body = build_chat_body(request, wire_model)
         async with self._http.post(
-            self._chat_url, body, self._headers, timeout_s=timeout_s, is_streaming=False
+            url, body, self._headers, timeout_s=timeout_s, is_streaming=False
         ) as response:
             payload = await response.read()
             if response.status != 200:
@@ -60,10 +68,11 @@ class OpenAIAdapter:
     async def chat_stream(
         self, request: ChatRequest, model: str, *, timeout_s: float
     ) -> AsyncGenerator[ChatCompletionChunk, None]:
-        body = build_chat_body(request, model)
+        url, wire_model = self._endpoint(model)
+        body = build_chat_body(request, wire_model)
         parser = OpenAIStreamParser(self._id)
         async with self._http.post(
-            self._chat_url, body, self._stream_headers, timeout_s=timeout_s, is_streaming=True
+            url, body, self._stream_headers, timeout_s=timeout_s, is_streaming=True
         ) as response:
             if response.status != 200:
                 raise error_from_response(

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
 import msgspec
 
 from stellara.errors import (
+    ContentFilterError,
+    ContextWindowExceededError,
     UpstreamAuthError,
     UpstreamBadRequestError,
     UpstreamError,
@@ -15,23 +15,15 @@ from stellara.errors import (
     UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
+from stellara.providers._retry_after import parse_retry_after
 from stellara.providers.openai.wire import OpenAIErrorDetail, error_body_decoder
 
 _MAX_RELAYED_MESSAGE = 500
-MAX_RETRY_AFTER_S = 3600.0  # a provider asking for longer is treated as asking for an hour
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a `Retry-After` header (delta-seconds form; dates are rare upstream)."""
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None
-    if not math.isfinite(seconds) or seconds < 0:
-        return None
-    return min(seconds, MAX_RETRY_AFTER_S)
+# OpenAI's `context_length_exceeded`; Azure's `content_filter` (its prompt filter).
+_BAD_REQUEST_KINDS: dict[str, type[UpstreamBadRequestError]] = {
+    "context_length_exceeded": ContextWindowExceededError,
+    "content_filter": ContentFilterError,
+}
 
 
 def error_from_response(
@@ -45,9 +37,8 @@ def error_from_response(
     detail = _detail(body)
     if status in (400, 413, 422) and detail is not None:
         message = detail.message[:_MAX_RELAYED_MESSAGE] or f"provider {provider!r} refused it"
-        return UpstreamBadRequestError(
-            message, provider=provider, upstream_status=status, param=detail.param
-        )
+        kind = _BAD_REQUEST_KINDS.get(str(detail.code), UpstreamBadRequestError)
+        return kind(message, provider=provider, upstream_status=status, param=detail.param)
     if status == 429:
         return UpstreamRateLimitedError(
             f"provider {provider!r} is rate limiting the gateway",
