@@ -10,12 +10,18 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 import aiohttp
+from yarl import URL
 
 from stellara.errors import UpstreamProtocolError, UpstreamTimeoutError, UpstreamUnavailableError
 
 # aiohttp refuses lines longer than twice its read buffer; one SSE event can carry a whole
 # answer (or an audio delta) on one line, so the buffer is sized for that.
 READ_BUFFER_BYTES = 4 * 1024 * 1024
+
+
+def parse_url(url: str) -> URL:
+    """Parse once at start-up: aiohttp would otherwise re-parse a string URL per request."""
+    return URL(url, encoded=False)
 
 
 class UpstreamHTTP:
@@ -40,7 +46,6 @@ class UpstreamHTTP:
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
-                skip_auto_headers=("User-Agent",),
                 read_bufsize=READ_BUFFER_BYTES,
             )
         return self._session
@@ -48,7 +53,7 @@ class UpstreamHTTP:
     @asynccontextmanager
     async def post(
         self,
-        url: str,
+        url: URL,
         body: bytes,
         headers: Mapping[str, str],
         *,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 
-from stellara.providers._http import UpstreamHTTP
+from yarl import URL
+
+from stellara.providers._http import UpstreamHTTP, parse_url
 from stellara.providers._sse import iter_sse
 from stellara.providers.base import ProviderAdapter, ProviderSettings
 from stellara.providers.openai.chat import build_chat_body, parse_chat_response
@@ -25,6 +27,7 @@ class OpenAIAdapter:
     def __init__(self, settings: ProviderSettings) -> None:
         self._id = settings.id
         self._base_url = (settings.base_url or DEFAULT_BASE_URL).rstrip("/")
+        self._chat_url = parse_url(f"{self._base_url}/chat/completions")
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         headers.update(self._auth_headers(settings))
         headers.update(settings.headers)
@@ -45,9 +48,9 @@ class OpenAIAdapter:
             return {}
         return {"Authorization": f"Bearer {settings.api_key.get_secret_value()}"}
 
-    def _endpoint(self, model: str) -> tuple[str, str]:
+    def _endpoint(self, model: str) -> tuple[URL, str]:
         """The chat URL for `model`, and the model name to put in the body."""
-        return f"{self._base_url}/chat/completions", model
+        return self._chat_url, model
 
     async def chat(self, request: ChatRequest, model: str, *, timeout_s: float) -> ChatCompletion:
         url, wire_model = self._endpoint(model)
