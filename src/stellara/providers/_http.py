@@ -47,6 +47,8 @@ class UpstreamHTTP:
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 read_bufsize=READ_BUFFER_BYTES,
+                # Cookies a provider sets must not travel with other users' requests.
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._session
 
