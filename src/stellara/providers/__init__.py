@@ -5,25 +5,18 @@ Adding a provider touches its own folder and one line here; nothing else names i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import NamedTuple
 
-from stellara.providers import azure, openai
-from stellara.providers.base import ProviderAdapter, ProviderSettings
-
-
-class ProviderType(NamedTuple):
-    """How to validate a provider entry of one `type` and build its adapter."""
-
-    settings_model: type[ProviderSettings]
-    create: Callable[[ProviderSettings], ProviderAdapter]
-
+from stellara.providers import anthropic, azure, google, openai
+from stellara.providers.base import ProviderAdapter, ProviderSettings, ProviderType
 
 _TYPES: Mapping[str, ProviderType] = MappingProxyType(
     {
-        "openai": ProviderType(openai.OpenAISettings, openai.create_adapter),
-        "azure": ProviderType(azure.AzureSettings, azure.create_adapter),
+        "openai": openai.PROVIDER_TYPE,
+        "anthropic": anthropic.PROVIDER_TYPE,
+        "google": google.PROVIDER_TYPE,
+        "azure": azure.PROVIDER_TYPE,
     }
 )
 

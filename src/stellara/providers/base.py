@@ -8,12 +8,13 @@ of routing, limits or caching.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
-from typing import Annotated, Protocol
+from collections.abc import AsyncGenerator, Callable
+from typing import Annotated, Any, NamedTuple, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from stellara.schema.chat import ChatCompletion, ChatCompletionChunk, ChatRequest
+from stellara.schema.embeddings import EmbeddingsRequest, EmbeddingsResponse
 
 ProviderId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")]
 
@@ -51,3 +52,25 @@ class ProviderAdapter(Protocol):
     async def close(self) -> None:
         """Release the connection pool."""
         ...
+
+
+@runtime_checkable
+class EmbeddingsAdapter(Protocol):
+    """A provider that also serves embeddings (not every one does: Anthropic has none)."""
+
+    async def embed(
+        self, request: EmbeddingsRequest, model: str, *, timeout_s: float
+    ) -> EmbeddingsResponse:
+        """Embed the request's inputs with the provider's `model`."""
+        ...
+
+
+class ProviderType(NamedTuple):
+    """What the registry knows of one config `type`: how to validate an entry, how to build
+    its adapter, and how to point one at the built-in simulator (used by `--demo` and by the
+    contract tests every provider type must pass)."""
+
+    settings_model: type[ProviderSettings]
+    create: Callable[[ProviderSettings], ProviderAdapter]
+    sim_entry: Callable[[str], dict[str, Any]]
+    sim_model: str

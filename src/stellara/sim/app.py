@@ -27,8 +27,10 @@ from aiohttp import web
 from multidict import CIMultiDictProxy
 from yarl import URL
 
+from stellara.sim.anthropic import AnthropicSim
 from stellara.sim.config import SimConfig, parse_faults
 from stellara.sim.faults import FaultBook, enact
+from stellara.sim.google import GoogleSim
 from stellara.sim.openai import OpenAISim
 
 RECORDED_REQUESTS = 200
@@ -88,7 +90,11 @@ class _Simulator:
         self.faults = FaultBook(config.faults)
         self.recorded: deque[_Recorded] = deque(maxlen=RECORDED_REQUESTS)
         # First match wins; the OpenAI format, last, answers every other path.
-        self.dialects: tuple[SimDialect, ...] = (OpenAISim(config),)
+        self.dialects: tuple[SimDialect, ...] = (
+            AnthropicSim(config),
+            GoogleSim(config),
+            OpenAISim(config),
+        )
         self.stopping = asyncio.Event()
         self._latency_s = config.latency_ms / 1000
 

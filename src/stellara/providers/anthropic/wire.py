@@ -29,6 +29,13 @@ class URLImageSource(Struct, tag_field="type", tag="url"):
 ImageSource = Base64ImageSource | URLImageSource
 
 
+class Base64PDFSource(Struct, tag_field="type", tag="base64"):
+    """A `document` block's source for an inline PDF (`DocumentBlock.source` holds it raw)."""
+
+    media_type: Literal["application/pdf"]
+    data: str
+
+
 class TextBlock(Struct, tag_field="type", tag="text", omit_defaults=True):
     text: str
     cache_control: OpaqueJSON = UNSET
@@ -106,8 +113,14 @@ class ToolChoiceParam(Struct, omit_defaults=True):
     disable_parallel_tool_use: bool | None = None
 
 
+class MetadataParam(Struct, omit_defaults=True):
+    """The request's `metadata` (`MessagesRequest.metadata` holds it raw)."""
+
+    user_id: str | None = None
+
+
 class ThinkingParam(Struct, omit_defaults=True):
-    type: Literal["enabled", "disabled"]
+    type: Literal["enabled", "disabled", "adaptive"]
     budget_tokens: int | None = None
 
 
@@ -131,9 +144,11 @@ class MessagesRequest(Struct, omit_defaults=True):
 # ---------------------------------------------------------------- response
 
 
+# The token counts have no default so that `omit_defaults` never drops a zero: clients read
+# a missing count as None.
 class Usage(Struct, omit_defaults=True):
-    input_tokens: int = 0
-    output_tokens: int = 0
+    input_tokens: int
+    output_tokens: int
     cache_creation_input_tokens: int | None = None
     cache_read_input_tokens: int | None = None
     service_tier: str | None = None
@@ -203,7 +218,7 @@ class MessageDeltaBody(Struct):
 
 
 class DeltaUsage(Struct, omit_defaults=True):
-    output_tokens: int = 0
+    output_tokens: int
     input_tokens: int | None = None
     cache_creation_input_tokens: int | None = None
     cache_read_input_tokens: int | None = None

@@ -5,9 +5,7 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from pydantic import Field
-from yarl import URL
 
-from stellara.providers._http import parse_url
 from stellara.providers.base import ProviderAdapter, ProviderSettings
 from stellara.providers.openai.api import OpenAIAdapter
 
@@ -30,7 +28,6 @@ class AzureAdapter(OpenAIAdapter):
     def __init__(self, settings: AzureSettings) -> None:
         self._deployments = dict(settings.deployments)
         self._api_version = quote(settings.api_version, safe="")
-        self._urls: dict[str, URL] = {}  # per deployment; bounded by the models in the config
         super().__init__(settings)
 
     def _auth_headers(self, settings: ProviderSettings) -> dict[str, str]:
@@ -38,16 +35,16 @@ class AzureAdapter(OpenAIAdapter):
             return {}
         return {"api-key": settings.api_key.get_secret_value()}
 
-    def _endpoint(self, model: str) -> tuple[URL, str]:
+    def _wire_model(self, model: str) -> str:
         # Like the AzureOpenAI SDK, the body names the deployment the URL addresses.
-        deployment = self._deployments.get(model, model)
-        url = self._urls.get(deployment)
-        if url is None:
-            url = self._urls[deployment] = parse_url(
-                f"{self._base_url}/openai/deployments/{quote(deployment, safe='')}"
-                f"/chat/completions?api-version={self._api_version}"
-            )
-        return url, deployment
+        return self._deployments.get(model, model)
+
+    def _url_for(self, operation: str, model: str) -> str:
+        deployment = quote(self._wire_model(model), safe="")
+        return (
+            f"{self._base_url}/openai/deployments/{deployment}/{operation}"
+            f"?api-version={self._api_version}"
+        )
 
 
 def create_adapter(settings: ProviderSettings) -> ProviderAdapter:

@@ -10,9 +10,11 @@ from stellara.providers._http import UpstreamHTTP, parse_url
 from stellara.providers._sse import iter_sse
 from stellara.providers.base import ProviderAdapter, ProviderSettings
 from stellara.providers.openai.chat import build_chat_body, parse_chat_response
+from stellara.providers.openai.embeddings import build_embeddings_body, parse_embeddings_response
 from stellara.providers.openai.errors import error_from_response
 from stellara.providers.openai.stream import OpenAIStreamParser
 from stellara.schema.chat import ChatCompletion, ChatCompletionChunk, ChatRequest
+from stellara.schema.embeddings import EmbeddingsRequest, EmbeddingsResponse
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
@@ -27,7 +29,7 @@ class OpenAIAdapter:
     def __init__(self, settings: ProviderSettings) -> None:
         self._id = settings.id
         self._base_url = (settings.base_url or DEFAULT_BASE_URL).rstrip("/")
-        self._chat_url = parse_url(f"{self._base_url}/chat/completions")
+        self._urls: dict[tuple[str, str], URL] = {}  # bounded by the config's models
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         headers.update(self._auth_headers(settings))
         headers.update(settings.headers)
@@ -48,15 +50,27 @@ class OpenAIAdapter:
             return {}
         return {"Authorization": f"Bearer {settings.api_key.get_secret_value()}"}
 
-    def _endpoint(self, model: str) -> tuple[URL, str]:
-        """The chat URL for `model`, and the model name to put in the body."""
-        return self._chat_url, model
+    def _wire_model(self, model: str) -> str:
+        """The model name the body carries (Azure puts its deployment there)."""
+        return model
 
-    async def chat(self, request: ChatRequest, model: str, *, timeout_s: float) -> ChatCompletion:
-        url, wire_model = self._endpoint(model)
-        body = build_chat_body(request, wire_model)
+    def _url_for(self, operation: str, model: str) -> str:
+        """The URL of `operation` (`chat/completions`, `embeddings`) for `model`."""
+        return f"{self._base_url}/{operation}"
+
+    def _url(self, operation: str, model: str) -> URL:
+        url = self._urls.get((operation, model))
+        if url is None:
+            url = self._urls[operation, model] = parse_url(self._url_for(operation, model))
+        return url
+
+    async def _post_json(self, operation: str, model: str, body: bytes, timeout_s: float) -> bytes:
         async with self._http.post(
-            url, body, self._headers, timeout_s=timeout_s, is_streaming=False
+            self._url(operation, model),
+            body,
+            self._headers,
+            timeout_s=timeout_s,
+            is_streaming=False,
         ) as response:
             payload = await response.read()
             if response.status != 200:
@@ -66,16 +80,31 @@ class OpenAIAdapter:
                     provider=self._id,
                     retry_after=response.headers.get("Retry-After"),
                 )
+        return payload
+
+    async def chat(self, request: ChatRequest, model: str, *, timeout_s: float) -> ChatCompletion:
+        body = build_chat_body(request, self._wire_model(model))
+        payload = await self._post_json("chat/completions", model, body, timeout_s)
         return parse_chat_response(payload, self._id)
+
+    async def embed(
+        self, request: EmbeddingsRequest, model: str, *, timeout_s: float
+    ) -> EmbeddingsResponse:
+        body = build_embeddings_body(request, self._wire_model(model))
+        payload = await self._post_json("embeddings", model, body, timeout_s)
+        return parse_embeddings_response(payload, self._id)
 
     async def chat_stream(
         self, request: ChatRequest, model: str, *, timeout_s: float
     ) -> AsyncGenerator[ChatCompletionChunk, None]:
-        url, wire_model = self._endpoint(model)
-        body = build_chat_body(request, wire_model)
+        body = build_chat_body(request, self._wire_model(model))
         parser = OpenAIStreamParser(self._id)
         async with self._http.post(
-            url, body, self._stream_headers, timeout_s=timeout_s, is_streaming=True
+            self._url("chat/completions", model),
+            body,
+            self._stream_headers,
+            timeout_s=timeout_s,
+            is_streaming=True,
         ) as response:
             if response.status != 200:
                 raise error_from_response(

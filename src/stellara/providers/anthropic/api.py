@@ -1,0 +1,119 @@
+"""The Anthropic adapter: URL, auth and the clock, around the pure translators of this package."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator
+
+from pydantic import Field
+
+from stellara.providers._http import UpstreamHTTP, parse_url
+from stellara.providers._sse import iter_sse
+from stellara.providers.anthropic.chat import build_messages_body, parse_message
+from stellara.providers.anthropic.errors import error_from_response
+from stellara.providers.anthropic.stream import AnthropicStreamParser
+from stellara.providers.base import ProviderAdapter, ProviderSettings
+from stellara.schema.chat import ChatCompletion, ChatCompletionChunk, ChatRequest
+
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+SAMPLING_REMOVED_IN = "2026-10-21"
+"""The first API version that refuses `temperature` and `top_p`."""
+
+
+class AnthropicSettings(ProviderSettings):
+    """`type: anthropic`. `base_url` is the host root, as in Anthropic's own SDK.
+
+    Attributes:
+        anthropic_version: The `anthropic-version` header. 2023-06-01 is the version that still
+            takes `temperature` and `top_p`; from 2026-10-21 they are not sent.
+        default_max_tokens: `max_tokens` for requests that give none (Anthropic requires one).
+    """
+
+    anthropic_version: str = "2023-06-01"
+    default_max_tokens: int = Field(default=4096, ge=1)
+
+
+class AnthropicAdapter:
+    """Talks to one Anthropic Messages API endpoint over one pooled session."""
+
+    def __init__(self, settings: AnthropicSettings) -> None:
+        self._id = settings.id
+        base_url = (settings.base_url or DEFAULT_BASE_URL).rstrip("/")
+        self._url = parse_url(f"{base_url}/v1/messages")
+        self._default_max_tokens = settings.default_max_tokens
+        # Versions are ISO dates, so they compare as strings.
+        self._allows_sampling = settings.anthropic_version < SAMPLING_REMOVED_IN
+        headers = {
+            "content-type": "application/json",
+            "accept": "application/json",
+            "anthropic-version": settings.anthropic_version,
+        }
+        if settings.api_key is not None:
+            headers["x-api-key"] = settings.api_key.get_secret_value()
+        headers.update(settings.headers)
+        self._headers = headers
+        self._stream_headers = {**headers, "accept": "text/event-stream"}
+        self._http = UpstreamHTTP(
+            settings.id,
+            connect_timeout_s=settings.connect_timeout_s,
+            max_connections=settings.max_connections,
+        )
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    async def chat(self, request: ChatRequest, model: str, *, timeout_s: float) -> ChatCompletion:
+        body = self._body(request, model)
+        async with self._http.post(
+            self._url, body, self._headers, timeout_s=timeout_s, is_streaming=False
+        ) as response:
+            payload = await response.read()
+            if response.status != 200:
+                raise error_from_response(
+                    response.status,
+                    payload,
+                    provider=self._id,
+                    retry_after=response.headers.get("Retry-After"),
+                )
+        return parse_message(payload, self._id, created=int(time.time()))
+
+    async def chat_stream(
+        self, request: ChatRequest, model: str, *, timeout_s: float
+    ) -> AsyncGenerator[ChatCompletionChunk, None]:
+        body = self._body(request, model)
+        parser = AnthropicStreamParser(self._id, created=int(time.time()))
+        async with self._http.post(
+            self._url, body, self._stream_headers, timeout_s=timeout_s, is_streaming=True
+        ) as response:
+            if response.status != 200:
+                raise error_from_response(
+                    response.status,
+                    await response.read(),
+                    provider=self._id,
+                    retry_after=response.headers.get("Retry-After"),
+                )
+            async for event in iter_sse(response.content):
+                for chunk in parser.feed(event.data):
+                    yield chunk
+                if parser.is_done:
+                    break
+            parser.finish()
+
+    def _body(self, request: ChatRequest, model: str) -> bytes:
+        return build_messages_body(
+            request,
+            model,
+            default_max_tokens=self._default_max_tokens,
+            allows_sampling=self._allows_sampling,
+        )
+
+    async def close(self) -> None:
+        await self._http.close()
+
+
+def create_adapter(settings: ProviderSettings) -> ProviderAdapter:
+    """Build the adapter for a `type: anthropic` provider entry."""
+    if not isinstance(settings, AnthropicSettings):
+        raise TypeError(f"expected AnthropicSettings, got {type(settings).__name__}")
+    return AnthropicAdapter(settings)

@@ -1,0 +1,382 @@
+"""Pure translation between canonical chat types and Anthropic's Messages API.
+
+Where the two APIs do not line up, this module decides:
+
+* `system` and `developer` messages, wherever they stand, become the top-level `system` prompt
+  (Anthropic has no system turn inside the conversation), joined by blank lines.
+* Consecutive turns of the same role are merged into one: Anthropic would combine them anyway,
+  and compatible servers that predate that rule reject them. `tool` messages become
+  `tool_result` blocks of a user turn, so a run of tool answers is one user turn.
+* A conversation that starts with an assistant turn is sent as it is: the current API reference
+  no longer requires a leading user turn, and a model that does gets to say so with a 400 the
+  client sees, rather than the gateway inventing a user message. Likewise a conversation that
+  ends with an assistant turn goes as it is, which Anthropic reads as a prefill to continue (and
+  models without prefill refuse with a 400) where OpenAI would start a new turn.
+* `temperature` is clamped to Anthropic's range (0 to 1) rather than halved, so the values clients
+  tune for both vendors (0, 0.2, 0.7, 1) keep their meaning; anything above 1 is sent as 1.
+  API version 2026-10-21 refuses `temperature` and `top_p` outright (even at their defaults), so
+  with that version they are not sent at all (`allows_sampling=False`).
+* `response_format` (JSON mode): Anthropic's structured outputs (`output_config.format`) exist
+  only on recent models and are refused by the others, so the gateway, which does not know the
+  model's generation, asks for JSON in the system prompt instead (with the schema when given).
+* `n > 1`, audio input and deprecated `function` messages are refused with a 400; parameters
+  Anthropic lacks (`seed`, penalties, `logit_bias`, `logprobs`, …) are not sent.
+* In answers, `thinking` blocks are dropped: the OpenAI schema has no place for them, and the
+  text that follows them is the answer.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+from msgspec import UNSET
+
+from stellara import _json
+from stellara.errors import InvalidRequestError, UpstreamProtocolError
+from stellara.providers.anthropic import wire
+from stellara.schema.chat import (
+    AssistantMessage,
+    ChatCompletion,
+    ChatRequest,
+    Choice,
+    DeveloperMessage,
+    FilePart,
+    FileRef,
+    FunctionCall,
+    ImagePart,
+    Message,
+    NamedToolChoice,
+    PromptTokensDetails,
+    ResponseFormat,
+    ResponseMessage,
+    SystemMessage,
+    TextPart,
+    ToolCall,
+    ToolChoice,
+    ToolMessage,
+    Usage,
+    UserContentPart,
+    UserMessage,
+)
+
+Role = Literal["user", "assistant"]
+
+_EMPTY_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
+_JSON_INSTRUCTION = "Respond with one JSON object only, with no prose and no code fences."
+_FINISH_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    # Only server tools pause a turn, and the gateway sends none; the text so far is the answer.
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+# ---------------------------------------------------------------- request
+
+
+def build_messages_request(
+    request: ChatRequest, model: str, *, default_max_tokens: int, allows_sampling: bool = True
+) -> wire.MessagesRequest:
+    """The Messages API request asking `model`; raises `InvalidRequestError` for what it lacks.
+
+    Args:
+        request: The canonical request.
+        model: The provider's model name.
+        default_max_tokens: `max_tokens` when the client gave none; Anthropic requires one.
+        allows_sampling: Whether the API version takes `temperature` and `top_p`.
+    """
+    if request.n is not None and request.n > 1:
+        raise InvalidRequestError(
+            "this model's provider returns one choice per request; n must be 1", param="n"
+        )
+    system, messages = _conversation(request.messages)
+    instruction = _json_instruction(request.response_format)
+    if instruction is not None:
+        system.append(instruction)
+    tools, tool_choice = _tools(request)
+    user = request.user or request.safety_identifier
+    temperature = request.temperature if allows_sampling else None
+    return wire.MessagesRequest(
+        model=model,
+        messages=messages,
+        max_tokens=request.max_completion_tokens or request.max_tokens or default_max_tokens,
+        system="\n\n".join(system) or None,
+        stop_sequences=[request.stop] if isinstance(request.stop, str) else request.stop,
+        stream=True if request.is_streaming else None,
+        # OpenAI allows up to 2, Anthropic up to 1: clamped, not scaled (see the module notes).
+        temperature=None if temperature is None else min(temperature, 1.0),
+        top_p=request.top_p if allows_sampling else None,
+        tools=tools,
+        tool_choice=tool_choice,
+        metadata=msgspec.Raw(_json.encode(wire.MetadataParam(user_id=user))) if user else UNSET,
+    )
+
+
+def build_messages_body(
+    request: ChatRequest, model: str, *, default_max_tokens: int, allows_sampling: bool = True
+) -> bytes:
+    """The JSON body for `POST /v1/messages`; see `build_messages_request`."""
+    messages_request = build_messages_request(
+        request, model, default_max_tokens=default_max_tokens, allows_sampling=allows_sampling
+    )
+    return _json.encode(messages_request)
+
+
+def _conversation(messages: list[Message]) -> tuple[list[str], list[wire.MessageParam]]:
+    system: list[str] = []
+    turns: list[tuple[Role, list[wire.RequestBlock]]] = []
+    for at, message in enumerate(messages):
+        if isinstance(message, SystemMessage | DeveloperMessage):
+            system.append(_plain_text(message.content))
+            continue
+        role, blocks = _turn(message, at)
+        if not blocks:
+            continue  # Anthropic refuses empty turns; an empty message says nothing anyway
+        if turns and turns[-1][0] == role:
+            turns[-1][1].extend(blocks)
+        else:
+            turns.append((role, blocks))
+    return [text for text in system if text], [_message_param(r, b) for r, b in turns]
+
+
+def _message_param(role: Role, blocks: list[wire.RequestBlock]) -> wire.MessageParam:
+    # A lone text block goes as a plain string, as Anthropic's own examples write it.
+    if len(blocks) == 1 and isinstance(blocks[0], wire.TextBlock):
+        return wire.MessageParam(role, blocks[0].text)
+    return wire.MessageParam(role, blocks)
+
+
+def _turn(message: Message, at: int) -> tuple[Role, list[wire.RequestBlock]]:
+    if isinstance(message, UserMessage):
+        return "user", _user_blocks(message.content, at)
+    if isinstance(message, AssistantMessage):
+        return "assistant", _assistant_blocks(message, at)
+    if isinstance(message, ToolMessage):
+        return "user", [_tool_result(message)]
+    raise InvalidRequestError(
+        "deprecated `function` messages are not supported by this model's provider; "
+        "use `tool` messages",
+        param=f"messages[{at}]",
+    )
+
+
+def _tool_result(message: ToolMessage) -> wire.ToolResultBlock:
+    content = message.content
+    result: str | list[wire.TextBlock | wire.ImageBlock | wire.DocumentBlock]
+    if isinstance(content, str):
+        result = content
+    else:
+        result = [wire.TextBlock(part.text) for part in content if part.text]
+    # An empty result is sent without content: Anthropic refuses empty text blocks.
+    return wire.ToolResultBlock(message.tool_call_id, content=result or UNSET)
+
+
+def _plain_text(content: str | list[TextPart]) -> str:
+    return content if isinstance(content, str) else "\n".join(part.text for part in content)
+
+
+def _user_blocks(content: str | list[UserContentPart], at: int) -> list[wire.RequestBlock]:
+    if isinstance(content, str):
+        return [wire.TextBlock(content)] if content else []
+    blocks: list[wire.RequestBlock] = []
+    for index, part in enumerate(content):
+        param = f"messages[{at}].content[{index}]"
+        if isinstance(part, TextPart):
+            if part.text:  # Anthropic refuses empty text blocks
+                blocks.append(wire.TextBlock(part.text))
+        elif isinstance(part, ImagePart):
+            blocks.append(wire.ImageBlock(_image_source(part.image_url.url, param)))
+        elif isinstance(part, FilePart):
+            blocks.append(_document(part.file, param))
+        else:
+            raise InvalidRequestError(
+                "audio input is not supported by this model's provider", param=param
+            )
+    return blocks
+
+
+def _image_source(url: str, param: str) -> wire.ImageSource:
+    if url.startswith("data:"):
+        media_type, data = _data_url(url, param)
+        return wire.Base64ImageSource(media_type, data)
+    if url.startswith(("https://", "http://")):
+        return wire.URLImageSource(url)
+    raise InvalidRequestError("an image URL must be an http(s) URL or a data URL", param=param)
+
+
+def _document(file: FileRef, param: str) -> wire.DocumentBlock:
+    # OpenAI file ids name files in OpenAI's storage; only inline data can travel.
+    if file.file_data is None:
+        raise InvalidRequestError(
+            "this model's provider only takes files given inline as `file_data`", param=param
+        )
+    media_type, data = _data_url(file.file_data, param)
+    if media_type != "application/pdf":
+        raise InvalidRequestError(
+            f"this model's provider takes PDF files only, not {media_type}", param=param
+        )
+    source = msgspec.Raw(_json.encode(wire.Base64PDFSource("application/pdf", data)))
+    return wire.DocumentBlock(source, title=file.filename)
+
+
+def _data_url(url: str, param: str) -> tuple[str, str]:
+    """`(media_type, base64 data)` of a `data:<media type>;base64,<data>` URL."""
+    header, comma, data = url.removeprefix("data:").partition(",")
+    media_type, _, encoding = header.partition(";")
+    if not comma or not media_type or encoding != "base64" or not data:
+        raise InvalidRequestError(
+            "a data URL must have the form data:<media type>;base64,<data>", param=param
+        )
+    return media_type, data
+
+
+def _assistant_blocks(message: AssistantMessage, at: int) -> list[wire.RequestBlock]:
+    if message.function_call is not None:
+        raise InvalidRequestError(
+            "deprecated `function_call` is not supported by this model's provider; "
+            "use `tool_calls`",
+            param=f"messages[{at}].function_call",
+        )
+    content = message.content
+    texts: list[str] = []
+    if isinstance(content, str):
+        texts.append(content)
+    elif content is not None:
+        # A refusal in the history is what the assistant said, so it stays in the conversation.
+        texts.extend(part.text if isinstance(part, TextPart) else part.refusal for part in content)
+    if message.refusal:
+        texts.append(message.refusal)
+    blocks: list[wire.RequestBlock] = [wire.TextBlock(text) for text in texts if text]
+    for index, call in enumerate(message.tool_calls or ()):
+        param = f"messages[{at}].tool_calls[{index}].function.arguments"
+        arguments = _arguments(call.function.arguments, param)
+        blocks.append(wire.ToolUseBlock(call.id, call.function.name, arguments))
+    return blocks
+
+
+def _arguments(arguments: str, param: str) -> dict[str, Any]:
+    if not arguments.strip():
+        return {}  # some clients send "" for a tool without parameters
+    try:
+        value = _json.loads(arguments)
+    except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
+        raise InvalidRequestError(
+            "tool call arguments must be a JSON object, and these are not valid JSON", param=param
+        ) from exc
+    if not isinstance(value, dict):
+        raise InvalidRequestError("tool call arguments must be a JSON object", param=param)
+    return value
+
+
+def _json_instruction(response_format: ResponseFormat | None) -> str | None:
+    if response_format is None or response_format.type == "text":
+        return None
+    json_schema = response_format.json_schema
+    if response_format.type == "json_schema" and json_schema is not None and json_schema.schema:
+        schema = _json.dumps(json_schema.schema).decode()
+        return f"{_JSON_INSTRUCTION} The object must match this JSON schema:\n{schema}"
+    return _JSON_INSTRUCTION
+
+
+def _tools(request: ChatRequest) -> tuple[list[wire.ToolParam] | None, wire.ToolChoiceParam | None]:
+    if not request.tools:
+        return None, None  # Anthropic refuses a tool_choice without tools
+    tools = [
+        wire.ToolParam(
+            name=tool.function.name,
+            input_schema=tool.function.parameters or _EMPTY_SCHEMA,
+            description=tool.function.description,
+        )
+        for tool in request.tools
+    ]
+    return tools, _tool_choice(request.tool_choice, request.parallel_tool_calls)
+
+
+def _tool_choice(choice: ToolChoice | None, parallel: bool | None) -> wire.ToolChoiceParam | None:
+    disable_parallel = True if parallel is False else None
+    if isinstance(choice, NamedToolChoice):
+        name = choice.function.name
+        return wire.ToolChoiceParam("tool", name=name, disable_parallel_tool_use=disable_parallel)
+    if choice == "none":
+        return wire.ToolChoiceParam("none")  # takes no parallel flag: no tool is used at all
+    if choice == "required":
+        return wire.ToolChoiceParam("any", disable_parallel_tool_use=disable_parallel)
+    if choice == "auto" or disable_parallel:
+        return wire.ToolChoiceParam("auto", disable_parallel_tool_use=disable_parallel)
+    return None
+
+
+# ---------------------------------------------------------------- response
+
+
+def parse_message(body: bytes, provider: str, *, created: int) -> ChatCompletion:
+    """Decode a `message` answer into a `chat.completion`; anything else breaks the protocol.
+
+    Args:
+        body: The HTTP body of a 200 answer.
+        provider: The provider id, for errors.
+        created: The completion's Unix time; the caller owns the clock.
+    """
+    try:
+        message = wire.message_decoder.decode(body)
+    except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
+        raise UpstreamProtocolError(
+            f"provider {provider!r} sent an invalid message: {exc}", provider=provider
+        ) from exc
+    return completion_from_message(message, created=created)
+
+
+def completion_from_message(message: wire.Message, *, created: int) -> ChatCompletion:
+    """The `chat.completion` for an Anthropic `message`."""
+    texts: list[str] = []
+    calls: list[ToolCall] = []
+    for block in message.content:
+        if isinstance(block, wire.TextBlock):
+            texts.append(block.text)
+        elif isinstance(block, wire.ToolUseBlock):
+            arguments = _json.dumps(block.input).decode()
+            calls.append(ToolCall(block.id, "function", FunctionCall(block.name, arguments)))
+    # OpenAI's convention: content is null when the answer is only tool calls.
+    content = "".join(texts) if texts or not calls else None
+    answer = ResponseMessage("assistant", content, tool_calls=calls or None)
+    return ChatCompletion(
+        id=completion_id(message.id),
+        object="chat.completion",
+        created=created,
+        model=message.model,
+        choices=[Choice(0, answer, finish_reason_of(message.stop_reason))],
+        usage=canonical_usage(message.usage),
+    )
+
+
+def completion_id(message_id: str) -> str:
+    """`chatcmpl-…` from `msg_…`, so clients see the id shape they expect, still traceable."""
+    return "chatcmpl-" + message_id.removeprefix("msg_")
+
+
+def finish_reason_of(stop_reason: str | None) -> str:
+    """OpenAI's `finish_reason` for an Anthropic `stop_reason` (unknown ones read as "stop")."""
+    return _FINISH_REASONS.get(stop_reason or "end_turn", "stop")
+
+
+def canonical_usage(usage: wire.Usage) -> Usage:
+    """OpenAI-shaped usage: cached and cache-writing input tokens are prompt tokens too.
+
+    Anthropic's `input_tokens` counts only the uncached part of the prompt, while OpenAI's
+    `prompt_tokens` counts all of it and reports the cached part inside it.
+    """
+    cache_read = usage.cache_read_input_tokens or 0
+    prompt = usage.input_tokens + cache_read + (usage.cache_creation_input_tokens or 0)
+    details = None
+    if usage.cache_read_input_tokens is not None:
+        details = PromptTokensDetails(cached_tokens=cache_read)
+    return Usage(
+        prompt_tokens=prompt,
+        completion_tokens=usage.output_tokens,
+        total_tokens=prompt + usage.output_tokens,
+        prompt_tokens_details=details,
+    )
