@@ -50,7 +50,7 @@ def table() -> ModelTable:
         ModelConfig(name="cheap", targets=[TargetConfig(provider="b", model="small")]),
         ModelConfig(name="zeta", targets=[TargetConfig(provider="a", model="z")]),
     ]
-    return ModelTable(models, ADAPTERS)
+    return ModelTable(models, ADAPTERS, {"a": "openai", "b": "anthropic"})
 
 
 def test_model_table_resolve_gives_targets_in_order():
@@ -94,7 +94,12 @@ def test_model_table_visible_to_in_config_order():
 
 
 def test_model_table_empty():
-    empty = ModelTable([], {})
+    empty = ModelTable([], {}, {})
     assert empty.visible_to(EVERYONE) == []
     with pytest.raises(ModelNotFoundError):
         empty.resolve(EVERYONE, "smart")
+
+
+def test_model_table_targets_carry_provider_type():
+    model = table().resolve(EVERYONE, "smart")
+    assert [t.provider_type for t in model.targets] == ["openai", "anthropic"]

@@ -7,7 +7,7 @@ without central code naming it.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
@@ -55,9 +55,28 @@ class KeyConfig(StrictModel):
         return value
 
 
+class CatalogEntryConfig(StrictModel):
+    """A `catalog:` entry: overrides the shipped entry for `provider_model`, or adds one.
+
+    Without `provider_type` it applies to that model on every provider type. Fields left out
+    keep the shipped entry's values (the cached-input price keeps its discount ratio); for a
+    new model they are unknown, and cached input costs the same as input.
+    """
+
+    provider_model: str = Field(min_length=1)
+    provider_type: str | None = None
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
+    cached_input_per_mtok: float | None = Field(default=None, ge=0)
+    context_window: int | None = Field(default=None, gt=0)
+    max_output_tokens: int | None = Field(default=None, ge=0)
+    capabilities: list[Literal["tools", "vision", "json_mode", "embeddings"]] | None = None
+
+
 class StellaraConfig(StrictModel):
     server: ServerConfig = Field(default_factory=ServerConfig)
     providers: list[ProviderSettings] = Field(default_factory=list)
     models: list[ModelConfig] = Field(default_factory=list)
     resilience: ResilienceConfig = Field(default_factory=ResilienceConfig)
     keys: list[KeyConfig] = Field(default_factory=list)
+    catalog: list[CatalogEntryConfig] = Field(default_factory=list)

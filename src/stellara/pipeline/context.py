@@ -18,10 +18,12 @@ class RequestContext:
     deadline: float
     public_model: str = ""
     provider_id: str = ""
+    provider_type: str = ""
     provider_model: str = ""
     attempts: int = 0
     is_streaming: bool = False
     usage: Usage | None = None
+    cost_usd: float = 0.0  # priced from the catalog when the request ends
 
     def remaining_s(self, now: float) -> float:
         return self.deadline - now

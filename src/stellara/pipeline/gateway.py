@@ -12,39 +12,61 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from stellara._clock import Clock
+from stellara.catalog import Catalog
 from stellara.errors import (
     ClientDisconnectedError,
+    InvalidRequestError,
     StellaraError,
     UpstreamError,
     UpstreamProtocolError,
     UpstreamTimeoutError,
 )
 from stellara.pipeline.context import RequestContext
+from stellara.providers.base import EmbeddingsAdapter
 from stellara.routing.models import ModelTable, Target
-from stellara.schema.chat import ChatCompletion, ChatCompletionChunk, ChatRequest
+from stellara.schema.chat import ChatCompletion, ChatCompletionChunk, ChatRequest, Usage
+from stellara.schema.embeddings import EmbeddingsRequest, EmbeddingsResponse
 from stellara.telemetry.events import REQUEST_COMPLETED, REQUEST_FAILED, Event, EventBus
 
 
 class Gateway:
     """Runs requests through the pipeline stages. Built once per app by `create_app`."""
 
-    def __init__(self, models: ModelTable, events: EventBus, clock: Clock) -> None:
+    def __init__(
+        self,
+        models: ModelTable,
+        events: EventBus,
+        clock: Clock,
+        catalog: Catalog,
+    ) -> None:
         self.models = models
         self.events = events
         self.clock = clock
+        self.catalog = catalog
 
-    def _pick_target(self, ctx: RequestContext, request: ChatRequest) -> Target:
-        public = self.models.resolve(ctx.principal, request.model)
+    def _pick_target(
+        self, ctx: RequestContext, public_model: str, *, for_embeddings: bool = False
+    ) -> Target:
+        public = self.models.resolve(ctx.principal, public_model)
         ctx.public_model = public.name
-        target = public.targets[0]
+        targets = public.targets
+        if for_embeddings:
+            targets = tuple(t for t in targets if isinstance(t.adapter, EmbeddingsAdapter))
+            if not targets:
+                raise InvalidRequestError(
+                    f"The model {public.name!r} has no provider that serves embeddings.",
+                    param="model",
+                )
+        target = targets[0]
         ctx.provider_id = target.adapter.id
+        ctx.provider_type = target.provider_type
         ctx.provider_model = target.model
         ctx.attempts += 1
         return target
 
     async def complete(self, ctx: RequestContext, request: ChatRequest) -> ChatCompletion:
         """Answer a non-streaming request or raise a `StellaraError`."""
-        target = self._pick_target(ctx, request)
+        target = self._pick_target(ctx, request.model)
         try:
             completion = await target.adapter.chat(
                 request, target.model, timeout_s=self._remaining_s(ctx, target)
@@ -59,7 +81,7 @@ class Gateway:
     async def open_stream(self, ctx: RequestContext, request: ChatRequest) -> ChunkStream:
         """Start a streaming request; raises before any byte is sent if the provider fails."""
         ctx.is_streaming = True
-        target = self._pick_target(ctx, request)
+        target = self._pick_target(ctx, request.model)
         remaining_s = self._remaining_s(ctx, target)
         upstream = target.adapter.chat_stream(request, target.model, timeout_s=remaining_s)
         try:
@@ -84,6 +106,24 @@ class Gateway:
             raise
         return ChunkStream(self, ctx, first, upstream, forward_usage=request.wants_stream_usage)
 
+    async def embed(self, ctx: RequestContext, request: EmbeddingsRequest) -> EmbeddingsResponse:
+        """Embed the request's inputs with the first target that serves embeddings."""
+        target = self._pick_target(ctx, request.model, for_embeddings=True)
+        adapter = target.adapter
+        assert isinstance(adapter, EmbeddingsAdapter)  # _pick_target kept only those
+        try:
+            response = await adapter.embed(
+                request, target.model, timeout_s=self._remaining_s(ctx, target)
+            )
+        except UpstreamError as exc:
+            self.publish_failure(ctx, exc)
+            raise
+        ctx.usage = Usage(
+            prompt_tokens=response.usage.prompt_tokens, total_tokens=response.usage.total_tokens
+        )
+        self.publish_completed(ctx)
+        return response
+
     def _remaining_s(self, ctx: RequestContext, target: Target) -> float:
         remaining = ctx.remaining_s(self.clock.monotonic())
         if remaining <= 0:
@@ -92,15 +132,23 @@ class Gateway:
 
     def publish_completed(self, ctx: RequestContext) -> None:
         """Record that `ctx` was answered in full."""
+        ctx.cost_usd = self._cost_usd(ctx)
         if self.events.has_subscribers(REQUEST_COMPLETED):
             self.events.publish(Event(REQUEST_COMPLETED, self._facts(ctx)))
 
     def publish_failure(self, ctx: RequestContext, error: StellaraError) -> None:
         """Record that `ctx` ended in `error` (the HTTP layer calls it for its own failures)."""
+        # A stream cut after its usage chunk still consumed (and cost) tokens.
+        ctx.cost_usd = self._cost_usd(ctx)
         if self.events.has_subscribers(REQUEST_FAILED):
             facts = self._facts(ctx)
             facts.update(status=error.status_code, error=error.code, message=error.message)
             self.events.publish(Event(REQUEST_FAILED, facts))
+
+    def _cost_usd(self, ctx: RequestContext) -> float:
+        if not ctx.provider_type:
+            return 0.0  # failed before a target was chosen
+        return self.catalog.cost_usd(ctx.provider_type, ctx.provider_model, ctx.usage)
 
     def _facts(self, ctx: RequestContext) -> dict[str, Any]:
         usage = ctx.usage
@@ -116,6 +164,7 @@ class Gateway:
             "latency_ms": (self.clock.monotonic() - ctx.started_at) * 1000.0,
             "prompt_tokens": usage.prompt_tokens if usage else 0,
             "completion_tokens": usage.completion_tokens if usage else 0,
+            "cost_usd": ctx.cost_usd,
         }
 
 

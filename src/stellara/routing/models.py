@@ -13,9 +13,10 @@ from stellara.providers.base import ProviderAdapter
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """One provider and the model name it knows the public model by."""
+    """One provider, its config `type` (the catalog's key), and the model name it uses."""
 
     adapter: ProviderAdapter
+    provider_type: str
     model: str
 
 
@@ -29,11 +30,18 @@ class ModelTable:
     """Resolves a public model name for a principal."""
 
     def __init__(
-        self, models: Iterable[ModelConfig], adapters: Mapping[str, ProviderAdapter]
+        self,
+        models: Iterable[ModelConfig],
+        adapters: Mapping[str, ProviderAdapter],
+        provider_types: Mapping[str, str],
     ) -> None:
         self._models = {
             m.name: PublicModel(
-                m.name, tuple(Target(adapters[t.provider], t.model) for t in m.targets)
+                m.name,
+                tuple(
+                    Target(adapters[t.provider], provider_types[t.provider], t.model)
+                    for t in m.targets
+                ),
             )
             for m in models
         }

@@ -10,6 +10,7 @@ import logging
 from aiohttp import web
 
 from stellara._clock import Clock, SystemClock
+from stellara.catalog import Catalog
 from stellara.config.models import StellaraConfig
 from stellara.errors import MethodNotAllowedError, RouteNotFoundError
 from stellara.pipeline.auth import Authenticator
@@ -18,6 +19,7 @@ from stellara.providers import create_adapter
 from stellara.routing.models import ModelTable
 from stellara.server import openapi, routes_health
 from stellara.server.errors import error_response
+from stellara.server.routes_anthropic import AnthropicRoutes
 from stellara.server.routes_openai import OpenAIRoutes
 from stellara.telemetry.events import EventBus
 
@@ -36,7 +38,13 @@ def create_app(
     events = events or EventBus()
     clock = clock or SystemClock()
     adapters = {p.id: create_adapter(p) for p in config.providers}
-    gateway = Gateway(ModelTable(config.models, adapters), events, clock)
+    provider_types = {p.id: p.type for p in config.providers}
+    gateway = Gateway(
+        ModelTable(config.models, adapters, provider_types),
+        events,
+        clock,
+        Catalog.from_config(config),
+    )
     master_key = config.server.master_key.get_secret_value() if config.server.master_key else None
     auth = Authenticator(master_key, config.keys)
 
@@ -49,6 +57,12 @@ def create_app(
     app[CONFIG] = config
 
     OpenAIRoutes(
+        gateway,
+        auth,
+        max_body_bytes=config.server.max_body_bytes,
+        timeout_s=config.resilience.timeout_s,
+    ).register(app)
+    AnthropicRoutes(
         gateway,
         auth,
         max_body_bytes=config.server.max_body_bytes,

@@ -7,11 +7,26 @@ import os
 from aiohttp import web
 
 from stellara.errors import PayloadTooLargeError
+from stellara.pipeline.context import RequestContext
 
 REQUEST_ID = "x-stellara-request-id"
 PROVIDER = "x-stellara-provider"
 ATTEMPTS = "x-stellara-attempts"
 CACHE = "x-stellara-cache"
+
+
+def response_headers(
+    request_id: str, ctx: RequestContext | None, is_json: bool = False
+) -> dict[str, str]:
+    """The `x-stellara-*` headers of a model call's answer (and its Content-Type)."""
+    headers = {REQUEST_ID: request_id}
+    if is_json:
+        headers["Content-Type"] = "application/json"
+    if ctx is not None and ctx.provider_id:
+        headers[PROVIDER] = ctx.provider_id
+        headers[ATTEMPTS] = str(ctx.attempts)
+        headers[CACHE] = "miss"
+    return headers
 
 
 def new_request_id() -> str:

@@ -11,21 +11,19 @@ from stellara.errors import StellaraError, UpstreamError
 from stellara.pipeline.auth import Authenticator
 from stellara.pipeline.context import RequestContext
 from stellara.pipeline.gateway import ChunkStream, Gateway
-from stellara.schema.chat import ChatRequest
+from stellara.schema.chat import ChatRequest, request_decoder
+from stellara.schema.embeddings import embeddings_request_decoder
 from stellara.server.errors import (
-    decode_chat_request,
+    decode_body,
     error_response,
     internal_error,
     openai_error_body,
 )
 from stellara.server.request import (
-    ATTEMPTS,
-    CACHE,
-    PROVIDER,
-    REQUEST_ID,
     bearer_token,
     new_request_id,
     read_body,
+    response_headers,
 )
 
 logger = logging.getLogger(__name__)
@@ -52,6 +50,7 @@ class OpenAIRoutes:
     def register(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self.chat_completions)
         app.router.add_get("/v1/models", self.list_models)
+        app.router.add_post("/v1/embeddings", self.embeddings)
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         request_id = new_request_id()
@@ -59,24 +58,26 @@ class OpenAIRoutes:
         try:
             principal = self._auth.authenticate(bearer_token(request))
             body = await read_body(request, self._max_body_bytes)
-            chat = decode_chat_request(body)
+            chat = decode_body(request_decoder, body)
             now = self._gateway.clock.monotonic()
             ctx = RequestContext(request_id, principal, now, now + self._timeout_s)
             if chat.is_streaming:
                 return await self._stream(request, ctx, chat)
             completion = await self._gateway.complete(ctx, chat)
         except StellaraError as exc:
-            return error_response(exc, _headers(request_id, ctx))
+            return error_response(exc, response_headers(request_id, ctx))
         except Exception:  # the HTTP boundary: a bug answers 500 and is logged, never a hang
             logger.exception("unexpected error in request %s", request_id)
-            return error_response(internal_error(request_id), _headers(request_id, ctx))
-        return web.Response(body=_json.encode(completion), headers=_headers(request_id, ctx, True))
+            return error_response(internal_error(request_id), response_headers(request_id, ctx))
+        return web.Response(
+            body=_json.encode(completion), headers=response_headers(request_id, ctx, True)
+        )
 
     async def _stream(
         self, request: web.Request, ctx: RequestContext, chat: ChatRequest
     ) -> web.StreamResponse:
         stream = await self._gateway.open_stream(ctx, chat)
-        headers = _headers(ctx.request_id, ctx)
+        headers = response_headers(ctx.request_id, ctx)
         headers["Content-Type"] = "text/event-stream"
         headers["Cache-Control"] = "no-cache"
         response = web.StreamResponse(headers=headers)
@@ -86,6 +87,25 @@ class OpenAIRoutes:
         except (ConnectionError, OSError):
             await stream.aclose()  # the client went away: stop paying for tokens
         return response
+
+    async def embeddings(self, request: web.Request) -> web.Response:
+        request_id = new_request_id()
+        ctx: RequestContext | None = None
+        try:
+            principal = self._auth.authenticate(bearer_token(request))
+            body = await read_body(request, self._max_body_bytes)
+            embeddings_request = decode_body(embeddings_request_decoder, body)
+            now = self._gateway.clock.monotonic()
+            ctx = RequestContext(request_id, principal, now, now + self._timeout_s)
+            response = await self._gateway.embed(ctx, embeddings_request)
+        except StellaraError as exc:
+            return error_response(exc, response_headers(request_id, ctx))
+        except Exception:  # the HTTP boundary, as in chat_completions
+            logger.exception("unexpected error in request %s", request_id)
+            return error_response(internal_error(request_id), response_headers(request_id, ctx))
+        return web.Response(
+            body=_json.encode(response), headers=response_headers(request_id, ctx, True)
+        )
 
     async def list_models(self, request: web.Request) -> web.Response:
         try:
@@ -109,17 +129,6 @@ async def _relay(response: web.StreamResponse, stream: ChunkStream) -> None:
         await response.write(b"data: " + openai_error_body(exc) + b"\n\n")
         return
     await response.write(_SSE_DONE)
-
-
-def _headers(request_id: str, ctx: RequestContext | None, is_json: bool = False) -> dict[str, str]:
-    headers = {REQUEST_ID: request_id}
-    if is_json:
-        headers["Content-Type"] = "application/json"
-    if ctx is not None and ctx.provider_id:
-        headers[PROVIDER] = ctx.provider_id
-        headers[ATTEMPTS] = str(ctx.attempts)
-        headers[CACHE] = "miss"
-    return headers
 
 
 def _json_str(value: object) -> str:
