@@ -1,16 +1,19 @@
-"""Stellara errors → HTTP error responses in the OpenAI dialect (DESIGN §3)."""
+"""Stellara errors → HTTP error responses in the OpenAI and Anthropic dialects (DESIGN §3, §7)."""
 
 from __future__ import annotations
 
 import math
 import re
+from typing import TypeVar
 
 import msgspec
 from aiohttp import web
 
 from stellara import _json
 from stellara.errors import InvalidRequestError, StellaraError
-from stellara.schema.chat import ChatRequest, request_decoder
+from stellara.providers.anthropic.wire import ErrorDetail, ErrorEvent
+
+T = TypeVar("T")
 
 _JSON = "application/json"
 _PATH = re.compile(r" - at `\$\.?([^`]*)`$")
@@ -32,19 +35,57 @@ def openai_error_body(error: StellaraError) -> bytes:
 
 def error_response(error: StellaraError, headers: dict[str, str] | None = None) -> web.Response:
     """The HTTP response for `error`, with `Retry-After` when the client should wait."""
+    out = _error_headers(error, headers)
+    return web.Response(status=error.status_code, body=openai_error_body(error), headers=out)
+
+
+# Anthropic names error types by status, not by cause (DESIGN §7).
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    529: "overloaded_error",
+}
+
+
+def anthropic_error_type(error: StellaraError) -> str:
+    """The Anthropic `error.type` for `error`: by status, `api_error` for any other 5xx."""
+    status = error.status_code
+    fallback = "api_error" if status >= 500 else "invalid_request_error"
+    return _ANTHROPIC_TYPES.get(status, fallback)
+
+
+def anthropic_error_body(error: StellaraError) -> bytes:
+    """`{"type": "error", "error": {"type", "message"}}`: the HTTP body and the SSE event alike."""
+    return _json.encode(ErrorEvent(ErrorDetail(anthropic_error_type(error), error.message)))
+
+
+def anthropic_error_response(
+    error: StellaraError, headers: dict[str, str] | None = None
+) -> web.Response:
+    """`error_response` for the Anthropic route (`/v1/messages`)."""
+    out = _error_headers(error, headers)
+    return web.Response(status=error.status_code, body=anthropic_error_body(error), headers=out)
+
+
+def _error_headers(error: StellaraError, headers: dict[str, str] | None) -> dict[str, str]:
     out = {"Content-Type": _JSON}
     if headers:
         out.update(headers)
     if error.status_code == 429:  # RFC 9110 integer seconds; clients need a number to wait for
         retry_after = getattr(error, "retry_after_s", None) or 1
         out["Retry-After"] = str(max(1, math.ceil(retry_after)))
-    return web.Response(status=error.status_code, body=openai_error_body(error), headers=out)
+    return out
 
 
-def decode_chat_request(body: bytes) -> ChatRequest:
+def decode_body(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
     """The typed request in `body`, or a 400 naming what is wrong."""
     try:
-        return request_decoder.decode(body)
+        return decoder.decode(body)
     except msgspec.DecodeError as exc:
         raise invalid_json(exc) from exc
     except UnicodeDecodeError as exc:

@@ -13,7 +13,9 @@ import msgspec
 from aiohttp import web
 
 from stellara import __version__, _json
+from stellara.providers.anthropic import wire
 from stellara.schema.chat import ChatCompletion, ChatCompletionChunk, ChatRequest
+from stellara.schema.embeddings import EmbeddingsRequest, EmbeddingsResponse
 
 
 class ErrorDetail(msgspec.Struct):
@@ -58,7 +60,13 @@ _SCHEMAS = (
     ModelList,
     HealthStatus,
     Readiness,
+    EmbeddingsRequest,
+    EmbeddingsResponse,
 )
+# Anthropic's types share names with the canonical ones (Usage, Message, ErrorDetail), so their
+# components carry a prefix rather than msgspec's module-qualified names for both.
+_ANTHROPIC_PREFIX = "Anthropic"
+_ANTHROPIC_SCHEMAS = (wire.MessagesRequest, wire.Message, wire.StreamEvent, wire.ErrorEvent)
 _ERRORS = {
     "400": "Invalid request",
     "401": "Missing or invalid API key",
@@ -87,11 +95,52 @@ def _errors() -> dict[str, Any]:
     }
 
 
+def _anthropic_errors() -> dict[str, Any]:
+    content = _json_content(f"{_ANTHROPIC_PREFIX}ErrorEvent")
+    return {code: {"description": text, "content": content} for code, text in _ERRORS.items()}
+
+
+def _anthropic_components() -> dict[str, Any]:
+    _, components = msgspec.json.schema_components(
+        _ANTHROPIC_SCHEMAS, ref_template=f"#/components/schemas/{_ANTHROPIC_PREFIX}{{name}}"
+    )
+    return {f"{_ANTHROPIC_PREFIX}{name}": schema for name, schema in components.items()}
+
+
+def _messages_path() -> dict[str, Any]:
+    prefix = _ANTHROPIC_PREFIX
+    ok = {
+        "description": "A message, or with `stream: true` an SSE stream of Anthropic events "
+        "(`event: <type>` + `data: <json>`), ending with `message_stop` or `error`",
+        "content": {
+            **_json_content(f"{prefix}Message"),
+            "text/event-stream": {"schema": {"anyOf": _stream_event_refs()}},
+        },
+    }
+    return {
+        "post": {
+            "summary": "Anthropic Messages (`max_tokens` required; any `anthropic-version`)",
+            "security": [{"bearer": []}, {"apiKey": []}],
+            "requestBody": {
+                "required": True,
+                "content": _json_content(f"{prefix}MessagesRequest"),
+            },
+            "responses": {"200": ok, **_anthropic_errors()},
+        }
+    }
+
+
+def _stream_event_refs() -> list[dict[str, str]]:
+    names = [t.__name__ for t in wire.StreamEvent.__args__]
+    return [_ref(f"{_ANTHROPIC_PREFIX}{name}") for name in names]
+
+
 def build_openapi() -> dict[str, Any]:
     """The OpenAPI 3.1 document of every route."""
     _, components = msgspec.json.schema_components(
         _SCHEMAS, ref_template="#/components/schemas/{name}"
     )
+    components.update(_anthropic_components())
     bearer: list[dict[str, list[str]]] = [{"bearer": []}]
     chat_ok = {
         "description": "A chat.completion, or with `stream: true` an SSE stream of "
@@ -108,6 +157,21 @@ def build_openapi() -> dict[str, Any]:
                 "security": bearer,
                 "requestBody": {"required": True, "content": _json_content("ChatRequest")},
                 "responses": {"200": chat_ok, **_errors()},
+            }
+        },
+        "/v1/messages": _messages_path(),
+        "/v1/embeddings": {
+            "post": {
+                "summary": "OpenAI Embeddings",
+                "security": bearer,
+                "requestBody": {"required": True, "content": _json_content("EmbeddingsRequest")},
+                "responses": {
+                    "200": {
+                        "description": "Embeddings",
+                        "content": _json_content("EmbeddingsResponse"),
+                    },
+                    **_errors(),
+                },
             }
         },
         "/v1/models": {
@@ -160,7 +224,10 @@ def build_openapi() -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": components,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+            },
         },
     }
 
