@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import anthropic
 import openai
 import pytest
 
@@ -61,7 +62,7 @@ def demo() -> Iterator[tuple[str, str, subprocess.Popen[str]]]:
         text=True,
     )
     try:
-        banner = read_until(process, r"^OpenAI SDK:")
+        banner = read_until(process, r"^Anthropic SDK:")
         key = re.search(r"Demo key: (\S+)", banner)
         assert key is not None
         yield f"http://127.0.0.1:{port}", key.group(1), process
@@ -181,3 +182,25 @@ def test_serve_refuses_bad_config_with_exit_1(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "providers[0].type: unknown provider type 'nope'" in result.stderr
+
+
+def test_demo_serves_every_provider_type_through_both_apis(
+    demo: tuple[str, str, subprocess.Popen[str]],
+) -> None:
+    url, key, _ = demo
+    openai_client = openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0)
+    anthropic_client = anthropic.Anthropic(base_url=url, api_key=key, max_retries=0)
+    names = [model.id for model in openai_client.models.list()]
+    assert names[0] == "demo"
+    assert len(names) >= 5
+    for name in names:
+        completion = openai_client.chat.completions.create(
+            model=name, messages=[{"role": "user", "content": "Hello"}]
+        )
+        assert completion.choices[0].message.content, name
+        message = anthropic_client.messages.create(
+            model=name, max_tokens=64, messages=[{"role": "user", "content": "Hello"}]
+        )
+        assert message.content[0].type == "text", name
+    openai_client.close()
+    anthropic_client.close()
