@@ -137,3 +137,65 @@ async def test_embeddings_through_azure_use_deployment_url(
     [sent] = await upstream_requests(sim)
     assert sent["path"] == "/openai/deployments/emb-prod/embeddings"
     assert sent["headers"]["api-key"] == "azure-key-1234"
+
+
+async def test_embeddings_through_gemini_batch_embed(
+    sim: RunningSimulator, start_gateway: StartGateway
+) -> None:
+    gateway = await start_gateway(
+        {
+            "providers": [
+                {"id": "gem", "type": "google", "base_url": sim.url, "api_key": "g-key-1234"}
+            ],
+            "models": [
+                {"name": "emb", "targets": [{"provider": "gem", "model": "text-embedding-004"}]}
+            ],
+            "keys": [{"key": USER_KEY, "user": "alice"}],
+        }
+    )
+    async with openai.AsyncOpenAI(base_url=gateway.base_url, api_key=USER_KEY) as sdk:
+        result = await sdk.embeddings.create(
+            model="emb", input=["first text", "second text"], dimensions=32
+        )
+    assert [len(item.embedding) for item in result.data] == [32, 32]
+    assert result.usage.prompt_tokens == 4  # estimated by the tokenizer: Gemini reports none
+    [sent] = await upstream_requests(sim)
+    assert sent["path"] == "/v1beta/models/text-embedding-004:batchEmbedContents"
+    assert sent["headers"]["x-goog-api-key"] == "g-key-1234"
+    assert sent["body"] == {
+        "requests": [
+            {
+                "model": "models/text-embedding-004",
+                "content": {"parts": [{"text": "first text"}]},
+                "outputDimensionality": 32,
+            },
+            {
+                "model": "models/text-embedding-004",
+                "content": {"parts": [{"text": "second text"}]},
+                "outputDimensionality": 32,
+            },
+        ]
+    }
+
+
+async def test_embeddings_on_chat_only_provider_is_400(
+    sim: RunningSimulator, start_gateway: StartGateway
+) -> None:
+    gateway = await start_gateway(
+        {
+            "providers": [
+                {"id": "claude", "type": "anthropic", "base_url": sim.url, "api_key": "a-key-1234"}
+            ],
+            "models": [
+                {"name": "c", "targets": [{"provider": "claude", "model": "claude-3-5-haiku"}]}
+            ],
+            "keys": [{"key": USER_KEY, "user": "alice"}],
+        }
+    )
+    async with openai.AsyncOpenAI(
+        base_url=gateway.base_url, api_key=USER_KEY, max_retries=0
+    ) as sdk:
+        with pytest.raises(openai.BadRequestError) as caught:
+            await sdk.embeddings.create(model="c", input="x")
+    assert "embeddings" in caught.value.message
+    assert await upstream_requests(sim) == []

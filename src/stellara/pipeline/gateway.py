@@ -25,8 +25,9 @@ from stellara.pipeline.context import RequestContext
 from stellara.providers.base import EmbeddingsAdapter
 from stellara.routing.models import ModelTable, Target
 from stellara.schema.chat import ChatCompletion, ChatCompletionChunk, ChatRequest, Usage
-from stellara.schema.embeddings import EmbeddingsRequest, EmbeddingsResponse
+from stellara.schema.embeddings import EmbeddingsRequest, EmbeddingsResponse, EmbeddingsUsage
 from stellara.telemetry.events import REQUEST_COMPLETED, REQUEST_FAILED, Event, EventBus
+from stellara.tokens import TokenCounter
 
 
 class Gateway:
@@ -38,11 +39,13 @@ class Gateway:
         events: EventBus,
         clock: Clock,
         catalog: Catalog,
+        tokens: TokenCounter,
     ) -> None:
         self.models = models
         self.events = events
         self.clock = clock
         self.catalog = catalog
+        self.tokens = tokens
 
     def _pick_target(
         self, ctx: RequestContext, public_model: str, *, for_embeddings: bool = False
@@ -118,9 +121,12 @@ class Gateway:
         except UpstreamError as exc:
             self.publish_failure(ctx, exc)
             raise
-        ctx.usage = Usage(
-            prompt_tokens=response.usage.prompt_tokens, total_tokens=response.usage.total_tokens
-        )
+        prompt_tokens = response.usage.prompt_tokens
+        texts = request.texts()
+        if prompt_tokens == 0 and texts:  # the provider reports no usage (Gemini): estimate it
+            prompt_tokens = sum(self.tokens.count_text(text, target.model) for text in texts)
+            response.usage = EmbeddingsUsage(prompt_tokens, prompt_tokens)
+        ctx.usage = Usage(prompt_tokens=prompt_tokens, total_tokens=prompt_tokens)
         self.publish_completed(ctx)
         return response
 

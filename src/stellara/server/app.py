@@ -22,6 +22,7 @@ from stellara.server.errors import error_response
 from stellara.server.routes_anthropic import AnthropicRoutes
 from stellara.server.routes_openai import OpenAIRoutes
 from stellara.telemetry.events import EventBus
+from stellara.tokens import TokenCounter
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ GATEWAY = web.AppKey("gateway", Gateway)
 AUTH = web.AppKey("auth", Authenticator)
 EVENTS = web.AppKey("events", EventBus)
 CONFIG = web.AppKey("config", StellaraConfig)
+TOKENS = web.AppKey("tokens", TokenCounter)
 
 
 def create_app(
@@ -39,11 +41,13 @@ def create_app(
     clock = clock or SystemClock()
     adapters = {p.id: create_adapter(p) for p in config.providers}
     provider_types = {p.id: p.type for p in config.providers}
+    tokens = TokenCounter()
     gateway = Gateway(
         ModelTable(config.models, adapters, provider_types),
         events,
         clock,
         Catalog.from_config(config),
+        tokens,
     )
     master_key = config.server.master_key.get_secret_value() if config.server.master_key else None
     auth = Authenticator(master_key, config.keys)
@@ -55,6 +59,7 @@ def create_app(
     app[AUTH] = auth
     app[EVENTS] = events
     app[CONFIG] = config
+    app[TOKENS] = tokens
 
     OpenAIRoutes(
         gateway,

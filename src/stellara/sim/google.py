@@ -30,10 +30,11 @@ from aiohttp import web
 from stellara.sim import text
 from stellara.sim.config import SimConfig
 from stellara.sim.faults import drop_connection
+from stellara.sim.google_embeddings import answer_embeddings
 
 _T = TypeVar("_T")
 _PATH = re.compile(
-    r"/v1(?:beta|alpha)?/models/(?P<model>[^/:]+):(?P<method>generateContent|streamGenerateContent)$"
+    r"/v1(?:beta|alpha)?/models/(?P<model>[^/:]+):(?P<method>generateContent|streamGenerateContent|batchEmbedContents|embedContent)$"
 )
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 _UNKNOWN_FIELD = re.compile(
@@ -263,6 +264,9 @@ class GoogleSim:
         model, is_stream = self.peek(request.path, raw)
         if request.method != "POST" or model is None:
             return _error(404, f"Invalid URL ({request.method} {request.path})")
+        method = request.path.rpartition(":")[2]
+        if method in ("batchEmbedContents", "embedContent"):
+            return answer_embeddings(method, raw)
         try:
             body = _decode(self._decoder, raw)
             _validate(body)

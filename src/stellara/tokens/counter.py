@@ -167,6 +167,12 @@ class TokenCounter:
             self._encodings[name] = encoding
         return encoding
 
+    def preload(self) -> None:
+        """Load every shipped encoding now (blocking: run it in a thread at start-up)."""
+        for name in ENCODINGS:
+            if name not in self._encodings:
+                self._encodings[name] = load_encoding(ENCODINGS[name], self._data_dir)
+
     def count_text(self, text: str, model: str) -> int:
         """Tokens in `text` for `model`.
 

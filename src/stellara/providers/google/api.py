@@ -18,9 +18,11 @@ from stellara.providers.google.chat import (
     parse_generate_response,
     to_completion,
 )
+from stellara.providers.google.embeddings import build_batch_embed_body, to_embeddings_response
 from stellara.providers.google.errors import error_from_response
 from stellara.providers.google.stream import GeminiStreamParser
 from stellara.schema.chat import ChatCompletion, ChatCompletionChunk, ChatRequest
+from stellara.schema.embeddings import EmbeddingsRequest, EmbeddingsResponse
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 API_VERSION = "v1beta"
@@ -60,6 +62,7 @@ class GoogleAdapter:
         self._headers = headers
         self._stream_headers = {**headers, "Accept": "text/event-stream"}
         self._urls: dict[tuple[str, bool], URL] = {}
+        self._embed_urls: dict[str, URL] = {}
         self._clock = clock or SystemClock()
         self._new_id = new_id
         self._http = UpstreamHTTP(
@@ -126,6 +129,31 @@ class GoogleAdapter:
             usage_chunk = parser.finish()
         if usage_chunk is not None:
             yield usage_chunk
+
+    async def embed(
+        self, request: EmbeddingsRequest, model: str, *, timeout_s: float
+    ) -> EmbeddingsResponse:
+        """Embed via `batchEmbedContents`. Gemini reports no token usage for embeddings, so
+        the usage is 0 here and the gateway estimates it with its tokenizer."""
+        body = build_batch_embed_body(request, model)
+        async with self._http.post(
+            self._embed_url(model), body, self._headers, timeout_s=timeout_s, is_streaming=False
+        ) as response:
+            payload = await response.read()
+            if response.status != 200:
+                raise self._error(response, payload)
+        return to_embeddings_response(
+            payload, request, model=model, provider=self._id, prompt_tokens=0
+        )
+
+    def _embed_url(self, model: str) -> URL:
+        url = self._embed_urls.get(model)
+        if url is None:
+            name = model.removeprefix("models/")
+            url = self._embed_urls[model] = parse_url(
+                f"{self._base_url}/{API_VERSION}/models/{name}:batchEmbedContents"
+            )
+        return url
 
     def _completion_id(self, response_id: str | None) -> str:
         return f"chatcmpl-{response_id}" if response_id else self._new_id()
