@@ -185,3 +185,68 @@ async def test_contract_cut_stream_is_an_error_not_an_answer(
     with pytest.raises(openai.APIError):
         async for _ in stream:
             pass
+
+
+ANTHROPIC_TOOL: Any = {
+    "name": "get_weather",
+    "description": "Weather for a city",
+    "input_schema": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    },
+}
+
+
+async def test_contract_anthropic_sdk_tool_round_trip(ant: anthropic.AsyncAnthropic) -> None:
+    messages: Any = [{"role": "user", "content": "What is the weather in Oslo?"}]
+    first = await ant.messages.create(
+        model="m",
+        max_tokens=128,
+        messages=messages,
+        tools=[ANTHROPIC_TOOL],
+        tool_choice={"type": "any"},
+    )
+    assert first.stop_reason == "tool_use"
+    [call] = [block for block in first.content if block.type == "tool_use"]
+    assert call.name == "get_weather"
+    assert isinstance(call.input, dict)
+    messages.append(
+        {"role": "assistant", "content": [block.model_dump() for block in first.content]}
+    )
+    messages.append(
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "4 degrees"}],
+        }
+    )
+    second = await ant.messages.create(
+        model="m", max_tokens=128, messages=messages, tools=[ANTHROPIC_TOOL]
+    )
+    text = "".join(block.text for block in second.content if block.type == "text")
+    assert "4 degrees" in text
+
+
+async def test_contract_anthropic_sdk_image_reaches_provider(
+    ant: anthropic.AsyncAnthropic, sim: RunningSimulator
+) -> None:
+    data = PIXEL.split(",", 1)[1]
+    message = await ant.messages.create(
+        model="m",
+        max_tokens=64,
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "Describe this"},
+                    {
+                        "type": "image",
+                        "source": {"type": "base64", "media_type": "image/png", "data": data},
+                    },
+                ],
+            }
+        ],
+    )
+    assert message.content[0].type == "text"
+    [sent] = await upstream_requests(sim)
+    assert data in json.dumps(sent["body"])
