@@ -23,6 +23,7 @@ StellaraError                     .status_code .error_type .code .param
 │   └── UpstreamProtocolError     malformed body or broken stream (502)
 ├── NoHealthyProviderError        503: no target could be tried
 ├── ClientDisconnectedError       499: the client left before the answer was complete (records only)
+├── StateBackendError             Redis unreachable or failing: `state.on_failure` decides (503)
 └── ConfigError                   start-up only: one line per problem, with its path in the file
 ```
 
@@ -211,6 +212,15 @@ class ClientDisconnectedError(StellaraError):
     status_code = 499
     error_type = "client_closed_request"
     code = "client_closed_request"
+
+
+class StateBackendError(StellaraError):
+    """The shared state backend did not answer in time or failed. The limits policy decides
+    whether the request goes on without limits (`on_failure: open`) or is refused (`closed`)."""
+
+    status_code = 503
+    error_type = "api_error"
+    code = "state_backend_unavailable"
 
 
 class ConfigError(StellaraError):

@@ -1,0 +1,128 @@
+"""The state-backend protocols and the values that cross them.
+
+Every operation that must be exact across processes is ONE call here, so the Redis backend can
+make it one atomic Lua script and one round trip: `admit` checks and reserves every limit of a
+request together; `settle` corrects the reservation to what the provider actually used.
+Backends decide time themselves (Redis: the server's `TIME`), never the caller's clock, so
+processes with drifting clocks still agree on windows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+Dimension = Literal["requests", "tokens", "cost_usd"]
+Amounts = Mapping[Dimension, float]
+
+
+@dataclass(frozen=True, slots=True)
+class WindowLimit:
+    """A sliding window: at most `limit` units of `dimension` in any `window_s` seconds.
+
+    `name` identifies the window within its scope (e.g. `rate:tokens`, `burst:requests`).
+    """
+
+    name: str
+    dimension: Dimension
+    window_s: float
+    limit: float
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodLimit:
+    """A quota over a calendar period, or over a session.
+
+    `daily` and `monthly` periods start at midnight / the 1st in the quota's time zone, given
+    as its offset from UTC at this moment (`utc_offset_s`, so the caller resolves DST). A
+    `session` period is keyed by `session_id` and ends after `idle_s` without a request.
+    """
+
+    name: str
+    dimension: Dimension
+    period: Literal["daily", "monthly", "session"]
+    limit: float
+    utc_offset_s: int = 0
+    session_id: str = ""
+    idle_s: float = 0.0
+
+
+Limit = WindowLimit | PeriodLimit
+
+
+@dataclass(frozen=True, slots=True)
+class LimitState:
+    """One limit's use. `reset_at` (epoch seconds) is when `remaining` next grows: for a window,
+    when its oldest recorded use leaves it; for a period, when the period ends."""
+
+    name: str
+    used: float
+    limit: float
+    remaining: float
+    reset_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """The answer to `admit`.
+
+    `states` hold every limit's use after the decision (the request's own amounts included when
+    admitted). When refused, `denied_by` names the first limit without room (or `blocked`) and
+    `retry_after_s` says how long until it would have room for this request.
+    """
+
+    admitted: bool
+    denied_by: str | None
+    retry_after_s: float
+    states: tuple[LimitState, ...]
+    now: float
+
+
+class LimitStore(Protocol):
+    """Sliding windows and quota periods per scope (a user), reserved and settled atomically."""
+
+    async def admit(
+        self, scope: str, limits: Sequence[Limit], amounts: Amounts, reservation: str
+    ) -> Admission:
+        """Atomically admit iff the scope is not blocked and every limit has room for the
+        amount of its dimension; when admitted, record the amounts under `reservation` in every
+        limit. A limit whose dimension is absent from `amounts` counts 0 for this request."""
+        ...
+
+    async def settle(
+        self, scope: str, limits: Sequence[Limit], reservation: str, actual: Amounts
+    ) -> None:
+        """Replace the amounts recorded under `reservation` with `actual` (streams and usage
+        known only after the call). A window the reservation has already left is untouched."""
+        ...
+
+    async def read(self, scope: str, limits: Sequence[Limit]) -> tuple[LimitState, ...]:
+        """Every limit's current use, without recording anything."""
+        ...
+
+    async def reset(self, scope: str, names: Sequence[str] | None = None) -> None:
+        """Forget the recorded use of `scope`: of every limit, or only of the named ones."""
+        ...
+
+    async def block(self, scope: str, seconds: float) -> None:
+        """Refuse every `admit` of `scope` for `seconds` (burst throttling)."""
+        ...
+
+
+class StateBackend(Protocol):
+    """One backend instance per app; `close` on shutdown."""
+
+    @property
+    def name(self) -> str:
+        """`memory` or `redis`, as reported by `/readyz` and metrics."""
+        ...
+
+    @property
+    def limits(self) -> LimitStore: ...
+
+    async def ping(self) -> bool:
+        """Whether the backend answers now (readiness)."""
+        ...
+
+    async def close(self) -> None: ...
