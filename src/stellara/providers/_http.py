@@ -13,6 +13,7 @@ import aiohttp
 from yarl import URL
 
 from stellara.errors import UpstreamProtocolError, UpstreamTimeoutError, UpstreamUnavailableError
+from stellara.providers.base import ProviderSettings
 
 # aiohttp refuses lines longer than twice its read buffer; one SSE event can carry a whole
 # answer (or an audio delta) on one line, so the buffer is sized for that.
@@ -30,11 +31,18 @@ class UpstreamHTTP:
     Created on first use because a session must be made inside the running event loop.
     """
 
-    def __init__(self, provider_id: str, *, connect_timeout_s: float, max_connections: int):
-        self._provider_id = provider_id
-        self._connect_timeout_s = connect_timeout_s
-        self._max_connections = max_connections
+    def __init__(self, settings: ProviderSettings, provider_headers: Mapping[str, str]) -> None:
+        """`provider_headers` are the wire format's own (auth, API version); the entry's
+        configured `headers` go on top, so an operator can add or override any."""
+        self._provider_id = settings.id
+        self._connect_timeout_s = settings.connect_timeout_s
+        self._max_connections = settings.max_connections
         self._session: aiohttp.ClientSession | None = None
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        headers.update(provider_headers)
+        headers.update(settings.headers)
+        self._headers = headers
+        self._stream_headers = {**headers, "Accept": "text/event-stream"}
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -57,7 +65,6 @@ class UpstreamHTTP:
         self,
         url: URL,
         body: bytes,
-        headers: Mapping[str, str],
         *,
         timeout_s: float,
         is_streaming: bool,
@@ -74,6 +81,7 @@ class UpstreamHTTP:
             timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect_s)
         provider = self._provider_id
         try:
+            headers = self._stream_headers if is_streaming else self._headers
             async with self._get_session().post(
                 url, data=body, headers=headers, timeout=timeout
             ) as response:

@@ -43,21 +43,10 @@ class AnthropicAdapter:
         self._default_max_tokens = settings.default_max_tokens
         # Versions are ISO dates, so they compare as strings.
         self._allows_sampling = settings.anthropic_version < SAMPLING_REMOVED_IN
-        headers = {
-            "content-type": "application/json",
-            "accept": "application/json",
-            "anthropic-version": settings.anthropic_version,
-        }
+        headers = {"anthropic-version": settings.anthropic_version}
         if settings.api_key is not None:
             headers["x-api-key"] = settings.api_key.get_secret_value()
-        headers.update(settings.headers)
-        self._headers = headers
-        self._stream_headers = {**headers, "accept": "text/event-stream"}
-        self._http = UpstreamHTTP(
-            settings.id,
-            connect_timeout_s=settings.connect_timeout_s,
-            max_connections=settings.max_connections,
-        )
+        self._http = UpstreamHTTP(settings, headers)
 
     @property
     def id(self) -> str:
@@ -66,7 +55,7 @@ class AnthropicAdapter:
     async def chat(self, request: ChatRequest, model: str, *, timeout_s: float) -> ChatCompletion:
         body = self._body(request, model)
         async with self._http.post(
-            self._url, body, self._headers, timeout_s=timeout_s, is_streaming=False
+            self._url, body, timeout_s=timeout_s, is_streaming=False
         ) as response:
             payload = await response.read()
             if response.status != 200:
@@ -84,7 +73,7 @@ class AnthropicAdapter:
         body = self._body(request, model)
         parser = AnthropicStreamParser(self._id, created=int(time.time()))
         async with self._http.post(
-            self._url, body, self._stream_headers, timeout_s=timeout_s, is_streaming=True
+            self._url, body, timeout_s=timeout_s, is_streaming=True
         ) as response:
             if response.status != 200:
                 raise error_from_response(

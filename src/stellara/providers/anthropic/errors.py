@@ -10,18 +10,13 @@ import msgspec
 
 from stellara.errors import (
     ContextWindowExceededError,
-    UpstreamAuthError,
     UpstreamBadRequestError,
     UpstreamError,
-    UpstreamNotFoundError,
-    UpstreamRateLimitedError,
-    UpstreamTimeoutError,
-    UpstreamUnavailableError,
 )
 from stellara.providers._retry_after import parse_retry_after
+from stellara.providers._status import MAX_RELAYED_MESSAGE, error_for_status
 from stellara.providers.anthropic.wire import ErrorDetail, error_decoder
 
-_MAX_RELAYED_MESSAGE = 500
 # How Anthropic words a prompt that does not fit: "prompt is too long: 215000 tokens > 200000
 # maximum", and "input length and `max_tokens` exceed context limit: 198000 + 4096 > 200000".
 _CONTEXT_MARKERS = ("prompt is too long", "exceed context limit")
@@ -68,46 +63,12 @@ def _error(
     status: int, detail: ErrorDetail | None, *, provider: str, retry_after: str | None
 ) -> UpstreamError:
     if status in (400, 413) and detail is not None and detail.message:
-        message = detail.message[:_MAX_RELAYED_MESSAGE]
+        message = detail.message[:MAX_RELAYED_MESSAGE]
         lowered = message.lower()
         if any(marker in lowered for marker in _CONTEXT_MARKERS):
             return ContextWindowExceededError(message, provider=provider, upstream_status=status)
         return UpstreamBadRequestError(message, provider=provider, upstream_status=status)
-    if status == 429:
-        return UpstreamRateLimitedError(
-            f"provider {provider!r} is rate limiting the gateway",
-            provider=provider,
-            retry_after_s=parse_retry_after(retry_after),
-        )
-    if status in (401, 402, 403):
-        what = "has a billing problem" if status == 402 else "rejected the gateway's credentials"
-        return UpstreamAuthError(
-            f"provider {provider!r} {what} (HTTP {status})",
-            provider=provider,
-            upstream_status=status,
-        )
-    if status == 404:
-        return UpstreamNotFoundError(
-            f"provider {provider!r} does not know the requested model or route (HTTP 404)",
-            provider=provider,
-            upstream_status=status,
-        )
-    if status in (408, 504):
-        return UpstreamTimeoutError(
-            f"provider {provider!r} timed out (HTTP {status})",
-            provider=provider,
-            upstream_status=status,
-        )
-    if 400 <= status < 500:
-        return UpstreamBadRequestError(
-            f"provider {provider!r} refused the request (HTTP {status})",
-            provider=provider,
-            upstream_status=status,
-        )
-    what = "is overloaded" if status == 529 else "failed"
-    return UpstreamUnavailableError(
-        f"provider {provider!r} {what} (HTTP {status})", provider=provider, upstream_status=status
-    )
+    return error_for_status(status, provider=provider, retry_after_s=parse_retry_after(retry_after))
 
 
 def _detail(body: bytes) -> ErrorDetail | None:

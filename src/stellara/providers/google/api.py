@@ -55,21 +55,14 @@ class GoogleAdapter:
     ) -> None:
         self._id = settings.id
         self._base_url = (settings.base_url or DEFAULT_BASE_URL).rstrip("/")
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        headers = {}
         if settings.api_key is not None:
             headers["x-goog-api-key"] = settings.api_key.get_secret_value()
-        headers.update(settings.headers)
-        self._headers = headers
-        self._stream_headers = {**headers, "Accept": "text/event-stream"}
         self._urls: dict[tuple[str, bool], URL] = {}
         self._embed_urls: dict[str, URL] = {}
         self._clock = clock or SystemClock()
         self._new_id = new_id
-        self._http = UpstreamHTTP(
-            settings.id,
-            connect_timeout_s=settings.connect_timeout_s,
-            max_connections=settings.max_connections,
-        )
+        self._http = UpstreamHTTP(settings, headers)
 
     @property
     def id(self) -> str:
@@ -92,9 +85,7 @@ class GoogleAdapter:
     async def chat(self, request: ChatRequest, model: str, *, timeout_s: float) -> ChatCompletion:
         body = build_generate_body(request)
         url = self._url(model, is_streaming=False)
-        async with self._http.post(
-            url, body, self._headers, timeout_s=timeout_s, is_streaming=False
-        ) as response:
+        async with self._http.post(url, body, timeout_s=timeout_s, is_streaming=False) as response:
             payload = await response.read()
             if response.status != 200:
                 raise self._error(response, payload)
@@ -112,9 +103,7 @@ class GoogleAdapter:
     ) -> AsyncGenerator[ChatCompletionChunk, None]:
         body = build_generate_body(request)
         url = self._url(model, is_streaming=True)
-        async with self._http.post(
-            url, body, self._stream_headers, timeout_s=timeout_s, is_streaming=True
-        ) as response:
+        async with self._http.post(url, body, timeout_s=timeout_s, is_streaming=True) as response:
             if response.status != 200:
                 raise self._error(response, await response.read())
             parser = GeminiStreamParser(
@@ -137,7 +126,7 @@ class GoogleAdapter:
         the usage is 0 here and the gateway estimates it with its tokenizer."""
         body = build_batch_embed_body(request, model)
         async with self._http.post(
-            self._embed_url(model), body, self._headers, timeout_s=timeout_s, is_streaming=False
+            self._embed_url(model), body, timeout_s=timeout_s, is_streaming=False
         ) as response:
             payload = await response.read()
             if response.status != 200:

@@ -18,15 +18,11 @@ from stellara.errors import (
     UpstreamAuthError,
     UpstreamBadRequestError,
     UpstreamError,
-    UpstreamNotFoundError,
-    UpstreamRateLimitedError,
-    UpstreamTimeoutError,
-    UpstreamUnavailableError,
 )
 from stellara.providers._retry_after import parse_retry_after
+from stellara.providers._status import MAX_RELAYED_MESSAGE, error_for_status
 from stellara.providers.google.wire import GoogleErrorBody, GoogleErrorDetail, error_body_decoder
 
-_MAX_RELAYED_MESSAGE = 500
 _RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
 _AUTH_REASONS = frozenset(
     {"API_KEY_INVALID", "API_KEY_SERVICE_BLOCKED", "API_KEY_HTTP_REFERRER_BLOCKED"}
@@ -51,11 +47,8 @@ def error_from_response(
     if status in (400, 413) and detail is not None:
         return _bad_request(status, detail, provider)
     if status == 429:
-        return UpstreamRateLimitedError(
-            f"provider {provider!r} is rate limiting the gateway",
-            provider=provider,
-            retry_after_s=parse_retry_after(retry_after) or _retry_delay(detail),
-        )
+        retry_after_s = parse_retry_after(retry_after) or _retry_delay(detail)
+        return error_for_status(status, provider=provider, retry_after_s=retry_after_s)
     return error_from_status(status, detail.status if detail else "", provider=provider)
 
 
@@ -65,37 +58,7 @@ def error_from_status(status: int, rpc_status: str, *, provider: str) -> Upstrea
     Also used for an `{"error": …}` event in the middle of a stream.
     """
     summary = f"HTTP {status} {rpc_status}".rstrip()
-    if status in (401, 403):
-        return UpstreamAuthError(
-            f"provider {provider!r} rejected the gateway's credentials ({summary})",
-            provider=provider,
-            upstream_status=status,
-        )
-    if status == 404:
-        return UpstreamNotFoundError(
-            f"provider {provider!r} does not know the requested model or route ({summary})",
-            provider=provider,
-            upstream_status=status,
-        )
-    if status == 429:
-        return UpstreamRateLimitedError(
-            f"provider {provider!r} is rate limiting the gateway", provider=provider
-        )
-    if status in (408, 504):  # DEADLINE_EXCEEDED: the model ran out of time, not the service
-        return UpstreamTimeoutError(
-            f"provider {provider!r} timed out ({summary})",
-            provider=provider,
-            upstream_status=status,
-        )
-    if 400 <= status < 500:
-        return UpstreamBadRequestError(
-            f"provider {provider!r} refused the request ({summary})",
-            provider=provider,
-            upstream_status=status,
-        )
-    return UpstreamUnavailableError(
-        f"provider {provider!r} failed ({summary})", provider=provider, upstream_status=status
-    )
+    return error_for_status(status, provider=provider, summary=summary)
 
 
 def _bad_request(status: int, detail: GoogleErrorDetail, provider: str) -> UpstreamError:
@@ -107,7 +70,7 @@ def _bad_request(status: int, detail: GoogleErrorDetail, provider: str) -> Upstr
             provider=provider,
             upstream_status=status,
         )
-    message = detail.message[:_MAX_RELAYED_MESSAGE] or f"provider {provider!r} refused it"
+    message = detail.message[:MAX_RELAYED_MESSAGE] or f"provider {provider!r} refused it"
     if _TOO_MANY_TOKENS.search(message):
         return ContextWindowExceededError(message, provider=provider, upstream_status=status)
     return UpstreamBadRequestError(message, provider=provider, upstream_status=status)

@@ -30,16 +30,7 @@ class OpenAIAdapter:
         self._id = settings.id
         self._base_url = (settings.base_url or DEFAULT_BASE_URL).rstrip("/")
         self._urls: dict[tuple[str, str], URL] = {}  # bounded by the config's models
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        headers.update(self._auth_headers(settings))
-        headers.update(settings.headers)
-        self._headers = headers
-        self._stream_headers = {**headers, "Accept": "text/event-stream"}
-        self._http = UpstreamHTTP(
-            settings.id,
-            connect_timeout_s=settings.connect_timeout_s,
-            max_connections=settings.max_connections,
-        )
+        self._http = UpstreamHTTP(settings, self._auth_headers(settings))
 
     @property
     def id(self) -> str:
@@ -68,7 +59,6 @@ class OpenAIAdapter:
         async with self._http.post(
             self._url(operation, model),
             body,
-            self._headers,
             timeout_s=timeout_s,
             is_streaming=False,
         ) as response:
@@ -102,7 +92,6 @@ class OpenAIAdapter:
         async with self._http.post(
             self._url("chat/completions", model),
             body,
-            self._stream_headers,
             timeout_s=timeout_s,
             is_streaming=True,
         ) as response:
