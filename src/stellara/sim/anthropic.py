@@ -29,6 +29,7 @@ from msgspec import Meta, Struct
 from stellara.sim import text
 from stellara.sim.config import SimConfig
 from stellara.sim.faults import drop_connection
+from stellara.sim.peek import peek_body
 
 _SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
 _ERROR_PATH = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
@@ -184,11 +185,6 @@ class _Request(_Strict):
     service_tier: Literal["auto", "standard_only"] | None = None
 
 
-class _Peek(Struct):
-    model: Any = None
-    stream: Any = None
-
-
 # ---------------------------------------------------------------- answers
 
 
@@ -259,7 +255,6 @@ class AnthropicSim:
         # A random prefix keeps ids unique across simulator restarts, a counter across requests.
         self._id_prefix = os.urandom(4).hex()
         self._decoder = msgspec.json.Decoder(_Request)
-        self._peek_decoder = msgspec.json.Decoder(_Peek)
 
     def serves(self, path: str) -> bool:
         """Requests to ``…/v1/messages`` are in the Anthropic format."""
@@ -267,12 +262,7 @@ class AnthropicSim:
 
     def peek(self, path: str, raw: bytes) -> tuple[str | None, bool]:
         """Return the request's ``(model, is_stream)`` for fault matching, tolerating bad input."""
-        try:
-            peeked = self._peek_decoder.decode(raw)
-        except msgspec.DecodeError:
-            return None, False
-        model = peeked.model if isinstance(peeked.model, str) else None
-        return model, peeked.stream is True
+        return peek_body(raw)
 
     def error_body(self, status: int) -> bytes:
         """Return the default Anthropic error body for ``status``."""

@@ -26,6 +26,7 @@ from aiohttp import web
 from stellara.sim import text
 from stellara.sim.config import SimConfig
 from stellara.sim.faults import drop_connection
+from stellara.sim.peek import peek_body
 
 MODELS = (
     "gpt-4o",
@@ -175,11 +176,6 @@ class _EmbeddingsRequest(msgspec.Struct, kw_only=True):
     encoding_format: Literal["float", "base64"] = "float"
 
 
-class _Peek(msgspec.Struct):
-    model: Any = None
-    stream: Any = None
-
-
 @dataclass(frozen=True, slots=True)
 class _ToolCall:
     id: str
@@ -236,7 +232,6 @@ class OpenAISim:
         self._id_prefix = os.urandom(4).hex()
         self._chat_decoder = msgspec.json.Decoder(_ChatRequest)
         self._embeddings_decoder = msgspec.json.Decoder(_EmbeddingsRequest)
-        self._peek_decoder = msgspec.json.Decoder(_Peek)
         self._model_list = orjson.dumps(
             {"object": "list", "data": [_model_object(model) for model in MODELS]}
         )
@@ -247,12 +242,7 @@ class OpenAISim:
 
     def peek(self, path: str, raw: bytes) -> tuple[str | None, bool]:
         """Return the request's ``(model, is_stream)`` for fault matching, tolerating bad input."""
-        try:
-            peeked = self._peek_decoder.decode(raw)
-        except msgspec.DecodeError:
-            return None, False
-        model = peeked.model if isinstance(peeked.model, str) else None
-        return model, peeked.stream is True
+        return peek_body(raw)
 
     def error_body(self, status: int) -> bytes:
         """Return the default OpenAI error body for ``status``."""
