@@ -10,7 +10,8 @@ StellaraError                     .status_code .error_type .code .param
 │   ├── RouteNotFoundError        404, an unknown path
 │   ├── MethodNotAllowedError     405
 │   ├── PayloadTooLargeError      413
-│   └── RateLimitedError          429, .retry_after_s
+│   └── RateLimitedError          429, .retry_after_s (a rate limit, a burst)
+│       └── QuotaExceededError    429, `insufficient_quota`: a daily, monthly or session quota
 ├── UpstreamError                 a provider failed; .provider .upstream_status .is_retryable
 │   ├── UpstreamTimeoutError      no answer in time (504 when it was the last target)
 │   ├── UpstreamUnavailableError  5xx, connection refused or reset (502)
@@ -107,6 +108,13 @@ class RateLimitedError(ClientError):
     def __init__(self, message: str, *, retry_after_s: int, code: str | None = None) -> None:
         super().__init__(message, code=code)
         self.retry_after_s = max(1, retry_after_s)
+
+
+class QuotaExceededError(RateLimitedError):
+    """A quota is used up until its period ends (`retry_after_s`); OpenAI's own body for it."""
+
+    error_type = "insufficient_quota"
+    code = "insufficient_quota"
 
 
 class UpstreamError(StellaraError):

@@ -190,7 +190,7 @@ def test_parse_config_reads_os_environ_by_default(monkeypatch):
             "models:\n  - {name: m, colour: red, targets: [{provider: a, model: x}]}\n",
             "models[0].colour",
         ),
-        ("keys:\n  - {key: abcdefghij, user: u, tier: pro}\n", "keys[0].tier"),
+        ("keys:\n  - {key: abcdefghij, user: u, colour: red}\n", "keys[0].colour"),
     ],
 )
 def test_check_unknown_key_reported_at_every_level(text, path):

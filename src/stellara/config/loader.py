@@ -182,7 +182,43 @@ def _cross_check(raw: dict[str, Any]) -> list[str]:
             for name in (allowed if isinstance(allowed, list) else [])
             if name not in model_names
         )
+    problems.extend(_check_state(raw.get("state")))
+    problems.extend(_check_tiers(raw))
     return problems
+
+
+def _check_state(state: Any) -> list[str]:
+    if not isinstance(state, dict) or state.get("backend") != "redis":
+        return []
+    if state.get("redis_url"):
+        return []
+    return ["state.redis_url: required when state.backend is redis"]
+
+
+# Users in this tier are unlimited when it is not defined, so naming it is never an error.
+_IMPLICIT_TIER = "default"
+
+
+def _check_tiers(raw: dict[str, Any]) -> list[str]:
+    """Every tier named (users, keys, default_tier) must be defined under `limits.tiers`."""
+    limits = raw.get("limits")
+    limits = limits if isinstance(limits, dict) else {}
+    tiers = limits.get("tiers")
+    known = set(tiers) if isinstance(tiers, dict) else set()
+    named: list[tuple[str, Any]] = [("limits.default_tier", limits.get("default_tier"))]
+    users = limits.get("users")
+    for user, entry in users.items() if isinstance(users, dict) else []:
+        if isinstance(entry, dict):
+            named.append((f"limits.users.{user}.tier", entry.get("tier")))
+    for i, key in _entries(raw, "keys"):
+        if isinstance(key, dict):
+            named.append((f"keys[{i}].tier", key.get("tier")))
+    names = ", ".join(sorted(known)) or "none defined"
+    return [
+        f"{path}: unknown tier {tier!r} (tiers: {names})"
+        for path, tier in named
+        if isinstance(tier, str) and tier != _IMPLICIT_TIER and tier not in known
+    ]
 
 
 def _entries(raw: dict[str, Any], section: str) -> list[tuple[int, Any]]:

@@ -8,6 +8,7 @@ without central code naming it.
 from __future__ import annotations
 
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
@@ -42,10 +43,118 @@ class ResilienceConfig(StrictModel):
     timeout_s: float = Field(default=60.0, gt=0, le=3600)
 
 
+class StateConfig(StrictModel):
+    """Where limits and quotas live. `on_failure` decides what happens when the backend does
+    not answer: `open` serves without limits, `closed` refuses model calls with 503."""
+
+    backend: Literal["memory", "redis"] = "memory"
+    redis_url: str | None = None  # required when backend is redis (a loader cross-check)
+    on_failure: Literal["open", "closed"] = "open"
+
+
+class RateLimitConfig(StrictModel):
+    """Sliding-window limits: at most this much in any `window_s` seconds."""
+
+    window_s: float = Field(default=60.0, gt=0)
+    requests: int | None = Field(default=None, ge=0)
+    tokens: int | None = Field(default=None, ge=0)
+    cost_usd: float | None = Field(default=None, ge=0)
+
+
+class BurstConfig(StrictModel):
+    """A short window on requests, plus spike detection against the user's own rate.
+
+    A spike is a burst-window request rate above `spike_factor` times the user's rate over
+    the `rate` window, once the burst window holds `spike_min_requests` requests (so a first
+    request after a quiet spell is never a spike). A spike blocks the user for `window_s`.
+    """
+
+    window_s: float = Field(default=1.0, gt=0)
+    requests: int | None = Field(default=None, ge=1)
+    spike_factor: float | None = Field(default=None, gt=1)
+    spike_min_requests: int = Field(default=3, ge=2)
+
+
+class QuotaAmountsConfig(StrictModel):
+    requests: int | None = Field(default=None, ge=0)
+    tokens: int | None = Field(default=None, ge=0)
+    cost_usd: float | None = Field(default=None, ge=0)
+
+
+class SessionQuotaConfig(QuotaAmountsConfig):
+    """Per `X-Session-Id`; a session ends after `idle_s` without a request."""
+
+    idle_s: float = Field(default=1800.0, gt=0)
+
+
+class QuotaConfig(StrictModel):
+    """Calendar quotas (in `limits.timezone`) and per-session quotas."""
+
+    daily: QuotaAmountsConfig | None = None
+    monthly: QuotaAmountsConfig | None = None
+    session: SessionQuotaConfig | None = None
+
+
+class TierConfig(StrictModel):
+    """One tier's limits. Every part is optional: what is absent is not limited.
+
+    The same shape serves as a user's `overrides`, deep-merged onto the tier (a `null` in an
+    override removes the tier's limit), which is why even `burst.requests` has no required key.
+    `shadow: true` evaluates and reports every limit but never refuses a request.
+    """
+
+    rate: RateLimitConfig | None = None
+    burst: BurstConfig | None = None
+    quota: QuotaConfig | None = None
+    shadow: bool = False
+
+
+class UserLimitsConfig(StrictModel):
+    tier: str | None = None
+    overrides: TierConfig | None = None
+
+
+def _valid_timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # OSError: a directory name
+        message = f"unknown time zone {name!r} (use an IANA name like Europe/Paris)"
+        raise ValueError(message) from exc
+    return name
+
+
+class LimitsConfig(StrictModel):
+    """Rate limits, burst detection and quotas per tier (DESIGN §2).
+
+    A user's tier is `users.<user>.tier`, else their key's `tier`, else `default_tier`. The
+    tier name `default` may be left undefined: users in it are then not limited at all, which
+    is also what an empty `tiers` means.
+
+    `default_max_tokens_reserve` is what a request without `max_tokens` reserves for its answer
+    until the real usage settles it. Reserving the model's full output limit instead (16k-128k
+    tokens) would refuse every such request from a user with a small token budget, though
+    answers are rarely that long; too small a reserve is corrected by the settle, so it only
+    lets a user overshoot a budget by one answer.
+    """
+
+    tiers: dict[str, TierConfig] = Field(default_factory=dict)
+    users: dict[str, UserLimitsConfig] = Field(default_factory=dict)
+    default_tier: str = "default"
+    timezone: str = "UTC"
+    warn_at: float = Field(default=0.8, gt=0, le=1)
+    default_max_tokens_reserve: int = Field(default=1024, ge=0)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        return _valid_timezone(value)
+
+
 class KeyConfig(StrictModel):
     key: SecretStr
     user: str = Field(min_length=1)
     models: list[str] | None = None
+    tier: str | None = None  # used when `limits.users.<user>.tier` does not name one
 
     @field_validator("key")
     @classmethod
@@ -78,5 +187,7 @@ class StellaraConfig(StrictModel):
     providers: list[ProviderSettings] = Field(default_factory=list)
     models: list[ModelConfig] = Field(default_factory=list)
     resilience: ResilienceConfig = Field(default_factory=ResilienceConfig)
+    state: StateConfig = Field(default_factory=StateConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
     keys: list[KeyConfig] = Field(default_factory=list)
     catalog: list[CatalogEntryConfig] = Field(default_factory=list)

@@ -13,12 +13,14 @@ from stellara.errors import AuthenticationError
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """The caller behind a key. `allowed_models` None means every public model."""
+    """The caller behind a key. `allowed_models` None means every public model; `tier` is
+    the key's tier, used when the limits config gives the user none."""
 
     user: str
     key_id: str
     allowed_models: frozenset[str] | None = None
     is_master: bool = False
+    tier: str | None = None
 
     def may_use(self, model: str) -> bool:
         return self.allowed_models is None or model in self.allowed_models
@@ -38,7 +40,7 @@ class Authenticator:
         for key in keys:
             digest = key_digest(key.key.get_secret_value())
             allowed = frozenset(key.models) if key.models is not None else None
-            self._by_digest[digest] = Principal(key.user, digest[:12], allowed)
+            self._by_digest[digest] = Principal(key.user, digest[:12], allowed, tier=key.tier)
 
     def add(self, key: str, principal: Principal) -> None:
         """Accept one more key (the demo key, keys created at run time)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from stellara.limits import Ticket
 from stellara.pipeline.auth import Principal
 from stellara.schema.chat import Usage
 
@@ -24,6 +25,13 @@ class RequestContext:
     is_streaming: bool = False
     usage: Usage | None = None
     cost_usd: float = 0.0  # priced from the catalog when the request ends
+    session_id: str | None = None  # `X-Session-Id`, for session quotas
+    ticket: Ticket | None = None  # the limits' admission, settled when the request ends
+
+    @property
+    def is_unlimited_by_failure(self) -> bool:
+        """The state backend failed and `on_failure: open` let the request through."""
+        return self.ticket is not None and self.ticket.is_degraded
 
     def remaining_s(self, now: float) -> float:
         return self.deadline - now

@@ -21,6 +21,7 @@ from stellara.errors import (
     UpstreamProtocolError,
     UpstreamTimeoutError,
 )
+from stellara.limits import Estimator, Limiter, PriceKey
 from stellara.pipeline.context import RequestContext
 from stellara.providers.base import EmbeddingsAdapter
 from stellara.routing.models import ModelTable, Target
@@ -40,12 +41,61 @@ class Gateway:
         clock: Clock,
         catalog: Catalog,
         tokens: TokenCounter,
+        *,
+        limiter: Limiter | None = None,
     ) -> None:
+        """`limiter` None (no tier configured) leaves the state backend out of the request
+        path altogether."""
         self.models = models
         self.events = events
         self.clock = clock
         self.catalog = catalog
         self.tokens = tokens
+        self.limiter = limiter
+        self.estimator = Estimator(
+            tokens,
+            catalog,
+            default_reserve=limiter.policy.default_max_tokens_reserve if limiter else 0,
+        )
+
+    async def _admit(
+        self, ctx: RequestContext, public_model: str, request: ChatRequest | EmbeddingsRequest
+    ) -> None:
+        """The limits stage: reserve the request's estimate, or raise the refusal (429).
+
+        Runs after the model name is known to be valid and allowed (a 404 or 403 costs the
+        caller nothing) and before any provider is chosen, so the estimate is priced at the
+        model's first target (see `limits.estimate`).
+        """
+        limiter = self.limiter
+        if limiter is None:
+            return
+        principal = ctx.principal
+        policy = limiter.resolve(principal.user, principal.tier, ctx.session_id)
+        if policy is None:
+            return
+        targets = self.models.resolve(principal, public_model).targets
+        if isinstance(request, EmbeddingsRequest):
+            targets = tuple(t for t in targets if isinstance(t.adapter, EmbeddingsAdapter))
+            first = targets[0] if targets else None
+        else:
+            first = targets[0]
+        # No embeddings target: the route refuses it next, so only the request is counted.
+        price = PriceKey(first.provider_type, first.model) if first else PriceKey("", "")
+        needs_tokens = policy.needs_estimate and first is not None
+        if isinstance(request, EmbeddingsRequest):
+            amounts = self.estimator.embeddings(request, price, needs_tokens=needs_tokens)
+        else:
+            amounts = self.estimator.chat(request, price, needs_tokens=needs_tokens)
+        ticket = await limiter.admit(policy, amounts, ctx.request_id)
+        ctx.ticket = ticket
+        ticket.raise_if_refused()
+
+    async def settle(self, ctx: RequestContext) -> None:
+        """Settle the request's limits to what it used (zero tokens when it failed before any
+        usage was known; the request itself always counts)."""
+        if ctx.ticket is not None:
+            await ctx.ticket.settle(ctx.usage, ctx.cost_usd)
 
     def _pick_target(
         self, ctx: RequestContext, public_model: str, *, for_embeddings: bool = False
@@ -69,21 +119,35 @@ class Gateway:
 
     async def complete(self, ctx: RequestContext, request: ChatRequest) -> ChatCompletion:
         """Answer a non-streaming request or raise a `StellaraError`."""
-        target = self._pick_target(ctx, request.model)
+        await self._admit(ctx, request.model, request)
         try:
-            completion = await target.adapter.chat(
-                request, target.model, timeout_s=self._remaining_s(ctx, target)
-            )
-        except UpstreamError as exc:
-            self.publish_failure(ctx, exc)
-            raise
-        ctx.usage = completion.usage
-        self.publish_completed(ctx)
-        return completion
+            target = self._pick_target(ctx, request.model)
+            try:
+                completion = await target.adapter.chat(
+                    request, target.model, timeout_s=self._remaining_s(ctx, target)
+                )
+            except UpstreamError as exc:
+                self.publish_failure(ctx, exc)
+                raise
+            ctx.usage = completion.usage
+            self.publish_completed(ctx)
+            return completion
+        finally:
+            await self.settle(ctx)
 
     async def open_stream(self, ctx: RequestContext, request: ChatRequest) -> ChunkStream:
-        """Start a streaming request; raises before any byte is sent if the provider fails."""
+        """Start a streaming request; raises before any byte is sent if the provider fails.
+
+        The returned stream settles the request's limits when it ends, however it ends."""
         ctx.is_streaming = True
+        await self._admit(ctx, request.model, request)
+        try:
+            return await self._start_stream(ctx, request)
+        except BaseException:
+            await self.settle(ctx)
+            raise
+
+    async def _start_stream(self, ctx: RequestContext, request: ChatRequest) -> ChunkStream:
         target = self._pick_target(ctx, request.model)
         remaining_s = self._remaining_s(ctx, target)
         upstream = target.adapter.chat_stream(request, target.model, timeout_s=remaining_s)
@@ -111,6 +175,13 @@ class Gateway:
 
     async def embed(self, ctx: RequestContext, request: EmbeddingsRequest) -> EmbeddingsResponse:
         """Embed the request's inputs with the first target that serves embeddings."""
+        await self._admit(ctx, request.model, request)
+        try:
+            return await self._embed(ctx, request)
+        finally:
+            await self.settle(ctx)
+
+    async def _embed(self, ctx: RequestContext, request: EmbeddingsRequest) -> EmbeddingsResponse:
         target = self._pick_target(ctx, request.model, for_embeddings=True)
         adapter = target.adapter
         assert isinstance(adapter, EmbeddingsAdapter)  # _pick_target kept only those
@@ -213,9 +284,11 @@ class ChunkStream:
         except UpstreamError as exc:
             self._is_finished = True
             self._gateway.publish_failure(ctx, exc)
+            await self._gateway.settle(ctx)  # with the usage seen, if the cut came after it
             raise
         self._is_finished = True
         self._gateway.publish_completed(ctx)
+        await self._gateway.settle(ctx)
 
     def _keep(self, chunk: ChatCompletionChunk) -> bool:
         if chunk.usage is not None:
@@ -232,3 +305,4 @@ class ChunkStream:
             self._gateway.publish_failure(
                 self._ctx, ClientDisconnectedError("the client closed the stream")
             )
+            await self._gateway.settle(self._ctx)

@@ -11,8 +11,9 @@ from aiohttp import web
 
 from stellara._clock import Clock, SystemClock
 from stellara.catalog import Catalog
-from stellara.config.models import StellaraConfig
+from stellara.config.models import StateConfig, StellaraConfig
 from stellara.errors import MethodNotAllowedError, RouteNotFoundError
+from stellara.limits import Limiter, LimitEvents, LimitsPolicy
 from stellara.pipeline.auth import Authenticator
 from stellara.pipeline.gateway import Gateway
 from stellara.providers import create_adapter
@@ -20,7 +21,10 @@ from stellara.routing.models import ModelTable
 from stellara.server import openapi, routes_health
 from stellara.server.errors import error_response
 from stellara.server.routes_anthropic import AnthropicRoutes
+from stellara.server.routes_management import ManagementRoutes
 from stellara.server.routes_openai import OpenAIRoutes
+from stellara.state.base import StateBackend
+from stellara.state.memory import MemoryBackend
 from stellara.telemetry.events import EventBus
 from stellara.tokens import TokenCounter
 
@@ -31,35 +35,44 @@ AUTH = web.AppKey("auth", Authenticator)
 EVENTS = web.AppKey("events", EventBus)
 CONFIG = web.AppKey("config", StellaraConfig)
 TOKENS = web.AppKey("tokens", TokenCounter)
+STATE = web.AppKey("state", StateBackend)
 
 
 def create_app(
-    config: StellaraConfig, *, clock: Clock | None = None, events: EventBus | None = None
+    config: StellaraConfig,
+    *,
+    clock: Clock | None = None,
+    events: EventBus | None = None,
+    state_backend: StateBackend | None = None,
 ) -> web.Application:
-    """The gateway for `config`, ready to be served. Provider pools close on app cleanup."""
+    """The gateway for `config`; `state_backend` overrides the configured one (tests)."""
     events = events or EventBus()
     clock = clock or SystemClock()
     adapters = {p.id: create_adapter(p) for p in config.providers}
     provider_types = {p.id: p.type for p in config.providers}
     tokens = TokenCounter()
+    state = state_backend or build_state_backend(config.state, clock)
+    limiter = build_limiter(config, state, events, clock)
     gateway = Gateway(
         ModelTable(config.models, adapters, provider_types),
         events,
         clock,
         Catalog.from_config(config),
         tokens,
+        limiter=limiter,
     )
     master_key = config.server.master_key.get_secret_value() if config.server.master_key else None
     auth = Authenticator(master_key, config.keys)
 
-    # aiohttp enforces the body limit itself for bodies without a Content-Length; the routes
-    # turn its error into the OpenAI error body. The slack keeps its limit from firing first.
+    # aiohttp enforces the body limit itself for bodies without a Content-Length (the routes
+    # answer its error in the OpenAI body); the slack keeps its limit from firing first.
     app = web.Application(client_max_size=config.server.max_body_bytes + 1)
     app[GATEWAY] = gateway
     app[AUTH] = auth
     app[EVENTS] = events
     app[CONFIG] = config
     app[TOKENS] = tokens
+    app[STATE] = state
 
     OpenAIRoutes(
         gateway,
@@ -73,16 +86,49 @@ def create_app(
         max_body_bytes=config.server.max_body_bytes,
         timeout_s=config.resilience.timeout_s,
     ).register(app)
-    routes_health.register(app)
+    ManagementRoutes(limiter, auth).register(app)
+    routes_health.register(app, state, config.state.on_failure)
     openapi.register(app)
     app.router.add_route("*", "/{tail:.*}", _not_found)
 
-    async def close_adapters(_: web.Application) -> None:
+    async def close_pools(_: web.Application) -> None:  # provider pools and the state backend
         for adapter in adapters.values():
             await adapter.close()
+        await state.close()
 
-    app.on_cleanup.append(close_adapters)
+    app.on_cleanup.append(close_pools)
     return app
+
+
+def build_state_backend(config: StateConfig, clock: Clock) -> StateBackend:
+    """The configured state backend; memory runs on the app's clock."""
+    if config.backend == "redis":
+        # Imported here so the memory default needs no Redis client library installed.
+        from stellara.state.redis import RedisBackend
+
+        assert config.redis_url is not None  # the loader requires it for this backend
+        return RedisBackend(config.redis_url)
+    return MemoryBackend(clock)
+
+
+def build_limiter(
+    config: StellaraConfig, state: StateBackend, events: EventBus, clock: Clock
+) -> Limiter | None:
+    """The limits stage, or None when no tier is configured (no limits at all)."""
+    limits = config.limits
+    if not limits.tiers:
+        return None
+    key_tiers: dict[str, str] = {}
+    for key in config.keys:
+        if key.tier is not None:
+            key_tiers.setdefault(key.user, key.tier)
+    return Limiter(
+        LimitsPolicy(limits, key_tiers),
+        state.limits,
+        LimitEvents(events, warn_at=limits.warn_at),
+        clock,
+        on_failure=config.state.on_failure,
+    )
 
 
 async def _not_found(request: web.Request) -> web.Response:

@@ -52,6 +52,33 @@ class Readiness(msgspec.Struct):
     checks: dict[str, dict[str, Any]]
 
 
+class LimitEntry(msgspec.Struct):
+    """One limit's use; `reset_at` (ISO-8601 UTC) and `reset_at_epoch_s` are the same instant,
+    when `remaining` next grows. `window_s` only for sliding windows."""
+
+    used: float
+    limit: float
+    remaining: float
+    reset_at: str
+    reset_at_epoch_s: float
+    window_s: float | None = None
+
+
+class LimitStatus(msgspec.Struct):
+    """Per window (`daily`/`monthly`/`session`, or `rate`/`burst`) and dimension."""
+
+    user: str
+    tier: str | None
+    shadow: bool
+    limited: bool
+    windows: dict[str, dict[str, LimitEntry]]
+
+
+class LimitReset(msgspec.Struct):
+    user: str
+    reset: str
+
+
 _SCHEMAS = (
     ChatRequest,
     ChatCompletion,
@@ -60,6 +87,8 @@ _SCHEMAS = (
     ModelList,
     HealthStatus,
     Readiness,
+    LimitStatus,
+    LimitReset,
     EmbeddingsRequest,
     EmbeddingsResponse,
 )
@@ -73,9 +102,9 @@ _ERRORS = {
     "403": "The key may not use this model",
     "404": "Unknown model",
     "413": "Body larger than server.max_body_bytes",
-    "429": "Rate limited (see Retry-After)",
+    "429": "Rate limit (`rate_limit_exceeded`) or quota (`insufficient_quota`); see Retry-After",
     "502": "Provider error after all attempts",
-    "503": "No healthy provider",
+    "503": "No healthy provider, or state backend down with `on_failure: closed`",
     "504": "Timed out",
 }
 
@@ -128,6 +157,42 @@ def _messages_path() -> dict[str, Any]:
             "responses": {"200": ok, **_anthropic_errors()},
         }
     }
+
+
+def _limits_paths() -> dict[str, Any]:
+    """The quota and rate-limit status and reset routes (routes_management)."""
+    auth_errors = {code: _errors()[code] for code in ("401", "503")}
+    auth_errors["403"] = {
+        "description": "A user key reading another user, or a reset without the master key",
+        "content": _json_content("ErrorBody"),
+    }
+    paths: dict[str, Any] = {}
+    for path, what in (("quotas", "Quota"), ("rate-limits", "Rate-limit")):
+        base = f"/ai-orchestration/{path}/{{userId}}"
+        user = [{"name": "userId", "in": "path", "required": True, "schema": {"type": "string"}}]
+        paths[base] = {
+            "get": {
+                "summary": f"{what} use per window and dimension (own user, or master key)",
+                "security": [{"bearer": []}],
+                "parameters": user,
+                "responses": {
+                    "200": {"description": "Status", "content": _json_content("LimitStatus")},
+                    **auth_errors,
+                },
+            }
+        }
+        paths[f"{base}/reset"] = {
+            "post": {
+                "summary": f"Forget the user's {what.lower()} use (master key)",
+                "security": [{"bearer": []}],
+                "parameters": user,
+                "responses": {
+                    "200": {"description": "Reset", "content": _json_content("LimitReset")},
+                    **auth_errors,
+                },
+            }
+        }
+    return paths
 
 
 def _stream_event_refs() -> list[dict[str, str]]:
@@ -184,6 +249,7 @@ def build_openapi() -> dict[str, Any]:
                 },
             }
         },
+        **_limits_paths(),
         "/healthz": {
             "get": {
                 "summary": "Liveness",

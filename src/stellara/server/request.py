@@ -6,27 +6,52 @@ import os
 
 from aiohttp import web
 
-from stellara.errors import PayloadTooLargeError
+from stellara.errors import InvalidRequestError, PayloadTooLargeError
+from stellara.limits import ratelimit_headers
+from stellara.pipeline.auth import Principal
 from stellara.pipeline.context import RequestContext
 
 REQUEST_ID = "x-stellara-request-id"
 PROVIDER = "x-stellara-provider"
 ATTEMPTS = "x-stellara-attempts"
 CACHE = "x-stellara-cache"
+SESSION_ID = "X-Session-Id"
+# Session ids become state-backend keys; a cap keeps a client from making them arbitrarily big.
+MAX_SESSION_ID_CHARS = 256
 
 
 def response_headers(
     request_id: str, ctx: RequestContext | None, is_json: bool = False
 ) -> dict[str, str]:
-    """The `x-stellara-*` headers of a model call's answer (and its Content-Type)."""
+    """The `x-stellara-*` and `x-ratelimit-*` headers of a model call's answer (and its
+    Content-Type). The rate-limit headers come from the request's limits ticket, so 429s and
+    upstream errors carry them as successes do; a request refused before the limits stage
+    (bad key, bad body) has none."""
     headers = {REQUEST_ID: request_id}
     if is_json:
         headers["Content-Type"] = "application/json"
-    if ctx is not None and ctx.provider_id:
+    if ctx is None:
+        return headers
+    if ctx.provider_id:
         headers[PROVIDER] = ctx.provider_id
         headers[ATTEMPTS] = str(ctx.attempts)
         headers[CACHE] = "miss"
+    ticket = ctx.ticket
+    if ticket is not None and ticket.admission is not None:
+        headers.update(ratelimit_headers(ticket.admission))
     return headers
+
+
+def new_context(
+    request: web.Request, request_id: str, principal: Principal, now: float, timeout_s: float
+) -> RequestContext:
+    """The pipeline's context for a model call, with its `X-Session-Id`."""
+    session_id = request.headers.get(SESSION_ID) or None
+    if session_id is not None and len(session_id) > MAX_SESSION_ID_CHARS:
+        raise InvalidRequestError(
+            f"The {SESSION_ID} header is longer than {MAX_SESSION_ID_CHARS} characters."
+        )
+    return RequestContext(request_id, principal, now, now + timeout_s, session_id=session_id)
 
 
 def new_request_id() -> str:

@@ -26,6 +26,7 @@ from stellara.server.errors import (
 )
 from stellara.server.request import (
     bearer_token,
+    new_context,
     new_request_id,
     read_body,
     response_headers,
@@ -63,7 +64,7 @@ class AnthropicRoutes:
             wire_request = decode_body(wire.request_decoder, body)  # max_tokens required
             chat = to_chat_request(wire_request)
             now = self._gateway.clock.monotonic()
-            ctx = RequestContext(request_id, principal, now, now + self._timeout_s)
+            ctx = new_context(request, request_id, principal, now, self._timeout_s)
             if chat.is_streaming:
                 return await self._stream(request, ctx, chat)
             completion = await self._gateway.complete(ctx, chat)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from aiohttp import web
 
 from stellara import _json
+from stellara.state.base import StateBackend
 
 _JSON = {"Content-Type": "application/json"}
 
@@ -14,16 +17,38 @@ async def healthz(request: web.Request) -> web.Response:
     return web.Response(body=b'{"status":"ok"}', headers=_JSON)
 
 
-async def readyz(request: web.Request) -> web.Response:
-    """Ready to take model traffic: every state dependency answers.
+class Readiness:
+    """`GET /readyz`: ready to take model traffic when the state backend answers.
 
-    With the memory backend there is nothing outside the process to wait for; the Redis and SQL
-    backends add their checks here as they arrive.
+    A backend that does not answer makes the gateway `not_ready` (503) with
+    `on_failure: closed`, since it then refuses model calls; with `open` it still serves (without
+    limits), so it stays in rotation: 200 with status `degraded`.
     """
-    body = {"status": "ready", "checks": {"state_backend": {"backend": "memory", "ok": True}}}
-    return web.Response(body=_json.dumps(body), headers=_JSON)
+
+    def __init__(self, state: StateBackend, on_failure: Literal["open", "closed"]) -> None:
+        self._state = state
+        self._on_failure = on_failure
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        is_ok = await self._state.ping()
+        check = {
+            "name": self._state.name,
+            "backend": self._state.name,
+            "ok": is_ok,
+            "on_failure": self._on_failure,
+        }
+        if is_ok:
+            status, http_status = "ready", 200
+        elif self._on_failure == "open":
+            status, http_status = "degraded", 200
+        else:
+            status, http_status = "not_ready", 503
+        body = {"status": status, "checks": {"state_backend": check}}
+        return web.Response(status=http_status, body=_json.dumps(body), headers=_JSON)
 
 
-def register(app: web.Application) -> None:
+def register(
+    app: web.Application, state: StateBackend, on_failure: Literal["open", "closed"]
+) -> None:
     app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/readyz", Readiness(state, on_failure).readyz)

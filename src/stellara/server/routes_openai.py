@@ -21,6 +21,7 @@ from stellara.server.errors import (
 )
 from stellara.server.request import (
     bearer_token,
+    new_context,
     new_request_id,
     read_body,
     response_headers,
@@ -60,7 +61,7 @@ class OpenAIRoutes:
             body = await read_body(request, self._max_body_bytes)
             chat = decode_body(request_decoder, body)
             now = self._gateway.clock.monotonic()
-            ctx = RequestContext(request_id, principal, now, now + self._timeout_s)
+            ctx = new_context(request, request_id, principal, now, self._timeout_s)
             if chat.is_streaming:
                 return await self._stream(request, ctx, chat)
             completion = await self._gateway.complete(ctx, chat)
@@ -96,7 +97,7 @@ class OpenAIRoutes:
             body = await read_body(request, self._max_body_bytes)
             embeddings_request = decode_body(embeddings_request_decoder, body)
             now = self._gateway.clock.monotonic()
-            ctx = RequestContext(request_id, principal, now, now + self._timeout_s)
+            ctx = new_context(request, request_id, principal, now, self._timeout_s)
             response = await self._gateway.embed(ctx, embeddings_request)
         except StellaraError as exc:
             return error_response(exc, response_headers(request_id, ctx))

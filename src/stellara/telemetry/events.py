@@ -17,6 +17,10 @@ logger = logging.getLogger(__name__)
 
 REQUEST_COMPLETED = "request.completed"
 REQUEST_FAILED = "request.failed"
+RATE_LIMIT_EXCEEDED = "rate_limit.exceeded"
+QUOTA_EXCEEDED = "quota.exceeded"
+QUOTA_WARNING = "quota.warning"
+BURST_DETECTED = "burst.detected"
 
 
 @dataclass(frozen=True, slots=True)

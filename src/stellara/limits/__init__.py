@@ -1,0 +1,21 @@
+"""Rate limits, burst detection and quotas: which limits apply (`policy`), what a request
+reserves (`estimate`), the admit/settle stage (`limiter`) and the headers that report it."""
+
+from stellara.limits.estimate import Estimator, PriceKey, actual_amounts
+from stellara.limits.events import LimitEvents
+from stellara.limits.headers import format_duration, ratelimit_headers
+from stellara.limits.limiter import Limiter, Ticket
+from stellara.limits.policy import EffectivePolicy, LimitsPolicy
+
+__all__ = [
+    "EffectivePolicy",
+    "Estimator",
+    "LimitEvents",
+    "Limiter",
+    "LimitsPolicy",
+    "PriceKey",
+    "Ticket",
+    "actual_amounts",
+    "format_duration",
+    "ratelimit_headers",
+]

@@ -1,0 +1,249 @@
+"""The limits stage: one `admit` before the call, one `settle` after it.
+
+`Limiter.admit` reserves a request's estimated amounts in every limit of the caller's tier in
+one atomic state-backend call and answers a `Ticket`; the ticket's `settle` replaces the
+estimate with what the call really used. Use `Limiter.status` / `Limiter.reset` for the
+management API.
+
+Decisions made here rather than in the backend: which error a refusal is (a `quota:` limit is
+`insufficient_quota`, anything else `rate_limit_exceeded`), shadow mode (limits evaluated and
+reported, never enforced), the warning at `warn_at`, burst spikes, and what happens when the
+backend fails (`state.on_failure`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+from stellara._clock import Clock
+from stellara.errors import QuotaExceededError, RateLimitedError, StateBackendError
+from stellara.limits.estimate import actual_amounts
+from stellara.limits.events import LimitEvents
+from stellara.limits.policy import (
+    BURST_BASELINE,
+    BURST_REQUESTS,
+    QUOTA_NAMES,
+    QUOTA_PREFIX,
+    RATE_LIMIT_NAMES,
+    EffectivePolicy,
+    LimitsPolicy,
+    is_tracking,
+)
+from stellara.schema.chat import Usage
+from stellara.state.base import Admission, Amounts, Limit, LimitState, LimitStore, WindowLimit
+
+logger = logging.getLogger(__name__)
+
+EPSILON = 1e-9  # float sums of costs drift; rounding alone never exceeds a limit
+OnFailure = Literal["open", "closed"]
+StatusKind = Literal["rate", "quota"]
+
+
+@dataclass(slots=True, eq=False)
+class Ticket:
+    """One request's admission. `settle` it exactly once when the request ends.
+
+    `admission` holds the states of the configured limits after the decision (None when the
+    backend failed and `on_failure: open` let the request through: `is_degraded`).
+    `refusal` is the error to answer with; it is None for admitted and shadow requests.
+    """
+
+    store: LimitStore
+    policy: EffectivePolicy
+    reservation: str
+    admission: Admission | None
+    refusal: RateLimitedError | None = None
+    is_degraded: bool = False
+    is_settled: bool = False
+
+    def raise_if_refused(self) -> None:
+        if self.refusal is not None:
+            raise self.refusal
+
+    async def settle(self, usage: Usage | None, cost_usd: float) -> None:
+        """Correct the reservation to the actual usage; a no-op after the first call, for a
+        refused request (nothing was reserved) and when the backend was down at admission.
+
+        A backend failure here is logged, not raised: the answer has already been given, and
+        the reservation (an upper bound when `max_tokens` was set) stays counted.
+        """
+        if self.is_settled:
+            return
+        self.is_settled = True
+        if self.refusal is not None or self.admission is None:
+            return
+        actual = actual_amounts(usage, cost_usd)
+        try:
+            await self.store.settle(
+                self.policy.user, self.policy.store_limits, self.reservation, actual
+            )
+        except StateBackendError:
+            logger.warning("could not settle limits of %s; the estimate stays", self.reservation)
+
+
+class Limiter:
+    """Rate limits, burst detection and quotas over a `LimitStore`; built once per app."""
+
+    def __init__(
+        self,
+        policy: LimitsPolicy,
+        store: LimitStore,
+        events: LimitEvents,
+        clock: Clock,
+        *,
+        on_failure: OnFailure,
+    ) -> None:
+        self.policy = policy
+        self._store = store
+        self._events = events
+        self._clock = clock
+        self._on_failure = on_failure
+
+    def resolve(
+        self, user: str, key_tier: str | None, session_id: str | None
+    ) -> EffectivePolicy | None:
+        """The caller's limits, or None when none apply (then skip `admit` altogether).
+
+        The clock only picks the time zone's offset (DST); windows and periods run on the
+        backend's own time."""
+        return self.policy.resolve(user, key_tier, session_id=session_id, now=self._clock.time())
+
+    async def admit(self, policy: EffectivePolicy, amounts: Amounts, reservation: str) -> Ticket:
+        """Reserve `amounts` in every limit of `policy` under `reservation`.
+
+        Raises `StateBackendError` only with `on_failure: closed`; with `open` a failing
+        backend answers a degraded ticket that limits nothing.
+        """
+        try:
+            raw = await self._store.admit(policy.user, policy.store_limits, amounts, reservation)
+        except StateBackendError:
+            if self._on_failure == "closed":
+                raise
+            logger.warning("state backend failed; %s admitted without limits", reservation)
+            return Ticket(self._store, policy, reservation, None, is_degraded=True)
+        admission = _with_configured_limits(raw, policy)
+        ticket = Ticket(self._store, policy, reservation, admission)
+        denied = _denied_by(admission, policy)
+        if denied is not None:
+            self._events.refused(policy, denied, admission, reservation)
+            if not policy.is_shadow:
+                ticket.refusal = _refusal(denied, admission)
+                return ticket
+        self._events.warn_crossings(policy, admission, amounts, reservation)
+        await self._detect_spike(policy, admission, reservation)
+        return ticket
+
+    async def _detect_spike(
+        self, policy: EffectivePolicy, admission: Admission, reservation: str
+    ) -> None:
+        """Block the user for one burst window when their burst-window rate is a spike."""
+        burst = policy.burst
+        if burst is None or burst.spike_factor is None:
+            return
+        windows = {
+            limit.name: (limit, state)
+            for limit, state in zip(policy.limits, admission.states, strict=True)
+            if isinstance(limit, WindowLimit)
+        }
+        recent = windows.get(BURST_REQUESTS)
+        baseline = windows.get("rate:requests") or windows.get(BURST_BASELINE)
+        if recent is None or baseline is None:
+            return
+        recent_count, baseline_count = recent[1].used, baseline[1].used
+        if recent_count < burst.spike_min_requests:
+            return
+        recent_rate = recent_count / recent[0].window_s
+        baseline_rate = baseline_count / baseline[0].window_s
+        if recent_rate <= burst.spike_factor * baseline_rate:
+            return
+        self._events.spike(policy, recent_rate, baseline_rate, reservation)
+        if policy.is_shadow:
+            return
+        try:
+            await self._store.block(policy.user, recent[0].window_s)
+        except StateBackendError:
+            logger.warning("state backend failed; burst of %s not throttled", policy.user)
+
+    async def status(
+        self, user: str, key_tier: str | None, kind: StatusKind, *, session_id: str | None
+    ) -> tuple[EffectivePolicy | None, tuple[LimitState, ...], float]:
+        """The user's current use of their rate limits or quotas, without recording anything:
+        the policy (None when unlimited), the states of the configured limits, and when."""
+        now = self._clock.time()
+        policy = self.policy.resolve(user, key_tier, session_id=session_id, now=now)
+        if policy is None:
+            return None, (), now
+        pairs = [
+            (limit, store_limit)
+            for limit, store_limit in zip(policy.limits, policy.store_limits, strict=True)
+            if limit.name.startswith(QUOTA_PREFIX) == (kind == "quota") and not is_tracking(limit)
+        ]
+        states = await self._store.read(user, [store_limit for _, store_limit in pairs])
+        limits = [limit for limit, _ in pairs]
+        return policy, _configured(states, limits), now
+
+    async def reset(self, user: str, kind: StatusKind) -> None:
+        """Forget the user's use of every rate limit (and burst window) or every quota."""
+        await self._store.reset(user, QUOTA_NAMES if kind == "quota" else RATE_LIMIT_NAMES)
+
+
+def _with_configured_limits(admission: Admission, policy: EffectivePolicy) -> Admission:
+    """In shadow mode the store saw unbounded limits; report against the configured ones."""
+    if not policy.is_shadow:
+        return admission
+    states = _configured(admission.states, policy.limits)
+    return Admission(
+        admission.admitted, admission.denied_by, admission.retry_after_s, states, admission.now
+    )
+
+
+def _configured(states: Sequence[LimitState], limits: Sequence[Limit]) -> tuple[LimitState, ...]:
+    return tuple(
+        LimitState(s.name, s.used, limit.limit, max(0.0, limit.limit - s.used), s.reset_at)
+        for s, limit in zip(states, limits, strict=True)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Denial:
+    """Which limit refused (or would have, in shadow mode) and how long to wait."""
+
+    name: str
+    state: LimitState | None
+    retry_after_s: float
+
+
+def _denied_by(admission: Admission, policy: EffectivePolicy) -> Denial | None:
+    if not policy.is_shadow:
+        if admission.admitted:
+            return None
+        name = admission.denied_by or "blocked"
+        state = next((s for s in admission.states if s.name == name), None)
+        return Denial(name, state, admission.retry_after_s)
+    # The store admitted against unbounded limits: a configured limit the request took past
+    # its value is the one that would have refused it.
+    for state in admission.states:
+        if state.used > state.limit + EPSILON:
+            return Denial(state.name, state, max(0.0, state.reset_at - admission.now))
+    return None
+
+
+def _refusal(denial: Denial, admission: Admission) -> RateLimitedError:
+    retry_after_s = max(1, math.ceil(denial.retry_after_s))
+    if denial.name.startswith(QUOTA_PREFIX):
+        reset_at = denial.state.reset_at if denial.state else admission.now + retry_after_s
+        when = datetime.fromtimestamp(reset_at, UTC).isoformat().replace("+00:00", "Z")
+        return QuotaExceededError(
+            f"You exceeded your quota ({denial.name}); it resets at {when}.",
+            retry_after_s=retry_after_s,
+        )
+    if denial.name == "blocked":
+        message = f"Too many requests in a burst; throttled for {retry_after_s}s."
+    else:
+        message = f"Rate limit reached ({denial.name}); retry in {retry_after_s}s."
+    return RateLimitedError(message, retry_after_s=retry_after_s)
