@@ -27,6 +27,7 @@ class RequestContext:
     cost_usd: float = 0.0  # priced from the catalog when the request ends
     session_id: str | None = None  # `X-Session-Id`, for session quotas
     ticket: Ticket | None = None  # the limits' admission, settled when the request ends
+    is_settled: bool = False
 
     @property
     def is_unlimited_by_failure(self) -> bool:

@@ -52,6 +52,7 @@ class Gateway:
         self.catalog = catalog
         self.tokens = tokens
         self.limiter = limiter
+        self._settling: set[asyncio.Task[None]] = set()
         self.estimator = Estimator(
             tokens,
             catalog,
@@ -91,11 +92,25 @@ class Gateway:
         ctx.ticket = ticket
         ticket.raise_if_refused()
 
-    async def settle(self, ctx: RequestContext) -> None:
+    def settle(self, ctx: RequestContext) -> None:
         """Settle the request's limits to what it used (zero tokens when it failed before any
-        usage was known; the request itself always counts)."""
-        if ctx.ticket is not None:
-            await ctx.ticket.settle(ctx.usage, ctx.cost_usd)
+        usage was known; the request itself always counts).
+
+        In the background: the answer need not wait a state round trip for it. `drain` waits
+        for the pending ones on shutdown, so none is lost.
+        """
+        ticket = ctx.ticket
+        if ticket is None or ctx.is_settled:  # once, whichever end path comes first
+            return
+        ctx.is_settled = True
+        task = asyncio.create_task(ticket.settle(ctx.usage, ctx.cost_usd))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+
+    async def drain(self) -> None:
+        """Wait for every pending settle (clean shutdown)."""
+        while self._settling:
+            await asyncio.gather(*self._settling, return_exceptions=True)
 
     def _pick_target(
         self, ctx: RequestContext, public_model: str, *, for_embeddings: bool = False
@@ -133,7 +148,7 @@ class Gateway:
             self.publish_completed(ctx)
             return completion
         finally:
-            await self.settle(ctx)
+            self.settle(ctx)
 
     async def open_stream(self, ctx: RequestContext, request: ChatRequest) -> ChunkStream:
         """Start a streaming request; raises before any byte is sent if the provider fails.
@@ -144,7 +159,7 @@ class Gateway:
         try:
             return await self._start_stream(ctx, request)
         except BaseException:
-            await self.settle(ctx)
+            self.settle(ctx)
             raise
 
     async def _start_stream(self, ctx: RequestContext, request: ChatRequest) -> ChunkStream:
@@ -179,7 +194,7 @@ class Gateway:
         try:
             return await self._embed(ctx, request)
         finally:
-            await self.settle(ctx)
+            self.settle(ctx)
 
     async def _embed(self, ctx: RequestContext, request: EmbeddingsRequest) -> EmbeddingsResponse:
         target = self._pick_target(ctx, request.model, for_embeddings=True)
@@ -284,11 +299,11 @@ class ChunkStream:
         except UpstreamError as exc:
             self._is_finished = True
             self._gateway.publish_failure(ctx, exc)
-            await self._gateway.settle(ctx)  # with the usage seen, if the cut came after it
+            self._gateway.settle(ctx)  # with the usage seen, if the cut came after it
             raise
         self._is_finished = True
         self._gateway.publish_completed(ctx)
-        await self._gateway.settle(ctx)
+        self._gateway.settle(ctx)
 
     def _keep(self, chunk: ChatCompletionChunk) -> bool:
         if chunk.usage is not None:
@@ -305,4 +320,4 @@ class ChunkStream:
             self._gateway.publish_failure(
                 self._ctx, ClientDisconnectedError("the client closed the stream")
             )
-            await self._gateway.settle(self._ctx)
+            self._gateway.settle(self._ctx)

@@ -92,6 +92,7 @@ def create_app(
     app.router.add_route("*", "/{tail:.*}", _not_found)
 
     async def close_pools(_: web.Application) -> None:  # provider pools and the state backend
+        await gateway.drain()  # pending settles still need the state backend
         for adapter in adapters.values():
             await adapter.close()
         await state.close()
