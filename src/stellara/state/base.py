@@ -9,7 +9,7 @@ processes with drifting clocks still agree on windows.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -121,8 +121,47 @@ class StateBackend(Protocol):
     @property
     def limits(self) -> LimitStore: ...
 
+    @property
+    def cache(self) -> CacheStore | None:
+        """The shared cache level, or None when there is none to share (memory: the
+        in-process L1 is the only level)."""
+        ...
+
     async def ping(self) -> bool:
         """Whether the backend answers now (readiness)."""
         ...
 
     async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Invalidation:
+    """What another process removed from the shared cache: one `key`, or every entry of a
+    `scope` and/or public `model` (both None: everything). L1 copies must follow."""
+
+    key: str | None = None
+    scope: str | None = None
+    model: str | None = None
+
+
+class CacheStore(Protocol):
+    """The shared (L2) level of the answer cache: opaque values with TTLs, cleared by scope
+    or model, and a broadcast so every process drops its L1 copies of what was removed."""
+
+    async def get(self, key: str) -> bytes | None: ...
+
+    async def put(self, key: str, value: bytes, ttl_s: float, *, scope: str, model: str) -> None:
+        ...
+
+    async def delete(self, key: str) -> None:
+        """Remove one entry and tell the other processes."""
+        ...
+
+    async def clear(self, *, scope: str | None = None, model: str | None = None) -> int:
+        """Remove every entry (or those of one scope and/or model), tell the other processes,
+        and return how many went."""
+        ...
+
+    def on_invalidation(self, callback: Callable[[Invalidation], None]) -> None:
+        """Call `callback` for every removal another process broadcasts."""
+        ...

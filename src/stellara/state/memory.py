@@ -223,6 +223,10 @@ class MemoryBackend:
     def limits(self) -> MemoryLimitStore:
         return self._limits
 
+    @property
+    def cache(self) -> None:
+        return None  # one process: the L1 is the whole cache
+
     async def ping(self) -> bool:
         return True
 

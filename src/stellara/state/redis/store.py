@@ -228,6 +228,10 @@ class RedisBackend:
     def limits(self) -> RedisLimitStore:
         return self._limits
 
+    @property
+    def cache(self) -> None:
+        return None  # the Redis cache level is being added
+
     async def ping(self) -> bool:
         try:
             return bool(await self._client.ping())
