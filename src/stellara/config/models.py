@@ -155,6 +155,7 @@ class KeyConfig(StrictModel):
     user: str = Field(min_length=1)
     models: list[str] | None = None
     tier: str | None = None  # used when `limits.users.<user>.tier` does not name one
+    team: str | None = None  # the cache scope when `cache.scope: team`
 
     @field_validator("key")
     @classmethod
@@ -162,6 +163,40 @@ class KeyConfig(StrictModel):
         if len(value.get_secret_value()) < 8:
             raise ValueError("a key must be at least 8 characters long")
         return value
+
+
+class L1CacheConfig(StrictModel):
+    max_entries: int = Field(default=10_000, ge=1)
+    max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    ttl_s: float = Field(default=3600.0, gt=0)
+
+
+class L2CacheConfig(StrictModel):
+    """The shared level; it exists only with `state.backend: redis`."""
+
+    enabled: bool = True
+    ttl_s: float = Field(default=86_400.0, gt=0)
+
+
+class SemanticCacheConfig(StrictModel):
+    enabled: bool = False
+    # Chosen on the shipped evaluation set (benchmarks/semantic.py): no false hit on the hard
+    # negatives with ~78 % recall on paraphrases.
+    threshold: float = Field(default=0.85, gt=0, le=1)
+    max_entries: int = Field(default=100_000, ge=1)
+
+
+class CacheConfig(StrictModel):
+    """Present → answers are cached; absent → nothing is (sampling makes answers vary, so
+    caching is a choice the operator makes)."""
+
+    l1: L1CacheConfig = Field(default_factory=L1CacheConfig)
+    l2: L2CacheConfig = Field(default_factory=L2CacheConfig)
+    scope: Literal["user", "team", "global"] = "user"
+    stale_ttl_s: float = Field(default=86_400.0, ge=0)
+    # Above this temperature (or with n > 1) answers are meant to vary: bypass the cache.
+    max_temperature: float = Field(default=1.0, ge=0, le=2)
+    semantic: SemanticCacheConfig = Field(default_factory=SemanticCacheConfig)
 
 
 class CatalogEntryConfig(StrictModel):
@@ -191,3 +226,4 @@ class StellaraConfig(StrictModel):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     keys: list[KeyConfig] = Field(default_factory=list)
     catalog: list[CatalogEntryConfig] = Field(default_factory=list)
+    cache: CacheConfig | None = None

@@ -21,6 +21,7 @@ class Principal:
     allowed_models: frozenset[str] | None = None
     is_master: bool = False
     tier: str | None = None
+    team: str | None = None
 
     def may_use(self, model: str) -> bool:
         return self.allowed_models is None or model in self.allowed_models
@@ -40,7 +41,9 @@ class Authenticator:
         for key in keys:
             digest = key_digest(key.key.get_secret_value())
             allowed = frozenset(key.models) if key.models is not None else None
-            self._by_digest[digest] = Principal(key.user, digest[:12], allowed, tier=key.tier)
+            self._by_digest[digest] = Principal(
+                key.user, digest[:12], allowed, tier=key.tier, team=key.team
+            )
 
     def add(self, key: str, principal: Principal) -> None:
         """Accept one more key (the demo key, keys created at run time)."""

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from stellara.cache.stage import CacheControl
 from stellara.limits import Ticket
 from stellara.pipeline.auth import Principal
 from stellara.schema.chat import Usage
+
+NO_CACHE_CONTROL = CacheControl()
 
 
 @dataclass(slots=True)
@@ -28,6 +31,8 @@ class RequestContext:
     session_id: str | None = None  # `X-Session-Id`, for session quotas
     ticket: Ticket | None = None  # the limits' admission, settled when the request ends
     is_settled: bool = False
+    cache_control: CacheControl = NO_CACHE_CONTROL  # what the client asked of the cache
+    cache_status: str = "miss"  # `x-stellara-cache`: miss, hit or semantic
 
     @property
     def is_unlimited_by_failure(self) -> bool:

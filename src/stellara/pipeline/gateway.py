@@ -8,10 +8,13 @@ answering still yields a proper HTTP error status instead of a broken stream.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from typing import Any
 
 from stellara._clock import Clock
+from stellara.cache.assemble import StreamAssembler
+from stellara.cache.replay import replay_stream
+from stellara.cache.stage import AnswerCache, CachePlan
 from stellara.catalog import Catalog
 from stellara.errors import (
     ClientDisconnectedError,
@@ -43,6 +46,7 @@ class Gateway:
         tokens: TokenCounter,
         *,
         limiter: Limiter | None = None,
+        cache: AnswerCache | None = None,
     ) -> None:
         """`limiter` None (no tier configured) leaves the state backend out of the request
         path altogether."""
@@ -52,7 +56,8 @@ class Gateway:
         self.catalog = catalog
         self.tokens = tokens
         self.limiter = limiter
-        self._settling: set[asyncio.Task[None]] = set()
+        self.cache = cache
+        self._background: set[asyncio.Task[None]] = set()
         self.estimator = Estimator(
             tokens,
             catalog,
@@ -103,14 +108,44 @@ class Gateway:
         if ticket is None or ctx.is_settled:  # once, whichever end path comes first
             return
         ctx.is_settled = True
-        task = asyncio.create_task(ticket.settle(ctx.usage, ctx.cost_usd))
-        self._settling.add(task)
-        task.add_done_callback(self._settling.discard)
+        self._in_background(ticket.settle(ctx.usage, ctx.cost_usd))
+
+    def store_later(self, plan: CachePlan, completion: ChatCompletion) -> None:
+        """Cache an answer after it was sent (the L2 write need not delay it)."""
+        if self.cache is not None:
+            self._in_background(self.cache.store(plan, completion))
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def drain(self) -> None:
-        """Wait for every pending settle (clean shutdown)."""
-        while self._settling:
-            await asyncio.gather(*self._settling, return_exceptions=True)
+        """Wait for every pending settle and cache store (clean shutdown)."""
+        while self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+
+    def _cache_plan(self, ctx: RequestContext, request: ChatRequest) -> CachePlan | None:
+        if self.cache is None:
+            return None
+        self.models.resolve(ctx.principal, request.model)  # 404/403 before any cache answer
+        return self.cache.plan(ctx.principal, request, ctx.cache_control)
+
+    async def _cache_hit(
+        self, ctx: RequestContext, plan: CachePlan | None
+    ) -> ChatCompletion | None:
+        """A cached answer, accounted as a request that cost no tokens (it still counts
+        against request rate limits, which admitted it)."""
+        if plan is None or self.cache is None:
+            return None
+        hit = await self.cache.lookup(plan)
+        if hit is None:
+            return None
+        ctx.cache_status = hit.kind
+        ctx.public_model = plan.model
+        ctx.provider_id = "cache"
+        self.publish_completed(ctx)
+        return hit.completion
 
     def _pick_target(
         self, ctx: RequestContext, public_model: str, *, for_embeddings: bool = False
@@ -136,6 +171,10 @@ class Gateway:
         """Answer a non-streaming request or raise a `StellaraError`."""
         await self._admit(ctx, request.model, request)
         try:
+            plan = self._cache_plan(ctx, request)
+            hit = await self._cache_hit(ctx, plan)
+            if hit is not None:
+                return hit
             target = self._pick_target(ctx, request.model)
             try:
                 completion = await target.adapter.chat(
@@ -146,6 +185,8 @@ class Gateway:
                 raise
             ctx.usage = completion.usage
             self.publish_completed(ctx)
+            if plan is not None:
+                self.store_later(plan, completion)
             return completion
         finally:
             self.settle(ctx)
@@ -157,12 +198,22 @@ class Gateway:
         ctx.is_streaming = True
         await self._admit(ctx, request.model, request)
         try:
-            return await self._start_stream(ctx, request)
+            plan = self._cache_plan(ctx, request)
+            hit = await self._cache_hit(ctx, plan)
+            if hit is not None:
+                replay = replay_stream(hit, include_usage=True)
+                first = await anext(replay)
+                return ChunkStream(
+                    self, ctx, first, replay, forward_usage=request.wants_stream_usage
+                )
+            return await self._start_stream(ctx, request, plan)
         except BaseException:
             self.settle(ctx)
             raise
 
-    async def _start_stream(self, ctx: RequestContext, request: ChatRequest) -> ChunkStream:
+    async def _start_stream(
+        self, ctx: RequestContext, request: ChatRequest, plan: CachePlan | None
+    ) -> ChunkStream:
         target = self._pick_target(ctx, request.model)
         remaining_s = self._remaining_s(ctx, target)
         upstream = target.adapter.chat_stream(request, target.model, timeout_s=remaining_s)
@@ -186,7 +237,9 @@ class Gateway:
         except UpstreamError as exc:
             self.publish_failure(ctx, exc)
             raise
-        return ChunkStream(self, ctx, first, upstream, forward_usage=request.wants_stream_usage)
+        return ChunkStream(
+            self, ctx, first, upstream, forward_usage=request.wants_stream_usage, cache_plan=plan
+        )
 
     async def embed(self, ctx: RequestContext, request: EmbeddingsRequest) -> EmbeddingsResponse:
         """Embed the request's inputs with the first target that serves embeddings."""
@@ -275,13 +328,18 @@ class ChunkStream:
         upstream: AsyncGenerator[ChatCompletionChunk, None],
         *,
         forward_usage: bool,
+        cache_plan: CachePlan | None = None,
     ) -> None:
+        """With a `cache_plan`, the answer is assembled as it streams and stored once it has
+        ended normally; a broken stream is never stored."""
         self._gateway = gateway
         self._ctx = ctx
         self._first: ChatCompletionChunk | None = first
         self._upstream = upstream
         self._forward_usage = forward_usage
         self._is_finished = False
+        self._cache_plan = cache_plan
+        self._assembler = StreamAssembler() if cache_plan is not None else None
 
     def __aiter__(self) -> AsyncIterator[ChatCompletionChunk]:
         return self._relay()
@@ -304,8 +362,14 @@ class ChunkStream:
         self._is_finished = True
         self._gateway.publish_completed(ctx)
         self._gateway.settle(ctx)
+        if self._assembler is not None and self._cache_plan is not None:
+            completion = self._assembler.result()
+            if completion is not None:
+                self._gateway.store_later(self._cache_plan, completion)
 
     def _keep(self, chunk: ChatCompletionChunk) -> bool:
+        if self._assembler is not None:
+            self._assembler.feed(chunk)
         if chunk.usage is not None:
             self._ctx.usage = chunk.usage
             if not chunk.choices:

@@ -10,6 +10,11 @@ import logging
 from aiohttp import web
 
 from stellara._clock import Clock, SystemClock
+from stellara.cache.embedder import SentenceEmbedder
+from stellara.cache.exact import ExactCache
+from stellara.cache.l1 import L1Cache
+from stellara.cache.semantic import SemanticCache
+from stellara.cache.stage import AnswerCache
 from stellara.catalog import Catalog
 from stellara.config.models import StateConfig, StellaraConfig
 from stellara.errors import MethodNotAllowedError, RouteNotFoundError
@@ -21,6 +26,7 @@ from stellara.routing.models import ModelTable
 from stellara.server import openapi, routes_health
 from stellara.server.errors import error_response
 from stellara.server.routes_anthropic import AnthropicRoutes
+from stellara.server.routes_cache import CacheRoutes
 from stellara.server.routes_management import ManagementRoutes
 from stellara.server.routes_openai import OpenAIRoutes
 from stellara.state.base import StateBackend
@@ -60,6 +66,7 @@ def create_app(
         Catalog.from_config(config),
         tokens,
         limiter=limiter,
+        cache=build_answer_cache(config, state, clock),
     )
     master_key = config.server.master_key.get_secret_value() if config.server.master_key else None
     auth = Authenticator(master_key, config.keys)
@@ -87,6 +94,7 @@ def create_app(
         timeout_s=config.resilience.timeout_s,
     ).register(app)
     ManagementRoutes(limiter, auth).register(app)
+    CacheRoutes(gateway.cache, auth, clock).register(app)
     routes_health.register(app, state, config.state.on_failure)
     openapi.register(app)
     app.router.add_route("*", "/{tail:.*}", _not_found)
@@ -152,3 +160,24 @@ def _allowed_methods(request: web.Request) -> list[str]:
         if match == request.path:
             methods.update(route.method for route in resource)
     return sorted(methods - {"HEAD"})
+
+
+def build_answer_cache(
+    config: StellaraConfig, state: StateBackend, clock: Clock
+) -> AnswerCache | None:
+    """The answer cache `config.cache` describes: L1, plus L2 when the state backend shares
+    one, plus the semantic level when enabled (its model loads on first use)."""
+    settings = config.cache
+    if settings is None:
+        return None
+    l1 = L1Cache(settings.l1.max_entries, settings.l1.max_bytes, clock)
+    l2 = state.cache if settings.l2.enabled else None
+    semantic = None
+    if settings.semantic.enabled:
+        semantic = SemanticCache(
+            SentenceEmbedder(),
+            threshold=settings.semantic.threshold,
+            max_entries=settings.semantic.max_entries,
+            clock=clock,
+        )
+    return AnswerCache(settings, ExactCache(l1, l2, clock), semantic, clock)

@@ -16,6 +16,7 @@ from stellara import __version__, _json
 from stellara.providers.anthropic import wire
 from stellara.schema.chat import ChatCompletion, ChatCompletionChunk, ChatRequest
 from stellara.schema.embeddings import EmbeddingsRequest, EmbeddingsResponse
+from stellara.server.routes_cache import ClearBody, WarmBody
 
 
 class ErrorDetail(msgspec.Struct):
@@ -91,6 +92,8 @@ _SCHEMAS = (
     LimitReset,
     EmbeddingsRequest,
     EmbeddingsResponse,
+    WarmBody,
+    ClearBody,
 )
 # Anthropic's types share names with the canonical ones (Usage, Message, ErrorDetail), so their
 # components carry a prefix rather than msgspec's module-qualified names for both.
@@ -195,6 +198,37 @@ def _limits_paths() -> dict[str, Any]:
     return paths
 
 
+def _cache_paths() -> dict[str, Any]:
+    """Cache stats, clear and warm (routes_cache); master key only."""
+    master = {code: _errors()[code] for code in ("400", "401", "403")}
+    ok = {"description": "Done", "content": {"application/json": {"schema": {"type": "object"}}}}
+    return {
+        "/ai-orchestration/cache/stats": {
+            "get": {
+                "summary": "Entries, bytes, hits, misses, hit rate per cache level",
+                "security": [{"bearer": []}],
+                "responses": {"200": ok, **master},
+            },
+        },
+        "/ai-orchestration/cache/clear": {
+            "post": {
+                "summary": "Clear everything, or one user's and/or one model's entries",
+                "security": [{"bearer": []}],
+                "requestBody": {"required": False, "content": _json_content("ClearBody")},
+                "responses": {"200": ok, **master},
+            },
+        },
+        "/ai-orchestration/cache/warm": {
+            "post": {
+                "summary": "Store answers so the same requests afterwards are hits",
+                "security": [{"bearer": []}],
+                "requestBody": {"required": True, "content": _json_content("WarmBody")},
+                "responses": {"200": ok, **master},
+            },
+        },
+    }
+
+
 def _stream_event_refs() -> list[dict[str, str]]:
     names = [t.__name__ for t in wire.StreamEvent.__args__]
     return [_ref(f"{_ANTHROPIC_PREFIX}{name}") for name in names]
@@ -250,6 +284,7 @@ def build_openapi() -> dict[str, Any]:
             }
         },
         **_limits_paths(),
+        **_cache_paths(),
         "/healthz": {
             "get": {
                 "summary": "Liveness",

@@ -6,6 +6,7 @@ import os
 
 from aiohttp import web
 
+from stellara.cache.stage import CacheControl
 from stellara.errors import InvalidRequestError, PayloadTooLargeError
 from stellara.limits import ratelimit_headers
 from stellara.pipeline.auth import Principal
@@ -15,6 +16,8 @@ REQUEST_ID = "x-stellara-request-id"
 PROVIDER = "x-stellara-provider"
 ATTEMPTS = "x-stellara-attempts"
 CACHE = "x-stellara-cache"
+CACHE_TTL = "x-stellara-cache-ttl"
+MAX_CACHE_TTL_S = 30 * 86_400.0
 SESSION_ID = "X-Session-Id"
 # Session ids become state-backend keys; a cap keeps a client from making them arbitrarily big.
 MAX_SESSION_ID_CHARS = 256
@@ -35,7 +38,7 @@ def response_headers(
     if ctx.provider_id:
         headers[PROVIDER] = ctx.provider_id
         headers[ATTEMPTS] = str(ctx.attempts)
-        headers[CACHE] = "miss"
+        headers[CACHE] = ctx.cache_status
     ticket = ctx.ticket
     if ticket is not None and ticket.admission is not None:
         headers.update(ratelimit_headers(ticket.admission))
@@ -51,7 +54,29 @@ def new_context(
         raise InvalidRequestError(
             f"The {SESSION_ID} header is longer than {MAX_SESSION_ID_CHARS} characters."
         )
-    return RequestContext(request_id, principal, now, now + timeout_s, session_id=session_id)
+    ctx = RequestContext(request_id, principal, now, now + timeout_s, session_id=session_id)
+    cache_control = request.headers.get("Cache-Control")
+    cache_ttl = request.headers.get(CACHE_TTL)
+    if cache_control or cache_ttl:
+        ctx.cache_control = _cache_control(cache_control or "", cache_ttl)
+    return ctx
+
+
+def _cache_control(directives: str, ttl: str | None) -> CacheControl:
+    """`Cache-Control: no-cache` (no lookup) / `no-store` (no store), and the stored entry's
+    TTL from `x-stellara-cache-ttl` (seconds)."""
+    names = {part.strip().lower() for part in directives.split(",")}
+    ttl_s: float | None = None
+    if ttl is not None:
+        try:
+            ttl_s = float(ttl)
+        except ValueError:
+            ttl_s = -1.0
+        if not 0 < ttl_s <= MAX_CACHE_TTL_S:
+            raise InvalidRequestError(
+                f"{CACHE_TTL} must be a number of seconds in (0, {MAX_CACHE_TTL_S:g}]."
+            )
+    return CacheControl("no-cache" in names, "no-store" in names, ttl_s)
 
 
 def new_request_id() -> str:
