@@ -150,8 +150,9 @@ class CacheStore(Protocol):
 
     async def get(self, key: str) -> bytes | None: ...
 
-    async def put(self, key: str, value: bytes, ttl_s: float, *, scope: str, model: str) -> None:
-        ...
+    async def put(
+        self, key: str, value: bytes, ttl_s: float, *, scope: str, model: str
+    ) -> None: ...
 
     async def delete(self, key: str) -> None:
         """Remove one entry and tell the other processes."""

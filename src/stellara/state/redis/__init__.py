@@ -1,5 +1,7 @@
-"""The `redis` state backend: limits exact across every process sharing one Redis."""
+"""The `redis` state backend: limits exact across every process sharing one Redis, and the
+shared level of the answer cache with its invalidation broadcast."""
 
+from stellara.state.redis.cache import RedisCacheStore
 from stellara.state.redis.store import RedisBackend, RedisLimitStore
 
-__all__ = ["RedisBackend", "RedisLimitStore"]
+__all__ = ["RedisBackend", "RedisCacheStore", "RedisLimitStore"]

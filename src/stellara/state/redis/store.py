@@ -34,6 +34,7 @@ from redis.exceptions import RedisError
 
 from stellara.errors import StateBackendError
 from stellara.state.base import Admission, Amounts, Limit, LimitState, WindowLimit
+from stellara.state.redis.cache import RedisCacheStore
 
 _RESET_ATTEMPTS = 5  # a reset races only with the creation of new keys in the same scope
 _PERIOD_KINDS = {"daily": "d", "monthly": "m", "session": "s"}
@@ -193,6 +194,7 @@ class RedisBackend:
     connection gets longer (`connect_timeout_s`): a burst of requests on a cold pool opens
     dozens at once, and a loaded process that timed those out would fail open needlessly.
     Dropped connections are replaced on the next call, so the backend recovers by itself.
+    `cache` shares the client; its invalidation listener holds one connection of its own.
     """
 
     def __init__(
@@ -219,6 +221,7 @@ class RedisBackend:
         )
         self._client = Redis.from_pool(pool)
         self._limits = RedisLimitStore(self._client, key_prefix=key_prefix, where=redact(url))
+        self._cache = RedisCacheStore(self._client, key_prefix=key_prefix, where=redact(url))
 
     @property
     def name(self) -> str:
@@ -229,8 +232,8 @@ class RedisBackend:
         return self._limits
 
     @property
-    def cache(self) -> None:
-        return None  # the Redis cache level is being added
+    def cache(self) -> RedisCacheStore:
+        return self._cache
 
     async def ping(self) -> bool:
         try:
@@ -239,4 +242,5 @@ class RedisBackend:
             return False
 
     async def close(self) -> None:
+        await self._cache.close()  # first: its listener must not reconnect to a closing pool
         await self._client.aclose()

@@ -1,0 +1,341 @@
+"""The shared (L2) level of the answer cache in Redis, and its invalidation broadcast.
+
+`get` receives only the cache key, so the value lives under a name derived from the key alone;
+a second, empty key names the entry's scope and model so that management can clear by them::
+
+    {prefix}:cv:{<key>}                 the value (opaque bytes), expiring after the entry's TTL
+    {prefix}:c:<scope>:<model>:{<key>}  the marker: empty, the same TTL, found by `SCAN MATCH`
+
+Both names carry the key as their hash tag, so one script writes both on one Cluster slot
+(a scope tag would split them: the value's name cannot know the scope). Scope, model and key
+are percent-encoded, so none can close the tag, add a `:` or a glob character. `get` is one
+`GET`, `put` one script that writes both keys and, when it replaced a value, publishes that;
+`clear` (an admin path) walks the markers with `SCAN … COUNT` and unlinks in batches. `delete`
+unlinks the value only: its marker cannot be named from the key, holds nothing, and expires
+with the value; `clear` counts values, so a leftover marker is never counted.
+
+Removals are published on `{prefix}:cache:invalidate` as JSON (see `_Message`) carrying the
+sender's id, so a store ignores its own messages: its caller already dropped its L1 copies.
+A background task per store listens and calls the `on_invalidation` callbacks. It reconnects
+by itself; while disconnected it cannot hear anything, so after every reconnection it calls
+the callbacks with `Invalidation()` (drop every L1 copy) before serving messages again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import uuid
+from collections.abc import Callable
+from urllib.parse import quote
+
+import msgspec
+from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.client import NEVER_DECODE
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+
+from stellara.errors import StateBackendError
+from stellara.state.base import Invalidation
+
+logger = logging.getLogger(__name__)
+
+_SCAN_COUNT = 1_000  # keys examined per SCAN call; also the UNLINK batch size
+_SUBSCRIBE_TIMEOUT_S = 2.0
+_BACKOFF_MIN_S = 0.05
+_BACKOFF_MAX_S = 2.0
+_GLOB_SPECIALS = str.maketrans({c: "\\" + c for c in "*?[]\\"})
+
+# KEYS: value, marker. ARGV: value, ttl ms, channel, message. EXISTS first: a replaced value
+# may sit in other processes' L1s, so they hear of it; a new one cannot.
+_PUT_SCRIPT = """
+local replaced = redis.call('EXISTS', KEYS[1])
+redis.call('SET', KEYS[2], '', 'PX', ARGV[2])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if replaced == 1 then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
+return replaced
+"""
+
+
+class _Message(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One broadcast removal, e.g. `{"origin":"3f…","scope":"alice"}`; absent fields are None."""
+
+    origin: str
+    key: str | None = None
+    scope: str | None = None
+    model: str | None = None
+
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(_Message).decode
+
+
+def _part(text: str) -> str:
+    """A key component without `:`, `{`, `}` or glob characters."""
+    return quote(text, safe="")
+
+
+class RedisCacheStore:
+    """`CacheStore` on the state backend's Redis, shared by every gateway process.
+
+    Commands go through the backend's pooled client (its short timeouts and single retry, so a
+    slow Redis costs a request little); values come back as bytes although that client decodes
+    replies to text. The listener has a one-connection pool of its own built from the same
+    settings but without redis-py's retry (a silent reconnection would hide that messages
+    were missed) and without decoding. Every command failure surfaces as `StateBackendError`.
+
+    Args:
+        client: the backend's client.
+        key_prefix: the backend's key prefix (no `{` or `}`).
+        where: the server, password redacted, for messages.
+        ping_interval_s: how long the listener waits in silence before it pings Redis; it
+            reconnects when three intervals pass without a reply (a vanished host sends no
+            reset, so only a missing answer shows it).
+    """
+
+    def __init__(
+        self, client: Redis, *, key_prefix: str, where: str, ping_interval_s: float = 5.0
+    ) -> None:
+        if "{" in key_prefix or "}" in key_prefix:
+            raise ValueError(f"key_prefix {key_prefix!r} must not contain '{{' or '}}'")
+        self._client = client
+        self._prefix = key_prefix
+        self._where = where
+        self._ping_interval_s = ping_interval_s
+        self._channel = f"{key_prefix}:cache:invalidate"
+        self._origin = uuid.uuid4().hex
+        self._put = client.register_script(_PUT_SCRIPT)
+        self._callbacks: list[Callable[[Invalidation], None]] = []
+        self._listener: asyncio.Task[None] | None = None
+        self._listening = asyncio.Event()
+        self._is_closed = False
+
+    @property
+    def is_listening(self) -> bool:
+        """Whether the listener is subscribed now, i.e. would hear a removal published now."""
+        return self._listening.is_set()
+
+    async def get(self, key: str) -> bytes | None:
+        """The value stored under `key`, or None when absent or expired."""
+        self._start_listener()
+        try:
+            # NEVER_DECODE: the pool decodes replies to text, and a value is any bytes
+            value: bytes | None = await self._client.execute_command(  # type: ignore[no-untyped-call]
+                "GET", self._value_key(key), **{NEVER_DECODE: []}
+            )
+        except (RedisError, OSError) as exc:
+            raise self._error("get", exc) from exc
+        return value
+
+    async def put(self, key: str, value: bytes, ttl_s: float, *, scope: str, model: str) -> None:
+        """Store `value` for `ttl_s` seconds; replacing a value tells the other processes."""
+        self._start_listener()
+        keys = [self._value_key(key), self._marker_key(scope, model, key)]
+        ttl_ms = max(1, math.ceil(ttl_s * 1000))
+        args: list[bytes | str | int] = [value, ttl_ms, self._channel, self._message(key=key)]
+        try:
+            await self._put(keys=keys, args=args)
+        except (RedisError, OSError) as exc:
+            raise self._error("put", exc) from exc
+
+    async def delete(self, key: str) -> None:
+        """Remove one entry and tell the other processes."""
+        self._start_listener()
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.unlink(self._value_key(key))
+                pipe.publish(self._channel, self._message(key=key))
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise self._error("delete", exc) from exc
+
+    async def clear(self, *, scope: str | None = None, model: str | None = None) -> int:
+        """Remove every entry, or those of `scope` and/or `model`; tell the other processes.
+
+        Walks the markers with `SCAN`, so it costs time in proportion to the whole database:
+        meant for management, not for requests. An entry stored while the walk runs may stay.
+
+        Returns:
+            How many values were removed.
+        """
+        self._start_listener()
+        pattern = self._marker_pattern(scope, model)
+        removed = 0
+        try:
+            cursor = 0
+            while True:
+                cursor, markers = await self._client.scan(cursor, match=pattern, count=_SCAN_COUNT)
+                if markers:
+                    removed += await self._unlink([str(marker) for marker in markers])
+                if cursor == 0:
+                    break
+            await self._client.publish(self._channel, self._message(scope=scope, model=model))
+        except (RedisError, OSError) as exc:
+            raise self._error("clear", exc) from exc
+        return removed
+
+    def on_invalidation(self, callback: Callable[[Invalidation], None]) -> None:
+        """Call `callback` for every removal another process broadcasts, and with
+        `Invalidation()` after the listener reconnects (it may have missed some).
+
+        Starts the listener now when called inside an event loop, else on the next call of
+        any other method; `start` waits until it is subscribed.
+        """
+        self._callbacks.append(callback)
+        self._start_listener()
+
+    async def start(self, *, timeout_s: float = _SUBSCRIBE_TIMEOUT_S) -> bool:
+        """Start the listener (even without callbacks) and wait until it is subscribed.
+
+        Call at start-up so that removals published from then on are heard. When Redis does
+        not answer in `timeout_s`, returns False; the listener keeps trying by itself.
+        """
+        self._start_listener(force=True)
+        try:
+            await asyncio.wait_for(self._listening.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    async def close(self) -> None:
+        """Stop the listener. The client belongs to the backend, which closes it."""
+        self._is_closed = True
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
+            self._listener = None
+
+    def _value_key(self, key: str) -> str:
+        return f"{self._prefix}:cv:{{{_part(key)}}}"
+
+    def _marker_key(self, scope: str, model: str, key: str) -> str:
+        return f"{self._prefix}:c:{_part(scope)}:{_part(model)}:{{{_part(key)}}}"
+
+    def _marker_pattern(self, scope: str | None, model: str | None) -> str:
+        """`SCAN MATCH` for the markers of `scope` and `model` (None: any). An encoded part
+        holds no `:`, so each `*` can only stand for one whole part."""
+        prefix = self._prefix.translate(_GLOB_SPECIALS)
+        scope_part = "*" if scope is None else _part(scope)
+        model_part = "*" if model is None else _part(model)
+        return f"{prefix}:c:{scope_part}:{model_part}:{{*"
+
+    def _message(
+        self, *, key: str | None = None, scope: str | None = None, model: str | None = None
+    ) -> bytes:
+        return _encode(_Message(self._origin, key, scope, model))
+
+    async def _unlink(self, markers: list[str]) -> int:
+        """Unlink markers and their values (pairwise: one slot each); how many values went."""
+        async with self._client.pipeline(transaction=False) as pipe:
+            for marker in markers:
+                pipe.unlink(f"{self._prefix}:cv:{marker[marker.index('{') :]}")
+                pipe.unlink(marker)
+            replies: list[int] = await pipe.execute()
+        return sum(replies[::2])
+
+    def _error(self, operation: str, exc: BaseException) -> StateBackendError:
+        detail = str(exc) or type(exc).__name__
+        return StateBackendError(
+            f"redis state backend at {self._where}: cache {operation}: {detail}"
+        )
+
+    def _start_listener(self, *, force: bool = False) -> None:
+        """Start the listener task if it is wanted, not running, and a loop runs."""
+        if self._listener is not None or self._is_closed or not (force or self._callbacks):
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return  # registered outside a loop (at app construction): the next call starts it
+        self._listener = asyncio.create_task(self._listen(), name="stellara-cache-invalidations")
+
+    async def _listen(self) -> None:
+        """Subscribe, dispatch, and after any failure back off and subscribe again; until
+        cancelled by `close`. One warning per outage, however many attempts it takes."""
+        main = self._client.connection_pool
+        pool = ConnectionPool(
+            connection_class=main.connection_class,
+            max_connections=1,
+            # bytes: a foreign, non-UTF-8 message must be skipped, not fail the connection
+            **{**main.connection_kwargs, "retry": Retry(NoBackoff(), 0), "decode_responses": False},
+        )
+        loop = asyncio.get_running_loop()
+        outage_since: float | None = None
+        delay = _BACKOFF_MIN_S
+        try:
+            while True:
+                pubsub = PubSub(pool)
+                try:
+                    await self._subscribe(pubsub)
+                    if outage_since is not None:
+                        logger.warning(
+                            "cache invalidations from %s heard again after %.1f s; "
+                            "dropping every L1 copy, as some may have been missed",
+                            self._where,
+                            loop.time() - outage_since,
+                        )
+                        self._dispatch(Invalidation())
+                    outage_since, delay = None, _BACKOFF_MIN_S
+                    await self._receive(pubsub)
+                except Exception as exc:  # noqa: BLE001 - a background runner outlives failures
+                    self._listening.clear()
+                    if outage_since is None:
+                        outage_since = loop.time()
+                        logger.warning(
+                            "cache invalidations from %s unheard, retrying: %s",
+                            self._where,
+                            str(exc) or type(exc).__name__,
+                        )
+                finally:
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _BACKOFF_MAX_S)
+        finally:
+            self._listening.clear()
+            await pool.aclose()
+
+    async def _subscribe(self, pubsub: PubSub) -> None:
+        """Subscribe and wait for Redis to confirm: only from then on is nothing missed."""
+        await pubsub.subscribe(self._channel)
+        reply = await pubsub.get_message(timeout=_SUBSCRIBE_TIMEOUT_S)
+        if reply is None or reply["type"] != "subscribe":
+            raise RedisConnectionError(f"no confirmation of SUBSCRIBE: {reply!r}")
+        self._listening.set()
+
+    async def _receive(self, pubsub: PubSub) -> None:
+        """Dispatch messages until the connection fails (raises) or falls silent."""
+        loop = asyncio.get_running_loop()
+        heard_at = loop.time()
+        pinged = False
+        while True:
+            reply = await pubsub.get_message(timeout=self._ping_interval_s)
+            now = loop.time()
+            if reply is not None:
+                heard_at, pinged = now, False
+                if reply["type"] == "message":
+                    self._handle(reply["data"])
+            elif now - heard_at >= 3 * self._ping_interval_s:
+                raise RedisConnectionError("no answer to PING")
+            elif not pinged and now - heard_at >= self._ping_interval_s:
+                await pubsub.ping()
+                pinged = True
+
+    def _handle(self, data: bytes) -> None:
+        try:
+            message = _decode(data)
+        except msgspec.DecodeError:
+            logger.warning("ignoring a malformed cache invalidation: %r", data[:200])
+            return
+        if message.origin != self._origin:  # our own removals were applied by our caller
+            self._dispatch(Invalidation(message.key, message.scope, message.model))
+
+    def _dispatch(self, invalidation: Invalidation) -> None:
+        for callback in list(self._callbacks):
+            try:
+                callback(invalidation)
+            except Exception:  # a faulty callback must not deafen the others
+                logger.exception("cache invalidation callback failed")
