@@ -70,6 +70,8 @@ async def start_gateway() -> AsyncIterator[StartGateway]:
     runners: list[web.AppRunner] = []
 
     async def start(raw: dict[str, Any]) -> RunningGateway:
+        # Retries as in production, with backoff in milliseconds so fault tests stay fast.
+        raw = {"resilience": {"retry": {"base_delay_ms": 1, "max_delay_ms": 5}}, **raw}
         app = create_app(check_config(raw))
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()

@@ -158,16 +158,28 @@ async def test_failed_request_publishes_event(
     gateway: RunningGateway, sim: RunningSimulator, http: aiohttp.ClientSession
 ) -> None:
     seen: list[Event] = []
-    gateway.app[EVENTS].subscribe("*", seen.append)
-    await set_faults(sim, {"kind": "status", "status": 500, "times": 1})
+    gateway.app[EVENTS].subscribe("request.failed", seen.append)
+    gateway.app[EVENTS].subscribe("request.completed", seen.append)
+    await set_faults(sim, {"kind": "status", "status": 500})
     await call(http, gateway)
+    await set_faults(sim)
     await call(http, gateway)
     assert [e.name for e in seen] == ["request.failed", "request.completed"]
     assert seen[0].data["status"] == 502
     assert seen[0].data["provider"] == "sim"
+    assert seen[0].data["attempts"] == 3  # retry.max_attempts on the only target
     assert seen[1].data["user"] == "alice"
     assert seen[1].data["model"] == "test-model"
     assert seen[1].data["completion_tokens"] > 0
+
+
+async def test_retry_answers_after_a_transient_failure(
+    gateway: RunningGateway, sim: RunningSimulator, http: aiohttp.ClientSession
+) -> None:
+    await set_faults(sim, {"kind": "status", "status": 503, "times": 2})
+    status, headers, _ = await call(http, gateway)
+    assert status == 200
+    assert headers["x-stellara-attempts"] == "3"
 
 
 async def test_stream_publishes_usage_on_completion(

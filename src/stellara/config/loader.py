@@ -167,6 +167,7 @@ def _cross_check(raw: dict[str, Any]) -> list[str]:
             provider = target.get("provider") if isinstance(target, dict) else None
             if isinstance(provider, str) and provider not in provider_ids:
                 problems.append(f"models[{i}].targets[{j}].provider: unknown provider {provider!r}")
+    problems.extend(_fallback_problems(raw, model_names))
     seen_keys: set[str] = set()
     for i, key in _entries(raw, "keys"):
         if not isinstance(key, dict):
@@ -219,6 +220,39 @@ def _check_tiers(raw: dict[str, Any]) -> list[str]:
         for path, tier in named
         if isinstance(tier, str) and tier != _IMPLICIT_TIER and tier not in known
     ]
+
+
+def _fallback_problems(raw: dict[str, Any], model_names: set[str]) -> list[str]:
+    """Fallbacks name public models, and never lead back to where they started."""
+    problems: list[str] = []
+    graph: dict[str, list[str]] = {}
+    for i, model in _entries(raw, "models"):
+        if not isinstance(model, dict) or not isinstance(model.get("name"), str):
+            continue
+        fallbacks = model.get("fallbacks")
+        names = [f for f in fallbacks if isinstance(f, str)] if isinstance(fallbacks, list) else []
+        graph[model["name"]] = names
+        problems.extend(
+            f"models[{i}].fallbacks: unknown model {name!r}"
+            for name in names
+            if name not in model_names
+        )
+    for i, model in _entries(raw, "models"):
+        name = model.get("name") if isinstance(model, dict) else None
+        if isinstance(name, str) and _reaches(graph, name, name, set()):
+            problems.append(f"models[{i}].fallbacks: fallback cycle back to {name!r}")
+    return problems
+
+
+def _reaches(graph: dict[str, list[str]], start: str, goal: str, seen: set[str]) -> bool:
+    for nxt in graph.get(start, []):
+        if nxt == goal:
+            return True
+        if nxt not in seen:
+            seen.add(nxt)
+            if _reaches(graph, nxt, goal, seen):
+                return True
+    return False
 
 
 def _entries(raw: dict[str, Any], section: str) -> list[tuple[int, Any]]:

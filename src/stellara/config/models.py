@@ -32,15 +32,47 @@ class ServerConfig(StrictModel):
 class TargetConfig(StrictModel):
     provider: str
     model: str = Field(min_length=1)
+    weight: float = Field(default=1.0, gt=0)  # for `strategy: weighted`
+
+
+Strategy = Literal["performance", "cost", "round_robin", "weighted", "priority", "least_busy"]
 
 
 class ModelConfig(StrictModel):
     name: PublicModelName
     targets: list[TargetConfig] = Field(min_length=1)
+    strategy: Strategy = "priority"  # the targets in the order written, healthy ones first
+    fallbacks: list[str] = Field(default_factory=list)  # other public models, in order
+
+
+class RetryConfig(StrictModel):
+    max_attempts: int = Field(default=3, ge=1, le=10)  # per target, the first included
+    base_delay_ms: float = Field(default=200.0, ge=0)
+    max_delay_ms: float = Field(default=5000.0, ge=0)
+    jitter: bool = True
+
+
+class CircuitBreakerConfig(StrictModel):
+    failure_threshold: int = Field(default=5, ge=1)
+    window_s: float = Field(default=60.0, gt=0)
+    open_s: float = Field(default=30.0, gt=0)
+    half_open_requests: int = Field(default=1, ge=1)
+    scope: Literal["provider", "target"] = "provider"
+
+
+class HealthCheckConfig(StrictModel):
+    interval_s: float = Field(default=30.0, gt=0)  # between active probes of each provider
+    timeout_s: float = Field(default=5.0, gt=0)
+    enabled: bool = True
 
 
 class ResilienceConfig(StrictModel):
-    timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    timeout_s: float = Field(default=60.0, gt=0, le=3600)  # the whole request, every attempt
+    fallback_message: str = "The assistant is temporarily unavailable. Please try again shortly."
+    max_total_attempts: int = Field(default=6, ge=1, le=50)  # across targets and fallbacks
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    circuit_breaker: CircuitBreakerConfig = Field(default_factory=CircuitBreakerConfig)
+    health_check: HealthCheckConfig = Field(default_factory=HealthCheckConfig)
 
 
 class StateConfig(StrictModel):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from stellara.cache.stage import CacheControl
+from stellara.config.models import Strategy
 from stellara.limits import Ticket
 from stellara.pipeline.auth import Principal
 from stellara.schema.chat import Usage
@@ -33,6 +34,9 @@ class RequestContext:
     is_settled: bool = False
     cache_control: CacheControl = NO_CACHE_CONTROL  # what the client asked of the cache
     cache_status: str = "miss"  # `x-stellara-cache`: miss, hit or semantic
+    route: str = ""  # `x-stellara-route`: the strategy's choice and why
+    routing_strategy: Strategy | None = None  # /ai-orchestration/generate's override
+    routing_providers: frozenset[str] | None = None  # … and its filter of provider ids
 
     @property
     def is_unlimited_by_failure(self) -> bool:

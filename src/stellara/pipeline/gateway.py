@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
-from typing import Any
+from dataclasses import replace
+from typing import Any, TypeVar
 
 from stellara._clock import Clock
 from stellara.cache.assemble import StreamAssembler
@@ -19,19 +20,23 @@ from stellara.catalog import Catalog
 from stellara.errors import (
     ClientDisconnectedError,
     InvalidRequestError,
+    NoHealthyProviderError,
     StellaraError,
     UpstreamError,
     UpstreamProtocolError,
     UpstreamTimeoutError,
 )
 from stellara.limits import Estimator, Limiter, PriceKey
+from stellara.pipeline.attempts import AttemptRunner, Call
 from stellara.pipeline.context import RequestContext
 from stellara.providers.base import EmbeddingsAdapter
-from stellara.routing.models import ModelTable, Target
+from stellara.routing.models import ModelTable, PublicModel, Target
 from stellara.schema.chat import ChatCompletion, ChatCompletionChunk, ChatRequest, Usage
 from stellara.schema.embeddings import EmbeddingsRequest, EmbeddingsResponse, EmbeddingsUsage
 from stellara.telemetry.events import REQUEST_COMPLETED, REQUEST_FAILED, Event, EventBus
 from stellara.tokens import TokenCounter
+
+T = TypeVar("T")
 
 
 class Gateway:
@@ -45,6 +50,7 @@ class Gateway:
         catalog: Catalog,
         tokens: TokenCounter,
         *,
+        attempts: AttemptRunner,
         limiter: Limiter | None = None,
         cache: AnswerCache | None = None,
     ) -> None:
@@ -57,6 +63,7 @@ class Gateway:
         self.tokens = tokens
         self.limiter = limiter
         self.cache = cache
+        self.attempts = attempts
         self._background: set[asyncio.Task[None]] = set()
         self.estimator = Estimator(
             tokens,
@@ -147,25 +154,43 @@ class Gateway:
         self.publish_completed(ctx)
         return hit.completion
 
-    def _pick_target(
+    def _candidates(
         self, ctx: RequestContext, public_model: str, *, for_embeddings: bool = False
-    ) -> Target:
+    ) -> list[PublicModel]:
+        """The public model and its fallbacks, as the attempt loop will try them."""
         public = self.models.resolve(ctx.principal, public_model)
         ctx.public_model = public.name
-        targets = public.targets
-        if for_embeddings:
-            targets = tuple(t for t in targets if isinstance(t.adapter, EmbeddingsAdapter))
-            if not targets:
-                raise InvalidRequestError(
-                    f"The model {public.name!r} has no provider that serves embeddings.",
-                    param="model",
-                )
-        target = targets[0]
-        ctx.provider_id = target.adapter.id
-        ctx.provider_type = target.provider_type
-        ctx.provider_model = target.model
-        ctx.attempts += 1
-        return target
+        chain = self.attempts.chain(public)
+        if not for_embeddings:
+            return chain
+        serving = [
+            replace(
+                m, targets=tuple(t for t in m.targets if isinstance(t.adapter, EmbeddingsAdapter))
+            )
+            for m in chain
+        ]
+        if not serving[0].targets:
+            raise InvalidRequestError(
+                f"The model {public.name!r} has no provider that serves embeddings.",
+                param="model",
+            )
+        return [m for m in serving if m.targets]
+
+    async def _run(
+        self, ctx: RequestContext, models: list[PublicModel], call: Call[T], *, stream: bool
+    ) -> T:
+        try:
+            return await self.attempts.run(
+                ctx,
+                models,
+                call,
+                stream=stream,
+                strategy=ctx.routing_strategy,
+                providers=ctx.routing_providers,
+            )
+        except (UpstreamError, NoHealthyProviderError) as exc:
+            self.publish_failure(ctx, exc)
+            raise
 
     async def complete(self, ctx: RequestContext, request: ChatRequest) -> ChatCompletion:
         """Answer a non-streaming request or raise a `StellaraError`."""
@@ -175,14 +200,12 @@ class Gateway:
             hit = await self._cache_hit(ctx, plan)
             if hit is not None:
                 return hit
-            target = self._pick_target(ctx, request.model)
-            try:
-                completion = await target.adapter.chat(
-                    request, target.model, timeout_s=self._remaining_s(ctx, target)
-                )
-            except UpstreamError as exc:
-                self.publish_failure(ctx, exc)
-                raise
+            models = self._candidates(ctx, request.model)
+
+            async def call(target: Target, timeout_s: float) -> ChatCompletion:
+                return await target.adapter.chat(request, target.model, timeout_s=timeout_s)
+
+            completion = await self._run(ctx, models, call, stream=False)
             ctx.usage = completion.usage
             self.publish_completed(ctx)
             if plan is not None:
@@ -214,29 +237,16 @@ class Gateway:
     async def _start_stream(
         self, ctx: RequestContext, request: ChatRequest, plan: CachePlan | None
     ) -> ChunkStream:
-        target = self._pick_target(ctx, request.model)
-        remaining_s = self._remaining_s(ctx, target)
-        upstream = target.adapter.chat_stream(request, target.model, timeout_s=remaining_s)
-        try:
-            async with asyncio.timeout(remaining_s):
-                first = await anext(upstream)
-        except StopAsyncIteration:
-            error: UpstreamError = UpstreamProtocolError(
-                f"provider {ctx.provider_id!r} sent an empty stream", provider=ctx.provider_id
-            )
-            self.publish_failure(ctx, error)
-            raise error from None
-        except TimeoutError as exc:
-            await upstream.aclose()
-            error = UpstreamTimeoutError(
-                f"provider {ctx.provider_id!r} did not start answering in time",
-                provider=ctx.provider_id,
-            )
-            self.publish_failure(ctx, error)
-            raise error from exc
-        except UpstreamError as exc:
-            self.publish_failure(ctx, exc)
-            raise
+        """The first target that delivers a first chunk wins; failures before it fail over
+        silently, since the client has seen nothing yet."""
+        models = self._candidates(ctx, request.model)
+
+        async def start(
+            target: Target, timeout_s: float
+        ) -> tuple[ChatCompletionChunk, AsyncGenerator[ChatCompletionChunk, None]]:
+            return await _first_chunk(target, request, timeout_s)
+
+        first, upstream = await self._run(ctx, models, start, stream=True)
         return ChunkStream(
             self, ctx, first, upstream, forward_usage=request.wants_stream_usage, cache_plan=plan
         )
@@ -250,30 +260,22 @@ class Gateway:
             self.settle(ctx)
 
     async def _embed(self, ctx: RequestContext, request: EmbeddingsRequest) -> EmbeddingsResponse:
-        target = self._pick_target(ctx, request.model, for_embeddings=True)
-        adapter = target.adapter
-        assert isinstance(adapter, EmbeddingsAdapter)  # _pick_target kept only those
-        try:
-            response = await adapter.embed(
-                request, target.model, timeout_s=self._remaining_s(ctx, target)
-            )
-        except UpstreamError as exc:
-            self.publish_failure(ctx, exc)
-            raise
+        models = self._candidates(ctx, request.model, for_embeddings=True)
+
+        async def call(target: Target, timeout_s: float) -> EmbeddingsResponse:
+            adapter = target.adapter
+            assert isinstance(adapter, EmbeddingsAdapter)  # _candidates kept only those
+            return await adapter.embed(request, target.model, timeout_s=timeout_s)
+
+        response = await self._run(ctx, models, call, stream=False)
         prompt_tokens = response.usage.prompt_tokens
         texts = request.texts()
         if prompt_tokens == 0 and texts:  # the provider reports no usage (Gemini): estimate it
-            prompt_tokens = sum(self.tokens.count_text(text, target.model) for text in texts)
+            prompt_tokens = sum(self.tokens.count_text(t, ctx.provider_model) for t in texts)
             response.usage = EmbeddingsUsage(prompt_tokens, prompt_tokens)
         ctx.usage = Usage(prompt_tokens=prompt_tokens, total_tokens=prompt_tokens)
         self.publish_completed(ctx)
         return response
-
-    def _remaining_s(self, ctx: RequestContext, target: Target) -> float:
-        remaining = ctx.remaining_s(self.clock.monotonic())
-        if remaining <= 0:
-            raise UpstreamTimeoutError("the request deadline passed", provider=target.adapter.id)
-        return remaining
 
     def publish_completed(self, ctx: RequestContext) -> None:
         """Record that `ctx` was answered in full."""
@@ -311,6 +313,26 @@ class Gateway:
             "completion_tokens": usage.completion_tokens if usage else 0,
             "cost_usd": ctx.cost_usd,
         }
+
+
+async def _first_chunk(
+    target: Target, request: ChatRequest, timeout_s: float
+) -> tuple[ChatCompletionChunk, AsyncGenerator[ChatCompletionChunk, None]]:
+    """Open `target`'s stream and wait for its first chunk within `timeout_s`."""
+    provider = target.adapter.id
+    upstream = target.adapter.chat_stream(request, target.model, timeout_s=timeout_s)
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await anext(upstream), upstream
+    except StopAsyncIteration:
+        raise UpstreamProtocolError(
+            f"provider {provider!r} sent an empty stream", provider=provider
+        ) from None
+    except TimeoutError as exc:
+        await upstream.aclose()
+        raise UpstreamTimeoutError(
+            f"provider {provider!r} did not start answering in time", provider=provider
+        ) from exc
 
 
 class ChunkStream:

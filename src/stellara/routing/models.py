@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from stellara.config.models import ModelConfig
+from stellara.config.models import ModelConfig, Strategy
 from stellara.errors import ModelNotFoundError, PermissionDeniedError
 from stellara.pipeline.auth import Principal
 from stellara.providers.base import ProviderAdapter
@@ -18,12 +18,15 @@ class Target:
     adapter: ProviderAdapter
     provider_type: str
     model: str
+    weight: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
 class PublicModel:
     name: str
     targets: tuple[Target, ...]
+    strategy: Strategy = "priority"
+    fallbacks: tuple[str, ...] = ()
 
 
 class ModelTable:
@@ -39,9 +42,11 @@ class ModelTable:
             m.name: PublicModel(
                 m.name,
                 tuple(
-                    Target(adapters[t.provider], provider_types[t.provider], t.model)
+                    Target(adapters[t.provider], provider_types[t.provider], t.model, t.weight)
                     for t in m.targets
                 ),
+                m.strategy,
+                tuple(m.fallbacks),
             )
             for m in models
         }
@@ -57,6 +62,11 @@ class ModelTable:
         if not principal.may_use(name):
             raise PermissionDeniedError(f"This key may not use the model {name!r}.", param="model")
         return model
+
+    def get(self, name: str) -> PublicModel | None:
+        """The public model `name`, without permission checks (fallbacks are the config's
+        choice, not the caller's)."""
+        return self._models.get(name)
 
     def visible_to(self, principal: Principal) -> list[str]:
         """The public model names `principal` may use, in config order."""

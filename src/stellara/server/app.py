@@ -19,10 +19,15 @@ from stellara.catalog import Catalog
 from stellara.config.models import StateConfig, StellaraConfig
 from stellara.errors import MethodNotAllowedError, RouteNotFoundError
 from stellara.limits import Limiter, LimitEvents, LimitsPolicy
+from stellara.pipeline.attempts import AttemptRunner
 from stellara.pipeline.auth import Authenticator
 from stellara.pipeline.gateway import Gateway
 from stellara.providers import create_adapter
+from stellara.routing.breaker import BreakerBoard, BreakerSettings
+from stellara.routing.health import HealthBoard
 from stellara.routing.models import ModelTable
+from stellara.routing.retry import RetryPolicy
+from stellara.routing.strategies import RouterStats
 from stellara.server import openapi, routes_health
 from stellara.server.errors import error_response
 from stellara.server.routes_anthropic import AnthropicRoutes
@@ -31,7 +36,7 @@ from stellara.server.routes_management import ManagementRoutes
 from stellara.server.routes_openai import OpenAIRoutes
 from stellara.state.base import StateBackend
 from stellara.state.memory import MemoryBackend
-from stellara.telemetry.events import EventBus
+from stellara.telemetry.events import BREAKER_CHANGED, Event, EventBus
 from stellara.tokens import TokenCounter
 
 logger = logging.getLogger(__name__)
@@ -59,12 +64,15 @@ def create_app(
     tokens = TokenCounter()
     state = state_backend or build_state_backend(config.state, clock)
     limiter = build_limiter(config, state, events, clock)
+    models = ModelTable(config.models, adapters, provider_types)
+    catalog = Catalog.from_config(config)
     gateway = Gateway(
-        ModelTable(config.models, adapters, provider_types),
+        models,
         events,
         clock,
-        Catalog.from_config(config),
+        catalog,
         tokens,
+        attempts=build_attempt_runner(config, models, catalog, events, clock),
         limiter=limiter,
         cache=build_answer_cache(config, state, clock),
     )
@@ -181,3 +189,26 @@ def build_answer_cache(
             clock=clock,
         )
     return AnswerCache(settings, ExactCache(l1, l2, clock), semantic, clock)
+
+
+def build_attempt_runner(
+    config: StellaraConfig, models: ModelTable, catalog: Catalog, events: EventBus, clock: Clock
+) -> AttemptRunner:
+    """Breakers, health, routing stats and the retry policy, shared by every request."""
+
+    def transition(breaker_id: str, old: str, new: str) -> None:
+        events.publish(Event(BREAKER_CHANGED, {"breaker": breaker_id, "from": old, "to": new}))
+
+    breakers = BreakerBoard(
+        BreakerSettings.from_config(config.resilience.circuit_breaker), clock, transition
+    )
+    health = HealthBoard([p.id for p in config.providers], clock, breakers)
+    return AttemptRunner(
+        models,
+        breakers,
+        health,
+        RouterStats(),
+        RetryPolicy.from_config(config.resilience),
+        clock,
+        catalog=catalog,
+    )

@@ -17,6 +17,7 @@ logger = logging.getLogger(__name__)
 
 REQUEST_COMPLETED = "request.completed"
 REQUEST_FAILED = "request.failed"
+BREAKER_CHANGED = "circuit_breaker.state_changed"
 RATE_LIMIT_EXCEEDED = "rate_limit.exceeded"
 QUOTA_EXCEEDED = "quota.exceeded"
 QUOTA_WARNING = "quota.warning"

@@ -1,0 +1,172 @@
+"""The attempt loop: which target answers, with retries, breakers and fallback models.
+
+For the requested public model, then each of its `fallbacks` in order: the strategy orders
+the targets, skipping open breakers; each target is tried up to `retry.max_attempts` times
+(backoff with full jitter, `Retry-After` honoured) while the request's deadline and its
+total-attempt budget last. What the error says decides what follows (`RetryPolicy.decide`):
+a client error stops at once, a content filter skips that provider, a context-window error
+skips to the fallbacks. A breaker that refuses costs no attempt. If no target could be tried
+at all, the request is refused with 503; otherwise the last provider error is raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from stellara._clock import Clock
+from stellara.catalog import Catalog
+from stellara.config.models import Strategy
+from stellara.errors import NoHealthyProviderError, UpstreamError, UpstreamTimeoutError
+from stellara.pipeline.context import RequestContext
+from stellara.routing.breaker import BreakerBoard
+from stellara.routing.health import HealthBoard
+from stellara.routing.models import ModelTable, PublicModel, Target
+from stellara.routing.retry import AttemptBudget, RetryPolicy
+from stellara.routing.strategies import RouterStats, choose_order
+
+T = TypeVar("T")
+Call = Callable[[Target, float], Awaitable[T]]
+
+
+class AttemptRunner:
+    """Runs one request's attempts. One per app; state (breakers, stats) is shared."""
+
+    def __init__(
+        self,
+        models: ModelTable,
+        breakers: BreakerBoard,
+        health: HealthBoard,
+        stats: RouterStats,
+        retry: RetryPolicy,
+        clock: Clock,
+        *,
+        catalog: Catalog,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.models = models
+        self.breakers = breakers
+        self.health = health
+        self.stats = stats
+        self.retry = retry
+        self.catalog = catalog
+        self._clock = clock
+        self._rng = rng or random.Random()
+
+    def chain(self, public: PublicModel) -> list[PublicModel]:
+        """The model, then its fallbacks (and theirs), each once."""
+        chain, seen, queue = [], {public.name}, [public]
+        while queue:
+            model = queue.pop(0)
+            chain.append(model)
+            for name in model.fallbacks:
+                fallback = self.models.get(name)
+                if fallback is not None and name not in seen:
+                    seen.add(name)
+                    queue.append(fallback)
+        return chain
+
+    async def run(
+        self,
+        ctx: RequestContext,
+        models: list[PublicModel],
+        call: Call[T],
+        *,
+        stream: bool = False,
+        strategy: Strategy | None = None,
+        providers: frozenset[str] | None = None,
+    ) -> T:
+        """`call(target, timeout_s)` on targets in turn until one answers."""
+        budget = AttemptBudget(self.retry, ctx.started_at, ctx.deadline - ctx.started_at)
+        last_error: UpstreamError | None = None
+        skipped_providers: set[str] = set()
+        for model in models:
+            targets = [t for t in model.targets if providers is None or t.adapter.id in providers]
+            choice = choose_order(
+                strategy or model.strategy,
+                model.name,
+                targets,
+                self.stats,
+                now=self._clock.monotonic(),
+                rng=self._rng,
+                is_available=lambda t: (
+                    t.adapter.id not in skipped_providers
+                    and not self.breakers.is_open(t.adapter.id, t.model)
+                ),
+                stream=stream,
+            )
+            if not ctx.route:
+                ctx.route = f"{model.name}: {choice.reason}"
+            for target in choice.order:
+                result, error, next_step = await self._try_target(ctx, target, call, budget)
+                if error is None:
+                    return result  # type: ignore[return-value]
+                last_error = error or last_error
+                if next_step == "stop" and error is not None:
+                    raise error
+                if next_step == "next_provider":
+                    skipped_providers.add(target.adapter.id)
+                if next_step == "larger_window":
+                    break  # only the fallback models may have a larger window
+        if last_error is None:
+            raise NoHealthyProviderError(
+                f"No healthy provider for the model {models[0].name!r}: every circuit breaker "
+                "is open."
+            )
+        raise last_error
+
+    async def _try_target(
+        self, ctx: RequestContext, target: Target, call: Call[T], budget: AttemptBudget
+    ) -> tuple[T | None, UpstreamError | None, str]:
+        """Attempts on one target: (result, None, "") or (None, last error, what next)."""
+        provider, model = target.adapter.id, target.model
+        error: UpstreamError | None = None
+        for retry in range(self.retry.max_attempts):
+            if not self.breakers.allow(provider, model):
+                return None, error, "next_target"  # an open breaker costs no attempt
+            now = self._clock.monotonic()
+            if not budget.take(now):
+                return None, error or _out_of_time(provider), "stop"
+            ctx.attempts += 1
+            ctx.provider_id, ctx.provider_type, ctx.provider_model = (
+                provider,
+                target.provider_type,
+                model,
+            )
+            self.stats.started(target)
+            try:
+                result = await call(target, budget.remaining_s(now))
+            except UpstreamError as exc:
+                error = exc
+                self._record(target, now, exc)
+                step = self.retry.decide(exc, retry + 1, remaining_s=budget.remaining_s(now))
+                if step != "retry_same":
+                    return None, exc, step
+                delay = self.retry.delay_s(
+                    retry, exc, self._rng, remaining_s=budget.remaining_s(self._clock.monotonic())
+                )
+                await asyncio.sleep(delay)
+                continue
+            except BaseException as exc:  # cancelled, client gone: no verdict on the provider
+                self.stats.finished(target, self._clock.monotonic(), ok=False)
+                self.breakers.record(provider, model, exc)  # hands back a half-open permit
+                raise
+            self._record(target, now, None)
+            return result, None, ""
+        return None, error, "next_target"
+
+    def _record(self, target: Target, started: float, error: UpstreamError | None) -> None:
+        now = self._clock.monotonic()
+        elapsed = now - started
+        provider, model = target.adapter.id, target.model
+        self.stats.finished(target, now, ok=error is None, total_s=elapsed, ttfb_s=elapsed)
+        self.breakers.record(provider, model, error, latency_s=elapsed)
+        self.health.record_call(provider, model, elapsed, error)
+
+
+def _out_of_time(provider: str) -> UpstreamTimeoutError:
+    return UpstreamTimeoutError(
+        "the request's deadline or attempt budget ran out", provider=provider
+    )
