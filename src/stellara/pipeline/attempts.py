@@ -140,6 +140,7 @@ class AttemptRunner:
                 result = await call(target, budget.remaining_s(now))
             except UpstreamError as exc:
                 error = exc
+                ctx.failures.append(f"{provider}/{model}: {exc.code}: {exc.message}")
                 self._record(target, now, exc)
                 step = self.retry.decide(exc, retry + 1, remaining_s=budget.remaining_s(now))
                 if step != "retry_same":

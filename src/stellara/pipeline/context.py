@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from stellara.cache.stage import CacheControl
 from stellara.config.models import Strategy
@@ -37,6 +37,7 @@ class RequestContext:
     route: str = ""  # `x-stellara-route`: the strategy's choice and why
     routing_strategy: Strategy | None = None  # /ai-orchestration/generate's override
     routing_providers: frozenset[str] | None = None  # … and its filter of provider ids
+    failures: list[str] = field(default_factory=list)  # "provider/model: error", per attempt
 
     @property
     def is_unlimited_by_failure(self) -> bool:

@@ -34,6 +34,7 @@ from stellara.server.routes_anthropic import AnthropicRoutes
 from stellara.server.routes_cache import CacheRoutes
 from stellara.server.routes_management import ManagementRoutes
 from stellara.server.routes_openai import OpenAIRoutes
+from stellara.server.routes_orchestration import OrchestrationRoutes
 from stellara.state.base import StateBackend
 from stellara.state.memory import MemoryBackend
 from stellara.telemetry.events import BREAKER_CHANGED, Event, EventBus
@@ -103,6 +104,13 @@ def create_app(
     ).register(app)
     ManagementRoutes(limiter, auth).register(app)
     CacheRoutes(gateway.cache, auth, clock).register(app)
+    OrchestrationRoutes(
+        gateway,
+        auth,
+        max_body_bytes=config.server.max_body_bytes,
+        timeout_s=config.resilience.timeout_s,
+        fallback_message=config.resilience.fallback_message,
+    ).register(app)
     routes_health.register(app, state, config.state.on_failure)
     openapi.register(app)
     app.router.add_route("*", "/{tail:.*}", _not_found)

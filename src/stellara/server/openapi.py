@@ -17,6 +17,7 @@ from stellara.providers.anthropic import wire
 from stellara.schema.chat import ChatCompletion, ChatCompletionChunk, ChatRequest
 from stellara.schema.embeddings import EmbeddingsRequest, EmbeddingsResponse
 from stellara.server.routes_cache import ClearBody, WarmBody
+from stellara.server.routes_orchestration import GenerateRequest
 
 
 class ErrorDetail(msgspec.Struct):
@@ -94,6 +95,7 @@ _SCHEMAS = (
     EmbeddingsResponse,
     WarmBody,
     ClearBody,
+    GenerateRequest,
 )
 # Anthropic's types share names with the canonical ones (Usage, Message, ErrorDetail), so their
 # components carry a prefix rather than msgspec's module-qualified names for both.
@@ -229,6 +231,61 @@ def _cache_paths() -> dict[str, Any]:
     }
 
 
+def _orchestration_paths() -> dict[str, Any]:
+    """generate, generate-with-fallback, health and circuit breakers (routes_orchestration)."""
+    obj = {"application/json": {"schema": {"type": "object"}}}
+    bearer: list[dict[str, list[str]]] = [{"bearer": []}]
+    keyed = {code: _errors()[code] for code in ("401",)}
+    master = {code: _errors()[code] for code in ("401", "403")}
+
+    def generate(summary: str) -> dict[str, Any]:
+        return {
+            "post": {
+                "summary": summary,
+                "security": bearer,
+                "requestBody": {"required": True, "content": _json_content("GenerateRequest")},
+                "responses": {
+                    "200": {"description": "chat.completion + orchestration", "content": obj},
+                    **_errors(),
+                },
+            }
+        }
+
+    def get(summary: str, errors: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "get": {
+                "summary": summary,
+                "security": bearer,
+                "responses": {"200": {"description": summary, "content": obj}, **errors},
+            }
+        }
+
+    reset = {
+        "post": {
+            "summary": "Close one circuit breaker (master key)",
+            "security": bearer,
+            "parameters": [
+                {"name": "breaker_id", "in": "path", "required": True, "schema": {"type": "string"}}
+            ],
+            "responses": {
+                "200": {"description": "Reset", "content": obj},
+                "404": _errors()["404"],
+                **master,
+            },
+        }
+    }
+    return {
+        "/ai-orchestration/generate": generate("Chat with routing control and a report"),
+        "/ai-orchestration/generate-with-fallback": generate(
+            "Chat that always answers 200 (degraded: true when every route failed)"
+        ),
+        "/ai-orchestration/health": get("Per-provider health", keyed),
+        "/ai-orchestration/healthy-providers": get("Providers usable now", keyed),
+        "/ai-orchestration/circuit-breakers": get("Circuit breakers (master key)", master),
+        "/ai-orchestration/circuit-breakers/{breaker_id}/reset": reset,
+    }
+
+
 def _stream_event_refs() -> list[dict[str, str]]:
     names = [t.__name__ for t in wire.StreamEvent.__args__]
     return [_ref(f"{_ANTHROPIC_PREFIX}{name}") for name in names]
@@ -285,6 +342,7 @@ def build_openapi() -> dict[str, Any]:
         },
         **_limits_paths(),
         **_cache_paths(),
+        **_orchestration_paths(),
         "/healthz": {
             "get": {
                 "summary": "Liveness",

@@ -17,6 +17,7 @@ PROVIDER = "x-stellara-provider"
 ATTEMPTS = "x-stellara-attempts"
 CACHE = "x-stellara-cache"
 CACHE_TTL = "x-stellara-cache-ttl"
+ROUTE = "x-stellara-route"
 MAX_CACHE_TTL_S = 30 * 86_400.0
 SESSION_ID = "X-Session-Id"
 # Session ids become state-backend keys; a cap keeps a client from making them arbitrarily big.
@@ -39,6 +40,8 @@ def response_headers(
         headers[PROVIDER] = ctx.provider_id
         headers[ATTEMPTS] = str(ctx.attempts)
         headers[CACHE] = ctx.cache_status
+        if ctx.route:
+            headers[ROUTE] = ctx.route
     ticket = ctx.ticket
     if ticket is not None and ticket.admission is not None:
         headers.update(ratelimit_headers(ticket.admission))
