@@ -31,6 +31,9 @@ class ProviderSettings(BaseModel):
     headers: dict[str, str] = Field(default_factory=dict)
     connect_timeout_s: float = Field(default=10.0, gt=0)
     max_connections: int = Field(default=256, ge=1)
+    # The model an active health probe asks (a 1-token answer); default: the first model any
+    # public model routes to on this provider. `false` turns probes off for this provider.
+    probe_model: str | bool | None = None
 
 
 class ProviderAdapter(Protocol):

@@ -6,6 +6,7 @@ Nothing lives at module level: tests build as many apps as they like in one proc
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from aiohttp import web
 
@@ -23,9 +24,11 @@ from stellara.pipeline.attempts import AttemptRunner
 from stellara.pipeline.auth import Authenticator
 from stellara.pipeline.gateway import Gateway
 from stellara.providers import create_adapter
+from stellara.providers.base import ProviderAdapter
 from stellara.routing.breaker import BreakerBoard, BreakerSettings
 from stellara.routing.health import HealthBoard
 from stellara.routing.models import ModelTable
+from stellara.routing.probe import HealthProber
 from stellara.routing.retry import RetryPolicy
 from stellara.routing.strategies import RouterStats
 from stellara.server import openapi, routes_health
@@ -121,6 +124,17 @@ def create_app(
             await adapter.close()
         await state.close()
 
+    prober = build_prober(config, adapters, gateway.attempts.health, state, clock)
+    if prober is not None:
+
+        async def start_probes(_: web.Application) -> None:
+            prober.start()
+
+        async def stop_probes(_: web.Application) -> None:
+            await prober.stop()
+
+        app.on_startup.append(start_probes)
+        app.on_cleanup.insert(0, stop_probes)
     app.on_cleanup.append(close_pools)
     return app
 
@@ -220,3 +234,29 @@ def build_attempt_runner(
         clock,
         catalog=catalog,
     )
+
+
+def build_prober(
+    config: StellaraConfig,
+    adapters: Mapping[str, ProviderAdapter],
+    health: HealthBoard,
+    state: StateBackend,
+    clock: Clock,
+) -> HealthProber | None:
+    """Active probes of each provider that has a model to ask (see `probe_model`)."""
+    settings = config.resilience.health_check
+    if not settings.enabled:
+        return None
+    probe_models: dict[str, str] = {}
+    for provider in config.providers:
+        if provider.probe_model is False:
+            continue
+        if isinstance(provider.probe_model, str):
+            probe_models[provider.id] = provider.probe_model
+            continue
+        for model in config.models:
+            target = next((t for t in model.targets if t.provider == provider.id), None)
+            if target is not None:
+                probe_models[provider.id] = target.model
+                break
+    return HealthProber(adapters, probe_models, health, settings, clock, lock=state.limits)
