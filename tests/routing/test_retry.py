@@ -88,7 +88,7 @@ def test_retry_same_target_respects_deadline_and_retry_after():
 @pytest.mark.parametrize(
     ("error", "retry_same", "next_target", "decision"),
     [
-        (UpstreamTimeoutError("t", provider="p"), True, True, "retry_same"),
+        (UpstreamTimeoutError("t", provider="p"), True, True, "next_target"),  # DESIGN §7
         (DOWN, True, True, "retry_same"),
         (UpstreamProtocolError("bad", provider="p"), True, True, "retry_same"),
         (rate_limited(1.0), True, True, "retry_same"),

@@ -99,8 +99,11 @@ class AttemptRunner:
             )
             if not ctx.route:
                 ctx.route = f"{model.name}: {choice.reason}"
-            for target in choice.order:
-                result, error, next_step = await self._try_target(ctx, target, call, budget)
+            for position, target in enumerate(choice.order):
+                has_alternatives = position + 1 < len(choice.order) or model is not models[-1]
+                result, error, next_step = await self._try_target(
+                    ctx, target, call, budget, has_alternatives=has_alternatives
+                )
                 if error is None:
                     return result  # type: ignore[return-value]
                 last_error = error or last_error
@@ -118,9 +121,19 @@ class AttemptRunner:
         raise last_error
 
     async def _try_target(
-        self, ctx: RequestContext, target: Target, call: Call[T], budget: AttemptBudget
+        self,
+        ctx: RequestContext,
+        target: Target,
+        call: Call[T],
+        budget: AttemptBudget,
+        *,
+        has_alternatives: bool,
     ) -> tuple[T | None, UpstreamError | None, str]:
-        """Attempts on one target: (result, None, "") or (None, last error, what next)."""
+        """Attempts on one target: (result, None, "") or (None, last error, what next).
+
+        While another target could still answer, one attempt may use at most half of the
+        time left, so a provider that never answers leaves time for the next one.
+        """
         provider, model = target.adapter.id, target.model
         error: UpstreamError | None = None
         for retry in range(self.retry.max_attempts):
@@ -136,8 +149,11 @@ class AttemptRunner:
                 model,
             )
             self.stats.started(target)
+            timeout_s = budget.remaining_s(now)
+            if has_alternatives:
+                timeout_s /= 2
             try:
-                result = await call(target, budget.remaining_s(now))
+                result = await call(target, timeout_s)
             except UpstreamError as exc:
                 error = exc
                 ctx.failures.append(f"{provider}/{model}: {exc.code}: {exc.message}")

@@ -32,6 +32,7 @@ from stellara.errors import (
     UpstreamBadRequestError,
     UpstreamError,
     UpstreamRateLimitedError,
+    UpstreamTimeoutError,
 )
 from stellara.routing.models import PublicModel, Target
 
@@ -156,6 +157,8 @@ class RetryPolicy:
             return "larger_window"
         if isinstance(error, ContentFilterError):
             return "next_provider"
+        if isinstance(error, UpstreamTimeoutError):
+            return "next_target"  # DESIGN §7: a timed-out target is followed by the next one
         if self.should_retry_same_target(error, attempts_made, remaining_s=remaining_s):
             return "retry_same"
         if self.should_try_next_target(error):
