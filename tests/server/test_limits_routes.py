@@ -358,6 +358,14 @@ class DownBackend:
     def name(self) -> str:
         return "redis"
 
+    @property
+    def cache(self) -> None:
+        return None
+
+    @property
+    def breakers(self) -> None:
+        return None
+
     async def ping(self) -> bool:
         return False
 

@@ -15,6 +15,12 @@ The attempt loop calls `BreakerBoard.allow` right before each call — in half-o
 one of the few probe permits — and `BreakerBoard.record` with the outcome. A call that is never
 reported (the task was cancelled) would hold its permit for ever, so a permit older than `open_s`
 is taken back.
+
+Across gateway processes (a state backend with `breakers`, i.e. Redis) the app broadcasts each
+local change, and every other board takes it with `apply_remote`: `open` opens its breaker at
+the sender's opening time (so both half-open together), `closed` (a probe success or a reset)
+closes it and clears its window. `half_open` is not applied: each process half-opens on its own
+clock and probes on its own, so a recovering provider gets up to one probe round per process.
 """
 
 from __future__ import annotations
@@ -213,6 +219,11 @@ class CircuitBreaker:
         """Close the breaker and forget its window (the management API's reset)."""
         self._close()
 
+    def force_open(self, opened_at: float) -> None:
+        """Open as if it had opened at monotonic `opened_at` (another process's breaker did),
+        so it half-opens at `opened_at + open_s`; an open breaker takes the new time."""
+        self._open(opened_at)
+
     def snapshot(self, now: float) -> dict[str, object]:
         """State and counts at monotonic `now`; times are monotonic (the board converts them)."""
         state = self.advance(now)
@@ -272,6 +283,7 @@ class BreakerBoard:
         self._clock = clock
         self._on_transition = on_transition
         self._breakers: dict[str, CircuitBreaker] = {}
+        self._applying_remote = False
 
     def breaker_id(self, provider_id: str, model: str) -> str:
         """The id of the breaker guarding `model` on `provider_id`."""
@@ -279,7 +291,9 @@ class BreakerBoard:
 
     def get(self, provider_id: str, model: str) -> CircuitBreaker:
         """The breaker guarding `model` on `provider_id`, created closed if new."""
-        breaker_id = self.breaker_id(provider_id, model)
+        return self._get(self.breaker_id(provider_id, model))
+
+    def _get(self, breaker_id: str) -> CircuitBreaker:
         breaker = self._breakers.get(breaker_id)
         if breaker is None:
             breaker = CircuitBreaker(breaker_id, self.settings, self._on_transition)
@@ -351,6 +365,46 @@ class BreakerBoard:
             return False
         breaker.reset()
         return True
+
+    @property
+    def applying_remote(self) -> bool:
+        """True while `apply_remote` runs. `on_transition` is called for remote changes too
+        (they are events of this process as well); a callback that broadcasts changes to the
+        other processes must skip these, or every change would echo back and forth."""
+        return self._applying_remote
+
+    def apply_remote(self, breaker_id: str, state: str, opened_at_epoch_s: float | None) -> None:
+        """Take a change another process's board made to `breaker_id`.
+
+        `open` opens it (created if new) at `opened_at_epoch_s`, moved onto this board's
+        monotonic clock (never later than now; None: now); `closed` closes it and clears its
+        window (a breaker not created yet stays absent: it is closed). `half_open` and unknown
+        states are ignored: each process half-opens on its own clock.
+        """
+        if state not in ("open", "closed") or (
+            state == "closed" and breaker_id not in self._breakers
+        ):
+            return
+        breaker = self._get(breaker_id)
+        self._applying_remote = True
+        try:
+            if state == "closed":
+                breaker.reset()
+                return
+            mono = self._clock.monotonic()
+            opened_at = mono
+            if opened_at_epoch_s is not None:
+                opened_at = min(mono, opened_at_epoch_s - self._clock.time() + mono)
+            breaker.force_open(opened_at)
+        finally:
+            self._applying_remote = False
+
+    def opened_at_epoch_s(self, breaker_id: str) -> float | None:
+        """When `breaker_id` last opened, in epoch seconds; None unless open or half-open."""
+        breaker = self._breakers.get(breaker_id)
+        if breaker is None or breaker.opened_at is None:
+            return None
+        return self._clock.time() + (breaker.opened_at - self._clock.monotonic())
 
     def states(self) -> dict[str, BreakerState]:
         """Each breaker's state now, by id."""

@@ -5,8 +5,10 @@ Nothing lives at module level: tests build as many apps as they like in one proc
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
+from typing import Any
 
 from aiohttp import web
 
@@ -76,7 +78,7 @@ def create_app(
         clock,
         catalog,
         tokens,
-        attempts=build_attempt_runner(config, models, catalog, events, clock),
+        attempts=build_attempt_runner(config, models, catalog, events, clock, state),
         limiter=limiter,
         cache=build_answer_cache(config, state, clock),
     )
@@ -135,8 +137,23 @@ def create_app(
 
         app.on_startup.append(start_probes)
         app.on_cleanup.insert(0, stop_probes)
+    listen_for_breakers(app, state)
     app.on_cleanup.append(close_pools)
     return app
+
+
+def listen_for_breakers(app: web.Application, state: StateBackend) -> None:
+    """Subscribe to the other processes' breaker changes at start-up, when the backend shares
+    them: a process that never changes a breaker itself must still hear them."""
+    sync = state.breakers
+    if sync is None:
+        return
+
+    async def start_breaker_sync(_: web.Application) -> None:
+        if not await sync.start():
+            logger.warning("breaker changes of other processes unheard yet; still trying")
+
+    app.on_startup.append(start_breaker_sync)
 
 
 def build_state_backend(config: StateConfig, clock: Clock) -> StateBackend:
@@ -214,16 +231,34 @@ def build_answer_cache(
 
 
 def build_attempt_runner(
-    config: StellaraConfig, models: ModelTable, catalog: Catalog, events: EventBus, clock: Clock
+    config: StellaraConfig,
+    models: ModelTable,
+    catalog: Catalog,
+    events: EventBus,
+    clock: Clock,
+    state: StateBackend | None = None,
 ) -> AttemptRunner:
-    """Breakers, health, routing stats and the retry policy, shared by every request."""
+    """Breakers, health, routing stats and the retry policy, shared by every request.
+
+    With a state backend that shares breakers (Redis), every local breaker change is also
+    broadcast in the background, and changes heard from other processes are applied to this
+    board (`BreakerBoard.apply_remote`): they publish events here too, but are not broadcast
+    again.
+    """
+    sync = state.breakers if state is not None else None
+    publishing: set[asyncio.Task[None]] = set()
 
     def transition(breaker_id: str, old: str, new: str) -> None:
         events.publish(Event(BREAKER_CHANGED, {"breaker": breaker_id, "from": old, "to": new}))
+        if sync is not None and not breakers.applying_remote:
+            opened_at = breakers.opened_at_epoch_s(breaker_id) if new == "open" else None
+            _in_background(sync.publish(breaker_id, new, opened_at), publishing)
 
     breakers = BreakerBoard(
         BreakerSettings.from_config(config.resilience.circuit_breaker), clock, transition
     )
+    if sync is not None:
+        sync.on_remote(breakers.apply_remote)
     health = HealthBoard([p.id for p in config.providers], clock, breakers)
     return AttemptRunner(
         models,
@@ -234,6 +269,19 @@ def build_attempt_runner(
         clock,
         catalog=catalog,
     )
+
+
+def _in_background(work: Coroutine[Any, Any, None], running: set[asyncio.Task[None]]) -> None:
+    """Run `work` as a task of the running loop, held in `running` until done (so it is never
+    collected mid-way); without a running loop (no request can be running), drop it."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        work.close()
+        return
+    task = loop.create_task(work)
+    running.add(task)
+    task.add_done_callback(running.discard)
 
 
 def build_prober(

@@ -127,6 +127,12 @@ class StateBackend(Protocol):
         in-process L1 is the only level)."""
         ...
 
+    @property
+    def breakers(self) -> BreakerSync | None:
+        """The circuit-breaker broadcast, or None when there is no other process to tell
+        (memory)."""
+        ...
+
     async def ping(self) -> bool:
         """Whether the backend answers now (readiness)."""
         ...
@@ -165,4 +171,28 @@ class CacheStore(Protocol):
 
     def on_invalidation(self, callback: Callable[[Invalidation], None]) -> None:
         """Call `callback` for every removal another process broadcasts."""
+        ...
+
+
+class BreakerSync(Protocol):
+    """Circuit-breaker changes told to the other gateway processes, eventually.
+
+    Nothing here is on the request path: `publish` is awaited in a background task and never
+    raises (failures are logged), and remote changes arrive through `on_remote` callbacks. A
+    process never hears its own messages. `state` is `open`, `half_open` or `closed`;
+    `opened_at_epoch_s` is when the breaker opened (epoch seconds) while open, else None.
+    """
+
+    async def publish(self, breaker_id: str, state: str, opened_at_epoch_s: float | None) -> None:
+        """Tell the other processes that `breaker_id` moved to `state`."""
+        ...
+
+    def on_remote(self, callback: Callable[[str, str, float | None], None]) -> None:
+        """Call `callback(breaker_id, state, opened_at_epoch_s)` for every change another
+        process publishes."""
+        ...
+
+    async def start(self) -> bool:
+        """Start listening now (at app start-up: a process that never changes a breaker still
+        hears the others); False if not subscribed in time (it keeps trying)."""
         ...

@@ -227,6 +227,10 @@ class MemoryBackend:
     def cache(self) -> None:
         return None  # one process: the L1 is the whole cache
 
+    @property
+    def breakers(self) -> None:
+        return None  # one process: its breaker board is the only one
+
     async def ping(self) -> bool:
         return True
 

@@ -1,7 +1,9 @@
 """The `redis` state backend: limits exact across every process sharing one Redis, and the
-shared level of the answer cache with its invalidation broadcast."""
+shared level of the answer cache with its invalidation broadcast, and the circuit-breaker
+broadcast."""
 
+from stellara.state.redis.breakers import RedisBreakerSync
 from stellara.state.redis.cache import RedisCacheStore
 from stellara.state.redis.store import RedisBackend, RedisLimitStore
 
-__all__ = ["RedisBackend", "RedisCacheStore", "RedisLimitStore"]
+__all__ = ["RedisBackend", "RedisBreakerSync", "RedisCacheStore", "RedisLimitStore"]

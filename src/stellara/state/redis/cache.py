@@ -16,14 +16,14 @@ with the value; `clear` counts values, so a leftover marker is never counted.
 
 Removals are published on `{prefix}:cache:invalidate` as JSON (see `_Message`) carrying the
 sender's id, so a store ignores its own messages: its caller already dropped its L1 copies.
-A background task per store listens and calls the `on_invalidation` callbacks. It reconnects
-by itself; while disconnected it cannot hear anything, so after every reconnection it calls
-the callbacks with `Invalidation()` (drop every L1 copy) before serving messages again.
+A background task per store (`pubsub.ChannelListener`) listens and calls the
+`on_invalidation` callbacks. It reconnects by itself; while disconnected it cannot hear
+anything, so after every reconnection it calls the callbacks with `Invalidation()` (drop every
+L1 copy) before serving messages again.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import uuid
@@ -31,23 +31,17 @@ from collections.abc import Callable
 from urllib.parse import quote
 
 import msgspec
-from redis.asyncio import ConnectionPool, Redis
-from redis.asyncio.client import PubSub
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.asyncio import Redis
 from redis.client import NEVER_DECODE
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from stellara.errors import StateBackendError
 from stellara.state.base import Invalidation
+from stellara.state.redis.pubsub import SUBSCRIBE_TIMEOUT_S, ChannelListener
 
 logger = logging.getLogger(__name__)
 
 _SCAN_COUNT = 1_000  # keys examined per SCAN call; also the UNLINK batch size
-_SUBSCRIBE_TIMEOUT_S = 2.0
-_BACKOFF_MIN_S = 0.05
-_BACKOFF_MAX_S = 2.0
 _GLOB_SPECIALS = str.maketrans({c: "\\" + c for c in "*?[]\\"})
 
 # KEYS: value, marker. ARGV: value, ttl ms, channel, message. EXISTS first: a replaced value
@@ -105,19 +99,26 @@ class RedisCacheStore:
         self._client = client
         self._prefix = key_prefix
         self._where = where
-        self._ping_interval_s = ping_interval_s
         self._channel = f"{key_prefix}:cache:invalidate"
         self._origin = uuid.uuid4().hex
         self._put = client.register_script(_PUT_SCRIPT)
         self._callbacks: list[Callable[[Invalidation], None]] = []
-        self._listener: asyncio.Task[None] | None = None
-        self._listening = asyncio.Event()
-        self._is_closed = False
+        self._listener = ChannelListener(
+            client,
+            self._channel,
+            self._handle,
+            where=where,
+            what="cache invalidations",
+            logger=logger,
+            on_resumed=lambda: self._dispatch(Invalidation()),
+            resumed_note="; dropping every L1 copy, as some may have been missed",
+            ping_interval_s=ping_interval_s,
+        )
 
     @property
     def is_listening(self) -> bool:
         """Whether the listener is subscribed now, i.e. would hear a removal published now."""
-        return self._listening.is_set()
+        return self._listener.is_listening
 
     async def get(self, key: str) -> bytes | None:
         """The value stored under `key`, or None when absent or expired."""
@@ -188,26 +189,17 @@ class RedisCacheStore:
         self._callbacks.append(callback)
         self._start_listener()
 
-    async def start(self, *, timeout_s: float = _SUBSCRIBE_TIMEOUT_S) -> bool:
+    async def start(self, *, timeout_s: float = SUBSCRIBE_TIMEOUT_S) -> bool:
         """Start the listener (even without callbacks) and wait until it is subscribed.
 
         Call at start-up so that removals published from then on are heard. When Redis does
         not answer in `timeout_s`, returns False; the listener keeps trying by itself.
         """
-        self._start_listener(force=True)
-        try:
-            await asyncio.wait_for(self._listening.wait(), timeout_s)
-        except TimeoutError:
-            return False
-        return True
+        return await self._listener.wait_listening(timeout_s)
 
     async def close(self) -> None:
         """Stop the listener. The client belongs to the backend, which closes it."""
-        self._is_closed = True
-        if self._listener is not None:
-            self._listener.cancel()
-            await asyncio.gather(self._listener, return_exceptions=True)
-            self._listener = None
+        await self._listener.close()
 
     def _value_key(self, key: str) -> str:
         return f"{self._prefix}:cv:{{{_part(key)}}}"
@@ -244,85 +236,9 @@ class RedisCacheStore:
         )
 
     def _start_listener(self, *, force: bool = False) -> None:
-        """Start the listener task if it is wanted, not running, and a loop runs."""
-        if self._listener is not None or self._is_closed or not (force or self._callbacks):
-            return
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return  # registered outside a loop (at app construction): the next call starts it
-        self._listener = asyncio.create_task(self._listen(), name="stellara-cache-invalidations")
-
-    async def _listen(self) -> None:
-        """Subscribe, dispatch, and after any failure back off and subscribe again; until
-        cancelled by `close`. One warning per outage, however many attempts it takes."""
-        main = self._client.connection_pool
-        pool = ConnectionPool(
-            connection_class=main.connection_class,
-            max_connections=1,
-            # bytes: a foreign, non-UTF-8 message must be skipped, not fail the connection
-            **{**main.connection_kwargs, "retry": Retry(NoBackoff(), 0), "decode_responses": False},
-        )
-        loop = asyncio.get_running_loop()
-        outage_since: float | None = None
-        delay = _BACKOFF_MIN_S
-        try:
-            while True:
-                pubsub = PubSub(pool)
-                try:
-                    await self._subscribe(pubsub)
-                    if outage_since is not None:
-                        logger.warning(
-                            "cache invalidations from %s heard again after %.1f s; "
-                            "dropping every L1 copy, as some may have been missed",
-                            self._where,
-                            loop.time() - outage_since,
-                        )
-                        self._dispatch(Invalidation())
-                    outage_since, delay = None, _BACKOFF_MIN_S
-                    await self._receive(pubsub)
-                except Exception as exc:  # noqa: BLE001 - a background runner outlives failures
-                    self._listening.clear()
-                    if outage_since is None:
-                        outage_since = loop.time()
-                        logger.warning(
-                            "cache invalidations from %s unheard, retrying: %s",
-                            self._where,
-                            str(exc) or type(exc).__name__,
-                        )
-                finally:
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _BACKOFF_MAX_S)
-        finally:
-            self._listening.clear()
-            await pool.aclose()
-
-    async def _subscribe(self, pubsub: PubSub) -> None:
-        """Subscribe and wait for Redis to confirm: only from then on is nothing missed."""
-        await pubsub.subscribe(self._channel)
-        reply = await pubsub.get_message(timeout=_SUBSCRIBE_TIMEOUT_S)
-        if reply is None or reply["type"] != "subscribe":
-            raise RedisConnectionError(f"no confirmation of SUBSCRIBE: {reply!r}")
-        self._listening.set()
-
-    async def _receive(self, pubsub: PubSub) -> None:
-        """Dispatch messages until the connection fails (raises) or falls silent."""
-        loop = asyncio.get_running_loop()
-        heard_at = loop.time()
-        pinged = False
-        while True:
-            reply = await pubsub.get_message(timeout=self._ping_interval_s)
-            now = loop.time()
-            if reply is not None:
-                heard_at, pinged = now, False
-                if reply["type"] == "message":
-                    self._handle(reply["data"])
-            elif now - heard_at >= 3 * self._ping_interval_s:
-                raise RedisConnectionError("no answer to PING")
-            elif not pinged and now - heard_at >= self._ping_interval_s:
-                await pubsub.ping()
-                pinged = True
+        """Start the listener if it is wanted (a callback, or `force`) and a loop runs."""
+        if force or self._callbacks:
+            self._listener.start()
 
     def _handle(self, data: bytes) -> None:
         try:

@@ -34,6 +34,7 @@ from redis.exceptions import RedisError
 
 from stellara.errors import StateBackendError
 from stellara.state.base import Admission, Amounts, Limit, LimitState, WindowLimit
+from stellara.state.redis.breakers import RedisBreakerSync
 from stellara.state.redis.cache import RedisCacheStore
 
 _RESET_ATTEMPTS = 5  # a reset races only with the creation of new keys in the same scope
@@ -194,7 +195,8 @@ class RedisBackend:
     connection gets longer (`connect_timeout_s`): a burst of requests on a cold pool opens
     dozens at once, and a loaded process that timed those out would fail open needlessly.
     Dropped connections are replaced on the next call, so the backend recovers by itself.
-    `cache` shares the client; its invalidation listener holds one connection of its own.
+    `cache` and `breakers` share the client; each one's listener holds one connection of its
+    own.
     """
 
     def __init__(
@@ -222,6 +224,7 @@ class RedisBackend:
         self._client = Redis.from_pool(pool)
         self._limits = RedisLimitStore(self._client, key_prefix=key_prefix, where=redact(url))
         self._cache = RedisCacheStore(self._client, key_prefix=key_prefix, where=redact(url))
+        self._breakers = RedisBreakerSync(self._client, key_prefix=key_prefix, where=redact(url))
 
     @property
     def name(self) -> str:
@@ -235,6 +238,10 @@ class RedisBackend:
     def cache(self) -> RedisCacheStore:
         return self._cache
 
+    @property
+    def breakers(self) -> RedisBreakerSync:
+        return self._breakers
+
     async def ping(self) -> bool:
         try:
             return bool(await self._client.ping())
@@ -242,5 +249,7 @@ class RedisBackend:
             return False
 
     async def close(self) -> None:
-        await self._cache.close()  # first: its listener must not reconnect to a closing pool
+        # first: their listeners must not reconnect to a closing pool
+        await self._breakers.close()
+        await self._cache.close()
         await self._client.aclose()
