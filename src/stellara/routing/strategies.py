@@ -179,10 +179,16 @@ def choose_order(
         is_available: side-effect-free check; targets failing it are skipped, not ranked.
         stream: `performance` ranks by time to first byte instead of total time.
     """
-    available = [t for t in targets if is_available is None or is_available(t)]
-    skipped = tuple(t for t in targets if is_available is not None and not is_available(t))
+    if is_available is None:
+        available, skipped = list(targets), ()
+    else:
+        usable = [is_available(t) for t in targets]  # once each: the check is not free
+        available = [t for t, ok in zip(targets, usable, strict=True) if ok]
+        skipped = tuple(t for t, ok in zip(targets, usable, strict=True) if not ok)
     if not available:
         return Choice(strategy, (), "no available target", skipped)
+    if len(available) == 1 and not skipped:  # nothing to choose between: the common case
+        return Choice(strategy, (available[0],), f"{strategy}: only target", ())
     context = _Context(public_model, stats, now, rng, request_cost_fn, stream)
     order, reason = _rank(strategy, available, context)
     if skipped:
