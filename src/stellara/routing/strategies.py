@@ -179,8 +179,9 @@ def choose_order(
         is_available: side-effect-free check; targets failing it are skipped, not ranked.
         stream: `performance` ranks by time to first byte instead of total time.
     """
+    skipped: tuple[Target, ...] = ()
     if is_available is None:
-        available, skipped = list(targets), ()
+        available = list(targets)
     else:
         usable = [is_available(t) for t in targets]  # once each: the check is not free
         available = [t for t, ok in zip(targets, usable, strict=True) if ok]
