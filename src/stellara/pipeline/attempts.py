@@ -54,9 +54,17 @@ class AttemptRunner:
         self.catalog = catalog
         self._clock = clock
         self._rng = rng or random.Random()
+        self._chains: dict[str, list[PublicModel]] = {}
 
     def chain(self, public: PublicModel) -> list[PublicModel]:
-        """The model, then its fallbacks (and theirs), each once."""
+        """The model, then its fallbacks (and theirs), each once. The config is fixed for the
+        app's life, so each chain is worked out once."""
+        chain = self._chains.get(public.name)
+        if chain is None:
+            chain = self._chains[public.name] = self._walk(public)
+        return chain
+
+    def _walk(self, public: PublicModel) -> list[PublicModel]:
         chain, seen, queue = [], {public.name}, [public]
         while queue:
             model = queue.pop(0)

@@ -199,7 +199,7 @@ class CircuitBreaker:
         state = self.advance(now)
         if state == "closed":
             self._window.add(now, failed)
-            if self._should_open(now):
+            if failed and self._should_open(now):  # a success never opens a breaker
                 self._open(now)
         elif state == "half_open" and self._permits:
             self._permits.popleft()
