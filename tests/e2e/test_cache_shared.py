@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from stellara.server.app import GATEWAY
 from stellara.sim import RunningSimulator
 from tests.conftest import MASTER_KEY, RunningGateway, StartGateway, upstream_requests
 
@@ -84,6 +85,43 @@ async def test_shared_cache_clear_on_one_drops_the_others_copy(
     assert await wait_for(lambda: ask(second, key), "miss")
     assert len(await upstream_requests(sim)) == 2
     await clear(first, user)
+
+
+async def test_shared_cache_semantic_entry_of_one_serves_the_other(
+    sim: RunningSimulator, start_gateway: StartGateway
+) -> None:
+    user, key = f"user-{uuid.uuid4().hex}", f"sk-{uuid.uuid4().hex}"
+    config = {**shared_config(sim.url, key, user), "cache": {"semantic": {"enabled": True}}}
+    first = await start_gateway(config)
+    second = await start_gateway(config)
+
+    async def ask_about(gateway: RunningGateway, question: str) -> str:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                f"{gateway.base_url}/chat/completions",
+                json={"model": "m", "messages": [{"role": "user", "content": question}]},
+                headers={"Authorization": f"Bearer {key}"},
+            ) as response,
+        ):
+            assert response.status == 200
+            return response.headers["x-stellara-cache"]
+
+    assert await ask_about(first, "How do I turn on the kitchen lights?") == "miss"
+    # The second never stored it: it heard the entry (or loaded it at start-up).
+    paraphrase = "How can I turn on the kitchen lights?"
+    assert await wait_for(lambda: ask_about(second, paraphrase), "semantic", timeout_s=10.0)
+    assert len(await upstream_requests(sim)) == 1
+    cache = second.app[GATEWAY].cache
+    assert cache is not None
+    assert cache.semantic is not None
+    assert len(cache.semantic.index) >= 1  # with entries of earlier runs, still unexpired
+    await clear(first, user)
+    # A clear elsewhere drops the second's index too: its entries may point at nothing.
+    deadline = asyncio.get_running_loop().time() + 3.0
+    while len(cache.semantic.index):
+        assert asyncio.get_running_loop().time() < deadline, "index not cleared"
+        await asyncio.sleep(0.02)
 
 
 async def wait_for(probe: Any, expected: str, timeout_s: float = 3.0) -> bool:

@@ -354,3 +354,29 @@ def test_redis_cache_registered_outside_a_loop_listens_from_first_call(prefix: s
             await backend.close()
 
     asyncio.run(first_use())
+
+
+async def test_redis_cache_semantic_entries_are_broadcast_and_reloaded(
+    pair: tuple[RedisBackend, RedisBackend],
+) -> None:
+    a, b = pair
+    heard_a: list[tuple[str, str, str, bytes]] = []
+    heard_b: list[tuple[str, str, str, bytes]] = []
+    a.cache.on_semantic(lambda *entry: heard_a.append(entry))
+    b.cache.on_semantic(lambda *entry: heard_b.append(entry))
+    assert await b.cache.load_semantic(10) == []  # also waits until B is subscribed
+    await a.cache.load_semantic(10)
+    await a.cache.put_semantic("ns", "k1", "héllo", BINARY, 60)
+    await a.cache.put_semantic("ns", "k2", "brief", b"short-lived", 0.05)
+    await eventually(lambda: len(heard_b) == 2)
+    assert heard_b == [("ns", "k1", "héllo", BINARY), ("ns", "k2", "brief", b"short-lived")]
+    await asyncio.sleep(0.1)
+    await b.cache.put_semantic("ns", "k3", "from b", b"b", 60)
+    await eventually(lambda: len(heard_a) == 1)
+    assert heard_a == [("ns", "k3", "from b", b"b")]  # A never hears its own
+    # A starting process reloads what is unexpired, oldest first, newest `limit` only.
+    assert await a.cache.load_semantic(10) == [
+        ("ns", "k1", "héllo", BINARY),
+        ("ns", "k3", "from b", b"b"),
+    ]
+    assert await a.cache.load_semantic(1) == [("ns", "k3", "from b", b"b")]

@@ -5,15 +5,22 @@ Bypassed (no lookup, no store): requests whose answers are meant to vary (temper
 `max_temperature`, `n > 1`), that ask for what a stored answer does not keep (logprobs,
 audio), and clients that say so (`Cache-Control: no-cache` skips the
 lookup, `no-store` the store; `x-stellara-cache-ttl` sets the stored entry's TTL).
+
+With a shared L2, the semantic index (in process) is shared through it: every entry added here
+is also recorded in the L2 (`CacheStore.put_semantic`), the other processes' entries are added
+as they are heard, and a starting process rebuilds its index with `restore_shared`. A clear
+heard from another process drops the whole local index, as a local clear does.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+import numpy as np
 
 from stellara import _json
 from stellara._clock import Clock
@@ -22,6 +29,7 @@ from stellara.cache.key import cache_key
 from stellara.cache.l1 import CachedAnswer, LevelStats
 from stellara.cache.semantic import SemanticCache, semantic_namespace
 from stellara.config.models import CacheConfig
+from stellara.errors import StateBackendError
 from stellara.pipeline.auth import Principal
 from stellara.schema.chat import (
     ChatCompletion,
@@ -30,6 +38,9 @@ from stellara.schema.chat import (
     UserMessage,
     completion_decoder,
 )
+from stellara.state.base import Invalidation
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +86,10 @@ class AnswerCache:
         self.exact = exact
         self.semantic = semantic
         self._clock = clock
+        l2 = exact.l2
+        if semantic is not None and l2 is not None:
+            l2.on_semantic(self._heard_semantic)
+            l2.on_invalidation(self._heard_invalidation)
 
     def scope_of_user(self, user: str) -> str:
         return "g" if self.config.scope == "global" else f"u:{user}"
@@ -139,7 +154,7 @@ class AnswerCache:
             return
         await self.put(plan.key, plan.scope, plan.model, _json.encode(completion), plan.ttl_s)
         if self.semantic is not None and plan.namespace and plan.question:
-            await self.semantic.add(plan.namespace, plan.key, plan.question)
+            await self._add_semantic(plan.namespace, plan.key, plan.question, plan.ttl_s)
 
     async def put(self, key: str, scope: str, model: str, body: bytes, ttl_s: float) -> None:
         now = self._clock.time()
@@ -152,11 +167,57 @@ class AnswerCache:
         request afterwards is a hit (the user's scope: warming a team needs a team key)."""
         scope = self.scope_of_user(user)
         body = _json.encode(completion)
-        await self.put(cache_key(scope, request), scope, request.model, body, self.config.l1.ttl_s)
+        ttl_s = self.config.l1.ttl_s
+        await self.put(cache_key(scope, request), scope, request.model, body, ttl_s)
         question = _last_user_text(request) if self.semantic is not None else None
         if self.semantic is not None and question is not None:
             namespace = semantic_namespace(scope, request.model, _context_fingerprint(request))
-            await self.semantic.add(namespace, cache_key(scope, request), question)
+            await self._add_semantic(namespace, cache_key(scope, request), question, ttl_s)
+
+    async def restore_shared(self) -> int:
+        """Rebuild the semantic index from the entries the shared L2 keeps (at start-up);
+        how many were restored. Failures are logged: the index then fills as it goes."""
+        semantic, l2 = self.semantic, self.exact.l2
+        if semantic is None or l2 is None:
+            return 0
+        try:
+            entries = await l2.load_semantic(semantic.index.max_entries)
+        except StateBackendError as exc:
+            logger.warning("semantic cache entries not loaded from L2: %s", exc.message)
+            return 0
+        return sum(self._restore(*entry) for entry in entries)
+
+    async def _add_semantic(self, namespace: str, key: str, question: str, ttl_s: float) -> None:
+        """Index `question` here and, with a shared L2, record it there for the others."""
+        assert self.semantic is not None
+        await self.semantic.add(namespace, key, question)
+        vector = self.semantic.vector_of(question)
+        if self.exact.l2 is None or vector is None:
+            return
+        try:
+            data = vector.astype(np.float32, copy=False).tobytes()
+            await self.exact.l2.put_semantic(namespace, key, question, data, ttl_s)
+        except StateBackendError as exc:
+            self.exact.l2_stats.errors += 1
+            logger.warning("semantic cache entry not shared through L2: %s", exc.message)
+
+    def _restore(self, namespace: str, key: str, text: str, vector: bytes) -> bool:
+        assert self.semantic is not None
+        try:
+            self.semantic.restore(namespace, key, text, np.frombuffer(vector, dtype=np.float32))
+        except ValueError:  # another dimension (another model), or not whole floats
+            logger.warning("ignoring a semantic cache entry that does not fit the index: %r", key)
+            return False
+        return True
+
+    def _heard_semantic(self, namespace: str, key: str, text: str, vector: bytes) -> None:
+        self._restore(namespace, key, text, vector)
+
+    def _heard_invalidation(self, invalidation: Invalidation) -> None:
+        # A clear elsewhere: entries may point at answers that are gone (a single key is
+        # dropped when it matches, as an expired answer is).
+        if self.semantic is not None and invalidation.key is None:
+            self.semantic.clear()
 
     def stats(self) -> dict[str, Any]:
         """Per level: entries, bytes, hits, misses, hit rate, evictions (and L2 errors,

@@ -138,6 +138,7 @@ def create_app(
         app.on_startup.append(start_probes)
         app.on_cleanup.insert(0, stop_probes)
     listen_for_breakers(app, state)
+    restore_semantic_cache(app, gateway.cache)
     app.on_cleanup.append(close_pools)
     return app
 
@@ -154,6 +155,29 @@ def listen_for_breakers(app: web.Application, state: StateBackend) -> None:
             logger.warning("breaker changes of other processes unheard yet; still trying")
 
     app.on_startup.append(start_breaker_sync)
+
+
+def restore_semantic_cache(app: web.Application, cache: AnswerCache | None) -> None:
+    """Rebuild the semantic index from the shared L2 in the background at start-up (serving
+    does not wait: until it is done, lookups only miss more)."""
+    if cache is None or cache.semantic is None or cache.exact.l2 is None:
+        return
+    running: set[asyncio.Task[None]] = set()
+
+    async def restore() -> None:
+        restored = await cache.restore_shared()
+        logger.info("semantic cache: %d entries restored from the shared cache", restored)
+
+    async def start_restore(_: web.Application) -> None:
+        _in_background(restore(), running)
+
+    async def stop_restore(_: web.Application) -> None:
+        for task in list(running):
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+
+    app.on_startup.append(start_restore)
+    app.on_cleanup.insert(0, stop_restore)
 
 
 def build_state_backend(config: StateConfig, clock: Clock) -> StateBackend:

@@ -152,7 +152,11 @@ class Invalidation:
 
 class CacheStore(Protocol):
     """The shared (L2) level of the answer cache: opaque values with TTLs, cleared by scope
-    or model, and a broadcast so every process drops its L1 copies of what was removed."""
+    or model, and a broadcast so every process drops its L1 copies of what was removed.
+
+    The semantic index has no shared counterpart (no vector search in Redis): each process
+    keeps its own, and the store keeps the entries (`put_semantic`) so that every process can
+    rebuild it (`load_semantic` at start-up, `on_semantic` from then on)."""
 
     async def get(self, key: str) -> bytes | None: ...
 
@@ -171,6 +175,24 @@ class CacheStore(Protocol):
 
     def on_invalidation(self, callback: Callable[[Invalidation], None]) -> None:
         """Call `callback` for every removal another process broadcasts."""
+        ...
+
+    async def put_semantic(
+        self, namespace: str, key: str, text: str, vector: bytes, ttl_s: float
+    ) -> None:
+        """Record a semantic-index entry (the exact entry `key` is stored already) for
+        `ttl_s` seconds, and tell the other processes. `vector` is raw float32 bytes."""
+        ...
+
+    def on_semantic(self, callback: Callable[[str, str, str, bytes], None]) -> None:
+        """Call `callback(namespace, key, text, vector)` for every semantic entry another
+        process records."""
+        ...
+
+    async def load_semantic(self, limit: int) -> list[tuple[str, str, str, bytes]]:
+        """The most recent unexpired semantic entries, at most `limit`, oldest first, as
+        `(namespace, key, text, vector)`: what a starting process rebuilds its index from.
+        Entries recorded from the call on are also heard through `on_semantic`."""
         ...
 
 

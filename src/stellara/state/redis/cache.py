@@ -20,6 +20,20 @@ A background task per store (`pubsub.ChannelListener`) listens and calls the
 `on_invalidation` callbacks. It reconnects by itself; while disconnected it cannot hear
 anything, so after every reconnection it calls the callbacks with `Invalidation()` (drop every
 L1 copy) before serving messages again.
+
+Semantic-index entries (Redis has no vector search: each process searches its own index) are
+kept so that every process can rebuild its index::
+
+    {prefix}:sem    a stream, capped near `semantic_max_entries` (`XADD MAXLEN ~`); each entry
+                    holds the namespace `n`, the cache key `k`, the text `t`, the float32
+                    vector bytes `v` and the TTL `ttl` in ms, counted from the entry's id
+
+`put_semantic` appends and publishes the entry on `{prefix}:cache:semantic` (JSON, the vector
+in base64, with the sender's id) in one round trip; a second listener hands the others' entries
+to the `on_semantic` callbacks. `load_semantic` reads the newest entries back (`XREVRANGE`) and
+leaves out those whose TTL has passed by the server's clock. An entry whose answer is gone by
+the time it matches is dropped by its user (`AnswerCache.lookup`), so the stream is not
+trimmed on `clear`. A listener that reconnects may have missed entries: those only cost misses.
 """
 
 from __future__ import annotations
@@ -41,6 +55,7 @@ from stellara.state.redis.pubsub import SUBSCRIBE_TIMEOUT_S, ChannelListener
 
 logger = logging.getLogger(__name__)
 
+_SEMANTIC_MAX_ENTRIES = 10_000  # the semantic level's default `max_entries`
 _SCAN_COUNT = 1_000  # keys examined per SCAN call; also the UNLINK batch size
 _GLOB_SPECIALS = str.maketrans({c: "\\" + c for c in "*?[]\\"})
 
@@ -64,8 +79,19 @@ class _Message(msgspec.Struct, frozen=True, omit_defaults=True):
     model: str | None = None
 
 
+class _SemanticMessage(msgspec.Struct, frozen=True):
+    """One broadcast semantic entry; `vector` (float32 bytes) travels as base64."""
+
+    origin: str
+    namespace: str
+    key: str
+    text: str
+    vector: bytes
+
+
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(_Message).decode
+_decode_semantic = msgspec.json.Decoder(_SemanticMessage).decode
 
 
 def _part(text: str) -> str:
@@ -89,10 +115,17 @@ class RedisCacheStore:
         ping_interval_s: how long the listener waits in silence before it pings Redis; it
             reconnects when three intervals pass without a reply (a vanished host sends no
             reset, so only a missing answer shows it).
+        semantic_max_entries: about how many semantic entries the stream keeps.
     """
 
     def __init__(
-        self, client: Redis, *, key_prefix: str, where: str, ping_interval_s: float = 5.0
+        self,
+        client: Redis,
+        *,
+        key_prefix: str,
+        where: str,
+        ping_interval_s: float = 5.0,
+        semantic_max_entries: int = _SEMANTIC_MAX_ENTRIES,
     ) -> None:
         if "{" in key_prefix or "}" in key_prefix:
             raise ValueError(f"key_prefix {key_prefix!r} must not contain '{{' or '}}'")
@@ -112,6 +145,20 @@ class RedisCacheStore:
             logger=logger,
             on_resumed=lambda: self._dispatch(Invalidation()),
             resumed_note="; dropping every L1 copy, as some may have been missed",
+            ping_interval_s=ping_interval_s,
+        )
+        self._semantic_key = f"{key_prefix}:sem"
+        self._semantic_channel = f"{key_prefix}:cache:semantic"
+        self._semantic_max_entries = semantic_max_entries
+        self._semantic_callbacks: list[Callable[[str, str, str, bytes], None]] = []
+        self._semantic_listener = ChannelListener(
+            client,
+            self._semantic_channel,
+            self._handle_semantic,
+            where=where,
+            what="semantic cache entries",
+            logger=logger,
+            resumed_note="; entries stored meanwhile stay unknown here",
             ping_interval_s=ping_interval_s,
         )
 
@@ -197,9 +244,75 @@ class RedisCacheStore:
         """
         return await self._listener.wait_listening(timeout_s)
 
+    async def put_semantic(
+        self, namespace: str, key: str, text: str, vector: bytes, ttl_s: float
+    ) -> None:
+        """Append a semantic entry to the stream and tell the other processes (one round
+        trip)."""
+        self._start_listener()
+        fields: dict[str | bytes, str | bytes | int] = {
+            "n": namespace,
+            "k": key,
+            "t": text,
+            "v": vector,
+            "ttl": max(1, math.ceil(ttl_s * 1000)),
+        }
+        message = _encode(_SemanticMessage(self._origin, namespace, key, text, vector))
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.xadd(
+                    self._semantic_key,
+                    fields,  # type: ignore[arg-type]
+                    maxlen=self._semantic_max_entries,
+                    approximate=True,
+                )
+                pipe.publish(self._semantic_channel, message)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise self._error("put_semantic", exc) from exc
+
+    def on_semantic(self, callback: Callable[[str, str, str, bytes], None]) -> None:
+        """Call `callback(namespace, key, text, vector)` for every semantic entry another
+        process stores. Starts listening as `on_invalidation` does."""
+        self._semantic_callbacks.append(callback)
+        self._start_listener()
+
+    async def load_semantic(self, limit: int) -> list[tuple[str, str, str, bytes]]:
+        """The newest unexpired semantic entries, at most `limit`, oldest first.
+
+        With `on_semantic` callbacks, first waits (bounded) until their listener is
+        subscribed, so an entry stored during the load is heard if it is not read.
+        """
+        self._start_listener()
+        if self._semantic_callbacks:
+            await self._semantic_listener.wait_listening()
+        if limit < 1:
+            return []
+        try:
+            seconds, micros = await self._client.time()
+            # NEVER_DECODE: the vectors are raw bytes
+            replies: list[tuple[bytes, dict[bytes, bytes]]] = await self._client.execute_command(  # type: ignore[no-untyped-call]
+                "XREVRANGE", self._semantic_key, "+", "-", "COUNT", limit, **{NEVER_DECODE: []}
+            )
+        except (RedisError, OSError) as exc:
+            raise self._error("load_semantic", exc) from exc
+        now_ms = seconds * 1000 + micros // 1000
+        entries: list[tuple[str, str, str, bytes]] = []
+        for entry_id, fields in reversed(replies):
+            try:
+                added_ms = int(entry_id.split(b"-", 1)[0])
+                if added_ms + int(fields[b"ttl"]) <= now_ms:
+                    continue
+                namespace, key = fields[b"n"].decode(), fields[b"k"].decode()
+                entries.append((namespace, key, fields[b"t"].decode(), fields[b"v"]))
+            except (KeyError, ValueError):  # UnicodeDecodeError is a ValueError
+                logger.warning("ignoring a malformed semantic cache entry %r", entry_id)
+        return entries
+
     async def close(self) -> None:
-        """Stop the listener. The client belongs to the backend, which closes it."""
+        """Stop the listeners. The client belongs to the backend, which closes it."""
         await self._listener.close()
+        await self._semantic_listener.close()
 
     def _value_key(self, key: str) -> str:
         return f"{self._prefix}:cv:{{{_part(key)}}}"
@@ -239,6 +352,8 @@ class RedisCacheStore:
         """Start the listener if it is wanted (a callback, or `force`) and a loop runs."""
         if force or self._callbacks:
             self._listener.start()
+        if self._semantic_callbacks:
+            self._semantic_listener.start()
 
     def _handle(self, data: bytes) -> None:
         try:
@@ -248,6 +363,20 @@ class RedisCacheStore:
             return
         if message.origin != self._origin:  # our own removals were applied by our caller
             self._dispatch(Invalidation(message.key, message.scope, message.model))
+
+    def _handle_semantic(self, data: bytes) -> None:
+        try:
+            message = _decode_semantic(data)
+        except msgspec.DecodeError:
+            logger.warning("ignoring a malformed semantic cache entry: %r", data[:200])
+            return
+        if message.origin == self._origin:  # our own entries are in our index already
+            return
+        for callback in list(self._semantic_callbacks):
+            try:
+                callback(message.namespace, message.key, message.text, message.vector)
+            except Exception:  # a faulty callback must not deafen the others
+                logger.exception("semantic cache entry callback failed")
 
     def _dispatch(self, invalidation: Invalidation) -> None:
         for callback in list(self._callbacks):
