@@ -17,7 +17,7 @@ from stellara.sim import RunningSimulator
 from tests.conftest import USER_KEY, RunningGateway, StartGateway, set_faults, upstream_requests
 
 KINDS = sorted(provider_types())
-TOOL = {
+TOOL: Any = {
     "type": "function",
     "function": {
         "name": "get_weather",

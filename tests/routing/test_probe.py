@@ -70,7 +70,8 @@ async def test_probe_results_reach_the_health_board() -> None:
     assert up.asked == [("up-model", 1)]  # a 1-token request
     assert health.status("down") == "unhealthy"
     assert health.status("up") == "healthy"
-    assert health.report()["down"]["last_probe"]["ok"] is False
+    last_probe: Any = health.report()["down"]["last_probe"]
+    assert last_probe["ok"] is False
 
 
 async def test_probe_round_is_won_by_one_process_per_interval() -> None:

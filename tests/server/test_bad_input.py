@@ -12,7 +12,7 @@ from stellara.sim import RunningSimulator
 from tests.conftest import LIMITED_KEY, USER_KEY, RunningGateway, upstream_requests
 
 AUTH = {"Authorization": f"Bearer {USER_KEY}"}
-HELLO = [{"role": "user", "content": "hello"}]
+HELLO: Any = [{"role": "user", "content": "hello"}]  # SDK TypedDicts: typed loosely
 
 
 async def post(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import aiohttp
 import openai
@@ -17,7 +18,7 @@ from tests.conftest import (
     upstream_requests,
 )
 
-WEATHER_TOOL = {
+WEATHER_TOOL: Any = {
     "type": "function",
     "function": {
         "name": "get_weather",
@@ -43,7 +44,7 @@ async def test_chat_completion_answers_through_sdk(client: openai.AsyncOpenAI) -
     )
     assert completion.object == "chat.completion"
     assert completion.choices[0].message.role == "assistant"
-    assert completion.choices[0].message.content.startswith("Hello there, gateway")
+    assert (completion.choices[0].message.content or "").startswith("Hello there, gateway")
     assert completion.choices[0].finish_reason == "stop"
     assert completion.usage is not None
     assert completion.usage.total_tokens == (
@@ -98,7 +99,7 @@ async def test_chat_completion_max_tokens_cuts_answer(client: openai.AsyncOpenAI
 
 
 async def test_stream_relays_same_answer_as_non_stream(client: openai.AsyncOpenAI) -> None:
-    messages = [{"role": "user", "content": "Stream this answer please"}]
+    messages: Any = [{"role": "user", "content": "Stream this answer please"}]
     whole = await client.chat.completions.create(model="test-model", messages=messages)
     stream = await client.chat.completions.create(
         model="test-model", messages=messages, stream=True
@@ -166,15 +167,14 @@ async def test_stream_is_relayed_as_server_sent_events(
 
 
 async def test_tools_round_trip(client: openai.AsyncOpenAI) -> None:
-    messages: list[dict[str, object]] = [
-        {"role": "user", "content": "What is the weather in Paris?"}
-    ]
+    messages: Any = [{"role": "user", "content": "What is the weather in Paris?"}]
     first = await client.chat.completions.create(
         model="test-model", messages=messages, tools=[WEATHER_TOOL]
     )
     choice = first.choices[0]
     assert choice.finish_reason == "tool_calls"
     [call] = choice.message.tool_calls or []
+    assert call.type == "function"
     assert call.function.name == "get_weather"
     assert "city" in json.loads(call.function.arguments)
 
@@ -208,7 +208,7 @@ async def test_tools_stream_tool_call_arguments(client: openai.AsyncOpenAI) -> N
 
 
 async def test_image_parts_are_relayed(client: openai.AsyncOpenAI, sim: RunningSimulator) -> None:
-    content = [
+    content: Any = [
         {"type": "text", "text": "What is in this picture?"},
         {
             "type": "image_url",

@@ -10,7 +10,8 @@ from stellara.errors import (
     UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
-from stellara.providers.openai.errors import error_from_response, parse_retry_after
+from stellara.providers._retry_after import parse_retry_after
+from stellara.providers.openai.errors import error_from_response
 
 
 def openai_body(
