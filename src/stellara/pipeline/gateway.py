@@ -71,8 +71,14 @@ class Gateway:
             default_reserve=limiter.policy.default_max_tokens_reserve if limiter else 0,
         )
 
+    def _resolve(self, ctx: RequestContext, name: str) -> PublicModel:
+        """The public model, once per request: 404 or 403 before anything else is spent."""
+        public = self.models.resolve(ctx.principal, name)
+        ctx.public_model = public.name
+        return public
+
     async def _admit(
-        self, ctx: RequestContext, public_model: str, request: ChatRequest | EmbeddingsRequest
+        self, ctx: RequestContext, public: PublicModel, request: ChatRequest | EmbeddingsRequest
     ) -> None:
         """The limits stage: reserve the request's estimate, or raise the refusal (429).
 
@@ -87,7 +93,7 @@ class Gateway:
         policy = limiter.resolve(principal.user, principal.tier, ctx.session_id)
         if policy is None:
             return
-        targets = self.models.resolve(principal, public_model).targets
+        targets = public.targets
         if isinstance(request, EmbeddingsRequest):
             targets = tuple(t for t in targets if isinstance(t.adapter, EmbeddingsAdapter))
             first = targets[0] if targets else None
@@ -135,7 +141,6 @@ class Gateway:
     def _cache_plan(self, ctx: RequestContext, request: ChatRequest) -> CachePlan | None:
         if self.cache is None:
             return None
-        self.models.resolve(ctx.principal, request.model)  # 404/403 before any cache answer
         return self.cache.plan(ctx.principal, request, ctx.cache_control)
 
     async def _cache_hit(
@@ -149,17 +154,14 @@ class Gateway:
         if hit is None:
             return None
         ctx.cache_status = hit.kind
-        ctx.public_model = plan.model
         ctx.provider_id = "cache"
         self.publish_completed(ctx)
         return hit.completion
 
     def _candidates(
-        self, ctx: RequestContext, public_model: str, *, for_embeddings: bool = False
+        self, public: PublicModel, *, for_embeddings: bool = False
     ) -> list[PublicModel]:
         """The public model and its fallbacks, as the attempt loop will try them."""
-        public = self.models.resolve(ctx.principal, public_model)
-        ctx.public_model = public.name
         chain = self.attempts.chain(public)
         if not for_embeddings:
             return chain
@@ -194,13 +196,14 @@ class Gateway:
 
     async def complete(self, ctx: RequestContext, request: ChatRequest) -> ChatCompletion:
         """Answer a non-streaming request or raise a `StellaraError`."""
-        await self._admit(ctx, request.model, request)
+        public = self._resolve(ctx, request.model)
+        await self._admit(ctx, public, request)
         try:
             plan = self._cache_plan(ctx, request)
             hit = await self._cache_hit(ctx, plan)
             if hit is not None:
                 return hit
-            models = self._candidates(ctx, request.model)
+            models = self._candidates(public)
 
             async def call(target: Target, timeout_s: float) -> ChatCompletion:
                 return await target.adapter.chat(request, target.model, timeout_s=timeout_s)
@@ -219,7 +222,8 @@ class Gateway:
 
         The returned stream settles the request's limits when it ends, however it ends."""
         ctx.is_streaming = True
-        await self._admit(ctx, request.model, request)
+        public = self._resolve(ctx, request.model)
+        await self._admit(ctx, public, request)
         try:
             plan = self._cache_plan(ctx, request)
             hit = await self._cache_hit(ctx, plan)
@@ -229,17 +233,21 @@ class Gateway:
                 return ChunkStream(
                     self, ctx, first, replay, forward_usage=request.wants_stream_usage
                 )
-            return await self._start_stream(ctx, request, plan)
+            return await self._start_stream(ctx, request, public, plan)
         except BaseException:
             self.settle(ctx)
             raise
 
     async def _start_stream(
-        self, ctx: RequestContext, request: ChatRequest, plan: CachePlan | None
+        self,
+        ctx: RequestContext,
+        request: ChatRequest,
+        public: PublicModel,
+        plan: CachePlan | None,
     ) -> ChunkStream:
         """The first target that delivers a first chunk wins; failures before it fail over
         silently, since the client has seen nothing yet."""
-        models = self._candidates(ctx, request.model)
+        models = self._candidates(public)
 
         async def start(
             target: Target, timeout_s: float
@@ -253,14 +261,17 @@ class Gateway:
 
     async def embed(self, ctx: RequestContext, request: EmbeddingsRequest) -> EmbeddingsResponse:
         """Embed the request's inputs with the first target that serves embeddings."""
-        await self._admit(ctx, request.model, request)
+        public = self._resolve(ctx, request.model)
+        await self._admit(ctx, public, request)
         try:
-            return await self._embed(ctx, request)
+            return await self._embed(ctx, request, public)
         finally:
             self.settle(ctx)
 
-    async def _embed(self, ctx: RequestContext, request: EmbeddingsRequest) -> EmbeddingsResponse:
-        models = self._candidates(ctx, request.model, for_embeddings=True)
+    async def _embed(
+        self, ctx: RequestContext, request: EmbeddingsRequest, public: PublicModel
+    ) -> EmbeddingsResponse:
+        models = self._candidates(public, for_embeddings=True)
 
         async def call(target: Target, timeout_s: float) -> EmbeddingsResponse:
             adapter = target.adapter

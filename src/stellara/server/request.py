@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from typing import TypeVar
 
+import msgspec
 from aiohttp import web
 
+from stellara._clock import Clock
 from stellara.cache.stage import CacheControl
-from stellara.errors import InvalidRequestError, PayloadTooLargeError
+from stellara.errors import InvalidRequestError, PayloadTooLargeError, PermissionDeniedError
 from stellara.limits import ratelimit_headers
-from stellara.pipeline.auth import Principal
+from stellara.pipeline.auth import Authenticator, Principal
 from stellara.pipeline.context import RequestContext
+from stellara.server.errors import decode_body
+
+T = TypeVar("T")
 
 REQUEST_ID = "x-stellara-request-id"
 PROVIDER = "x-stellara-provider"
@@ -109,3 +116,30 @@ async def read_body(request: web.Request, max_bytes: int) -> bytes:
 
 def _too_large(max_bytes: int) -> PayloadTooLargeError:
     return PayloadTooLargeError(f"The request body is larger than {max_bytes} bytes.")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCallIntake:
+    """What every model route does first: authenticate, read the body within the limit,
+    decode it, and open the request's context."""
+
+    auth: Authenticator
+    clock: Clock
+    max_body_bytes: int
+    timeout_s: float
+
+    async def begin(
+        self, request: web.Request, request_id: str, decoder: msgspec.json.Decoder[T]
+    ) -> tuple[RequestContext, T]:
+        principal = self.auth.authenticate(bearer_token(request))
+        body = decode_body(decoder, await read_body(request, self.max_body_bytes))
+        now = self.clock.monotonic()
+        return new_context(request, request_id, principal, now, self.timeout_s), body
+
+
+def require_master(auth: Authenticator, request: web.Request, message: str) -> Principal:
+    """The master key's principal, or 401 / 403 (`message`)."""
+    principal = auth.authenticate(bearer_token(request))
+    if not principal.is_master:
+        raise PermissionDeniedError(message)
+    return principal

@@ -21,14 +21,11 @@ from stellara.schema.chat import ChatRequest
 from stellara.server.errors import (
     anthropic_error_body,
     anthropic_error_response,
-    decode_body,
     internal_error,
 )
 from stellara.server.request import (
-    bearer_token,
-    new_context,
+    ModelCallIntake,
     new_request_id,
-    read_body,
     response_headers,
 )
 
@@ -47,9 +44,7 @@ class AnthropicRoutes:
         timeout_s: float,
     ) -> None:
         self._gateway = gateway
-        self._auth = auth
-        self._max_body_bytes = max_body_bytes
-        self._timeout_s = timeout_s
+        self._intake = ModelCallIntake(auth, gateway.clock, max_body_bytes, timeout_s)
 
     def register(self, app: web.Application) -> None:
         app.router.add_post("/v1/messages", self.messages)
@@ -59,12 +54,9 @@ class AnthropicRoutes:
         request_id = new_request_id()
         ctx: RequestContext | None = None
         try:
-            principal = self._auth.authenticate(bearer_token(request))
-            body = await read_body(request, self._max_body_bytes)
-            wire_request = decode_body(wire.request_decoder, body)  # max_tokens required
+            # The wire decoder requires max_tokens, as Anthropic's API does.
+            ctx, wire_request = await self._intake.begin(request, request_id, wire.request_decoder)
             chat = to_chat_request(wire_request)
-            now = self._gateway.clock.monotonic()
-            ctx = new_context(request, request_id, principal, now, self._timeout_s)
             if chat.is_streaming:
                 return await self._stream(request, ctx, chat)
             completion = await self._gateway.complete(ctx, chat)

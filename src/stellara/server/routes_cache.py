@@ -16,7 +16,7 @@ from aiohttp import web
 from stellara import _json
 from stellara._clock import Clock
 from stellara.cache.stage import AnswerCache
-from stellara.errors import InvalidRequestError, PermissionDeniedError, StellaraError
+from stellara.errors import InvalidRequestError, StellaraError
 from stellara.pipeline.auth import Authenticator
 from stellara.schema.chat import (
     ChatCompletion,
@@ -27,7 +27,7 @@ from stellara.schema.chat import (
     Usage,
 )
 from stellara.server.errors import decode_body, error_response
-from stellara.server.request import bearer_token
+from stellara.server.request import require_master
 
 _JSON = {"Content-Type": "application/json"}
 
@@ -118,6 +118,4 @@ class CacheRoutes:
         return self._cache
 
     def _require_master(self, request: web.Request) -> None:
-        principal = self._auth.authenticate(bearer_token(request))
-        if not principal.is_master:
-            raise PermissionDeniedError("Cache management needs the master key.")
+        require_master(self._auth, request, "Cache management needs the master key.")

@@ -14,16 +14,14 @@ from stellara.pipeline.gateway import ChunkStream, Gateway
 from stellara.schema.chat import ChatRequest, request_decoder
 from stellara.schema.embeddings import embeddings_request_decoder
 from stellara.server.errors import (
-    decode_body,
     error_response,
     internal_error,
     openai_error_body,
 )
 from stellara.server.request import (
+    ModelCallIntake,
     bearer_token,
-    new_context,
     new_request_id,
-    read_body,
     response_headers,
 )
 
@@ -45,8 +43,7 @@ class OpenAIRoutes:
     ) -> None:
         self._gateway = gateway
         self._auth = auth
-        self._max_body_bytes = max_body_bytes
-        self._timeout_s = timeout_s
+        self._intake = ModelCallIntake(auth, gateway.clock, max_body_bytes, timeout_s)
 
     def register(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self.chat_completions)
@@ -57,11 +54,7 @@ class OpenAIRoutes:
         request_id = new_request_id()
         ctx: RequestContext | None = None
         try:
-            principal = self._auth.authenticate(bearer_token(request))
-            body = await read_body(request, self._max_body_bytes)
-            chat = decode_body(request_decoder, body)
-            now = self._gateway.clock.monotonic()
-            ctx = new_context(request, request_id, principal, now, self._timeout_s)
+            ctx, chat = await self._intake.begin(request, request_id, request_decoder)
             if chat.is_streaming:
                 return await self._stream(request, ctx, chat)
             completion = await self._gateway.complete(ctx, chat)
@@ -93,11 +86,9 @@ class OpenAIRoutes:
         request_id = new_request_id()
         ctx: RequestContext | None = None
         try:
-            principal = self._auth.authenticate(bearer_token(request))
-            body = await read_body(request, self._max_body_bytes)
-            embeddings_request = decode_body(embeddings_request_decoder, body)
-            now = self._gateway.clock.monotonic()
-            ctx = new_context(request, request_id, principal, now, self._timeout_s)
+            ctx, embeddings_request = await self._intake.begin(
+                request, request_id, embeddings_request_decoder
+            )
             response = await self._gateway.embed(ctx, embeddings_request)
         except StellaraError as exc:
             return error_response(exc, response_headers(request_id, ctx))

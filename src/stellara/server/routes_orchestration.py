@@ -25,7 +25,6 @@ from stellara.cache.stage import CacheControl
 from stellara.config.models import Strategy
 from stellara.errors import (
     NoHealthyProviderError,
-    PermissionDeniedError,
     RouteNotFoundError,
     StellaraError,
     UpstreamError,
@@ -41,12 +40,12 @@ from stellara.schema.chat import (
     ResponseMessage,
     Usage,
 )
-from stellara.server.errors import decode_body, error_response, internal_error
+from stellara.server.errors import error_response, internal_error
 from stellara.server.request import (
+    ModelCallIntake,
     bearer_token,
-    new_context,
     new_request_id,
-    read_body,
+    require_master,
     response_headers,
 )
 
@@ -93,8 +92,7 @@ class OrchestrationRoutes:
         self._gateway = gateway
         self._attempts: AttemptRunner = gateway.attempts
         self._auth = auth
-        self._max_body_bytes = max_body_bytes
-        self._timeout_s = timeout_s
+        self._intake = ModelCallIntake(auth, gateway.clock, max_body_bytes, timeout_s)
         self._fallback_message = fallback_message
 
     def register(self, app: web.Application) -> None:
@@ -117,10 +115,7 @@ class OrchestrationRoutes:
         request_id = new_request_id()
         ctx: RequestContext | None = None
         try:
-            principal = self._auth.authenticate(bearer_token(request))
-            body = decode_body(_generate_decoder, await read_body(request, self._max_body_bytes))
-            now = self._gateway.clock.monotonic()
-            ctx = new_context(request, request_id, principal, now, self._timeout_s)
+            ctx, body = await self._intake.begin(request, request_id, _generate_decoder)
             _apply_options(ctx, body)
             chat = body.chat()
             if chat.is_streaming:
@@ -196,8 +191,7 @@ class OrchestrationRoutes:
         return _json_response({"reset": breaker_id, "state": "closed"})
 
     def _require_master(self, request: web.Request) -> None:
-        if not self._auth.authenticate(bearer_token(request)).is_master:
-            raise PermissionDeniedError("This route needs the master key.")
+        require_master(self._auth, request, "This route needs the master key.")
 
 
 def _apply_options(ctx: RequestContext, body: GenerateRequest) -> None:
