@@ -14,19 +14,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+from _procs import STELLARA, free_port, pinned, process
 
 KEY = "sk-cache-bench-key-0001"
 QUESTION = "How do I reset my router to factory settings?"
@@ -40,32 +36,6 @@ _ASKS = [
 _CLOSINGS = ["", " Thanks.", " Thank you!"]
 # Distinct texts, so every lookup embeds (the semantic cache remembers recent vectors).
 PARAPHRASES = [o + a + c for o in _OPENINGS for a in _ASKS for c in _CLOSINGS]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def pinned(core: int, args: list[str]) -> list[str]:
-    return ["taskset", "-c", str(core), *args] if shutil.which("taskset") else args
-
-
-@contextmanager
-def process(args: list[str], port: int) -> Iterator[None]:
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.05)
-        yield
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
 
 
 def gateway_config(folder: Path, sim_port: int, redis_url: str, l1_entries: int) -> Path:
@@ -158,20 +128,19 @@ def main() -> None:
         "--redis", default=os.environ.get("STELLARA_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
     )
     args = parser.parse_args()
-    stellara = [sys.executable, "-m", "stellara.cli"]
     sim_port, l1_port, l2_port = free_port(), free_port(), free_port()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         big = gateway_config(folder, sim_port, args.redis, 10_000)
         tiny = gateway_config(folder, sim_port, args.redis, 1)
         with (
-            process(pinned(1, [*stellara, "simulate", "--port", str(sim_port)]), sim_port),
+            process(pinned(1, [*STELLARA, "simulate", "--port", str(sim_port)]), sim_port),
             process(
-                pinned(0, [*stellara, "serve", "--config", str(big), "--port", str(l1_port)]),
+                pinned(0, [*STELLARA, "serve", "--config", str(big), "--port", str(l1_port)]),
                 l1_port,
             ),
             process(
-                pinned(0, [*stellara, "serve", "--config", str(tiny), "--port", str(l2_port)]),
+                pinned(0, [*STELLARA, "serve", "--config", str(tiny), "--port", str(l2_port)]),
                 l2_port,
             ),
         ):

@@ -18,52 +18,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from _procs import STELLARA, free_port, pinned, process
+
 KEY = "sk-failover-bench-key-0001"
 MASTER = "sk-failover-bench-master-0001"
 TRIP_TIMEOUT_S = 1.0  # the whole request; a loaded machine must not hit it
 BODY = {"model": "m", "messages": [{"role": "user", "content": "Is the primary up?"}]}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def pinned(core: int, args: list[str]) -> list[str]:
-    return ["taskset", "-c", str(core), *args] if shutil.which("taskset") else args
-
-
-@contextmanager
-def process(args: list[str], port: int) -> Iterator[None]:
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.05)
-        else:
-            raise RuntimeError(f"{args[-3:]} did not start listening on {port}")
-        yield
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
 
 
 def gateway_config(folder: Path, sim_port: int, primary_model: str) -> Path:
@@ -172,15 +140,14 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000, help="per case")
     parser.add_argument("--block", type=int, default=100, help="requests per alternation")
     args = parser.parse_args()
-    stellara = [sys.executable, "-m", "stellara.cli"]
     sim_port, healthy_port, down_port = free_port(), free_port(), free_port()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         healthy = gateway_config(folder, sim_port, "model-a")
         down = gateway_config(folder, sim_port, "model-down")
-        serve = [*stellara, "serve", "--config"]
+        serve = [*STELLARA, "serve", "--config"]
         with (
-            process(pinned(1, [*stellara, "simulate", "--port", str(sim_port)]), sim_port),
+            process(pinned(1, [*STELLARA, "simulate", "--port", str(sim_port)]), sim_port),
             process(pinned(0, [*serve, str(healthy), "--port", str(healthy_port)]), healthy_port),
             process(pinned(0, [*serve, str(down), "--port", str(down_port)]), down_port),
         ):
