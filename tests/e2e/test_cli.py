@@ -204,3 +204,56 @@ def test_demo_serves_every_provider_type_through_both_apis(
         assert message.content[0].type == "text", name
     openai_client.close()
     anthropic_client.close()
+
+
+def test_serve_workers_share_one_port_and_stop_together(tmp_path: Path) -> None:
+    sim_port, gateway_port = free_port(), free_port()
+    config = tmp_path / "stellara.yaml"
+    config.write_text(
+        f"""
+providers:
+  - {{id: sim, type: openai, base_url: "http://127.0.0.1:{sim_port}/v1", api_key: k}}
+models:
+  - {{name: m, targets: [{{provider: sim, model: gpt-4o-mini}}]}}
+keys:
+  - {{key: sk-workers-key-1234, user: alice}}
+"""
+    )
+    simulator = subprocess.Popen(
+        [*STELLARA, "simulate", "--port", str(sim_port)], stdout=subprocess.PIPE, text=True
+    )
+    gateway = subprocess.Popen(
+        [
+            *STELLARA,
+            "serve",
+            "--config",
+            str(config),
+            "--port",
+            str(gateway_port),
+            "--workers",
+            "2",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        read_until(gateway, r"with 2 workers")
+        read_until(simulator, r"127\.0\.0\.1")
+        client = openai.OpenAI(
+            base_url=f"http://127.0.0.1:{gateway_port}/v1", api_key="sk-workers-key-1234"
+        )
+        deadline = time.monotonic() + 20
+        answers = 0
+        while answers < 6 and time.monotonic() < deadline:
+            try:
+                client.chat.completions.create(
+                    model="m", messages=[{"role": "user", "content": "hi"}]
+                )
+                answers += 1
+            except openai.APIConnectionError:  # a worker still starting
+                time.sleep(0.1)
+        client.close()
+        assert answers == 6
+    finally:
+        assert stop(gateway) == 0
+        stop(simulator)
