@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -13,6 +14,7 @@ from aiohttp import web
 from stellara.config import check_config
 from stellara.server import create_app
 from stellara.sim import RunningSimulator, SimConfig, start_simulator
+from tests.dbs import DATABASE_KINDS, fresh_database_url
 
 UPSTREAM_KEY = "sk-upstream-SECRET-0123456789abcdef"
 USER_KEY = "sk-test-user-key-0001"
@@ -109,3 +111,17 @@ async def upstream_requests(sim: RunningSimulator) -> list[dict[str, Any]]:
     async with aiohttp.ClientSession() as session, session.get(f"{sim.url}/_sim/requests") as r:
         body: dict[str, Any] = await r.json()
     return list(body["requests"])
+
+
+@pytest.fixture(params=DATABASE_KINDS)
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """An empty database's URL, once for SQLite and once for PostgreSQL."""
+    async with fresh_database_url(request.param, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture(autouse=True)
+def _private_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default usage store is `sqlite:///stellara.db` in the working directory: each
+    test gets its own directory, so no test writes into the checkout or sees another's data."""
+    monkeypatch.chdir(tmp_path)

@@ -25,6 +25,7 @@ StellaraError                     .status_code .error_type .code .param
 ├── NoHealthyProviderError        503: no target could be tried
 ├── ClientDisconnectedError       499: the client left before the answer was complete (records only)
 ├── StateBackendError             Redis unreachable or failing: `state.on_failure` decides (503)
+├── StoreUnavailableError         the SQL store of keys and usage did not answer (503)
 └── ConfigError                   start-up only: one line per problem, with its path in the file
 ```
 
@@ -229,6 +230,17 @@ class StateBackendError(StellaraError):
     status_code = 503
     error_type = "api_error"
     code = "state_backend_unavailable"
+
+
+class StoreUnavailableError(StellaraError):
+    """The SQL store of virtual keys and usage records failed or did not answer in time.
+
+    Model calls never fail for it, except a call with a virtual key this process has not
+    looked up yet (it cannot tell a good key from a bad one)."""
+
+    status_code = 503
+    error_type = "api_error"
+    code = "store_unavailable"
 
 
 class ConfigError(StellaraError):

@@ -84,6 +84,34 @@ class StateConfig(StrictModel):
     on_failure: Literal["open", "closed"] = "open"
 
 
+class UsageStoreConfig(StrictModel):
+    """The SQL store of usage records and virtual keys (DESIGN §5).
+
+    `url` is `sqlite:///path.db` (the default; relative to the working directory) or
+    `postgresql://user:password@host/db`. Records are buffered in memory (at most
+    `buffer_records`) and written in batches of up to `batch_records`, at least every
+    `flush_interval_s`; when the database stays down longer than the buffer lasts, the oldest
+    records are dropped and counted. `key_cache_ttl_s` is how long a process trusts a virtual
+    key it looked up; changes made through the admin API apply at once on every process
+    sharing the Redis state backend, and within this time otherwise.
+    """
+
+    url: str = Field(default="sqlite:///stellara.db", min_length=1)
+    log_content: bool = False  # store prompt and answer text with each record
+    batch_records: int = Field(default=500, ge=1, le=10_000)
+    flush_interval_s: float = Field(default=1.0, gt=0, le=60)
+    buffer_records: int = Field(default=100_000, ge=100)
+    key_cache_ttl_s: float = Field(default=5.0, ge=0, le=3600)
+
+    @field_validator("url")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        scheme = value.partition(":")[0].split("+")[0]
+        if scheme not in ("sqlite", "postgresql", "postgres"):
+            raise ValueError("use sqlite:///path.db or postgresql://user@host/db")
+        return value
+
+
 class RateLimitConfig(StrictModel):
     """Sliding-window limits: at most this much in any `window_s` seconds."""
 
@@ -257,5 +285,6 @@ class StellaraConfig(StrictModel):
     state: StateConfig = Field(default_factory=StateConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     keys: list[KeyConfig] = Field(default_factory=list)
+    usage_store: UsageStoreConfig = Field(default_factory=UsageStoreConfig)
     catalog: list[CatalogEntryConfig] = Field(default_factory=list)
     cache: CacheConfig | None = None

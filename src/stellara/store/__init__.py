@@ -1,0 +1,1 @@
+"""The SQL store: virtual keys and usage records, through SQLAlchemy (SQLite or PostgreSQL)."""
