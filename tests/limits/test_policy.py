@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from stellara.config.models import LimitsConfig
+from stellara.config.models import LimitsConfig, TierConfig
 from stellara.limits import LimitsPolicy
 from stellara.limits.policy import UNBOUNDED
 from stellara.state.base import Limit, PeriodLimit, WindowLimit
@@ -146,3 +146,32 @@ def test_policy_daily_quota_carries_the_zone_offset():
     limit = names(p, "bob")["quota:daily:requests"]
     assert isinstance(limit, PeriodLimit)
     assert limit.utc_offset_s == 19800
+
+
+def test_policy_key_limits_add_to_the_tier_counted_per_key():
+    key_limits = TierConfig.model_validate(
+        {"rate": {"window_s": 10, "requests": 3}, "quota": {"daily": {"cost_usd": 1}}}
+    )
+    resolved = policy().resolve(
+        "alice", None, session_id=None, now=START, key_id="key_7", key_limits=key_limits
+    )
+    assert resolved is not None
+    by_name = {limit.name: limit for limit in resolved.limits}
+    assert by_name["rate:requests"].limit == 20  # the tier's, unchanged
+    assert by_name["rate:requests@key:key_7"] == WindowLimit(
+        "rate:requests@key:key_7", "requests", 10, 3
+    )
+    quota = by_name["quota:daily:cost_usd@key:key_7"]
+    assert isinstance(quota, PeriodLimit)
+    assert quota.limit == 1
+
+
+def test_policy_key_limits_apply_without_any_tier():
+    key_limits = TierConfig.model_validate({"rate": {"requests": 2}})
+    none_configured = LimitsPolicy(LimitsConfig())
+    assert none_configured.resolve("bob", None, session_id=None, now=START) is None
+    resolved = none_configured.resolve(
+        "bob", None, session_id=None, now=START, key_id="k", key_limits=key_limits
+    )
+    assert resolved is not None
+    assert [limit.name for limit in resolved.limits] == ["rate:requests@key:k"]

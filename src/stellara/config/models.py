@@ -27,6 +27,7 @@ class ServerConfig(StrictModel):
     master_key: SecretStr | None = None
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     access_log: bool = False
+    master_key_model_calls: bool = False  # whether the master key may call models too
 
 
 class TargetConfig(StrictModel):

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from stellara._clock import Clock
+from stellara.config.models import TierConfig
 from stellara.errors import QuotaExceededError, RateLimitedError, StateBackendError
 from stellara.limits.estimate import actual_amounts
 from stellara.limits.events import LimitEvents
@@ -105,13 +106,26 @@ class Limiter:
         self._on_failure = on_failure
 
     def resolve(
-        self, user: str, key_tier: str | None, session_id: str | None
+        self,
+        user: str,
+        key_tier: str | None,
+        session_id: str | None,
+        *,
+        key_id: str = "",
+        key_limits: TierConfig | None = None,
     ) -> EffectivePolicy | None:
         """The caller's limits, or None when none apply (then skip `admit` altogether).
 
         The clock only picks the time zone's offset (DST); windows and periods run on the
         backend's own time."""
-        return self.policy.resolve(user, key_tier, session_id=session_id, now=self._clock.time())
+        return self.policy.resolve(
+            user,
+            key_tier,
+            session_id=session_id,
+            now=self._clock.time(),
+            key_id=key_id,
+            key_limits=key_limits,
+        )
 
     async def admit(self, policy: EffectivePolicy, amounts: Amounts, reservation: str) -> Ticket:
         """Reserve `amounts` in every limit of `policy` under `reservation`.

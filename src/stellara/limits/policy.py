@@ -117,25 +117,41 @@ class LimitsPolicy:
         return merged
 
     def resolve(
-        self, user: str, key_tier: str | None, *, session_id: str | None, now: float
+        self,
+        user: str,
+        key_tier: str | None,
+        *,
+        session_id: str | None,
+        now: float,
+        key_id: str = "",
+        key_limits: TierConfig | None = None,
     ) -> EffectivePolicy | None:
-        """The limits of a request by `user` at `now`, or None when none apply."""
-        if not self._config.tiers:
+        """The limits of a request by `user` at `now`, or None when none apply.
+
+        `key_limits` (a virtual key's own `rate` and `quota`) are checked in addition to the
+        user's tier, counted per key: their names end in `@key:<key_id>`.
+        """
+        if not self._config.tiers and key_limits is None:
             return None
         tier = self.tier_of(user, key_tier)
         config = self.tier_config(user, tier)
-        if config is None:
-            return None
-        limits = tuple(_limits(config, session_id, self.utc_offset_s(now)))
+        offset_s = self.utc_offset_s(now)
+        limits = tuple(_limits(config, session_id, offset_s)) if config is not None else ()
+        if key_limits is not None:
+            own = TierConfig(rate=key_limits.rate, quota=key_limits.quota)
+            limits += tuple(
+                replace(limit, name=f"{limit.name}@key:{key_id}")
+                for limit in _limits(own, session_id, offset_s)
+            )
         if not limits:
             return None
+        shadow = config is not None and config.shadow
         store_limits = (
-            tuple(replace(limit, limit=UNBOUNDED) for limit in limits) if config.shadow else limits
+            tuple(replace(limit, limit=UNBOUNDED) for limit in limits) if shadow else limits
         )
         needs_estimate = any(limit.dimension != "requests" for limit in limits)
-        return EffectivePolicy(
-            user, tier, limits, store_limits, config.shadow, config.burst, needs_estimate
-        )
+        burst = config.burst if config is not None else None
+        return EffectivePolicy(user, tier, limits, store_limits, shadow, burst, needs_estimate)
 
     def utc_offset_s(self, now: float) -> int:
         """The configured zone's offset from UTC at `now` (DST included)."""

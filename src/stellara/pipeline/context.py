@@ -38,6 +38,11 @@ class RequestContext:
     routing_strategy: Strategy | None = None  # /ai-orchestration/generate's override
     routing_providers: frozenset[str] | None = None  # … and its filter of provider ids
     failures: list[str] = field(default_factory=list)  # "provider/model: error", per attempt
+    started_epoch_s: float = 0.0  # wall clock, for usage records
+    first_byte_at: float | None = None  # monotonic: the answer (or its first chunk) in hand
+    is_recorded: bool = False  # its request.completed / request.failed event went out
+    prompt_text: str | None = None  # kept only with usage_store.log_content
+    completion_text: str | None = None
 
     @property
     def is_unlimited_by_failure(self) -> bool:

@@ -12,6 +12,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from dataclasses import replace
 from typing import Any, TypeVar
 
+from stellara import _json
 from stellara._clock import Clock
 from stellara.cache.assemble import StreamAssembler
 from stellara.cache.replay import replay_stream
@@ -20,7 +21,6 @@ from stellara.catalog import Catalog
 from stellara.errors import (
     ClientDisconnectedError,
     InvalidRequestError,
-    NoHealthyProviderError,
     StellaraError,
     UpstreamError,
     UpstreamProtocolError,
@@ -53,9 +53,11 @@ class Gateway:
         attempts: AttemptRunner,
         limiter: Limiter | None = None,
         cache: AnswerCache | None = None,
+        log_content: bool = False,
     ) -> None:
         """`limiter` None (no tier configured) leaves the state backend out of the request
-        path altogether."""
+        path altogether. `log_content` puts prompt and answer text into the request events
+        (for usage records); off by default, as they may hold personal data."""
         self.models = models
         self.events = events
         self.clock = clock
@@ -64,6 +66,7 @@ class Gateway:
         self.limiter = limiter
         self.cache = cache
         self.attempts = attempts
+        self.log_content = log_content
         self._background: set[asyncio.Task[None]] = set()
         self.estimator = Estimator(
             tokens,
@@ -90,7 +93,13 @@ class Gateway:
         if limiter is None:
             return
         principal = ctx.principal
-        policy = limiter.resolve(principal.user, principal.tier, ctx.session_id)
+        policy = limiter.resolve(
+            principal.user,
+            principal.tier,
+            ctx.session_id,
+            key_id=principal.key_id,
+            key_limits=principal.limits,
+        )
         if policy is None:
             return
         targets = public.targets
@@ -155,7 +164,8 @@ class Gateway:
             return None
         ctx.cache_status = hit.kind
         ctx.provider_id = "cache"
-        self.publish_completed(ctx)
+        ctx.first_byte_at = self.clock.monotonic()
+        self.publish_completed(ctx, hit.completion)
         return hit.completion
 
     def _candidates(
@@ -181,24 +191,23 @@ class Gateway:
     async def _run(
         self, ctx: RequestContext, models: list[PublicModel], call: Call[T], *, stream: bool
     ) -> T:
-        try:
-            return await self.attempts.run(
-                ctx,
-                models,
-                call,
-                stream=stream,
-                strategy=ctx.routing_strategy,
-                providers=ctx.routing_providers,
-            )
-        except (UpstreamError, NoHealthyProviderError) as exc:
-            self.publish_failure(ctx, exc)
-            raise
+        answer = await self.attempts.run(
+            ctx,
+            models,
+            call,
+            stream=stream,
+            strategy=ctx.routing_strategy,
+            providers=ctx.routing_providers,
+        )
+        ctx.first_byte_at = self.clock.monotonic()
+        return answer
 
     async def complete(self, ctx: RequestContext, request: ChatRequest) -> ChatCompletion:
         """Answer a non-streaming request or raise a `StellaraError`."""
         public = self._resolve(ctx, request.model)
-        await self._admit(ctx, public, request)
+        self._keep_prompt(ctx, request.messages)
         try:
+            await self._admit(ctx, public, request)
             plan = self._cache_plan(ctx, request)
             hit = await self._cache_hit(ctx, plan)
             if hit is not None:
@@ -210,10 +219,13 @@ class Gateway:
 
             completion = await self._run(ctx, models, call, stream=False)
             ctx.usage = completion.usage
-            self.publish_completed(ctx)
+            self.publish_completed(ctx, completion)
             if plan is not None:
                 self.store_later(plan, completion)
             return completion
+        except StellaraError as exc:
+            self.publish_failure(ctx, exc)
+            raise
         finally:
             self.settle(ctx)
 
@@ -223,8 +235,9 @@ class Gateway:
         The returned stream settles the request's limits when it ends, however it ends."""
         ctx.is_streaming = True
         public = self._resolve(ctx, request.model)
-        await self._admit(ctx, public, request)
+        self._keep_prompt(ctx, request.messages)
         try:
+            await self._admit(ctx, public, request)
             plan = self._cache_plan(ctx, request)
             hit = await self._cache_hit(ctx, plan)
             if hit is not None:
@@ -234,6 +247,10 @@ class Gateway:
                     self, ctx, first, replay, forward_usage=request.wants_stream_usage
                 )
             return await self._start_stream(ctx, request, public, plan)
+        except StellaraError as exc:
+            self.publish_failure(ctx, exc)
+            self.settle(ctx)
+            raise
         except BaseException:
             self.settle(ctx)
             raise
@@ -256,15 +273,26 @@ class Gateway:
 
         first, upstream = await self._run(ctx, models, start, stream=True)
         return ChunkStream(
-            self, ctx, first, upstream, forward_usage=request.wants_stream_usage, cache_plan=plan
+            self,
+            ctx,
+            first,
+            upstream,
+            forward_usage=request.wants_stream_usage,
+            cache_plan=plan,
+            assemble=self.log_content,
         )
 
     async def embed(self, ctx: RequestContext, request: EmbeddingsRequest) -> EmbeddingsResponse:
         """Embed the request's inputs with the first target that serves embeddings."""
         public = self._resolve(ctx, request.model)
-        await self._admit(ctx, public, request)
+        if self.log_content:
+            ctx.prompt_text = _json.dumps(request.texts()).decode()
         try:
+            await self._admit(ctx, public, request)
             return await self._embed(ctx, request, public)
+        except StellaraError as exc:
+            self.publish_failure(ctx, exc)
+            raise
         finally:
             self.settle(ctx)
 
@@ -288,19 +316,35 @@ class Gateway:
         self.publish_completed(ctx)
         return response
 
-    def publish_completed(self, ctx: RequestContext) -> None:
-        """Record that `ctx` was answered in full."""
+    def _keep_prompt(self, ctx: RequestContext, messages: object) -> None:
+        if self.log_content:
+            ctx.prompt_text = _json.dumps(messages).decode()
+
+    def publish_completed(
+        self, ctx: RequestContext, completion: ChatCompletion | None = None
+    ) -> None:
+        """Record that `ctx` was answered in full (once per request, like `publish_failure`).
+        `completion` is the answer, for `log_content`."""
+        if ctx.is_recorded:
+            return
+        ctx.is_recorded = True
         ctx.cost_usd = self._cost_usd(ctx)
         if self.events.has_subscribers(REQUEST_COMPLETED):
-            self.events.publish(Event(REQUEST_COMPLETED, self._facts(ctx)))
+            if self.log_content and completion is not None:
+                ctx.completion_text = _answer_text(completion)
+            self.events.publish(Event(REQUEST_COMPLETED, self._facts(ctx, 200)))
 
     def publish_failure(self, ctx: RequestContext, error: StellaraError) -> None:
-        """Record that `ctx` ended in `error` (the HTTP layer calls it for its own failures)."""
+        """Record that `ctx` ended in `error`, unless its end was recorded already (the HTTP
+        layer calls it for its own failures)."""
+        if ctx.is_recorded:
+            return
+        ctx.is_recorded = True
         # A stream cut after its usage chunk still consumed (and cost) tokens.
         ctx.cost_usd = self._cost_usd(ctx)
         if self.events.has_subscribers(REQUEST_FAILED):
-            facts = self._facts(ctx)
-            facts.update(status=error.status_code, error=error.code, message=error.message)
+            facts = self._facts(ctx, error.status_code)
+            facts.update(error=error.code or error.error_type, message=error.message)
             self.events.publish(Event(REQUEST_FAILED, facts))
 
     def _cost_usd(self, ctx: RequestContext) -> float:
@@ -308,22 +352,45 @@ class Gateway:
             return 0.0  # failed before a target was chosen
         return self.catalog.cost_usd(ctx.provider_type, ctx.provider_model, ctx.usage)
 
-    def _facts(self, ctx: RequestContext) -> dict[str, Any]:
+    def _facts(self, ctx: RequestContext, status: int) -> dict[str, Any]:
+        """What usage records, metrics and webhooks know of a finished request."""
         usage = ctx.usage
-        return {
+        details = usage.prompt_tokens_details if usage else None
+        principal = ctx.principal
+        first_byte_at = ctx.first_byte_at
+        facts: dict[str, Any] = {
             "request_id": ctx.request_id,
-            "user": ctx.principal.user,
-            "key_id": ctx.principal.key_id,
+            "started_at": ctx.started_epoch_s,
+            "user": principal.user,
+            "team": principal.team,
+            "key_id": principal.key_id,
+            "key_prefix": principal.key_prefix,
+            "session_id": ctx.session_id,
             "model": ctx.public_model,
             "provider": ctx.provider_id,
             "provider_model": ctx.provider_model,
             "attempts": ctx.attempts,
+            "cache": ctx.cache_status,
             "stream": ctx.is_streaming,
-            "latency_ms": (self.clock.monotonic() - ctx.started_at) * 1000.0,
             "prompt_tokens": usage.prompt_tokens if usage else 0,
             "completion_tokens": usage.completion_tokens if usage else 0,
+            "cached_tokens": (details.cached_tokens or 0) if details else 0,
             "cost_usd": ctx.cost_usd,
+            "latency_ms": (self.clock.monotonic() - ctx.started_at) * 1000.0,
+            "ttfb_ms": (first_byte_at - ctx.started_at) * 1000.0 if first_byte_at else None,
+            "status": status,
+            "error": None,
         }
+        if self.log_content:
+            facts["prompt"] = ctx.prompt_text
+            facts["completion"] = ctx.completion_text
+        return facts
+
+
+def _answer_text(completion: ChatCompletion) -> str | None:
+    """The answer's text (every choice's, in order), for `log_content`."""
+    texts = [c.message.content for c in completion.choices if c.message.content]
+    return "\n".join(texts) if texts else None
 
 
 async def _first_chunk(
@@ -362,9 +429,11 @@ class ChunkStream:
         *,
         forward_usage: bool,
         cache_plan: CachePlan | None = None,
+        assemble: bool = False,
     ) -> None:
         """With a `cache_plan`, the answer is assembled as it streams and stored once it has
-        ended normally; a broken stream is never stored."""
+        ended normally; a broken stream is never stored. `assemble` assembles it anyway
+        (for `log_content`)."""
         self._gateway = gateway
         self._ctx = ctx
         self._first: ChatCompletionChunk | None = first
@@ -372,7 +441,7 @@ class ChunkStream:
         self._forward_usage = forward_usage
         self._is_finished = False
         self._cache_plan = cache_plan
-        self._assembler = StreamAssembler() if cache_plan is not None else None
+        self._assembler = StreamAssembler() if cache_plan is not None or assemble else None
 
     def __aiter__(self) -> AsyncIterator[ChatCompletionChunk]:
         return self._relay()
@@ -393,12 +462,11 @@ class ChunkStream:
             self._gateway.settle(ctx)  # with the usage seen, if the cut came after it
             raise
         self._is_finished = True
-        self._gateway.publish_completed(ctx)
+        completion = self._assembler.result() if self._assembler is not None else None
+        self._gateway.publish_completed(ctx, completion)
         self._gateway.settle(ctx)
-        if self._assembler is not None and self._cache_plan is not None:
-            completion = self._assembler.result()
-            if completion is not None:
-                self._gateway.store_later(self._cache_plan, completion)
+        if completion is not None and self._cache_plan is not None:
+            self._gateway.store_later(self._cache_plan, completion)
 
     def _keep(self, chunk: ChatCompletionChunk) -> bool:
         if self._assembler is not None:

@@ -56,15 +56,27 @@ def response_headers(
 
 
 def new_context(
-    request: web.Request, request_id: str, principal: Principal, now: float, timeout_s: float
+    request: web.Request,
+    request_id: str,
+    principal: Principal,
+    clock: Clock,
+    timeout_s: float,
 ) -> RequestContext:
     """The pipeline's context for a model call, with its `X-Session-Id`."""
+    now = clock.monotonic()
     session_id = request.headers.get(SESSION_ID) or None
     if session_id is not None and len(session_id) > MAX_SESSION_ID_CHARS:
         raise InvalidRequestError(
             f"The {SESSION_ID} header is longer than {MAX_SESSION_ID_CHARS} characters."
         )
-    ctx = RequestContext(request_id, principal, now, now + timeout_s, session_id=session_id)
+    ctx = RequestContext(
+        request_id,
+        principal,
+        now,
+        now + timeout_s,
+        session_id=session_id,
+        started_epoch_s=clock.time(),
+    )
     cache_control = request.headers.get("Cache-Control")
     cache_ttl = request.headers.get(CACHE_TTL)
     if cache_control or cache_ttl:
@@ -131,15 +143,14 @@ class ModelCallIntake:
     async def begin(
         self, request: web.Request, request_id: str, decoder: msgspec.json.Decoder[T]
     ) -> tuple[RequestContext, T]:
-        principal = self.auth.authenticate(bearer_token(request))
+        principal = await self.auth.authenticate(bearer_token(request), model_call=True)
         body = decode_body(decoder, await read_body(request, self.max_body_bytes))
-        now = self.clock.monotonic()
-        return new_context(request, request_id, principal, now, self.timeout_s), body
+        return new_context(request, request_id, principal, self.clock, self.timeout_s), body
 
 
-def require_master(auth: Authenticator, request: web.Request, message: str) -> Principal:
+async def require_master(auth: Authenticator, request: web.Request, message: str) -> Principal:
     """The master key's principal, or 401 / 403 (`message`)."""
-    principal = auth.authenticate(bearer_token(request))
+    principal = await auth.authenticate(bearer_token(request))
     if not principal.is_master:
         raise PermissionDeniedError(message)
     return principal

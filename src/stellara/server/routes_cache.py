@@ -67,7 +67,7 @@ class CacheRoutes:
 
     async def stats(self, request: web.Request) -> web.Response:
         try:
-            self._require_master(request)
+            await self._require_master(request)
         except StellaraError as exc:
             return error_response(exc)
         body: dict[str, Any] = {"enabled": self._cache is not None}
@@ -77,7 +77,7 @@ class CacheRoutes:
 
     async def clear(self, request: web.Request) -> web.Response:
         try:
-            self._require_master(request)
+            await self._require_master(request)
             raw = await request.read()
             what = decode_body(_clear_decoder, raw) if raw.strip() else ClearBody()
             cache = self._enabled()
@@ -89,7 +89,7 @@ class CacheRoutes:
 
     async def warm(self, request: web.Request) -> web.Response:
         try:
-            self._require_master(request)
+            await self._require_master(request)
             body = decode_body(_warm_decoder, await request.read())
             cache = self._enabled()
             for entry in body.entries:
@@ -117,5 +117,5 @@ class CacheRoutes:
             raise InvalidRequestError("The cache is not configured (no `cache:` section).")
         return self._cache
 
-    def _require_master(self, request: web.Request) -> None:
-        require_master(self._auth, request, "Cache management needs the master key.")
+    async def _require_master(self, request: web.Request) -> None:
+        await require_master(self._auth, request, "Cache management needs the master key.")

@@ -61,7 +61,7 @@ class ManagementRoutes:
     async def _status(self, request: web.Request, kind: StatusKind) -> web.Response:
         user = request.match_info["userId"]
         try:
-            principal = self._auth.authenticate(bearer_token(request))
+            principal = await self._auth.authenticate(bearer_token(request))
             if not principal.is_master and principal.user != user:
                 raise PermissionDeniedError(
                     "A user key may read only its own user's limits.", code="permission_denied"
@@ -97,7 +97,7 @@ class ManagementRoutes:
     async def _reset(self, request: web.Request, kind: StatusKind) -> web.Response:
         user = request.match_info["userId"]
         try:
-            principal = self._auth.authenticate(bearer_token(request))
+            principal = await self._auth.authenticate(bearer_token(request))
             if not principal.is_master:
                 raise PermissionDeniedError(
                     "Resets need the master key.", code="master_key_required"

@@ -101,7 +101,7 @@ class OpenAIRoutes:
 
     async def list_models(self, request: web.Request) -> web.Response:
         try:
-            principal = self._auth.authenticate(bearer_token(request))
+            principal = await self._auth.authenticate(bearer_token(request))
         except StellaraError as exc:
             return error_response(exc)
         created = int(self._gateway.clock.time())

@@ -161,21 +161,21 @@ class OrchestrationRoutes:
 
     async def health(self, request: web.Request) -> web.Response:
         try:
-            self._auth.authenticate(bearer_token(request))
+            await self._auth.authenticate(bearer_token(request))
         except StellaraError as exc:
             return error_response(exc)
         return _json_response({"providers": self._attempts.health.report()})
 
     async def healthy_providers(self, request: web.Request) -> web.Response:
         try:
-            self._auth.authenticate(bearer_token(request))
+            await self._auth.authenticate(bearer_token(request))
         except StellaraError as exc:
             return error_response(exc)
         return _json_response({"providers": self._attempts.health.healthy_providers()})
 
     async def circuit_breakers(self, request: web.Request) -> web.Response:
         try:
-            self._require_master(request)
+            await self._require_master(request)
         except StellaraError as exc:
             return error_response(exc)
         return _json_response({"breakers": self._attempts.breakers.snapshot()})
@@ -183,15 +183,15 @@ class OrchestrationRoutes:
     async def reset_breaker(self, request: web.Request) -> web.Response:
         breaker_id = request.match_info["breaker_id"]
         try:
-            self._require_master(request)
+            await self._require_master(request)
             if not self._attempts.breakers.reset(breaker_id):
                 raise RouteNotFoundError(f"No circuit breaker {breaker_id!r}.")
         except StellaraError as exc:
             return error_response(exc)
         return _json_response({"reset": breaker_id, "state": "closed"})
 
-    def _require_master(self, request: web.Request) -> None:
-        require_master(self._auth, request, "This route needs the master key.")
+    async def _require_master(self, request: web.Request) -> None:
+        await require_master(self._auth, request, "This route needs the master key.")
 
 
 def _apply_options(ctx: RequestContext, body: GenerateRequest) -> None:

@@ -133,6 +133,12 @@ class StateBackend(Protocol):
         (memory)."""
         ...
 
+    @property
+    def keys(self) -> KeySync | None:
+        """Virtual-key changes told to the other processes; None when there are none (memory:
+        one process)."""
+        ...
+
     async def ping(self) -> bool:
         """Whether the backend answers now (readiness)."""
         ...
@@ -217,4 +223,22 @@ class BreakerSync(Protocol):
     async def start(self) -> bool:
         """Start listening now (at app start-up: a process that never changes a breaker still
         hears the others); False if not subscribed in time (it keeps trying)."""
+        ...
+
+
+class KeySync(Protocol):
+    """Virtual-key changes told to the other gateway processes, so that a revoked key is
+    refused everywhere at once. Best effort, like `BreakerSync`; `publish` never raises."""
+
+    async def publish(self, digest: str) -> None:
+        """Tell the others that the key with `digest` was created, changed or revoked."""
+        ...
+
+    def on_changed(self, callback: Callable[[str | None], None]) -> None:
+        """Call `callback(digest)` for each change another process publishes, and
+        `callback(None)` when changes may have been missed (forget every key)."""
+        ...
+
+    async def start(self) -> bool:
+        """Start listening now; False if not subscribed in time (it keeps trying)."""
         ...

@@ -228,6 +228,10 @@ class MemoryBackend:
         return None  # one process: the L1 is the whole cache
 
     @property
+    def keys(self) -> None:
+        return None
+
+    @property
     def breakers(self) -> None:
         return None  # one process: its breaker board is the only one
 

@@ -36,6 +36,7 @@ from stellara.errors import StateBackendError
 from stellara.state.base import Admission, Amounts, Limit, LimitState, WindowLimit
 from stellara.state.redis.breakers import RedisBreakerSync
 from stellara.state.redis.cache import RedisCacheStore
+from stellara.state.redis.keys import RedisKeySync
 
 _RESET_ATTEMPTS = 5  # a reset races only with the creation of new keys in the same scope
 _PERIOD_KINDS = {"daily": "d", "monthly": "m", "session": "s"}
@@ -195,7 +196,7 @@ class RedisBackend:
     connection gets longer (`connect_timeout_s`): a burst of requests on a cold pool opens
     dozens at once, and a loaded process that timed those out would fail open needlessly.
     Dropped connections are replaced on the next call, so the backend recovers by itself.
-    `cache` and `breakers` share the client; each one's listener holds one connection of its
+    `cache`, `breakers` and `keys` share the client; each one's listener holds one connection of its
     own.
     """
 
@@ -225,6 +226,7 @@ class RedisBackend:
         self._limits = RedisLimitStore(self._client, key_prefix=key_prefix, where=redact(url))
         self._cache = RedisCacheStore(self._client, key_prefix=key_prefix, where=redact(url))
         self._breakers = RedisBreakerSync(self._client, key_prefix=key_prefix, where=redact(url))
+        self._keys = RedisKeySync(self._client, key_prefix=key_prefix, where=redact(url))
 
     @property
     def name(self) -> str:
@@ -242,6 +244,10 @@ class RedisBackend:
     def breakers(self) -> RedisBreakerSync:
         return self._breakers
 
+    @property
+    def keys(self) -> RedisKeySync:
+        return self._keys
+
     async def ping(self) -> bool:
         try:
             return bool(await self._client.ping())
@@ -251,5 +257,6 @@ class RedisBackend:
     async def close(self) -> None:
         # first: their listeners must not reconnect to a closing pool
         await self._breakers.close()
+        await self._keys.close()
         await self._cache.close()
         await self._client.aclose()
