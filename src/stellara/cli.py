@@ -1,20 +1,32 @@
-"""The `stellara` command: serve, simulate, config check (DESIGN §1)."""
+"""The `stellara` command: serve, simulate, config check, keys, db (DESIGN §1)."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import logging
 import sys
+import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from stellara import __version__
 from stellara.config.loader import load_config
 from stellara.config.models import StellaraConfig
 from stellara.demo import demo_banner, demo_config, new_demo_key
-from stellara.errors import ConfigError
+from stellara.errors import ConfigError, StellaraError
 from stellara.server.serve import run_loop, serve, serve_workers
 from stellara.sim import SimConfig, load_faults, run_simulator, start_simulator
+from stellara.store.admin import (
+    check_key_fields,
+    key_view,
+    open_key_store,
+    upgrade_database,
+)
+from stellara.store.db import redacted
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -28,6 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
+        return 1
+    except StellaraError as exc:  # a bad argument, the database unreachable: one line
+        print(f"stellara: {exc.message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -60,7 +75,60 @@ def _parser() -> argparse.ArgumentParser:
     check = config_commands.add_parser("check", help="validate a config and show its routes")
     check.add_argument("file", type=Path)
     check.set_defaults(run=_config_check)
+
+    _add_key_commands(commands)
+    db = commands.add_parser("db", help="the usage store's database")
+    db_commands = db.add_subparsers(required=True, metavar="ACTION")
+    db_upgrade = db_commands.add_parser(
+        "upgrade", help="migrate usage_store.url to the newest schema"
+    )
+    db_upgrade.add_argument("--config", type=Path, required=True, help="YAML config file")
+    db_upgrade.set_defaults(run=_db_upgrade)
     return parser
+
+
+_KEYS_HELP = """Virtual API keys in the usage store (usage_store.url; migrated first).
+Running gateways see a key created, revoked or changed here within usage_store.key_cache_ttl_s
+seconds (default 5): the CLI cannot notify them. The admin API (/admin/keys) can: its changes
+apply at once on every gateway sharing a Redis state backend."""
+
+
+def _add_key_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    keys = commands.add_parser("keys", help="virtual API keys", description=_KEYS_HELP)
+    actions = keys.add_subparsers(required=True, metavar="ACTION")
+
+    create = actions.add_parser(
+        "create", help="create a key and print it (shown only once)", description=_KEYS_HELP
+    )
+    create.add_argument("--user", required=True, help="the user the key stands for")
+    create.add_argument("--team", help="the cache scope when cache.scope is team")
+    create.add_argument("--tier", help="a tier of limits.tiers (used when the user has none)")
+    create.add_argument(
+        "--model",
+        dest="models",
+        action="extend",
+        nargs="+",
+        metavar="MODEL",
+        help="public model(s) the key may use (default: every model)",
+    )
+    create.add_argument("--expires", help="expiry, ISO-8601 (e.g. 2030-01-31T00:00:00Z; UTC)")
+    create.add_argument("--name", help="a label for people")
+    create.set_defaults(run=_keys_create)
+
+    listing = actions.add_parser("list", help="list keys, oldest first")
+    listing.add_argument("--user", help="only this user's keys")
+    listing.add_argument("--all", action="store_true", help="revoked keys too")
+    listing.set_defaults(run=_keys_list)
+
+    revoke = actions.add_parser(
+        "revoke", help="revoke a key (kept for the audit trail)", description=_KEYS_HELP
+    )
+    revoke.add_argument("key_id", help="the key's id (key_…), as create and list show it")
+    revoke.set_defaults(run=_keys_revoke)
+
+    for action in (create, listing, revoke):
+        action.add_argument("--config", type=Path, required=True, help="YAML config file")
+        action.add_argument("--json", action="store_true", help="print JSON")
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -138,6 +206,135 @@ def describe_routes(config: StellaraConfig) -> str:
         )
         lines.append(f"  {model.name}: {targets}")
     return "\n".join(lines)
+
+
+def _keys_create(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    given = {
+        "user": args.user,
+        "team": args.team,
+        "tier": args.tier,
+        "models": args.models,
+        "name": args.name,
+        "expires_at": args.expires,
+    }
+    now = time.time()
+    fields = check_key_fields(
+        config, {k: v for k, v in given.items() if v is not None}, now=now, is_new=True
+    )
+
+    async def create() -> dict[str, Any]:
+        async with open_key_store(config) as store:
+            key, record = await store.create(now=now, **fields)
+        return {"key_id": record.key_id, "key": key, **key_view(record, now)}
+
+    _quiet_migrations()
+    shown = asyncio.run(create())
+    if args.json:
+        _print_json(shown)
+        return 0
+    print(f"Created {shown['key_id']} for {shown['user']}. The key, shown only this once:\n")
+    print(f"  {shown['key']}\n")
+    for name in ("key_id", "prefix", "user", "team", "tier", "models", "expires_at", "name"):
+        value = shown[name]
+        print(f"{name:<11}{'all' if name == 'models' and value is None else _cell(value)}")
+    ttl = config.usage_store.key_cache_ttl_s
+    print(f"\nRunning gateways accept it within {ttl:g} s (usage_store.key_cache_ttl_s).")
+    return 0
+
+
+def _keys_list(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    if args.user is not None:  # the rule a key's user follows, so a typo fails clearly
+        check_key_fields(config, {"user": args.user}, now=0.0, is_new=False)
+
+    async def listing() -> list[dict[str, Any]]:
+        async with open_key_store(config) as store:
+            records = await store.list(user=args.user, include_revoked=args.all)
+        now = time.time()
+        return [key_view(record, now) for record in records]
+
+    _quiet_migrations()
+    keys = asyncio.run(listing())
+    if args.json:
+        _print_json({"object": "list", "data": keys})
+        return 0
+    if not keys:
+        print("No keys." if args.all else "No keys (revoked ones are shown with --all).")
+        return 0
+    columns = ("key_id", "prefix", "user", "team", "tier", "models", "status")
+    rows = [[c.upper() for c in (*columns, "created", "expires", "name")]]
+    for key in keys:
+        row = [_cell(key[c]) for c in columns]
+        row += [_short_time(key["created_at_epoch_s"]), _short_time(key["expires_at_epoch_s"])]
+        rows.append([*row, _cell(key["name"])])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+    return 0
+
+
+def _keys_revoke(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+
+    async def revoke() -> dict[str, Any] | None:
+        async with open_key_store(config) as store:
+            now = time.time()
+            record = await store.revoke(args.key_id, now)
+        return key_view(record, now) if record is not None else None
+
+    _quiet_migrations()
+    shown = asyncio.run(revoke())
+    if shown is None:
+        print(f"stellara: no key with id {args.key_id!r}", file=sys.stderr)
+        return 1
+    if args.json:
+        _print_json(shown)
+        return 0
+    ttl = config.usage_store.key_cache_ttl_s
+    print(
+        f"Revoked {shown['key_id']} ({shown['prefix']}…, user {shown['user']}) at "
+        f"{shown['revoked_at']}. Running gateways refuse it within {ttl:g} s "
+        "(usage_store.key_cache_ttl_s)."
+    )
+    return 0
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    _quiet_migrations()
+    before, after = asyncio.run(upgrade_database(config.usage_store.url))
+    where = redacted(config.usage_store.url)
+    if before == after:
+        print(f"{where}: up to date (revision {after}).")
+    else:
+        print(f"{where}: migrated from revision {before or 'none'} to {after}.")
+    return 0
+
+
+def _quiet_migrations() -> None:
+    """Alembic logs each step at INFO; the admin commands print their own result."""
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def _print_json(value: object) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        return ",".join(str(item) for item in value)
+    return str(value)
+
+
+def _short_time(epoch_s: float | None) -> str:
+    if epoch_s is None:
+        return "-"
+    return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%dT%H:%MZ")
 
 
 if __name__ == "__main__":
