@@ -1,0 +1,310 @@
+"""Usage records: one row per model call, written in the background in batches.
+
+The request path only appends the event's facts to a bounded in-memory buffer; one task per
+process writes them. The database may be down, locked or full for a while: the writer keeps
+the batch it was writing, backs off and tries again, and the buffer absorbs new records
+until it is full, when the oldest are dropped and counted. Inserts ignore a `request_id`
+already stored, so a batch retried after a commit whose answer was lost is never doubled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
+
+from stellara._clock import Clock, SystemClock
+from stellara.config.models import UsageStoreConfig
+from stellara.store.db import Database
+from stellara.store.tables import usage_records
+from stellara.telemetry.events import REQUEST_COMPLETED, REQUEST_FAILED, Event, EventBus
+
+logger = logging.getLogger(__name__)
+
+# The database is down, locked, full or slow: worth retrying the same batch.
+_UNAVAILABLE = (SQLAlchemyError, OSError, TimeoutError)
+# A row the database will never take (a NULL or an oversized value): retrying cannot help.
+_REJECTED = (IntegrityError, DataError)
+CLOSE_TIMEOUT_S = 10.0
+
+Row = dict[str, Any]
+
+
+def usage_row(facts: Mapping[str, Any], *, failed: bool, now: float, log_content: bool) -> Row:
+    """The `usage_records` row for a `request.completed` / `request.failed` event's facts.
+
+    Facts a publisher left out get neutral values rather than losing the record; `message`
+    is never stored (it may echo the prompt), nor the content unless `log_content`.
+    """
+    row: Row = {
+        "request_id": facts["request_id"],
+        "started_at": float(facts.get("started_at", now)),
+        "user_id": facts["user"],
+        "team": facts.get("team"),
+        "key_id": facts.get("key_id"),
+        "key_prefix": facts.get("key_prefix"),
+        "session_id": facts.get("session_id"),
+        "model": facts["model"],
+        "provider": facts.get("provider") or None,  # "": failed before a target was chosen
+        "provider_model": facts.get("provider_model") or None,
+        "attempts": int(facts.get("attempts", 0)),
+        "cache": facts.get("cache", "miss"),
+        "stream": bool(facts.get("stream", False)),
+        "prompt_tokens": int(facts.get("prompt_tokens", 0)),
+        "completion_tokens": int(facts.get("completion_tokens", 0)),
+        "cached_tokens": int(facts.get("cached_tokens", 0)),
+        "cost_usd": float(facts.get("cost_usd", 0.0)),
+        "latency_ms": float(facts.get("latency_ms", 0.0)),
+        "ttfb_ms": facts.get("ttfb_ms"),
+        "status": int(facts.get("status", 500 if failed else 200)),
+        "error_type": facts.get("error") if failed else None,
+    }
+    if log_content:  # every row of a writer has the same keys: one executemany per batch
+        row["prompt"] = facts.get("prompt")
+        row["completion"] = facts.get("completion")
+    return row
+
+
+class UsageWriter:
+    """Buffers usage records from the event bus and writes them to SQL in batches.
+
+    Call `attach` when building the app, `start` once its loop runs and `close` at shutdown
+    (after the last request has published its event). Nothing here ever raises into a
+    request; `status()` tells the admin API how the writing goes. Memory holds at most
+    `buffer_records` waiting records plus the one batch being written.
+    """
+
+    def __init__(
+        self,
+        database: Database,
+        config: UsageStoreConfig,
+        *,
+        clock: Clock | None = None,
+        retry_first_s: float = 0.1,
+        retry_max_s: float = 5.0,
+    ) -> None:
+        self._db = database
+        self._config = config
+        self._clock = clock or SystemClock()
+        self._retry_first_s = retry_first_s
+        self._retry_max_s = retry_max_s
+        self._buffer: deque[Row] = deque(maxlen=config.buffer_records)
+        self._batch: list[Row] = []  # taken from the buffer, being written (or retried)
+        insert = sqlite.insert if database.is_sqlite else postgresql.insert
+        self._insert = insert(usage_records).on_conflict_do_nothing(index_elements=["request_id"])
+        self._wake = asyncio.Event()  # a full batch is pending, or closing
+        self._closing = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._is_closed = False
+        self._written = 0
+        self._dropped = 0
+        self._last_error: str | None = None
+        self._down_since: float | None = None  # monotonic; None while writes succeed
+        self._dropped_at_outage = 0
+        self._overflow_warned = False
+
+    @property
+    def pending(self) -> int:
+        return len(self._buffer) + len(self._batch)
+
+    @property
+    def written(self) -> int:
+        return self._written
+
+    @property
+    def dropped(self) -> int:
+        return self._dropped
+
+    @property
+    def last_error(self) -> str | None:
+        """The last write failure (kept after recovery, for the admin API); no SQL, no data."""
+        return self._last_error
+
+    @property
+    def is_healthy(self) -> bool:
+        """True unless the last write failed (the store is down for this process)."""
+        return self._down_since is None
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "healthy": self.is_healthy,
+            "pending": self.pending,
+            "written": self._written,
+            "dropped": self._dropped,
+            "last_error": self._last_error,
+            "buffer_records": self._config.buffer_records,
+            "database": self._db.where,
+        }
+
+    def attach(self, events: EventBus) -> None:
+        events.subscribe(REQUEST_COMPLETED, self._record)
+        events.subscribe(REQUEST_FAILED, self._record)
+
+    def _record(self, event: Event) -> None:
+        """The subscriber: runs on the request path, so no I/O and nothing to wait for."""
+        if self._is_closed:
+            self._drop(1, "after the usage writer closed")
+            return
+        row = usage_row(
+            event.data,
+            failed=event.name == REQUEST_FAILED,
+            now=self._clock.time(),
+            log_content=self._config.log_content,
+        )
+        if len(self._buffer) == self._buffer.maxlen:  # append drops the oldest
+            self._drop(1, f"the buffer of {self._config.buffer_records} records is full")
+        self._buffer.append(row)
+        if len(self._buffer) >= self._config.batch_records:
+            self._wake.set()
+
+    def _drop(self, count: int, why: str) -> None:
+        self._dropped += count
+        if not self._overflow_warned:
+            self._overflow_warned = True
+            logger.warning("usage records dropped (%s); counting them in `dropped`", why)
+
+    def start(self) -> None:
+        """Start the background writer on the running loop (once)."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="usage-writer")
+
+    async def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+        """Write every pending record, retrying while the database fails, for at most
+        `timeout_s`; whatever is still unwritten then is counted as dropped and logged."""
+        self._is_closed = True
+        self._closing.set()
+        self._wake.set()
+        self.start()  # never started (no loop at start-up): the records still get written
+        assert self._task is not None
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
+        except TimeoutError:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        lost = self.pending
+        if lost:
+            self._dropped += lost
+            self._buffer.clear()
+            self._batch = []
+            logger.error(
+                "usage writer stopped with %d records unwritten (%s): %s",
+                lost,
+                self._db.where,
+                self._last_error,
+            )
+
+    async def _run(self) -> None:
+        delay_s = self._retry_first_s
+        while True:
+            if not self._batch:
+                await self._wait_for_records()
+                self._take_batch()
+                if not self._batch:
+                    if self._closing.is_set():
+                        return
+                    continue
+            try:
+                await self._write_batch()
+            except _UNAVAILABLE as exc:
+                self._failed(exc)
+                await self._back_off(delay_s)
+                delay_s = min(delay_s * 2, self._retry_max_s)
+            except Exception:  # a bug must not stop usage recording for good
+                logger.exception("usage writer failed; retrying")
+                await self._back_off(self._retry_max_s)
+            else:
+                delay_s = self._retry_first_s
+
+    async def _wait_for_records(self) -> None:
+        """Until a full batch is pending, the flush interval has passed, or closing."""
+        if len(self._buffer) >= self._config.batch_records or self._closing.is_set():
+            return
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._config.flush_interval_s):
+                await self._wake.wait()
+
+    async def _back_off(self, delay_s: float) -> None:
+        """Wait `delay_s` before retrying; `close` cuts it short (the database may be back)."""
+        if self._closing.is_set():
+            await asyncio.sleep(min(delay_s, self._retry_first_s))
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay_s):
+                await self._closing.wait()
+
+    def _take_batch(self) -> None:
+        take = min(len(self._buffer), self._config.batch_records)
+        self._batch = [self._buffer.popleft() for _ in range(take)]
+
+    async def _write_batch(self) -> None:
+        waiting = self.pending
+        try:
+            async with self._db.engine.begin() as connection:
+                await connection.execute(self._insert, self._batch)
+        except _REJECTED:
+            await self._write_one_by_one()
+        else:
+            self._written += len(self._batch)
+            self._batch = []
+        self._recovered(waiting)
+
+    async def _write_one_by_one(self) -> None:
+        """A batch the database refused as data: keep every row it takes, drop the others."""
+        batch, self._batch = self._batch, []
+        for index, row in enumerate(batch):
+            try:
+                async with self._db.engine.begin() as connection:
+                    await connection.execute(self._insert, [row])
+            except _REJECTED as exc:
+                self._dropped += 1
+                logger.error(
+                    "usage record %s refused by the database, dropped: %s",
+                    row["request_id"],
+                    describe(exc),
+                )
+            except BaseException:  # down again, or cancelled: the rest is still pending
+                self._batch = batch[index:]
+                raise
+            else:
+                self._written += 1
+
+    def _failed(self, exc: BaseException) -> None:
+        self._last_error = describe(exc)
+        if self._down_since is None:
+            self._down_since = self._clock.monotonic()
+            self._dropped_at_outage = self._dropped
+            logger.warning(
+                "usage store %s unavailable (%s); buffering records and retrying",
+                self._db.where,
+                self._last_error,
+            )
+
+    def _recovered(self, waited: int) -> None:
+        if self._down_since is not None:
+            logger.info(
+                "usage store %s back after %.1f s: %d records waited, %d dropped",
+                self._db.where,
+                self._clock.monotonic() - self._down_since,
+                waited,
+                self._dropped - self._dropped_at_outage,
+            )
+            self._down_since = None
+        if not self._buffer:
+            self._overflow_warned = False  # caught up: the next overflow is a new episode
+
+
+def describe(exc: BaseException) -> str:
+    """The error's type and first line, never the SQL statement or its parameters (they
+    would carry the records' content into logs and the admin API)."""
+    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    first_line = (str(cause).strip().splitlines() or [""])[0][:200]
+    name = type(cause).__name__
+    return f"{name}: {first_line}" if first_line else name
