@@ -366,6 +366,10 @@ class DownBackend:
     def breakers(self) -> None:
         return None
 
+    @property
+    def keys(self) -> None:
+        return None
+
     async def ping(self) -> bool:
         return False
 

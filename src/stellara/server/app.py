@@ -37,11 +37,18 @@ from stellara.server import openapi, routes_health
 from stellara.server.errors import error_response
 from stellara.server.routes_anthropic import AnthropicRoutes
 from stellara.server.routes_cache import CacheRoutes
+from stellara.server.routes_keys import KeyRoutes
 from stellara.server.routes_management import ManagementRoutes
 from stellara.server.routes_openai import OpenAIRoutes
 from stellara.server.routes_orchestration import OrchestrationRoutes
+from stellara.server.routes_usage import UsageRoutes
 from stellara.state.base import StateBackend
 from stellara.state.memory import MemoryBackend
+from stellara.store.db import Database
+from stellara.store.keys import KeyStore
+from stellara.store.migrate import upgrade
+from stellara.store.usage import UsageWriter
+from stellara.store.usage_query import UsageQuery
 from stellara.telemetry.events import BREAKER_CHANGED, Event, EventBus
 from stellara.tokens import TokenCounter
 
@@ -53,6 +60,13 @@ EVENTS = web.AppKey("events", EventBus)
 CONFIG = web.AppKey("config", StellaraConfig)
 TOKENS = web.AppKey("tokens", TokenCounter)
 STATE = web.AppKey("state", StateBackend)
+USAGE = web.AppKey("usage", UsageWriter)
+# A gateway starts even when its database is down (requests need no SQL): the schema is
+# then brought up to date in the background, retrying at this pace.
+MIGRATION_TIMEOUT_S = 15.0
+MIGRATION_RETRY_FIRST_S = 0.1  # doubling: gateways racing to create one SQLite schema
+MIGRATION_RETRY_MAX_S = 5.0  # settle in a few tries; a database that is down is retried
+MIGRATION_STARTUP_WAIT_S = 3.0
 
 
 def create_app(
@@ -81,9 +95,22 @@ def create_app(
         attempts=build_attempt_runner(config, models, catalog, events, clock, state),
         limiter=limiter,
         cache=build_answer_cache(config, state, clock),
+        log_content=config.usage_store.log_content,
     )
+    database = Database(config.usage_store.url)
+    key_store = KeyStore(database)
     master_key = config.server.master_key.get_secret_value() if config.server.master_key else None
-    auth = Authenticator(master_key, config.keys)
+    auth = Authenticator(
+        master_key,
+        config.keys,
+        store=key_store,
+        sync=state.keys,
+        clock=clock,
+        cache_ttl_s=config.usage_store.key_cache_ttl_s,
+        master_key_model_calls=config.server.master_key_model_calls,
+    )
+    usage = UsageWriter(database, config.usage_store, clock=clock)
+    usage.attach(events)
 
     # aiohttp enforces the body limit itself for bodies without a Content-Length (the routes
     # answer its error in the OpenAI body); the slack keeps its limit from firing first.
@@ -94,6 +121,7 @@ def create_app(
     app[CONFIG] = config
     app[TOKENS] = tokens
     app[STATE] = state
+    app[USAGE] = usage
 
     OpenAIRoutes(
         gateway,
@@ -107,6 +135,8 @@ def create_app(
         max_body_bytes=config.server.max_body_bytes,
         timeout_s=config.resilience.timeout_s,
     ).register(app)
+    KeyRoutes(key_store, auth, config, clock).register(app)
+    UsageRoutes(UsageQuery(database), usage, auth).register(app)
     ManagementRoutes(limiter, auth).register(app)
     CacheRoutes(gateway.cache, auth, clock).register(app)
     OrchestrationRoutes(
@@ -120,11 +150,14 @@ def create_app(
     openapi.register(app)
     app.router.add_route("*", "/{tail:.*}", _not_found)
 
-    async def close_pools(_: web.Application) -> None:  # provider pools and the state backend
+    async def close_pools(_: web.Application) -> None:  # provider pools, state, database
         await gateway.drain()  # pending settles still need the state backend
+        await usage.close()  # every request has published its record by now
+        await auth.close()
         for adapter in adapters.values():
             await adapter.close()
         await state.close()
+        await database.close()
 
     prober = build_prober(config, adapters, gateway.attempts.health, state, clock)
     if prober is not None:
@@ -138,6 +171,7 @@ def create_app(
         app.on_startup.append(start_probes)
         app.on_cleanup.insert(0, stop_probes)
     listen_for_breakers(app, state)
+    open_store(app, database, usage, auth)
     restore_semantic_cache(app, gateway.cache)
     app.on_cleanup.append(close_pools)
     return app
@@ -155,6 +189,51 @@ def listen_for_breakers(app: web.Application, state: StateBackend) -> None:
             logger.warning("breaker changes of other processes unheard yet; still trying")
 
     app.on_startup.append(start_breaker_sync)
+
+
+def open_store(
+    app: web.Application, database: Database, usage: UsageWriter, auth: Authenticator
+) -> None:
+    """At start-up: bring the schema up to date, start writing usage records, and listen
+    for key changes. A database that is down delays none of it: the schema is retried in the
+    background while records wait in the writer's buffer."""
+    running: set[asyncio.Task[None]] = set()
+
+    async def migrate_until_done() -> None:
+        delay_s = MIGRATION_RETRY_FIRST_S
+        while True:
+            try:
+                await asyncio.wait_for(upgrade(database), MIGRATION_TIMEOUT_S)
+            except Exception as exc:  # noqa: BLE001 - any failure: the database is not ready
+                log = logger.error if delay_s >= MIGRATION_RETRY_MAX_S else logger.info
+                log(
+                    "usage store %s not ready (%s); retrying in %.1f s",
+                    database.where,
+                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                    delay_s,
+                )
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, MIGRATION_RETRY_MAX_S)
+            else:
+                return
+
+    async def start_store(_: web.Application) -> None:
+        migration = asyncio.create_task(migrate_until_done())
+        try:  # usually quick: wait, so the first requests find the tables
+            await asyncio.wait_for(asyncio.shield(migration), MIGRATION_STARTUP_WAIT_S)
+        except TimeoutError:
+            running.add(migration)
+            migration.add_done_callback(running.discard)
+        usage.start()
+        await auth.start()
+
+    async def stop_migration(_: web.Application) -> None:
+        for task in list(running):
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+
+    app.on_startup.append(start_store)
+    app.on_cleanup.insert(0, stop_migration)
 
 
 def restore_semantic_cache(app: web.Application, cache: AnswerCache | None) -> None:
@@ -193,11 +272,10 @@ def build_state_backend(config: StateConfig, clock: Clock) -> StateBackend:
 
 def build_limiter(
     config: StellaraConfig, state: StateBackend, events: EventBus, clock: Clock
-) -> Limiter | None:
-    """The limits stage, or None when no tier is configured (no limits at all)."""
+) -> Limiter:
+    """The limits stage. Built even when no tier is configured: a virtual key may carry
+    limits of its own (a caller with none costs one dictionary lookup, no state call)."""
     limits = config.limits
-    if not limits.tiers:
-        return None
     key_tiers: dict[str, str] = {}
     for key in config.keys:
         if key.tier is not None:

@@ -6,6 +6,7 @@ drift from what the server accepts.
 
 from __future__ import annotations
 
+import dataclasses
 from importlib import resources
 from typing import Any
 
@@ -18,6 +19,8 @@ from stellara.schema.chat import ChatCompletion, ChatCompletionChunk, ChatReques
 from stellara.schema.embeddings import EmbeddingsRequest, EmbeddingsResponse
 from stellara.server.routes_cache import ClearBody, WarmBody
 from stellara.server.routes_orchestration import GenerateRequest
+from stellara.store.admin import KEY_FIELDS
+from stellara.store.usage_query import GROUP_BY, UsageFilters
 
 
 class ErrorDetail(msgspec.Struct):
@@ -231,6 +234,78 @@ def _cache_paths() -> dict[str, Any]:
     }
 
 
+def _admin_paths() -> dict[str, Any]:
+    """Virtual keys, users, usage and spend (routes_keys, routes_usage); master key only.
+    Field, filter and grouping names come from the code that checks them."""
+    obj = {"application/json": {"schema": {"type": "object"}}}
+    master = {code: _errors()[code] for code in ("400", "401", "403")}
+    master["503"] = {"description": "The SQL store is unavailable", "content": obj}
+    not_found = {"404": {"description": "No such key or user", "content": obj}}
+    bearer: list[dict[str, list[str]]] = [{"bearer": []}]
+    key_body = {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {name: {} for name in sorted(KEY_FIELDS)},
+                    "additionalProperties": False,
+                }
+            }
+        },
+    }
+
+    def path_param(name: str) -> list[dict[str, Any]]:
+        return [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}]
+
+    def query(*names: str) -> list[dict[str, Any]]:
+        return [{"name": n, "in": "query", "schema": {"type": "string"}} for n in names]
+
+    def op(summary: str, status: str = "200", **extra: Any) -> dict[str, Any]:
+        ok = {status: {"description": summary, "content": obj}}
+        by_path = any(p["in"] == "path" for p in extra.get("parameters", ()))
+        responses = {**ok, **master, **(not_found if by_path else {})}
+        return {"summary": summary, "security": bearer, "responses": responses, **extra}
+
+    filters = tuple(field.name for field in dataclasses.fields(UsageFilters))
+    key_id = path_param("key_id")
+    return {
+        "/admin/keys": {
+            "post": op(
+                "Create a virtual key; the key is shown only here", "201", requestBody=key_body
+            ),
+            "get": op(
+                "Virtual keys (not the keys themselves)",
+                parameters=query("user", "include_revoked"),
+            ),
+        },
+        "/admin/keys/{key_id}": {
+            "get": op("One virtual key", parameters=key_id),
+            "patch": op(
+                "Change a key (fields set; null clears)", parameters=key_id, requestBody=key_body
+            ),
+            "delete": op("Revoke a key: refused at once on every process", parameters=key_id),
+        },
+        "/admin/users": {"get": op("Users, their tier, teams and key counts")},
+        "/admin/users/{user}": {
+            "get": op("One user and their keys", parameters=path_param("user"))
+        },
+        "/admin/usage": {
+            "get": op(
+                "Usage records, oldest first (JSON pages, or every record with format=csv)",
+                parameters=query(*filters, "limit", "after", "format"),
+            )
+        },
+        "/admin/spend": {
+            "get": op(
+                f"Requests, tokens and cost grouped by {' | '.join(GROUP_BY)}",
+                parameters=query(*filters, "group_by"),
+            )
+        },
+        "/admin/usage/status": {"get": op("The usage writer: pending, written, dropped, healthy")},
+    }
+
+
 def _orchestration_paths() -> dict[str, Any]:
     """generate, generate-with-fallback, health and circuit breakers (routes_orchestration)."""
     obj = {"application/json": {"schema": {"type": "object"}}}
@@ -343,6 +418,7 @@ def build_openapi() -> dict[str, Any]:
         **_limits_paths(),
         **_cache_paths(),
         **_orchestration_paths(),
+        **_admin_paths(),
         "/healthz": {
             "get": {
                 "summary": "Liveness",

@@ -152,5 +152,5 @@ async def require_master(auth: Authenticator, request: web.Request, message: str
     """The master key's principal, or 401 / 403 (`message`)."""
     principal = await auth.authenticate(bearer_token(request))
     if not principal.is_master:
-        raise PermissionDeniedError(message)
+        raise PermissionDeniedError(message, code="master_key_required")
     return principal

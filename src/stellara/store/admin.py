@@ -167,6 +167,12 @@ def _limits(value: object) -> dict[str, Any] | None:
         return None
     if not isinstance(value, dict):
         raise InvalidRequestError("'limits' must be an object (a tier's shape) or null.")
+    per_tier_only = sorted(set(value) & {"burst", "shadow"})
+    if per_tier_only:
+        raise InvalidRequestError(
+            f"A key's limits take 'rate' and 'quota'; '{per_tier_only[0]}' is set per tier.",
+            param="limits",
+        )
     try:
         limits = TierConfig.model_validate(value)
     except ValidationError as exc:

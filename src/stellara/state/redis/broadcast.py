@@ -126,7 +126,8 @@ class Broadcast:
         try:
             fields = _decode(data)
         except msgspec.DecodeError:
-            self._logger.warning("ignoring a malformed message among %s: %r", self._what, data[:200])
+            what, sample = self._what, data[:200]
+            self._logger.warning("ignoring a malformed message among %s: %r", what, sample)
             return
         if fields.get("origin") == self._origin:  # our own, applied before it was sent
             return
