@@ -315,8 +315,8 @@ def _db_upgrade(args: argparse.Namespace) -> int:
 
 
 def _quiet_migrations() -> None:
-    """Alembic logs each step at INFO; the admin commands print their own result."""
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    """Migrations log at INFO for the server's log; the admin commands print their own result."""
+    logging.getLogger("stellara.store.migrate").setLevel(logging.WARNING)
 
 
 def _print_json(value: object) -> None:

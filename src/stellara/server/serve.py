@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
 import os
 import signal
@@ -14,7 +15,11 @@ from aiohttp import web
 
 from stellara.config.loader import load_config
 from stellara.config.models import StellaraConfig
+from stellara.errors import StoreUnavailableError
 from stellara.server.app import TOKENS, create_app
+from stellara.store.admin import upgrade_database
+
+logger = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_S = 30.0
 
@@ -71,7 +76,14 @@ def _bound_port(runner: web.AppRunner, requested: int) -> int:
 
 
 def serve_workers(config_path: Path, *, host: str, port: int, workers: int) -> None:
-    """Run `workers` processes sharing one port (SO_REUSEPORT); the kernel spreads connections."""
+    """Run `workers` processes sharing one port (SO_REUSEPORT); the kernel spreads connections.
+
+    The schema is migrated here first, so the workers do not race to create it (each still
+    checks, and retries in the background if the database is down now)."""
+    try:
+        asyncio.run(upgrade_database(load_config(config_path).usage_store.url))
+    except StoreUnavailableError as exc:
+        logger.warning("%s; the workers will retry", exc.message)
     context = multiprocessing.get_context("spawn")
     processes = [
         context.Process(target=_worker_main, args=(str(config_path), host, port), daemon=False)

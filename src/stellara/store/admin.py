@@ -12,7 +12,6 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from alembic.migration import MigrationContext
 from alembic.util.exc import CommandError
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
@@ -54,20 +53,11 @@ async def upgrade_database(url: str) -> tuple[str | None, str | None]:
     (None: an empty database). Raises `StoreUnavailableError` as `open_database` does."""
     database = Database(url)
     try:
-        before = await _revision(database)
-        await upgrade(database)
-        return before, await _revision(database)
+        return await upgrade(database)
     except (SQLAlchemyError, OSError, CommandError) as exc:
         raise _unopened(database, exc) from exc
     finally:
         await database.close()
-
-
-async def _revision(database: Database) -> str | None:
-    async with database.engine.connect() as connection:
-        return await connection.run_sync(
-            lambda sync: MigrationContext.configure(sync).get_current_revision()
-        )
 
 
 def _unopened(database: Database, exc: BaseException) -> StoreUnavailableError:
