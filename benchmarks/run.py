@@ -83,6 +83,7 @@ models:
   - {name: %(model)s, targets: [{provider: sim, model: %(model)s}]}
 keys:
   - {key: %(key)s, user: bench}
+usage_store: {url: "sqlite:///%(usage_db)s"}   # every request leaves a usage record
 """
 
 
@@ -418,7 +419,13 @@ def benchmark(
     config = workdir / "stellara.yaml"
     config.write_text(
         _CONFIG
-        % {"gateway_port": gateway_port, "sim_port": sim_port, "model": MODEL, "key": API_KEY}
+        % {
+            "gateway_port": gateway_port,
+            "sim_port": sim_port,
+            "model": MODEL,
+            "key": API_KEY,
+            "usage_db": workdir / "usage.db",
+        }
     )
     script = workdir / "chat.lua"
     script.write_text(_WRK_LUA % {"key": API_KEY, "body": request_body(stream=False).decode()})

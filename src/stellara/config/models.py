@@ -92,7 +92,8 @@ class UsageStoreConfig(StrictModel):
     `postgresql://user:password@host/db`. Records are buffered in memory (at most
     `buffer_records`) and written in batches of up to `batch_records`, at least every
     `flush_interval_s`; when the database stays down longer than the buffer lasts, the oldest
-    records are dropped and counted. `key_cache_ttl_s` is how long a process trusts a virtual
+    records are dropped and counted; on shutdown pending records are written, retried for at
+    most `shutdown_flush_s`. `key_cache_ttl_s` is how long a process trusts a virtual
     key it looked up; changes made through the admin API apply at once on every process
     sharing the Redis state backend, and within this time otherwise.
     """
@@ -103,6 +104,7 @@ class UsageStoreConfig(StrictModel):
     flush_interval_s: float = Field(default=1.0, gt=0, le=60)
     buffer_records: int = Field(default=100_000, ge=100)
     key_cache_ttl_s: float = Field(default=5.0, ge=0, le=3600)
+    shutdown_flush_s: float = Field(default=10.0, gt=0, le=600)  # retrying pending records
 
     @field_validator("url")
     @classmethod

@@ -146,13 +146,14 @@ def create_app(
         timeout_s=config.resilience.timeout_s,
         fallback_message=config.resilience.fallback_message,
     ).register(app)
-    routes_health.register(app, state, config.state.on_failure)
+    routes_health.register(app, state, config.state.on_failure, usage)
     openapi.register(app)
     app.router.add_route("*", "/{tail:.*}", _not_found)
 
     async def close_pools(_: web.Application) -> None:  # provider pools, state, database
         await gateway.drain()  # pending settles still need the state backend
-        await usage.close()  # every request has published its record by now
+        # Every request has published its record by now.
+        await usage.close(config.usage_store.shutdown_flush_s)
         await auth.close()
         for adapter in adapters.values():
             await adapter.close()
