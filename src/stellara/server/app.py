@@ -41,6 +41,7 @@ from stellara.server.routes_keys import KeyRoutes
 from stellara.server.routes_management import ManagementRoutes
 from stellara.server.routes_openai import OpenAIRoutes
 from stellara.server.routes_orchestration import OrchestrationRoutes
+from stellara.server.routes_rebuild import QuotaRebuildRoutes
 from stellara.server.routes_usage import UsageRoutes
 from stellara.state.base import StateBackend
 from stellara.state.memory import MemoryBackend
@@ -49,6 +50,7 @@ from stellara.store.keys import KeyStore
 from stellara.store.migrate import upgrade
 from stellara.store.usage import UsageWriter
 from stellara.store.usage_query import UsageQuery
+from stellara.store.usage_totals import UsageTotals
 from stellara.telemetry.events import BREAKER_CHANGED, Event, EventBus
 from stellara.tokens import TokenCounter
 
@@ -138,6 +140,9 @@ def create_app(
     KeyRoutes(key_store, auth, config, clock).register(app)
     UsageRoutes(UsageQuery(database), usage, auth).register(app)
     ManagementRoutes(limiter, auth).register(app)
+    QuotaRebuildRoutes(
+        limiter.policy, state.limits, UsageTotals(database), key_store, auth, clock
+    ).register(app)
     CacheRoutes(gateway.cache, auth, clock).register(app)
     OrchestrationRoutes(
         gateway,

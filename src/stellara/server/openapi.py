@@ -303,6 +303,12 @@ def _admin_paths() -> dict[str, Any]:
             )
         },
         "/admin/usage/status": {"get": op("The usage writer: pending, written, dropped, healthy")},
+        "/admin/quotas/rebuild": {
+            "post": op(
+                "Rebuild today's and this month's quota use from the usage records "
+                '(after a state-backend loss); optional body {"users": [...]}'
+            )
+        },
     }
 
 
