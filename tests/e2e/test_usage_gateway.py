@@ -435,13 +435,6 @@ def files_holding(directory: Path, pattern: str, text: str) -> tuple[bool, list[
     return bool(files), [f.name for f in files if text.encode() in f.read_bytes()]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="product bug: with log_content every chat request answers 500 (Gateway._keep_prompt "
-    "passes msgspec message structs to orjson: 'Type is not JSON serializable: SystemMessage') "
-    "and the 500 leaves no usage record; remove this mark once fixed",
-)
 async def test_content_is_stored_with_log_content(
     database_url: str, sim: RunningSimulator, start_gateway: StartGateway
 ) -> None:

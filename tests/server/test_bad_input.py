@@ -8,7 +8,9 @@ import aiohttp
 import openai
 import pytest
 
+from stellara.server.app import EVENTS, GATEWAY
 from stellara.sim import RunningSimulator
+from stellara.telemetry.events import REQUEST_FAILED, Event
 from tests.conftest import LIMITED_KEY, USER_KEY, RunningGateway, upstream_requests
 
 AUTH = {"Authorization": f"Bearer {USER_KEY}"}
@@ -188,3 +190,48 @@ async def test_every_error_carries_request_id(
     async with http.post(f"{gateway.base_url}/chat/completions", data="{") as response:
         assert response.status == 401
         assert response.headers["x-stellara-request-id"].startswith("req_")
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (
+            "/v1/chat/completions",
+            {"model": "test-model", "messages": [{"role": "user", "content": "x"}]},
+        ),
+        (
+            "/v1/messages",
+            {
+                "model": "test-model",
+                "max_tokens": 5,
+                "messages": [{"role": "user", "content": "x"}],
+            },
+        ),
+        (
+            "/ai-orchestration/generate",
+            {"model": "test-model", "messages": [{"role": "user", "content": "x"}]},
+        ),
+    ],
+)
+async def test_a_bug_answers_500_and_still_records_the_request(
+    gateway: RunningGateway,
+    http: aiohttp.ClientSession,
+    monkeypatch: pytest.MonkeyPatch,
+    path: str,
+    body: dict[str, Any],
+) -> None:
+    """Every request a client got a request id for leaves exactly one request event (and so
+    one usage record), even when it ended in a bug."""
+    failed: list[Event] = []
+    gateway.app[EVENTS].subscribe(REQUEST_FAILED, failed.append)
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(gateway.app[GATEWAY].attempts, "run", broken)
+    headers = {"Authorization": f"Bearer {USER_KEY}"}
+    async with http.post(gateway.url + path, json=body, headers=headers) as response:
+        assert response.status == 500
+        request_id = response.headers["x-stellara-request-id"]
+        assert request_id in (await response.text())
+    assert [(e.data["request_id"], e.data["status"]) for e in failed] == [(request_id, 500)]

@@ -286,7 +286,7 @@ class Gateway:
         """Embed the request's inputs with the first target that serves embeddings."""
         public = self._resolve(ctx, request.model)
         if self.log_content:
-            ctx.prompt_text = _json.dumps(request.texts()).decode()
+            ctx.prompt_text = _json.encode(request.texts()).decode()
         try:
             await self._admit(ctx, public, request)
             return await self._embed(ctx, request, public)
@@ -318,7 +318,7 @@ class Gateway:
 
     def _keep_prompt(self, ctx: RequestContext, messages: object) -> None:
         if self.log_content:
-            ctx.prompt_text = _json.dumps(messages).decode()
+            ctx.prompt_text = _json.encode(messages).decode()
 
     def publish_completed(
         self, ctx: RequestContext, completion: ChatCompletion | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from typing import TypeVar
@@ -11,13 +12,20 @@ from aiohttp import web
 
 from stellara._clock import Clock
 from stellara.cache.stage import CacheControl
-from stellara.errors import InvalidRequestError, PayloadTooLargeError, PermissionDeniedError
+from stellara.errors import (
+    InvalidRequestError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    StellaraError,
+)
 from stellara.limits import ratelimit_headers
 from stellara.pipeline.auth import Authenticator, Principal
 from stellara.pipeline.context import RequestContext
-from stellara.server.errors import decode_body
+from stellara.pipeline.gateway import Gateway
+from stellara.server.errors import decode_body, internal_error
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 REQUEST_ID = "x-stellara-request-id"
 PROVIDER = "x-stellara-provider"
@@ -99,6 +107,18 @@ def _cache_control(directives: str, ttl: str | None) -> CacheControl:
                 f"{CACHE_TTL} must be a number of seconds in (0, {MAX_CACHE_TTL_S:g}]."
             )
     return CacheControl("no-cache" in names, "no-store" in names, ttl_s)
+
+
+def unexpected_error(
+    gateway: Gateway, request_id: str, ctx: RequestContext | None
+) -> StellaraError:
+    """A bug met at the HTTP boundary: logged with its traceback, recorded as the request's
+    end (so it still leaves a usage record), and answered as a 500 naming the request id."""
+    logger.exception("unexpected error in request %s", request_id)
+    error = internal_error(request_id)
+    if ctx is not None:
+        gateway.publish_failure(ctx, error)
+    return error
 
 
 def new_request_id() -> str:

@@ -21,12 +21,12 @@ from stellara.schema.chat import ChatRequest
 from stellara.server.errors import (
     anthropic_error_body,
     anthropic_error_response,
-    internal_error,
 )
 from stellara.server.request import (
     ModelCallIntake,
     new_request_id,
     response_headers,
+    unexpected_error,
 )
 
 logger = logging.getLogger(__name__)
@@ -62,11 +62,9 @@ class AnthropicRoutes:
             completion = await self._gateway.complete(ctx, chat)
         except StellaraError as exc:
             return anthropic_error_response(exc, response_headers(request_id, ctx))
-        except Exception:  # the HTTP boundary: a bug answers 500 and is logged, never a hang
-            logger.exception("unexpected error in request %s", request_id)
-            return anthropic_error_response(
-                internal_error(request_id), response_headers(request_id, ctx)
-            )
+        except Exception:  # noqa: BLE001 - the HTTP boundary: logged, answered 500, never a hang
+            error = unexpected_error(self._gateway, request_id, ctx)
+            return anthropic_error_response(error, response_headers(request_id, ctx))
         message = to_message(completion, model=wire_request.model)
         return web.Response(
             body=_json.encode(message), headers=response_headers(request_id, ctx, True)

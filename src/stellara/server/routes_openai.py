@@ -15,7 +15,6 @@ from stellara.schema.chat import ChatRequest, request_decoder
 from stellara.schema.embeddings import embeddings_request_decoder
 from stellara.server.errors import (
     error_response,
-    internal_error,
     openai_error_body,
 )
 from stellara.server.request import (
@@ -23,6 +22,7 @@ from stellara.server.request import (
     bearer_token,
     new_request_id,
     response_headers,
+    unexpected_error,
 )
 
 logger = logging.getLogger(__name__)
@@ -60,9 +60,9 @@ class OpenAIRoutes:
             completion = await self._gateway.complete(ctx, chat)
         except StellaraError as exc:
             return error_response(exc, response_headers(request_id, ctx))
-        except Exception:  # the HTTP boundary: a bug answers 500 and is logged, never a hang
-            logger.exception("unexpected error in request %s", request_id)
-            return error_response(internal_error(request_id), response_headers(request_id, ctx))
+        except Exception:  # noqa: BLE001 - the HTTP boundary: logged, answered 500, never a hang
+            error = unexpected_error(self._gateway, request_id, ctx)
+            return error_response(error, response_headers(request_id, ctx))
         return web.Response(
             body=_json.encode(completion), headers=response_headers(request_id, ctx, True)
         )
@@ -92,9 +92,9 @@ class OpenAIRoutes:
             response = await self._gateway.embed(ctx, embeddings_request)
         except StellaraError as exc:
             return error_response(exc, response_headers(request_id, ctx))
-        except Exception:  # the HTTP boundary, as in chat_completions
-            logger.exception("unexpected error in request %s", request_id)
-            return error_response(internal_error(request_id), response_headers(request_id, ctx))
+        except Exception:  # noqa: BLE001 - the HTTP boundary, as in chat_completions
+            error = unexpected_error(self._gateway, request_id, ctx)
+            return error_response(error, response_headers(request_id, ctx))
         return web.Response(
             body=_json.encode(response), headers=response_headers(request_id, ctx, True)
         )

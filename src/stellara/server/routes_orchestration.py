@@ -40,13 +40,14 @@ from stellara.schema.chat import (
     ResponseMessage,
     Usage,
 )
-from stellara.server.errors import error_response, internal_error
+from stellara.server.errors import error_response
 from stellara.server.request import (
     ModelCallIntake,
     bearer_token,
     new_request_id,
     require_master,
     response_headers,
+    unexpected_error,
 )
 
 logger = logging.getLogger(__name__)
@@ -128,9 +129,9 @@ class OrchestrationRoutes:
                 return await self._degraded(ctx, chat, exc)
         except StellaraError as exc:
             return error_response(exc, response_headers(request_id, ctx))
-        except Exception:  # the HTTP boundary
-            logger.exception("unexpected error in request %s", request_id)
-            return error_response(internal_error(request_id), response_headers(request_id, ctx))
+        except Exception:  # noqa: BLE001 - the HTTP boundary, logged by unexpected_error
+            error = unexpected_error(self._gateway, request_id, ctx)
+            return error_response(error, response_headers(request_id, ctx))
         payload = _with_orchestration(completion, ctx, self._gateway.clock.monotonic())
         return web.Response(body=payload, headers=response_headers(request_id, ctx, True))
 
