@@ -280,6 +280,51 @@ class CatalogEntryConfig(StrictModel):
     capabilities: list[Literal["tools", "vision", "json_mode", "embeddings"]] | None = None
 
 
+class WebhookConfig(StrictModel):
+    """An HTTP endpoint that receives events as JSON arrays, in batches (DESIGN §3, events).
+
+    Each POST carries `X-Stellara-Signature: sha256=<hex HMAC of timestamp.body>` when a
+    `secret` is set (and `X-Stellara-Timestamp`); failed batches are retried with backoff up
+    to `max_retries` times; at most `queue_max` events wait, the oldest dropped first."""
+
+    url: str = Field(pattern=r"^https?://")
+    secret: SecretStr | None = None
+    events: list[str] = Field(default_factory=lambda: ["*"], min_length=1)  # names, or "*"
+    batch_max: int = Field(default=100, ge=1, le=10_000)
+    flush_interval_s: float = Field(default=1.0, gt=0, le=300)
+    queue_max: int = Field(default=10_000, ge=1)
+    timeout_s: float = Field(default=5.0, gt=0, le=120)
+    max_retries: int = Field(default=5, ge=0, le=100)
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class EventLogConfig(StrictModel):
+    """Events as one JSON line each on the `stellara.events` logger."""
+
+    enabled: bool = False
+    events: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+
+
+class TracingConfig(StrictModel):
+    """OpenTelemetry: a span per request and one per attempt. `exporter: none` records spans
+    for a tracer provider the host process set up (e.g. `opentelemetry-instrument`)."""
+
+    enabled: bool = False
+    service_name: str = "stellara"
+    exporter: Literal["none", "console", "otlp"] = "none"
+    otlp_endpoint: str | None = None  # e.g. http://127.0.0.1:4318/v1/traces
+
+
+class TelemetryConfig(StrictModel):
+    """Metrics, event sinks and tracing (DESIGN §3)."""
+
+    metrics: bool = True  # serve GET /metrics
+    log_events: EventLogConfig = Field(default_factory=EventLogConfig)
+    webhooks: list[WebhookConfig] = Field(default_factory=list)
+    redis_events: bool = True  # publish every event on `<prefix>:events` when state is redis
+    tracing: TracingConfig = Field(default_factory=TracingConfig)
+
+
 class StellaraConfig(StrictModel):
     server: ServerConfig = Field(default_factory=ServerConfig)
     providers: list[ProviderSettings] = Field(default_factory=list)
@@ -289,5 +334,6 @@ class StellaraConfig(StrictModel):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     keys: list[KeyConfig] = Field(default_factory=list)
     usage_store: UsageStoreConfig = Field(default_factory=UsageStoreConfig)
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     catalog: list[CatalogEntryConfig] = Field(default_factory=list)
     cache: CacheConfig | None = None
