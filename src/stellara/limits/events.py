@@ -16,6 +16,7 @@ from stellara.telemetry.events import (
     QUOTA_EXCEEDED,
     QUOTA_WARNING,
     RATE_LIMIT_EXCEEDED,
+    STATE_BACKEND_ERROR,
     Event,
     EventBus,
 )
@@ -27,9 +28,16 @@ if TYPE_CHECKING:
 class LimitEvents:
     """Publishes the limits stage's events on the app's bus."""
 
-    def __init__(self, bus: EventBus, *, warn_at: float) -> None:
+    def __init__(self, bus: EventBus, *, warn_at: float, backend: str = "memory") -> None:
         self._bus = bus
         self._warn_at = warn_at
+        self._backend = backend
+
+    def backend_failed(self, operation: str) -> None:
+        """The state backend failed an `operation` (admit, settle, block)."""
+        if self._bus.has_subscribers(STATE_BACKEND_ERROR):
+            facts = {"backend": self._backend, "operation": operation}
+            self._bus.publish(Event(STATE_BACKEND_ERROR, facts))
 
     def refused(
         self, policy: EffectivePolicy, denial: Denial, admission: Admission, request_id: str

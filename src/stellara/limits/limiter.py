@@ -58,6 +58,7 @@ class Ticket:
     policy: EffectivePolicy
     reservation: str
     admission: Admission | None
+    events: LimitEvents | None = None  # told when the settle fails
     refusal: RateLimitedError | None = None
     is_degraded: bool = False
     is_settled: bool = False
@@ -85,6 +86,8 @@ class Ticket:
             )
         except StateBackendError:
             logger.warning("could not settle limits of %s; the estimate stays", self.reservation)
+            if self.events is not None:
+                self.events.backend_failed("settle")
 
 
 class Limiter:
@@ -136,12 +139,13 @@ class Limiter:
         try:
             raw = await self._store.admit(policy.user, policy.store_limits, amounts, reservation)
         except StateBackendError:
+            self._events.backend_failed("admit")
             if self._on_failure == "closed":
                 raise
             logger.warning("state backend failed; %s admitted without limits", reservation)
             return Ticket(self._store, policy, reservation, None, is_degraded=True)
         admission = _with_configured_limits(raw, policy)
-        ticket = Ticket(self._store, policy, reservation, admission)
+        ticket = Ticket(self._store, policy, reservation, admission, self._events)
         denied = _denied_by(admission, policy)
         if denied is not None:
             self._events.refused(policy, denied, admission, reservation)
@@ -181,6 +185,7 @@ class Limiter:
         try:
             await self._store.block(policy.user, recent[0].window_s)
         except StateBackendError:
+            self._events.backend_failed("block")
             logger.warning("state backend failed; burst of %s not throttled", policy.user)
 
     async def status(

@@ -20,12 +20,13 @@ from stellara._clock import Clock
 from stellara.catalog import Catalog
 from stellara.config.models import Strategy
 from stellara.errors import NoHealthyProviderError, UpstreamError, UpstreamTimeoutError
-from stellara.pipeline.context import RequestContext
+from stellara.pipeline.context import AttemptSpan, RequestContext
 from stellara.routing.breaker import BreakerBoard
 from stellara.routing.health import HealthBoard
 from stellara.routing.models import ModelTable, PublicModel, Target
 from stellara.routing.retry import AttemptBudget, RetryPolicy
 from stellara.routing.strategies import RouterStats, choose_order
+from stellara.telemetry.events import REQUEST_FALLBACK, REQUEST_RETRY, Event, EventBus
 
 T = TypeVar("T")
 Call = Callable[[Target, float], Awaitable[T]]
@@ -45,6 +46,7 @@ class AttemptRunner:
         *,
         catalog: Catalog,
         rng: random.Random | None = None,
+        events: EventBus | None = None,
     ) -> None:
         self.models = models
         self.breakers = breakers
@@ -54,6 +56,7 @@ class AttemptRunner:
         self.catalog = catalog
         self._clock = clock
         self._rng = rng or random.Random()
+        self._events = events or EventBus()
         self._chains: dict[str, list[PublicModel]] = {}
 
     def chain(self, public: PublicModel) -> list[PublicModel]:
@@ -90,7 +93,9 @@ class AttemptRunner:
         budget = AttemptBudget(self.retry, ctx.started_at, ctx.deadline - ctx.started_at)
         last_error: UpstreamError | None = None
         skipped_providers: set[str] = set()
-        for model in models:
+        for index, model in enumerate(models):
+            if index:
+                self._fell_back(ctx, models[index - 1].name, model.name, last_error)
             targets = [t for t in model.targets if providers is None or t.adapter.id in providers]
             choice = choose_order(
                 strategy or model.strategy,
@@ -165,30 +170,60 @@ class AttemptRunner:
             except UpstreamError as exc:
                 error = exc
                 ctx.failures.append(f"{provider}/{model}: {exc.code}: {exc.message}")
-                self._record(target, now, exc)
+                ended = self._record(target, now, exc)
+                code = exc.code or exc.error_type
+                ctx.attempt_spans.append(AttemptSpan(provider, model, now, ended, code))
                 step = self.retry.decide(exc, retry + 1, remaining_s=budget.remaining_s(now))
                 if step != "retry_same":
                     return None, exc, step
                 delay = self.retry.delay_s(
                     retry, exc, self._rng, remaining_s=budget.remaining_s(self._clock.monotonic())
                 )
+                ctx.retries += 1
+                if self._events.has_subscribers(REQUEST_RETRY):
+                    facts = {
+                        "request_id": ctx.request_id,
+                        "provider": provider,
+                        "model": model,
+                        "attempt": retry + 1,
+                        "error": code,
+                        "delay_ms": delay * 1000.0,
+                    }
+                    self._events.publish(Event(REQUEST_RETRY, facts))
                 await asyncio.sleep(delay)
                 continue
             except BaseException as exc:  # cancelled, client gone: no verdict on the provider
                 self.stats.finished(target, self._clock.monotonic(), ok=False)
                 self.breakers.record(provider, model, exc)  # hands back a half-open permit
                 raise
-            self._record(target, now, None)
+            ended = self._record(target, now, None)
+            ctx.attempt_spans.append(AttemptSpan(provider, model, now, ended, None))
             return result, None, ""
         return None, error, "next_target"
 
-    def _record(self, target: Target, started: float, error: UpstreamError | None) -> None:
+    def _fell_back(
+        self, ctx: RequestContext, from_model: str, to_model: str, error: UpstreamError | None
+    ) -> None:
+        ctx.fallbacks += 1
+        if self._events.has_subscribers(REQUEST_FALLBACK):
+            facts = {
+                "request_id": ctx.request_id,
+                "from_model": from_model,
+                "to_model": to_model,
+                "error": (error.code or error.error_type) if error is not None else None,
+            }
+            self._events.publish(Event(REQUEST_FALLBACK, facts))
+
+    def _record(self, target: Target, started: float, error: UpstreamError | None) -> float:
+        """Feed the attempt's outcome to routing stats, breakers and health; returns when it
+        ended."""
         now = self._clock.monotonic()
         elapsed = now - started
         provider, model = target.adapter.id, target.model
         self.stats.finished(target, now, ok=error is None, total_s=elapsed, ttfb_s=elapsed)
         self.breakers.record(provider, model, error, latency_s=elapsed)
         self.health.record_call(provider, model, elapsed, error)
+        return now
 
 
 def _out_of_time(provider: str) -> UpstreamTimeoutError:

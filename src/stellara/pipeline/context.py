@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from stellara.cache.stage import CacheControl
 from stellara.config.models import Strategy
@@ -11,6 +12,16 @@ from stellara.pipeline.auth import Principal
 from stellara.schema.chat import Usage
 
 NO_CACHE_CONTROL = CacheControl()
+
+
+class AttemptSpan(NamedTuple):
+    """One call to a provider: when (monotonic), on what, and how it ended."""
+
+    provider: str
+    model: str
+    started_at: float
+    ended_at: float
+    error: str | None  # the error's code; None when it answered
 
 
 @dataclass(slots=True)
@@ -26,6 +37,8 @@ class RequestContext:
     provider_type: str = ""
     provider_model: str = ""
     attempts: int = 0
+    retries: int = 0  # attempts repeated on the same target
+    fallbacks: int = 0  # moves to a fallback model
     is_streaming: bool = False
     usage: Usage | None = None
     cost_usd: float = 0.0  # priced from the catalog when the request ends
@@ -38,6 +51,7 @@ class RequestContext:
     routing_strategy: Strategy | None = None  # /ai-orchestration/generate's override
     routing_providers: frozenset[str] | None = None  # … and its filter of provider ids
     failures: list[str] = field(default_factory=list)  # "provider/model: error", per attempt
+    attempt_spans: list[AttemptSpan] = field(default_factory=list)
     started_epoch_s: float = 0.0  # wall clock, for usage records
     first_byte_at: float | None = None  # monotonic: the answer (or its first chunk) in hand
     is_recorded: bool = False  # its request.completed / request.failed event went out

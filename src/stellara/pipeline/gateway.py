@@ -67,6 +67,7 @@ class Gateway:
         self.cache = cache
         self.attempts = attempts
         self.log_content = log_content
+        self.in_flight = 0  # requests between model resolution and their recorded end
         self._background: set[asyncio.Task[None]] = set()
         self.estimator = Estimator(
             tokens,
@@ -78,6 +79,7 @@ class Gateway:
         """The public model, once per request: 404 or 403 before anything else is spent."""
         public = self.models.resolve(ctx.principal, name)
         ctx.public_model = public.name
+        self.in_flight += 1
         return public
 
     async def _admit(
@@ -226,6 +228,9 @@ class Gateway:
         except StellaraError as exc:
             self.publish_failure(ctx, exc)
             raise
+        except asyncio.CancelledError:
+            self.publish_failure(ctx, _client_left())
+            raise
         finally:
             self.settle(ctx)
 
@@ -252,6 +257,7 @@ class Gateway:
             self.settle(ctx)
             raise
         except BaseException:
+            self.publish_failure(ctx, _client_left())
             self.settle(ctx)
             raise
 
@@ -293,6 +299,9 @@ class Gateway:
         except StellaraError as exc:
             self.publish_failure(ctx, exc)
             raise
+        except asyncio.CancelledError:
+            self.publish_failure(ctx, _client_left())
+            raise
         finally:
             self.settle(ctx)
 
@@ -328,6 +337,7 @@ class Gateway:
         if ctx.is_recorded:
             return
         ctx.is_recorded = True
+        self.in_flight -= 1
         ctx.cost_usd = self._cost_usd(ctx)
         if self.events.has_subscribers(REQUEST_COMPLETED):
             if self.log_content and completion is not None:
@@ -340,6 +350,7 @@ class Gateway:
         if ctx.is_recorded:
             return
         ctx.is_recorded = True
+        self.in_flight -= 1
         # A stream cut after its usage chunk still consumed (and cost) tokens.
         ctx.cost_usd = self._cost_usd(ctx)
         if self.events.has_subscribers(REQUEST_FAILED):
@@ -365,11 +376,14 @@ class Gateway:
             "team": principal.team,
             "key_id": principal.key_id,
             "key_prefix": principal.key_prefix,
+            "tier": ctx.ticket.policy.tier if ctx.ticket is not None else principal.tier,
             "session_id": ctx.session_id,
             "model": ctx.public_model,
             "provider": ctx.provider_id,
             "provider_model": ctx.provider_model,
             "attempts": ctx.attempts,
+            "retries": ctx.retries,
+            "fallbacks": ctx.fallbacks,
             "cache": ctx.cache_status,
             "stream": ctx.is_streaming,
             "prompt_tokens": usage.prompt_tokens if usage else 0,
@@ -380,11 +394,25 @@ class Gateway:
             "ttfb_ms": (first_byte_at - ctx.started_at) * 1000.0 if first_byte_at else None,
             "status": status,
             "error": None,
+            "attempt_spans": [
+                {
+                    "provider": span.provider,
+                    "model": span.model,
+                    "start_ms": (span.started_at - ctx.started_at) * 1000.0,
+                    "duration_ms": (span.ended_at - span.started_at) * 1000.0,
+                    "error": span.error,
+                }
+                for span in ctx.attempt_spans
+            ],
         }
         if self.log_content:
             facts["prompt"] = ctx.prompt_text
             facts["completion"] = ctx.completion_text
         return facts
+
+
+def _client_left() -> ClientDisconnectedError:
+    return ClientDisconnectedError("the client closed the connection before the answer")
 
 
 def _answer_text(completion: ChatCompletion) -> str | None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -32,6 +32,7 @@ from stellara.errors import StellaraError, UpstreamBadRequestError, UpstreamErro
 from stellara.routing.breaker import BreakerBoard, BreakerState
 
 HealthStatus = Literal["healthy", "degraded", "unhealthy"]
+StatusChange = Callable[[str, HealthStatus, HealthStatus, str], None]
 _SEVERITY: tuple[BreakerState, ...] = ("open", "half_open", "closed")
 
 
@@ -134,9 +135,9 @@ class ProviderHealth:
 
     def status(self, now: float, breakers: Sequence[BreakerState] = ()) -> HealthStatus:
         """The derived status (rule in the module docstring)."""
-        return self._status_and_reason(now, breakers)[0]
+        return self.status_and_reason(now, breakers)[0]
 
-    def _status_and_reason(
+    def status_and_reason(
         self, now: float, breakers: Sequence[BreakerState]
     ) -> tuple[HealthStatus, str]:
         s = self._settings
@@ -157,7 +158,7 @@ class ProviderHealth:
         self, now: float, wall: float, breakers: Sequence[BreakerState] = ()
     ) -> dict[str, object]:
         """JSON-ready state of this provider."""
-        status, reason = self._status_and_reason(now, breakers)
+        status, reason = self.status_and_reason(now, breakers)
         rate, volume = self.error_rate(now)
         p50, p95 = self.latency_percentiles()
         return {
@@ -185,11 +186,16 @@ class HealthBoard:
         clock: Clock,
         breakers: BreakerBoard | None = None,
         settings: HealthSettings | None = None,
+        on_change: StatusChange | None = None,
     ) -> None:
+        """`on_change(provider, old, new, reason)` hears every status change that a call, a
+        probe or `check` reveals (statuses are derived, so a change shows when looked for)."""
         self._clock = clock
         self._breakers = breakers
         self._settings = settings or HealthSettings()
         self._providers = {pid: ProviderHealth(pid, self._settings) for pid in provider_ids}
+        self._on_change = on_change
+        self._last_status: dict[str, HealthStatus] = {}
 
     def provider(self, provider_id: str) -> ProviderHealth:
         """The record of `provider_id`, created empty if new."""
@@ -204,6 +210,9 @@ class HealthBoard:
         """Record a finished live call (`error` is `None` on success)."""
         now, wall = self._clock.monotonic(), self._clock.time()
         self.provider(provider).record_call(now, wall, target_model, latency_s, error)
+        # A success cannot make a healthy provider unhealthy: skip the check on the hot path.
+        if error is not None or self._last_status.get(provider, "healthy") != "healthy":
+            self.check(provider)
 
     def record_probe(
         self,
@@ -215,6 +224,21 @@ class HealthBoard:
         """Record an active probe's result."""
         now, wall = self._clock.monotonic(), self._clock.time()
         self.provider(provider).record_probe(now, wall, ok, latency_s, error)
+        self.check(provider)
+
+    def check(self, provider: str) -> None:
+        """Tell `on_change` if `provider`'s status moved since last looked at (breaker changes
+        call it too)."""
+        if self._on_change is None:
+            return
+        health = self.provider(provider)
+        status, reason = health.status_and_reason(
+            self._clock.monotonic(), self._breaker_states(provider)
+        )
+        old = self._last_status.get(provider, "healthy")
+        if status != old:
+            self._last_status[provider] = status
+            self._on_change(provider, old, status, reason)
 
     def status(self, provider: str) -> HealthStatus:
         """The derived status of `provider` now."""

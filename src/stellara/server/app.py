@@ -51,7 +51,13 @@ from stellara.store.migrate import upgrade
 from stellara.store.usage import UsageWriter
 from stellara.store.usage_query import UsageQuery
 from stellara.store.usage_totals import UsageTotals
-from stellara.telemetry.events import BREAKER_CHANGED, Event, EventBus
+from stellara.telemetry.events import (
+    BREAKER_CHANGED,
+    PROVIDER_HEALTHY,
+    PROVIDER_UNHEALTHY,
+    Event,
+    EventBus,
+)
 from stellara.tokens import TokenCounter
 
 logger = logging.getLogger(__name__)
@@ -143,7 +149,7 @@ def create_app(
     QuotaRebuildRoutes(
         limiter.policy, state.limits, UsageTotals(database), key_store, auth, clock
     ).register(app)
-    CacheRoutes(gateway.cache, auth, clock).register(app)
+    CacheRoutes(gateway.cache, auth, clock, events).register(app)
     OrchestrationRoutes(
         gateway,
         auth,
@@ -289,7 +295,7 @@ def build_limiter(
     return Limiter(
         LimitsPolicy(limits, key_tiers),
         state.limits,
-        LimitEvents(events, warn_at=limits.warn_at),
+        LimitEvents(events, warn_at=limits.warn_at, backend=state.name),
         clock,
         on_failure=config.state.on_failure,
     )
@@ -358,16 +364,25 @@ def build_attempt_runner(
 
     def transition(breaker_id: str, old: str, new: str) -> None:
         events.publish(Event(BREAKER_CHANGED, {"breaker": breaker_id, "from": old, "to": new}))
+        health.check(breaker_id.partition("/")[0])  # a breaker's provider may change status
         if sync is not None and not breakers.applying_remote:
             opened_at = breakers.opened_at_epoch_s(breaker_id) if new == "open" else None
             _in_background(sync.publish(breaker_id, new, opened_at), publishing)
+
+    def health_changed(provider: str, old: str, new: str, reason: str) -> None:
+        name = PROVIDER_UNHEALTHY if new == "unhealthy" else PROVIDER_HEALTHY
+        if old == "unhealthy" or new == "unhealthy":  # degraded ↔ healthy is not news
+            facts = {"provider": provider, "previous": old, "status": new, "reason": reason}
+            events.publish(Event(name, facts))
 
     breakers = BreakerBoard(
         BreakerSettings.from_config(config.resilience.circuit_breaker), clock, transition
     )
     if sync is not None:
         sync.on_remote(breakers.apply_remote)
-    health = HealthBoard([p.id for p in config.providers], clock, breakers)
+    health = HealthBoard(
+        [p.id for p in config.providers], clock, breakers, on_change=health_changed
+    )
     return AttemptRunner(
         models,
         breakers,
@@ -376,6 +391,7 @@ def build_attempt_runner(
         RetryPolicy.from_config(config.resilience),
         clock,
         catalog=catalog,
+        events=events,
     )
 
 

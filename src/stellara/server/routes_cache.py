@@ -28,6 +28,7 @@ from stellara.schema.chat import (
 )
 from stellara.server.errors import decode_body, error_response
 from stellara.server.request import require_master
+from stellara.telemetry.events import CACHE_CLEARED, Event, EventBus
 
 _JSON = {"Content-Type": "application/json"}
 
@@ -55,10 +56,13 @@ _clear_decoder = msgspec.json.Decoder(ClearBody)
 class CacheRoutes:
     """Bound to one app's answer cache (None: `cache:` not configured)."""
 
-    def __init__(self, cache: AnswerCache | None, auth: Authenticator, clock: Clock) -> None:
+    def __init__(
+        self, cache: AnswerCache | None, auth: Authenticator, clock: Clock, events: EventBus
+    ) -> None:
         self._cache = cache
         self._auth = auth
         self._clock = clock
+        self._events = events
 
     def register(self, app: web.Application) -> None:
         app.router.add_get("/ai-orchestration/cache/stats", self.stats)
@@ -83,6 +87,8 @@ class CacheRoutes:
             cache = self._enabled()
             scope = None if what.user is None else cache.scope_of_user(what.user)
             removed = await cache.clear(scope=scope, model=what.model)
+            facts = {"scope": scope, "model": what.model, "removed": removed}
+            self._events.publish(Event(CACHE_CLEARED, facts))
         except StellaraError as exc:
             return error_response(exc)
         return web.Response(body=_json.dumps({"cleared": removed}), headers=_JSON)

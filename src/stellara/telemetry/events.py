@@ -17,6 +17,12 @@ logger = logging.getLogger(__name__)
 
 REQUEST_COMPLETED = "request.completed"
 REQUEST_FAILED = "request.failed"
+REQUEST_RETRY = "request.retry"
+REQUEST_FALLBACK = "request.fallback"
+PROVIDER_UNHEALTHY = "provider.unhealthy"
+PROVIDER_HEALTHY = "provider.healthy"
+CACHE_CLEARED = "cache.cleared"
+STATE_BACKEND_ERROR = "state_backend.error"
 BREAKER_CHANGED = "circuit_breaker.state_changed"
 RATE_LIMIT_EXCEEDED = "rate_limit.exceeded"
 QUOTA_EXCEEDED = "quota.exceeded"
