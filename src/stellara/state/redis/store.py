@@ -223,6 +223,7 @@ class RedisBackend:
             decode_responses=True,
         )
         self._client = Redis.from_pool(pool)
+        self._key_prefix = key_prefix
         self._limits = RedisLimitStore(self._client, key_prefix=key_prefix, where=redact(url))
         self._cache = RedisCacheStore(self._client, key_prefix=key_prefix, where=redact(url))
         self._breakers = RedisBreakerSync(self._client, key_prefix=key_prefix, where=redact(url))
@@ -247,6 +248,15 @@ class RedisBackend:
     @property
     def keys(self) -> RedisKeySync:
         return self._keys
+
+    @property
+    def client(self) -> Redis:
+        """The pooled client, for publishers beside the state (the Redis event sink)."""
+        return self._client
+
+    @property
+    def key_prefix(self) -> str:
+        return self._key_prefix
 
     async def ping(self) -> bool:
         try:

@@ -1,0 +1,97 @@
+"""Every event on the Redis channel `<key_prefix>:events`, for tools outside the gateway.
+
+Pub/sub stores nothing: subscribers hear what is published while they listen, from every
+gateway process sharing the Redis. Each message is one JSON object `{"event", "at", "data"}`.
+Events go out in pipelined batches through the state backend's client, whose short timeouts
+bound each batch; while Redis is down, batches are dropped and counted, never retried (the
+state backend reports the outage itself).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from stellara._clock import Clock
+from stellara.telemetry.sinks import (
+    EventPatterns,
+    Queued,
+    QueueSink,
+    iso_time,
+    public_facts,
+    to_json,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def events_channel(key_prefix: str) -> str:
+    return f"{key_prefix}:events"
+
+
+class RedisEventSink(QueueSink):
+    """Publishes every event on `channel`.
+
+    Args:
+        client: a pooled client (the state backend's); closing it is its owner's job.
+        channel: see `events_channel`.
+        clock: stamps the events.
+        pause_s: the wait after a failed batch, so a Redis that is down costs little.
+    """
+
+    def __init__(
+        self,
+        client: Redis,
+        channel: str,
+        *,
+        clock: Clock,
+        queue_max: int = 10_000,
+        batch_max: int = 100,
+        pause_s: float = 1.0,
+    ) -> None:
+        super().__init__(
+            f"Redis channel {channel}",
+            EventPatterns(["*"]),
+            clock=clock,
+            queue_max=queue_max,
+            batch_max=batch_max,
+        )
+        self._client = client
+        self._channel = channel
+        self._pause_s = pause_s
+        self._published = 0
+        self._is_failing = False
+
+    def status(self) -> dict[str, int | str]:
+        return {
+            "channel": self._channel,
+            "pending": self.pending,
+            "published": self._published,
+            "dropped": self.dropped,
+        }
+
+    async def _send(self, batch: list[Queued]) -> None:
+        pipe = self._client.pipeline(transaction=False)
+        for name, at, data in batch:
+            pipe.publish(
+                self._channel,
+                to_json({"event": name, "at": iso_time(at), "data": public_facts(data)}),
+            )
+        try:
+            await pipe.execute()
+        except (RedisError, OSError) as exc:
+            self._dropped += len(batch)
+            if not self._is_failing:
+                self._is_failing = True
+                reason = str(exc) or type(exc).__name__
+                logger.warning("%s: events dropped while Redis fails (%s)", self._what, reason)
+            if not self._is_closed:
+                await asyncio.sleep(self._pause_s)
+            return
+        self._published += len(batch)
+        if self._is_failing:
+            self._is_failing = False
+            logger.info("%s: publishing again", self._what)
