@@ -2,8 +2,8 @@
 every one, a reset on one resets all, a stopped process drops out, and a process that missed a
 reset or starts after one still counts right.
 
-Each "process" is a real gateway app and its monitoring routes on one event bus, with Redis
-clients of its own, all on a key prefix private to the test."""
+Each "process" is a real gateway app (its own Redis clients, stats shared every 0.1 s), all on
+a key prefix private to the test."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ from stellara._clock import SystemClock
 from stellara.config import check_config
 from stellara.errors import StateBackendError
 from stellara.server import create_app
-from stellara.server.app import AUTH
-from stellara.server.routes_monitoring import MonitoringRoutes, MonitoringService
+from stellara.server.app import MONITORING
+from stellara.server.routes_monitoring import MonitoringService
 from stellara.sim import RunningSimulator
 from stellara.state.redis import RedisBackend
 from stellara.state.redis.stats import RedisStatsShare
@@ -68,21 +68,6 @@ async def serve(app: web.Application) -> tuple[str, web.AppRunner]:
     return f"http://127.0.0.1:{runner.addresses[0][1]}", runner
 
 
-def monitoring_app(service: MonitoringService, gateway: web.Application) -> web.Application:
-    app = web.Application()
-    MonitoringRoutes(service, gateway[AUTH]).register(app)
-
-    async def start(_: web.Application) -> None:
-        await service.start()
-
-    async def stop(_: web.Application) -> None:
-        await service.close()
-
-    app.on_startup.append(start)
-    app.on_cleanup.append(stop)
-    return app
-
-
 @pytest.fixture
 async def prefix() -> AsyncIterator[str]:
     await redis_or_fail(REDIS_URL)
@@ -94,30 +79,25 @@ async def prefix() -> AsyncIterator[str]:
 @pytest.fixture
 async def start_process(sim: RunningSimulator, prefix: str) -> AsyncIterator[StartProcess]:
     started: list[Process] = []
-    clients: list[Redis] = []
 
     async def start() -> Process:
-        bus = EventBus()
-        raw = gateway_config(sim.url, state={"backend": "redis", "redis_url": REDIS_URL})
+        raw = gateway_config(
+            sim.url,
+            state={"backend": "redis", "redis_url": REDIS_URL},
+            telemetry={"stats_interval_s": WRITE_INTERVAL_S},
+        )
         backend = RedisBackend(REDIS_URL, key_prefix=prefix)
-        gateway = create_app(check_config(raw), events=bus, state_backend=backend)
-        client = Redis.from_url(REDIS_URL, decode_responses=True, socket_timeout=1)
-        clients.append(client)
-        share = RedisStatsShare(client, key_prefix=prefix)
-        collector = StatsCollector(SystemClock())
-        collector.attach(bus)
-        service = MonitoringService(collector, share, write_interval_s=WRITE_INTERVAL_S)
-        gateway_url, gateway_runner = await serve(gateway)
-        stats_url, stats_runner = await serve(monitoring_app(service, gateway))
-        process = Process(gateway_url, stats_url, share, [stats_runner, gateway_runner])
+        gateway = create_app(check_config(raw), state_backend=backend)
+        share = gateway[MONITORING].shared
+        assert share is not None
+        url, runner = await serve(gateway)
+        process = Process(url, url, share, [runner])
         started.append(process)
         return process
 
     yield start
     for process in started:
         await process.stop()
-    for client in clients:
-        await client.aclose()
 
 
 async def chat(process: Process, times: int = 1) -> None:

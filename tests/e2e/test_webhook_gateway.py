@@ -15,18 +15,15 @@ import json
 import socket
 import statistics
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
 
-from stellara._clock import SystemClock
-from stellara.config import check_config
-from stellara.server.app import EVENTS, STATE
+from stellara.server.app import SINKS
 from stellara.sim import RunningSimulator
-from stellara.telemetry.setup import Sinks, attach_sinks
 from tests.conftest import USER_KEY, RunningGateway, StartGateway, gateway_config, set_faults
 
 pytestmark = pytest.mark.e2e
@@ -77,27 +74,6 @@ def refused_url() -> str:
     return f"http://127.0.0.1:{port}/events"
 
 
-AttachSinks = Callable[[RunningGateway, dict[str, Any]], Awaitable[Sinks]]
-
-
-@pytest.fixture
-async def with_sinks() -> AsyncIterator[AttachSinks]:
-    """Attach the sinks a config names to a running gateway; closed at the end of the test."""
-    attached: list[Sinks] = []
-
-    async def attach(gateway: RunningGateway, raw: dict[str, Any]) -> Sinks:
-        config = check_config(raw)
-        events, state = gateway.app[EVENTS], gateway.app[STATE]
-        sinks = attach_sinks(events, config.telemetry, state=state, clock=SystemClock())
-        attached.append(sinks)
-        await sinks.start()
-        return sinks
-
-    yield attach
-    for sinks in attached:
-        await sinks.close(0.1)  # a second close (after the test's own) finds nothing to do
-
-
 async def chat(http: aiohttp.ClientSession, gateway: RunningGateway, model: str) -> str:
     headers = {"Authorization": f"Bearer {USER_KEY}"}
     async with http.post(
@@ -108,13 +84,13 @@ async def chat(http: aiohttp.ClientSession, gateway: RunningGateway, model: str)
 
 
 async def test_webhook_gets_every_model_call_signed(
-    sim: RunningSimulator, start_gateway: StartGateway, with_sinks: AttachSinks, hook, http
+    sim: RunningSimulator, start_gateway: StartGateway, hook, http
 ):
     url, received = hook
     webhook = {"url": url, "secret": SECRET, "events": ["request.*"], "flush_interval_s": 0.05}
     raw = gateway_config(sim.url, telemetry={"webhooks": [webhook]})
     gateway = await start_gateway(raw)
-    sinks = await with_sinks(gateway, raw)
+    sinks = gateway.app[SINKS]
     ok = [await chat(http, gateway, "test-model") for _ in range(20)]
     await set_faults(sim, {"kind": "status", "status": 503, "model": "gpt-4o"})
     failed = await chat(http, gateway, "other-model")
@@ -142,7 +118,7 @@ async def test_webhook_gets_every_model_call_signed(
 
 
 async def test_dead_webhooks_slow_no_request_and_stay_bounded(
-    sim: RunningSimulator, start_gateway: StartGateway, with_sinks: AttachSinks, black_hole, http
+    sim: RunningSimulator, start_gateway: StartGateway, black_hole, http
 ):
     dead = {"queue_max": 20, "batch_max": 5, "flush_interval_s": 0.01, "max_retries": 50}
     hooks = [
@@ -152,7 +128,7 @@ async def test_dead_webhooks_slow_no_request_and_stay_bounded(
     plain = await start_gateway(gateway_config(sim.url))
     raw = gateway_config(sim.url, telemetry={"webhooks": hooks})
     hooked = await start_gateway(raw)
-    sinks = await with_sinks(hooked, raw)
+    sinks = hooked.app[SINKS]
     for gateway in (plain, hooked):  # warm the connection pools
         for _ in range(10):
             await chat(http, gateway, "test-model")

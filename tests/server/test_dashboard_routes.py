@@ -11,6 +11,7 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -25,10 +26,11 @@ from stellara.routing.health import HealthBoard
 from stellara.server import routes_dashboard
 from stellara.server.app import build_answer_cache
 from stellara.server.routes_dashboard import COOKIE, SESSION_S, DashboardRoutes
+from stellara.sim import RunningSimulator
 from stellara.state.base import LimitStore
 from stellara.state.memory import MemoryBackend
 from stellara.telemetry.events import EventBus
-from tests.conftest import MASTER_KEY, gateway_config
+from tests.conftest import MASTER_KEY, USER_KEY, StartGateway, gateway_config
 from tests.limits.fakes import DownStore, FakeClock
 
 TIER = {
@@ -325,3 +327,23 @@ async def test_dashboard_static_serves_only_its_own_files(rig: Rig) -> None:
     assert style.headers["Content-Type"].startswith("text/css")
     for name in ("index.html", "login.html", "..%2Froutes_dashboard.py", "nope.js"):
         assert (await rig.client.get(f"/dashboard/static/{name}")).status == 404, name
+
+
+async def test_a_full_gateway_serves_the_dashboard_with_its_own_numbers(
+    sim: RunningSimulator, start_gateway: StartGateway
+) -> None:
+    gateway = await start_gateway(gateway_config(sim.url))
+    body = {"model": "test-model", "messages": [{"role": "user", "content": "hi"}]}
+    # unsafe: aiohttp keeps no cookies from IP-address hosts otherwise
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        headers = {"Authorization": f"Bearer {USER_KEY}"}
+        async with http.post(f"{gateway.base_url}/chat/completions", json=body, headers=headers):
+            pass
+        async with http.get(f"{gateway.url}/dashboard?key={MASTER_KEY}") as page:
+            assert page.status == 200  # followed the redirect to the page itself
+            assert "key=" not in str(page.url)
+        async with http.get(f"{gateway.url}/dashboard/data") as response:
+            assert response.status == 200
+            feed = await response.json()
+    assert feed["monitoring"]["providers"]["sim"]["requests"] == 1
+    assert "sim" in feed["health"]["providers"]

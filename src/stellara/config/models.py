@@ -323,6 +323,8 @@ class TelemetryConfig(StrictModel):
     webhooks: list[WebhookConfig] = Field(default_factory=list)
     redis_events: bool = True  # publish every event on `<prefix>:events` when state is redis
     tracing: TracingConfig = Field(default_factory=TracingConfig)
+    # How often each process shares its monitoring stats through Redis (state: redis).
+    stats_interval_s: float = Field(default=2.0, gt=0, le=60)
 
 
 class StellaraConfig(StrictModel):

@@ -37,8 +37,11 @@ from stellara.server import openapi, routes_health
 from stellara.server.errors import error_response
 from stellara.server.routes_anthropic import AnthropicRoutes
 from stellara.server.routes_cache import CacheRoutes
+from stellara.server.routes_dashboard import DashboardRoutes
 from stellara.server.routes_keys import KeyRoutes
 from stellara.server.routes_management import ManagementRoutes
+from stellara.server.routes_metrics import MetricsRoutes
+from stellara.server.routes_monitoring import MonitoringRoutes, MonitoringService
 from stellara.server.routes_openai import OpenAIRoutes
 from stellara.server.routes_orchestration import OrchestrationRoutes
 from stellara.server.routes_rebuild import QuotaRebuildRoutes
@@ -58,6 +61,9 @@ from stellara.telemetry.events import (
     Event,
     EventBus,
 )
+from stellara.telemetry.metrics import GatewayMetrics
+from stellara.telemetry.setup import Sinks, attach_sinks
+from stellara.telemetry.stats import StatsCollector
 from stellara.tokens import TokenCounter
 
 logger = logging.getLogger(__name__)
@@ -69,6 +75,8 @@ CONFIG = web.AppKey("config", StellaraConfig)
 TOKENS = web.AppKey("tokens", TokenCounter)
 STATE = web.AppKey("state", StateBackend)
 USAGE = web.AppKey("usage", UsageWriter)
+SINKS = web.AppKey("sinks", Sinks)
+MONITORING = web.AppKey("monitoring", MonitoringService)
 # A gateway starts even when its database is down (requests need no SQL): the schema is
 # then brought up to date in the background, retrying at this pace.
 MIGRATION_TIMEOUT_S = 15.0
@@ -119,6 +127,7 @@ def create_app(
     )
     usage = UsageWriter(database, config.usage_store, clock=clock)
     usage.attach(events)
+    sinks = attach_sinks(events, config.telemetry, state=state, clock=clock)
 
     # aiohttp enforces the body limit itself for bodies without a Content-Length (the routes
     # answer its error in the OpenAI body); the slack keeps its limit from firing first.
@@ -130,6 +139,7 @@ def create_app(
     app[TOKENS] = tokens
     app[STATE] = state
     app[USAGE] = usage
+    app[SINKS] = sinks
 
     OpenAIRoutes(
         gateway,
@@ -158,6 +168,30 @@ def create_app(
         fallback_message=config.resilience.fallback_message,
     ).register(app)
     routes_health.register(app, state, config.state.on_failure, usage)
+    monitoring = build_monitoring(app, state, events, clock, config.telemetry.stats_interval_s)
+    app[MONITORING] = monitoring
+    MonitoringRoutes(monitoring, auth).register(app)
+    DashboardRoutes(
+        master_key,
+        monitoring,
+        lambda: {
+            "providers": gateway.attempts.health.report(),
+            "breakers": gateway.attempts.breakers.snapshot(),
+        },
+        gateway.cache,
+        limiter,
+        clock,
+    ).register(app)
+    if config.telemetry.metrics:
+        metrics = GatewayMetrics(
+            providers=[p.id for p in config.providers],
+            breaker_states=gateway.attempts.breakers.states,
+            cache_stats=gateway.cache.stats if gateway.cache is not None else None,
+            in_flight=lambda: gateway.in_flight,
+            usage_status=usage.status,
+        )
+        metrics.attach(events)
+        MetricsRoutes(metrics).register(app)
     openapi.register(app)
     app.router.add_route("*", "/{tail:.*}", _not_found)
 
@@ -165,6 +199,7 @@ def create_app(
         await gateway.drain()  # pending settles still need the state backend
         # Every request has published its record by now.
         await usage.close(config.usage_store.shutdown_flush_s)
+        await sinks.close()  # before the state backend: the Redis sink publishes through it
         await auth.close()
         for adapter in adapters.values():
             await adapter.close()
@@ -183,10 +218,45 @@ def create_app(
         app.on_startup.append(start_probes)
         app.on_cleanup.insert(0, stop_probes)
     listen_for_breakers(app, state)
+
+    async def start_sinks(_: web.Application) -> None:
+        await sinks.start()
+
+    app.on_startup.append(start_sinks)
     open_store(app, database, usage, auth)
     restore_semantic_cache(app, gateway.cache)
     app.on_cleanup.append(close_pools)
     return app
+
+
+def build_monitoring(
+    app: web.Application,
+    state: StateBackend,
+    events: EventBus,
+    clock: Clock,
+    share_interval_s: float,
+) -> MonitoringService:
+    """The monitoring stats of this process, shared with every process on the same Redis
+    (each writes its snapshot there every few seconds; readers merge them)."""
+    collector = StatsCollector(clock)
+    collector.attach(events)
+    from stellara.state.redis import RedisBackend  # as in build_state_backend
+    from stellara.state.redis.stats import RedisStatsShare
+
+    shared = None
+    if isinstance(state, RedisBackend):
+        shared = RedisStatsShare(state.client, key_prefix=state.key_prefix)
+    monitoring = MonitoringService(collector, shared, write_interval_s=share_interval_s)
+
+    async def start_monitoring(_: web.Application) -> None:
+        await monitoring.start()
+
+    async def stop_monitoring(_: web.Application) -> None:
+        await monitoring.close()
+
+    app.on_startup.append(start_monitoring)
+    app.on_cleanup.insert(0, stop_monitoring)  # before close_pools closes the Redis client
+    return monitoring
 
 
 def listen_for_breakers(app: web.Application, state: StateBackend) -> None:

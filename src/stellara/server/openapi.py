@@ -312,6 +312,93 @@ def _admin_paths() -> dict[str, Any]:
     }
 
 
+def _observability_paths() -> dict[str, Any]:
+    """Metrics and the monitoring API (routes_metrics, routes_monitoring)."""
+    obj = {"application/json": {"schema": {"type": "object"}}}
+    bearer: list[dict[str, list[str]]] = [{"bearer": []}]
+    keyed = {"401": _errors()["401"]}
+    master = {code: _errors()[code] for code in ("401", "403")}
+    return {
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus exposition (requests, latency, tokens, cost, breakers, "
+                "limits, cache, in-flight); no key",
+                "responses": {"200": {"description": "text/plain; version=0.0.4"}},
+            }
+        },
+        "/ai-orchestration/stats": {
+            "get": {
+                "summary": "Summary since the last reset, for the whole deployment",
+                "security": bearer,
+                "responses": {"200": {"description": "Summary", "content": obj}, **keyed},
+            }
+        },
+        "/ai-orchestration/monitoring/stats": {
+            "get": {
+                "summary": "Per provider and model latency percentiles, errors by type, "
+                "retries, fallbacks, breaker history, limiter rejections, a 10-minute series",
+                "security": bearer,
+                "responses": {"200": {"description": "Detailed", "content": obj}, **keyed},
+            }
+        },
+        "/ai-orchestration/monitoring/reset": {
+            "post": {
+                "summary": "Reset the monitoring stats on every process (master key)",
+                "security": bearer,
+                "responses": {"200": {"description": "Reset", "content": obj}, **master},
+            }
+        },
+    }
+
+
+def _dashboard_paths() -> dict[str, Any]:
+    """The dashboard (routes_dashboard): its page, sign-in and JSON feed; a session cookie,
+    not a bearer key, after signing in with the master key."""
+    html = {"description": "text/html"}
+    redirect = {"description": "To /dashboard, the session cookie set (or cleared)"}
+    name = [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}]
+    return {
+        "/dashboard": {
+            "get": {
+                "summary": "The live dashboard, or its sign-in form; `?key=<master key>` signs in "
+                "and redirects to /dashboard without the key",
+                "responses": {"200": html, "303": redirect},
+            }
+        },
+        "/dashboard/login": {
+            "post": {
+                "summary": "Sign in with the master key (form field `key`): an HttpOnly, "
+                "SameSite=Strict session cookie for 12 h",
+                "responses": {"303": redirect, "200": {"description": "The form, with the error"}},
+            }
+        },
+        "/dashboard/logout": {
+            "post": {"summary": "Sign out", "responses": {"303": redirect}},
+        },
+        "/dashboard/data": {
+            "get": {
+                "summary": "The page's feed: monitoring, health and breakers, cache, the busiest "
+                "users' limits, server (session cookie)",
+                "responses": {
+                    "200": {
+                        "description": "Feed",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    "401": {"description": "Not signed in", "content": _json_content("ErrorBody")},
+                    "503": {"description": "The data did not come in time"},
+                },
+            }
+        },
+        "/dashboard/static/{name}": {
+            "get": {
+                "summary": "The page's script, style sheet and icon",
+                "parameters": name,
+                "responses": {"200": {"description": "The file"}, "404": _errors()["404"]},
+            }
+        },
+    }
+
+
 def _orchestration_paths() -> dict[str, Any]:
     """generate, generate-with-fallback, health and circuit breakers (routes_orchestration)."""
     obj = {"application/json": {"schema": {"type": "object"}}}
@@ -425,6 +512,8 @@ def build_openapi() -> dict[str, Any]:
         **_cache_paths(),
         **_orchestration_paths(),
         **_admin_paths(),
+        **_observability_paths(),
+        **_dashboard_paths(),
         "/healthz": {
             "get": {
                 "summary": "Liveness",

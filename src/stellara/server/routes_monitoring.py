@@ -91,6 +91,11 @@ class MonitoringService:
         if shared is not None:
             shared.on_reset(self._follow)
 
+    @property
+    def shared(self) -> RedisStatsShare | None:
+        """Where this process shares its stats; None without Redis."""
+        return self._shared
+
     async def start(self) -> None:
         """Join the deployment's current epoch, listen for resets and start writing this
         process's snapshot (nothing to do without `shared`)."""

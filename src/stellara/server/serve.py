@@ -6,6 +6,7 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ from stellara.config.models import StellaraConfig
 from stellara.errors import StoreUnavailableError
 from stellara.server.app import TOKENS, create_app
 from stellara.store.admin import upgrade_database
+from stellara.telemetry.metrics import prepare_multiprocess_dir, worker_exited
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +86,7 @@ def serve_workers(config_path: Path, *, host: str, port: int, workers: int) -> N
         asyncio.run(upgrade_database(load_config(config_path).usage_store.url))
     except StoreUnavailableError as exc:
         logger.warning("%s; the workers will retry", exc.message)
+    metrics_dir = prepare_multiprocess_dir()  # before any worker starts: they inherit it
     context = multiprocessing.get_context("spawn")
     processes = [
         context.Process(target=_worker_main, args=(str(config_path), host, port), daemon=False)
@@ -102,6 +105,9 @@ def serve_workers(config_path: Path, *, host: str, port: int, workers: int) -> N
     signal.signal(signal.SIGINT, forward)
     for process in processes:
         process.join()
+        if process.pid is not None:
+            worker_exited(process.pid)
+    shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def _worker_main(config_path: str, host: str, port: int) -> None:
