@@ -69,6 +69,7 @@ async def test_shared_cache_entry_stored_by_one_is_a_hit_on_the_other(
 ) -> None:
     first, second, user, key = pair
     assert await ask(first, key) == "miss"
+    await first.app[GATEWAY].drain()  # the answer is stored after it was sent
     assert await wait_for(lambda: ask(second, key), "hit")
     assert len(await upstream_requests(sim)) == 1
     await clear(first, user)
@@ -79,6 +80,7 @@ async def test_shared_cache_clear_on_one_drops_the_others_copy(
 ) -> None:
     first, second, user, key = pair
     await ask(first, key)
+    await first.app[GATEWAY].drain()  # the answer is stored after it was sent
     assert await wait_for(lambda: ask(second, key), "hit")  # now in the second's L1 too
     await clear(first, user)
     # The second heard the broadcast: its L1 copy is gone, so this goes upstream again.

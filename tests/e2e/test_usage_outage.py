@@ -93,13 +93,15 @@ async def outage_switch(database_url: str) -> AsyncIterator[Outage]:
     if database_url.startswith("sqlite"):
         path = make_url(database_url).database
         assert path is not None
-        locker = sqlite3.connect(path, isolation_level=None)
+        # Used from a thread: waiting for the lock must not stop the loop, where the writer
+        # holding it is about to commit.
+        locker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
 
         async def lock() -> None:
-            locker.execute("BEGIN EXCLUSIVE")  # every writer now waits
+            await asyncio.to_thread(locker.execute, "BEGIN EXCLUSIVE")  # every writer waits
 
         async def unlock() -> None:
-            locker.execute("COMMIT")
+            await asyncio.to_thread(locker.execute, "COMMIT")
 
         try:
             yield Outage(database_url, lock, unlock, is_refused=False)
