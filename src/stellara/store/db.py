@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiosqlite
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -40,7 +43,7 @@ class Database:
         self.dialect = self.url.get_backend_name()
         kwargs: dict[str, Any] = {"pool_pre_ping": True}
         if self.dialect == "sqlite":
-            kwargs["connect_args"] = {"timeout": STATEMENT_TIMEOUT_S}
+            kwargs["async_creator"] = _sqlite_connector(self.url.database or ":memory:")
         else:
             kwargs.update(
                 pool_size=pool_size,
@@ -62,6 +65,21 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+def _sqlite_connector(path: str) -> Callable[[], Awaitable[aiosqlite.Connection]]:
+    """aiosqlite connections whose worker thread is gone when a connect fails: aiosqlite only
+    asks it to stop, and a thread that outlives its event loop fails when it finishes."""
+
+    async def connect() -> aiosqlite.Connection:
+        connection = aiosqlite.connect(path, timeout=STATEMENT_TIMEOUT_S)
+        try:
+            return await connection
+        except BaseException:
+            await asyncio.to_thread(connection._thread.join, STATEMENT_TIMEOUT_S)
+            raise
+
+    return connect
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
