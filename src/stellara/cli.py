@@ -16,7 +16,7 @@ from typing import Any
 from stellara import __version__
 from stellara.config.loader import load_config
 from stellara.config.models import StellaraConfig
-from stellara.demo import demo_banner, demo_config, new_demo_key
+from stellara.demo import demo_banner, demo_config, new_admin_key, new_demo_key
 from stellara.errors import ConfigError, StellaraError
 from stellara.server.serve import run_loop, serve, serve_workers
 from stellara.sim import SimConfig, load_faults, run_simulator, start_simulator
@@ -163,14 +163,16 @@ def _announce(host: str) -> Callable[[int], None]:
 async def _serve_demo(host: str, port: int) -> None:
 
     simulator = await start_simulator(SimConfig(per_token_ms=0.0))
-    key = new_demo_key()
-    config = demo_config(simulator.url, key, host=host, port=port)
+    key, admin_key = new_demo_key(), new_admin_key()
+    config = demo_config(simulator.url, key, host=host, port=port, admin_key=admin_key)
     try:
         await serve(
             config,
             host=host,
             port=port,
-            on_ready=lambda bound: print(demo_banner(f"http://{host}:{bound}", key), flush=True),
+            on_ready=lambda bound: print(
+                demo_banner(f"http://{host}:{bound}", key, admin_key), flush=True
+            ),
         )
     finally:
         await simulator.close()

@@ -19,12 +19,19 @@ def new_demo_key() -> str:
     return "sk-stellara-demo-" + secrets.token_hex(12)
 
 
+def new_admin_key() -> str:
+    """The demo's master key: it opens the dashboard and the admin API."""
+    return "sk-stellara-admin-" + secrets.token_hex(12)
+
+
 def demo_models() -> list[str]:
     """The public model names the demo serves, in the order the banner lists them."""
     return ["demo", *(f"demo-{kind}" for kind in provider_types())]
 
 
-def demo_config(sim_url: str, demo_key: str, *, host: str, port: int) -> StellaraConfig:
+def demo_config(
+    sim_url: str, demo_key: str, *, host: str, port: int, admin_key: str
+) -> StellaraConfig:
     """A config with one simulator-backed provider and public model per provider type."""
     providers: list[dict[str, Any]] = []
     models: list[dict[str, Any]] = []
@@ -36,7 +43,7 @@ def demo_config(sim_url: str, demo_key: str, *, host: str, port: int) -> Stellar
         models.append({"name": f"demo-{kind}", "targets": [target]})
     return check_config(
         {
-            "server": {"host": host, "port": port},
+            "server": {"host": host, "port": port, "master_key": admin_key},
             "providers": providers,
             "models": models,
             "keys": [{"key": demo_key, "user": "demo"}],
@@ -44,8 +51,8 @@ def demo_config(sim_url: str, demo_key: str, *, host: str, port: int) -> Stellar
     )
 
 
-def demo_banner(url: str, demo_key: str) -> str:
-    """What `--demo` prints: where it listens, the key, and lines to paste."""
+def demo_banner(url: str, demo_key: str, admin_key: str) -> str:
+    """What `--demo` prints: where it listens, the keys, and lines to paste."""
     body = '{"model":"demo","messages":[{"role":"user","content":"Hello, Stellara!"}]}'
     anthropic_body = (
         '{"model":"demo-anthropic","max_tokens":256,'
@@ -62,6 +69,8 @@ def demo_banner(url: str, demo_key: str) -> str:
         f"  curl -s {url}/v1/messages \\\n"
         f"    -H 'x-api-key: {demo_key}' -H 'Content-Type: application/json' \\\n"
         f"    -d '{anthropic_body}'\n\n"
+        f"Dashboard:      {url}/dashboard?key={admin_key}\n"
+        f"Admin key:      {admin_key}  (admin API: /admin/keys, /admin/usage, …)\n"
         f"OpenAI SDK:     OpenAI(base_url='{url}/v1', api_key='{demo_key}')\n"
         f"Anthropic SDK:  Anthropic(base_url='{url}', api_key='{demo_key}')\n"
     )

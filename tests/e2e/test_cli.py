@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.cookiejar
 import os
 import re
 import signal
@@ -9,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -66,6 +68,30 @@ def demo() -> Iterator[tuple[str, str, subprocess.Popen[str]]]:
         key = re.search(r"Demo key: (\S+)", banner)
         assert key is not None
         yield f"http://127.0.0.1:{port}", key.group(1), process
+    finally:
+        stop(process)
+
+
+def test_demo_prints_a_dashboard_link_that_signs_in() -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [*STELLARA, "serve", "--demo", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        banner = read_until(process, r"^Anthropic SDK:")
+        link = re.search(r"Dashboard: +(\S+)", banner)
+        assert link is not None
+        browser = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+        )
+        with browser.open(link.group(1), timeout=10) as page:  # follows the redirect
+            assert page.status == 200
+            assert page.url.endswith("/dashboard")
+        with browser.open(f"http://127.0.0.1:{port}/dashboard/data", timeout=10) as data:
+            assert data.status == 200
     finally:
         stop(process)
 
