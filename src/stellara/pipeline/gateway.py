@@ -8,7 +8,8 @@ answering still yields a proper HTTP error status instead of a broken stream.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Iterator
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -208,7 +209,7 @@ class Gateway:
         """Answer a non-streaming request or raise a `StellaraError`."""
         public = self._resolve(ctx, request.model)
         self._keep_prompt(ctx, request.messages)
-        try:
+        with self._ending(ctx):
             await self._admit(ctx, public, request)
             plan = self._cache_plan(ctx, request)
             hit = await self._cache_hit(ctx, plan)
@@ -225,6 +226,13 @@ class Gateway:
             if plan is not None:
                 self.store_later(plan, completion)
             return completion
+
+    @contextlib.contextmanager
+    def _ending(self, ctx: RequestContext) -> Iterator[None]:
+        """Around a whole non-streaming call: however it ends, it is recorded once (a
+        cancellation as the client leaving) and its limits are settled."""
+        try:
+            yield
         except StellaraError as exc:
             self.publish_failure(ctx, exc)
             raise
@@ -293,17 +301,9 @@ class Gateway:
         public = self._resolve(ctx, request.model)
         if self.log_content:
             ctx.prompt_text = _json.encode(request.texts()).decode()
-        try:
+        with self._ending(ctx):
             await self._admit(ctx, public, request)
             return await self._embed(ctx, request, public)
-        except StellaraError as exc:
-            self.publish_failure(ctx, exc)
-            raise
-        except asyncio.CancelledError:
-            self.publish_failure(ctx, _client_left())
-            raise
-        finally:
-            self.settle(ctx)
 
     async def _embed(
         self, ctx: RequestContext, request: EmbeddingsRequest, public: PublicModel

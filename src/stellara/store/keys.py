@@ -7,6 +7,7 @@ people to recognise it by.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import secrets
 import uuid
@@ -47,19 +48,9 @@ class KeyRecord:
 
     def public(self) -> dict[str, Any]:
         """What the admin API shows: everything but the digest."""
-        return {
-            "key_id": self.key_id,
-            "prefix": self.prefix,
-            "user": self.user,
-            "team": self.team,
-            "tier": self.tier,
-            "models": list(self.models) if self.models is not None else None,
-            "limits": dict(self.limits) if self.limits is not None else None,
-            "name": self.name,
-            "created_at": self.created_at,
-            "expires_at": self.expires_at,
-            "revoked_at": self.revoked_at,
-        }
+        fields = _fields(self)
+        del fields["digest"]
+        return fields
 
 
 def key_digest(key: str) -> str:
@@ -187,21 +178,20 @@ class KeyStore:
 _COLUMN = {"user": "user_id"}
 
 
+def _fields(record: KeyRecord) -> dict[str, Any]:
+    """The record as plain values (lists and dicts, not tuples and mappings)."""
+    fields = {field.name: getattr(record, field.name) for field in dataclasses.fields(record)}
+    if record.models is not None:
+        fields["models"] = list(record.models)
+    if record.limits is not None:
+        fields["limits"] = dict(record.limits)
+    return fields
+
+
 def _row_values(record: KeyRecord) -> dict[str, Any]:
-    return {
-        "key_id": record.key_id,
-        "digest": record.digest,
-        "prefix": record.prefix,
-        "user_id": record.user,
-        "team": record.team,
-        "tier": record.tier,
-        "models": list(record.models) if record.models is not None else None,
-        "limits": dict(record.limits) if record.limits is not None else None,
-        "name": record.name,
-        "created_at": record.created_at,
-        "expires_at": record.expires_at,
-        "revoked_at": record.revoked_at,
-    }
+    fields = _fields(record)
+    fields["user_id"] = fields.pop("user")
+    return fields
 
 
 def _record(row: Row[Any]) -> KeyRecord:
