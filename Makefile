@@ -1,4 +1,4 @@
-.PHONY: install demo test check bench
+.PHONY: install demo test check bench docs
 
 install:
 	./scripts/install
@@ -14,3 +14,6 @@ check:
 
 bench:
 	./scripts/install && .venv/bin/python benchmarks/run.py
+
+docs:
+	./scripts/install && .venv/bin/mkdocs build --strict
