@@ -1,4 +1,4 @@
-"""The `stellara` command: serve, simulate, config check, keys, db (DESIGN §1)."""
+"""The `stellara` command: serve, simulate, config (check, import-litellm), keys, db."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from stellara import __version__
+from stellara.config.litellm import convert_file, render
 from stellara.config.loader import load_config
 from stellara.config.models import StellaraConfig
 from stellara.demo import demo_banner, demo_config, new_admin_key, new_demo_key
@@ -75,6 +76,12 @@ def _parser() -> argparse.ArgumentParser:
     check = config_commands.add_parser("check", help="validate a config and show its routes")
     check.add_argument("file", type=Path)
     check.set_defaults(run=_config_check)
+    importer = config_commands.add_parser(
+        "import-litellm",
+        help="convert a LiteLLM proxy config: YAML on stdout, what is not mapped on stderr",
+    )
+    importer.add_argument("file", type=Path, help="the LiteLLM proxy config.yaml")
+    importer.set_defaults(run=_config_import_litellm)
 
     _add_key_commands(commands)
     db = commands.add_parser("db", help="the usage store's database")
@@ -195,6 +202,14 @@ def _config_check(args: argparse.Namespace) -> int:
     config = load_config(args.file)
     print(f"{args.file}: OK")
     print(describe_routes(config))
+    return 0
+
+
+def _config_import_litellm(args: argparse.Namespace) -> int:
+    conversion = convert_file(args.file)
+    sys.stdout.write(render(conversion, source=str(args.file)))
+    for note in conversion.notes:
+        print(note, file=sys.stderr)
     return 0
 
 
