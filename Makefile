@@ -16,4 +16,4 @@ bench:
 	./scripts/install && .venv/bin/python benchmarks/run.py
 
 docs:
-	./scripts/install && .venv/bin/mkdocs build --strict
+	./scripts/install && NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict
