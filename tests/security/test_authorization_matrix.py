@@ -1,0 +1,402 @@
+"""Who may call what: every route the gateway serves, for every kind of caller (DESIGN §3, §7).
+
+The routes come from a real app, so a new route fails `test_every_route_is_classified` until
+it is added to `MATRIX` with the access it is meant to have.
+
+Callers: no key, a wrong key, a revoked virtual key, alice's key, bob's key (another user)
+and the master key. Access classes, as the route code implements them:
+
+* `public`: no key needed (liveness, readiness, the API description, metrics, the dashboard's
+  login form and static files, its login/logout forms, which take the key in a form);
+* `model`: any valid non-master key; the master key gets 403 unless
+  `server.master_key_model_calls`;
+* `keyed`: any valid key, the master key included (statistics, provider health, `/v1/models`);
+* `own_user`: the user's own key or the master key; another user's key gets 403;
+* `master`: the master key only (every POST management route, breakers, cache, `/admin/*`);
+* `cookie`: the dashboard's feed, opened by its sign-in cookie only: every bearer key is 401.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from stellara.sim import RunningSimulator
+from tests.conftest import (
+    LIMITED_KEY,
+    MASTER_KEY,
+    UPSTREAM_KEY,
+    USER_KEY,
+    RunningGateway,
+    StartGateway,
+    gateway_config,
+    upstream_requests,
+)
+
+MODEL = "other-model"  # allowed for alice and bob alike
+CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "Who may call me?"}]}
+IDENTITIES = ("none", "wrong", "revoked", "alice", "bob", "master")
+INVALID = ("none", "wrong", "revoked")
+
+
+@dataclass(frozen=True)
+class Call:
+    """How one route is exercised: its access class and a request that succeeds for an
+    allowed caller (`ok` is the status it then answers)."""
+
+    access: str
+    path: str = ""  # with `{key_id}` / `{breaker_id}` filled at run time
+    json: Any = None
+    form: dict[str, str] | None = None
+    ok: int = 200
+    anthropic: bool = False  # errors in Anthropic's body
+
+
+MATRIX: dict[tuple[str, str], Call] = {
+    # public
+    ("GET", "/healthz"): Call("public"),
+    ("GET", "/readyz"): Call("public"),
+    ("GET", "/openapi.json"): Call("public"),
+    ("GET", "/docs"): Call("public"),
+    ("GET", "/metrics"): Call("public"),
+    ("GET", "/dashboard"): Call("public"),  # the login form
+    ("GET", "/dashboard/static/{name}"): Call("public", "/dashboard/static/app.js"),
+    ("POST", "/dashboard/login"): Call("public", form={"key": "not-the-master-key"}),
+    ("POST", "/dashboard/logout"): Call("public", ok=303),
+    ("GET", "/dashboard/data"): Call("cookie"),
+    # model calls
+    ("POST", "/v1/chat/completions"): Call("model", json=CHAT),
+    ("POST", "/v1/embeddings"): Call("model", json={"model": MODEL, "input": "hello"}),
+    ("POST", "/v1/messages"): Call(
+        "model",
+        json={"model": MODEL, "max_tokens": 16, "messages": CHAT["messages"]},
+        anthropic=True,
+    ),
+    ("POST", "/ai-orchestration/generate"): Call("model", json=CHAT),
+    ("POST", "/ai-orchestration/generate-with-fallback"): Call("model", json=CHAT),
+    # any valid key
+    ("GET", "/v1/models"): Call("keyed"),
+    ("GET", "/ai-orchestration/health"): Call("keyed"),
+    ("GET", "/ai-orchestration/healthy-providers"): Call("keyed"),
+    ("GET", "/ai-orchestration/stats"): Call("keyed"),
+    ("GET", "/ai-orchestration/monitoring/stats"): Call("keyed"),
+    # a user's own limits
+    ("GET", "/ai-orchestration/quotas/{userId}"): Call(
+        "own_user", "/ai-orchestration/quotas/alice"
+    ),
+    ("GET", "/ai-orchestration/rate-limits/{userId}"): Call(
+        "own_user", "/ai-orchestration/rate-limits/alice"
+    ),
+    # master key only
+    ("POST", "/ai-orchestration/quotas/{userId}/reset"): Call(
+        "master", "/ai-orchestration/quotas/alice/reset"
+    ),
+    ("POST", "/ai-orchestration/rate-limits/{userId}/reset"): Call(
+        "master", "/ai-orchestration/rate-limits/alice/reset"
+    ),
+    ("GET", "/ai-orchestration/circuit-breakers"): Call("master"),
+    ("POST", "/ai-orchestration/circuit-breakers/{breaker_id}/reset"): Call(
+        "master", "/ai-orchestration/circuit-breakers/sim/reset"
+    ),
+    ("GET", "/ai-orchestration/cache/stats"): Call("master"),
+    ("POST", "/ai-orchestration/cache/clear"): Call("master", json={"user": "alice"}),
+    ("POST", "/ai-orchestration/cache/warm"): Call(
+        "master",
+        json={"entries": [{"user": "alice", "model": MODEL, **CHAT, "response": "hi"}]},
+    ),
+    ("POST", "/ai-orchestration/monitoring/reset"): Call("master"),
+    ("POST", "/admin/keys"): Call("master", json={"user": "carol"}, ok=201),
+    ("GET", "/admin/keys"): Call("master"),
+    ("GET", "/admin/keys/{key_id}"): Call("master"),
+    ("PATCH", "/admin/keys/{key_id}"): Call("master", json={"name": "renamed"}),
+    ("DELETE", "/admin/keys/{key_id}"): Call("master"),
+    ("GET", "/admin/users"): Call("master"),
+    ("GET", "/admin/users/{user}"): Call("master", "/admin/users/alice"),
+    ("GET", "/admin/usage"): Call("master"),
+    ("GET", "/admin/usage/status"): Call("master"),
+    ("GET", "/admin/spend"): Call("master"),
+    ("POST", "/admin/quotas/rebuild"): Call("master", json={"users": ["alice"]}),
+}
+
+
+def expected_status(call: Call, who: str, *, master_may_call_models: bool = False) -> int:
+    if call.access == "public":
+        return call.ok
+    if who in INVALID or call.access == "cookie":
+        return 401
+    if call.access == "model" and who == "master" and not master_may_call_models:
+        return 403
+    if call.access == "own_user" and who == "bob":
+        return 403
+    if call.access == "master" and who != "master":
+        return 403
+    return call.ok
+
+
+def limits_config(sim_url: str, **overrides: Any) -> dict[str, Any]:
+    """Tiers for alice and bob, so the quota and rate-limit routes have windows to show."""
+    tier = {
+        "rate": {"window_s": 60, "requests": 1000, "tokens": 1_000_000},
+        "quota": {"daily": {"requests": 1000}},
+    }
+    limits = {"tiers": {"free": tier}, "users": {"alice": {"tier": "free"}}}
+    return gateway_config(sim_url, limits=limits, cache={}, **overrides)
+
+
+@dataclass
+class Caller:
+    """The gateway under test and the keys of every identity."""
+
+    gateway: RunningGateway
+    http: aiohttp.ClientSession
+    keys: dict[str, str | None] = field(default_factory=dict)
+
+    async def send(
+        self, method: str, path: str, who: str, *, json: Any = None, form: Any = None
+    ) -> tuple[int, bytes]:
+        headers = {}
+        key = self.keys[who]
+        if key is not None:
+            headers["Authorization"] = f"Bearer {key}"
+        async with self.http.request(
+            method,
+            self.gateway.url + path,
+            headers=headers,
+            json=json,
+            data=form,
+            allow_redirects=False,
+        ) as response:
+            return response.status, await response.read()
+
+    async def admin(self, method: str, path: str, json: Any = None) -> dict[str, Any]:
+        status, body = await self.send(method, path, "master", json=json)
+        assert status in (200, 201), body
+        answer: dict[str, Any] = _loads(body)
+        return answer
+
+
+def _loads(body: bytes) -> Any:
+    return json.loads(body)
+
+
+async def make_caller(gateway: RunningGateway, http: aiohttp.ClientSession) -> Caller:
+    caller = Caller(
+        gateway, http, {"none": None, "wrong": "sk-wrong-key-000000", "alice": USER_KEY}
+    )
+    caller.keys.update(bob=LIMITED_KEY, master=MASTER_KEY)
+    created = await caller.admin("POST", "/admin/keys", {"user": "mallory"})
+    caller.keys["revoked"] = created["key"]
+    # Used once (so the gateway has it cached as valid), then revoked.
+    assert (await caller.send("GET", "/v1/models", "revoked"))[0] == 200
+    await caller.admin("DELETE", f"/admin/keys/{created['key_id']}")
+    return caller
+
+
+async def resolve_path(caller: Caller, method: str, canonical: str, call: Call) -> str:
+    if "{key_id}" not in canonical:
+        return call.path or canonical
+    # A fresh key per request: DELETE revokes it, and PATCH / GET must find it live.
+    created = await caller.admin("POST", "/admin/keys", {"user": "dave"})
+    return canonical.replace("{key_id}", created["key_id"])
+
+
+def check_error_body(call: Call, status: int, body: bytes) -> str | None:
+    """None when `body` is the error body the route's dialect promises for `status`."""
+    try:
+        data = _loads(body)
+    except ValueError:
+        return f"not JSON: {body[:80]!r}"
+    error_type = {401: "authentication_error", 403: "permission_error"}[status]
+    if call.anthropic:
+        ok = data.get("type") == "error" and data.get("error", {}).get("type") == error_type
+        ok = ok and isinstance(data["error"].get("message"), str)
+    else:
+        error = data.get("error")
+        ok = isinstance(error, dict) and set(error) == {"message", "type", "param", "code"}
+        ok = ok and error["type"] == error_type and bool(error["message"])
+    return None if ok else f"bad error body {data!r}"
+
+
+async def run_matrix(
+    caller: Caller,
+    routes: list[tuple[str, str]],
+    identities: tuple[str, ...] = IDENTITIES,
+    *,
+    master_may_call_models: bool = False,
+) -> list[str]:
+    problems: list[str] = []
+    for method, canonical in routes:
+        call = MATRIX[(method, canonical)]
+        for who in identities:
+            path = await resolve_path(caller, method, canonical, call)
+            status, body = await caller.send(method, path, who, json=call.json, form=call.form)
+            want = expected_status(call, who, master_may_call_models=master_may_call_models)
+            where = f"{method} {path} as {who}"
+            if status != want:
+                problems.append(f"{where}: {status} (want {want}) {body[:160]!r}")
+            elif status in (401, 403) and call.access != "public":
+                problem = check_error_body(call, status, body)
+                if problem:
+                    problems.append(f"{where}: {problem}")
+    return problems
+
+
+def served_routes(gateway: RunningGateway) -> list[tuple[str, str]]:
+    return [
+        (route.method, route.resource.canonical)
+        for route in gateway.app.router.routes()
+        if route.method != "HEAD"
+        and route.resource is not None
+        and route.resource.canonical != "/{tail}"
+    ]
+
+
+GatewayFactory = Callable[..., Awaitable[tuple[RunningGateway, Caller]]]
+
+
+@pytest.fixture
+async def matrix_gateway(
+    sim: RunningSimulator, start_gateway: StartGateway, http: aiohttp.ClientSession
+) -> GatewayFactory:
+    async def start(**overrides: Any) -> tuple[RunningGateway, Caller]:
+        gateway = await start_gateway(limits_config(sim.url, **overrides))
+        return gateway, await make_caller(gateway, http)
+
+    return start
+
+
+async def test_every_route_is_classified(matrix_gateway: GatewayFactory) -> None:
+    gateway, _ = await matrix_gateway()
+    routes = set(served_routes(gateway))
+    assert routes - MATRIX.keys() == set(), "unclassified routes: add them to MATRIX"
+    assert MATRIX.keys() - routes == set(), "MATRIX names routes the gateway does not serve"
+
+
+async def test_each_route_admits_exactly_its_callers(matrix_gateway: GatewayFactory) -> None:
+    gateway, caller = await matrix_gateway()
+    problems = await run_matrix(caller, served_routes(gateway))
+    assert problems == [], "\n".join(problems)
+
+
+async def test_master_key_calls_models_only_when_configured(
+    matrix_gateway: GatewayFactory,
+) -> None:
+    _, caller = await matrix_gateway(
+        server={"master_key": MASTER_KEY, "master_key_model_calls": True}
+    )
+    model_routes = [route for route, call in MATRIX.items() if call.access == "model"]
+    problems = await run_matrix(caller, model_routes, master_may_call_models=True)
+    assert problems == [], "\n".join(problems)
+
+
+async def test_own_limits_show_the_users_windows(matrix_gateway: GatewayFactory) -> None:
+    """The per-user reads answer real content: alice's tier and windows, to alice and master."""
+    _, caller = await matrix_gateway()
+    for who in ("alice", "master"):
+        status, body = await caller.send("GET", "/ai-orchestration/quotas/alice", who)
+        assert status == 200
+        quotas = _loads(body)
+        assert (quotas["user"], quotas["tier"], quotas["limited"]) == ("alice", "free", True)
+        assert quotas["windows"]["daily"]["requests"]["limit"] == 1000
+        status, body = await caller.send("GET", "/ai-orchestration/rate-limits/alice", who)
+        assert status == 200
+        assert _loads(body)["windows"]["rate"]["requests"]["limit"] == 1000
+    # bob may read his own (untiered) status, not alice's
+    assert (await caller.send("GET", "/ai-orchestration/quotas/bob", "bob"))[0] == 200
+    status, body = await caller.send("GET", "/ai-orchestration/rate-limits/alice", "bob")
+    assert status == 403
+    assert b"1000" not in body
+
+
+async def test_refused_master_route_changes_nothing(matrix_gateway: GatewayFactory) -> None:
+    """A user key's refused reset or key creation leaves no trace."""
+    _, caller = await matrix_gateway()
+    before = await caller.admin("GET", "/admin/keys")
+    assert (await caller.send("POST", "/admin/keys", "alice", json={"user": "alice"}))[0] == 403
+    after = await caller.admin("GET", "/admin/keys")
+    assert len(after["data"]) == len(before["data"])
+
+
+# No client field, header or model name chooses where the gateway connects (SSRF).
+
+
+SPOOFED_HEADERS = {"x-forwarded-host", "forwarded", "x-stellara-provider"}
+
+
+@pytest.fixture
+async def bystander() -> AsyncIterator[tuple[str, list[str]]]:
+    """Another server on loopback that records every hit: the address a client would like the
+    gateway to call. It must never be called."""
+    hits: list[str] = []
+
+    async def record(request: web.Request) -> web.Response:
+        hits.append(f"{request.method} {request.path_qs}")
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", record)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    yield f"http://127.0.0.1:{runner.addresses[0][1]}", hits
+    await runner.cleanup()
+
+
+async def test_no_request_chooses_the_upstream(
+    sim: RunningSimulator,
+    start_gateway: StartGateway,
+    http: aiohttp.ClientSession,
+    bystander: tuple[str, list[str]],
+) -> None:
+    evil, hits = bystander
+    evil_host = evil.removeprefix("http://")
+    gateway = await start_gateway(gateway_config(sim.url))
+    messages = CHAT["messages"]
+    redirects = {"base_url": evil + "/v1", "api_base": evil + "/v1", "url": evil, "host": evil}
+    spoofed = {
+        "x-stellara-provider": "evil",
+        "Host": evil_host,
+        "X-Forwarded-Host": evil_host,
+        "X-Forwarded-For": "127.0.0.1",
+        "Forwarded": f"host={evil_host}",
+    }
+    model = {"model": "test-model", "messages": messages}
+    cases: list[tuple[str, dict[str, Any], dict[str, str], int]] = [
+        ("/v1/chat/completions", {**model, **redirects}, spoofed, 200),
+        ("/v1/chat/completions", {**model, "stream": True, **redirects}, spoofed, 200),
+        ("/v1/chat/completions", {"model": evil + "/v1", "messages": messages}, {}, 404),
+        ("/v1/chat/completions", {"model": f"sim/{evil}", "messages": messages}, {}, 404),
+        ("/v1/messages", {**model, "max_tokens": 8, **redirects}, spoofed, 200),
+        ("/v1/embeddings", {"model": "test-model", "input": "x", **redirects}, spoofed, 200),
+        ("/ai-orchestration/generate", {**model, **redirects}, spoofed, 200),
+        # `routing.providers` only filters the configured targets: naming others leaves none.
+        ("/ai-orchestration/generate", {**model, "routing": {"providers": ["evil"]}}, {}, 503),
+        ("/ai-orchestration/generate", {**model, "routing": {"providers": [evil]}}, {}, 503),
+        (
+            "/ai-orchestration/generate-with-fallback",
+            {**model, "routing": {"providers": [evil + "/v1"]}, **redirects},
+            spoofed,
+            200,
+        ),
+    ]
+    for path, body, headers, want in cases:
+        headers = {**headers, "Authorization": f"Bearer {USER_KEY}"}
+        async with http.post(gateway.url + path, json=body, headers=headers) as response:
+            await response.read()
+            assert response.status == want, (path, body)
+    assert hits == []
+    sim_host = sim.url.removeprefix("http://")
+    seen = await upstream_requests(sim)
+    assert len(seen) == 5  # the five calls answered upstream, each sent there once
+    for request in seen:
+        assert request["path"] in ("/v1/chat/completions", "/v1/embeddings")
+        assert request["headers"]["host"] == sim_host
+        assert request["headers"]["authorization"] == f"Bearer {UPSTREAM_KEY}"
+        assert not SPOOFED_HEADERS & request["headers"].keys()
+        assert not set(redirects) & set(request["body"]), request["body"]
