@@ -1,4 +1,4 @@
-.PHONY: install demo test check bench docs
+.PHONY: install demo test check bench docs reliability
 
 install:
 	./scripts/install
@@ -17,3 +17,6 @@ bench:
 
 docs:
 	./scripts/install && NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict
+
+reliability:
+	./scripts/install && .venv/bin/python benchmarks/reliability.py

@@ -375,14 +375,14 @@ async def test_no_request_chooses_the_upstream(
         ("/v1/messages", {**model, "max_tokens": 8, **redirects}, spoofed, 200),
         ("/v1/embeddings", {"model": "test-model", "input": "x", **redirects}, spoofed, 200),
         ("/ai-orchestration/generate", {**model, **redirects}, spoofed, 200),
-        # `routing.providers` only filters the configured targets: naming others leaves none.
-        ("/ai-orchestration/generate", {**model, "routing": {"providers": ["evil"]}}, {}, 503),
-        ("/ai-orchestration/generate", {**model, "routing": {"providers": [evil]}}, {}, 503),
+        # `routing.providers` only filters the configured targets: naming others is a 400.
+        ("/ai-orchestration/generate", {**model, "routing": {"providers": ["evil"]}}, {}, 400),
+        ("/ai-orchestration/generate", {**model, "routing": {"providers": [evil]}}, {}, 400),
         (
             "/ai-orchestration/generate-with-fallback",
             {**model, "routing": {"providers": [evil + "/v1"]}, **redirects},
             spoofed,
-            200,
+            400,
         ),
     ]
     for path, body, headers, want in cases:

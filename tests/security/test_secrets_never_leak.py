@@ -240,11 +240,10 @@ async def drive_model_routes(rec: Recorder, sim: RunningSimulator, created_key: 
     await rec.call("GET", "/v1/models", key=USER_KEY)
 
     # Upstream faults, on both providers, streamed or not; the plain error bodies first, then
-    # bodies that echo the provider keys back (a careless provider or proxy). A 400 that echoes
-    # them is left out: its message is relayed to the client verbatim (a known bug).
+    # bodies that echo the provider keys back (a careless provider or proxy): a 400's message
+    # is relayed to the client, so the gateway must scrub the keys out of it.
     faults: list[tuple[int, dict[str, Any] | None]] = [
-        (400, None),
-        *itertools.product((401, 500), (None, ECHOING_ERROR)),
+        *itertools.product((400, 401, 500), (None, ECHOING_ERROR)),
     ]
     for status, error_body in faults:
         await set_faults(sim, {"kind": "status", "status": status, "body": error_body})

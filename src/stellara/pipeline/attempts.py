@@ -19,7 +19,12 @@ from typing import TypeVar
 from stellara._clock import Clock
 from stellara.catalog import Catalog
 from stellara.config.models import Strategy
-from stellara.errors import NoHealthyProviderError, UpstreamError, UpstreamTimeoutError
+from stellara.errors import (
+    InvalidRequestError,
+    NoHealthyProviderError,
+    UpstreamError,
+    UpstreamTimeoutError,
+)
 from stellara.pipeline.context import AttemptSpan, RequestContext
 from stellara.routing.breaker import BreakerBoard
 from stellara.routing.health import HealthBoard
@@ -47,7 +52,10 @@ class AttemptRunner:
         catalog: Catalog,
         rng: random.Random | None = None,
         events: EventBus | None = None,
+        scrub: Callable[[str], str] | None = None,
     ) -> None:
+        """`scrub` removes the providers' own secrets from their error messages, which some
+        providers echo (a key in a 400's text), before the messages reach clients or events."""
         self.models = models
         self.breakers = breakers
         self.health = health
@@ -57,6 +65,7 @@ class AttemptRunner:
         self._clock = clock
         self._rng = rng or random.Random()
         self._events = events or EventBus()
+        self._scrub = scrub
         self._chains: dict[str, list[PublicModel]] = {}
 
     def chain(self, public: PublicModel) -> list[PublicModel]:
@@ -90,6 +99,15 @@ class AttemptRunner:
         providers: frozenset[str] | None = None,
     ) -> T:
         """`call(target, timeout_s)` on targets in turn until one answers."""
+        if providers is not None and not any(
+            t.adapter.id in providers for model in models for t in model.targets
+        ):
+            serving = sorted({t.adapter.id for model in models for t in model.targets})
+            raise InvalidRequestError(
+                f"routing.providers names no provider of the model {models[0].name!r} "
+                f"(its providers: {', '.join(serving)}).",
+                param="routing.providers",
+            )
         budget = AttemptBudget(self.retry, ctx.started_at, ctx.deadline - ctx.started_at)
         last_error: UpstreamError | None = None
         skipped_providers: set[str] = set()
@@ -168,6 +186,9 @@ class AttemptRunner:
             try:
                 result = await call(target, timeout_s)
             except UpstreamError as exc:
+                if self._scrub is not None:
+                    exc.message = self._scrub(exc.message)
+                    exc.args = (exc.message,)
                 error = exc
                 ctx.failures.append(f"{provider}/{model}: {exc.code}: {exc.message}")
                 ended = self._record(target, now, exc)

@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from stellara._clock import Clock, SystemClock
+from stellara._secrets import SecretScrubber
 from stellara.cache.embedder import SentenceEmbedder
 from stellara.cache.exact import ExactCache
 from stellara.cache.l1 import L1Cache
@@ -462,6 +463,9 @@ def build_attempt_runner(
         clock,
         catalog=catalog,
         events=events,
+        scrub=SecretScrubber(
+            p.api_key.get_secret_value() for p in config.providers if p.api_key is not None
+        ),
     )
 
 
