@@ -22,12 +22,26 @@ class StrictModel(BaseModel):
 
 
 class ServerConfig(StrictModel):
+    """The HTTP listener, and how long it waits for slow or idle clients.
+
+    Attributes:
+        keepalive_timeout_s: An idle connection is closed after this many seconds; it also
+            bounds how long a client may take to send a request's line and headers (from the
+            connection's start, or the previous answer), so a slow sender cannot hold a
+            connection. Longer than common proxies' 60 s, so a proxy never reuses a connection
+            the gateway is closing. `stellara serve` applies it.
+        body_read_timeout_s: A request body must arrive within this many seconds of its
+            headers, else the answer is 408.
+    """
+
     host: str = "127.0.0.1"
     port: int = Field(default=4000, ge=0, le=65535)
     master_key: SecretStr | None = None
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     access_log: bool = False
     master_key_model_calls: bool = False  # whether the master key may call models too
+    keepalive_timeout_s: float = Field(default=75.0, gt=0, le=3600)
+    body_read_timeout_s: float = Field(default=60.0, gt=0, le=3600)
 
 
 class TargetConfig(StrictModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from aiohttp import web
 from stellara._clock import Clock
 from stellara.cache.stage import CacheControl
 from stellara.errors import (
+    ClientError,
     InvalidRequestError,
     PayloadTooLargeError,
     PermissionDeniedError,
@@ -37,6 +39,16 @@ MAX_CACHE_TTL_S = 30 * 86_400.0
 SESSION_ID = "X-Session-Id"
 # Session ids become state-backend keys; a cap keeps a client from making them arbitrarily big.
 MAX_SESSION_ID_CHARS = 256
+# When the app carries no config (a bare test app): `ServerConfig.body_read_timeout_s`'s default.
+DEFAULT_BODY_READ_TIMEOUT_S = 60.0
+
+
+class RequestTimeoutError(ClientError):
+    """408: the client did not send its whole body within `server.body_read_timeout_s`."""
+
+    status_code = 408
+    error_type = "invalid_request_error"
+    code = "request_timeout"
 
 
 def response_headers(
@@ -131,19 +143,53 @@ def bearer_token(request: web.Request) -> str | None:
     if authorization:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() == "bearer":
-            return token.strip() or None
+            return _utf8_header("Authorization", token.strip()) or None
         return None
-    return request.headers.get("x-api-key") or None
+    return _utf8_header("x-api-key", request.headers.get("x-api-key")) or None
+
+
+def _utf8_header(name: str, value: str | None) -> str | None:
+    """`value`, or 400 when it holds bytes that are not UTF-8 (kept by aiohttp as surrogates)."""
+    if value is None or value.isascii():
+        return value
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise InvalidRequestError(f"The {name} header is not valid UTF-8.") from None
+    return value
+
+
+def check_header_values(request: web.Request) -> None:
+    """400 for a header value that is not UTF-8. aiohttp keeps such bytes as lone surrogates,
+    which pass through the gateway unnoticed until something encodes them (hashing a key,
+    writing a session id to the usage store) and fails there."""
+    for name, value in request.headers.items():
+        _utf8_header(name, value)
 
 
 async def read_body(request: web.Request, max_bytes: int) -> bytes:
-    """The whole body, or 413 as soon as it is known to be larger than `max_bytes`."""
+    """The whole body, or 413 as soon as it is known to be larger than `max_bytes`, or 408
+    when it has not all arrived within `server.body_read_timeout_s` (a client trickling it
+    would otherwise hold the request open for ever: aiohttp has no read timeout)."""
     if request.content_length is not None and request.content_length > max_bytes:
         raise _too_large(max_bytes)
+    timeout_s = _body_read_timeout_s(request)
     try:
-        return await request.read()
+        async with asyncio.timeout(timeout_s):
+            return await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
         raise _too_large(max_bytes) from exc
+    except TimeoutError as exc:
+        raise RequestTimeoutError(
+            f"The request body did not arrive within {timeout_s:g} seconds."
+        ) from exc
+
+
+def _body_read_timeout_s(request: web.Request) -> float:
+    from stellara.server.app import CONFIG  # app.py imports this module: import on use
+
+    config = request.config_dict.get(CONFIG)
+    return DEFAULT_BODY_READ_TIMEOUT_S if config is None else config.server.body_read_timeout_s
 
 
 def _too_large(max_bytes: int) -> PayloadTooLargeError:
@@ -163,8 +209,13 @@ class ModelCallIntake:
     async def begin(
         self, request: web.Request, request_id: str, decoder: msgspec.json.Decoder[T]
     ) -> tuple[RequestContext, T]:
+        check_header_values(request)
         principal = await self.auth.authenticate(bearer_token(request), model_call=True)
-        body = decode_body(decoder, await read_body(request, self.max_body_bytes))
+        raw = await read_body(request, self.max_body_bytes)
+        try:
+            body = decode_body(decoder, raw)
+        except RecursionError as exc:  # msgspec's depth guard, met in free-form JSON fields
+            raise InvalidRequestError("The request body's JSON is nested too deeply.") from exc
         return new_context(request, request_id, principal, self.clock, self.timeout_s), body
 
 

@@ -49,8 +49,14 @@ async def serve(
     app = create_app(config)
     # aiohttp's access log costs ~10 % of throughput; it is opt-in.
     access_log = aiohttp_log.access_logger if config.server.access_log else None
+    # aiohttp's own keep-alive default is an hour; the same timer closes a connection whose
+    # request line and headers have not all arrived (a slow sender), so it is the config's.
     runner = web.AppRunner(
-        app, access_log=access_log, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_S
+        app,
+        access_log=access_log,
+        handle_signals=False,
+        shutdown_timeout=SHUTDOWN_GRACE_S,
+        keepalive_timeout=config.server.keepalive_timeout_s,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
