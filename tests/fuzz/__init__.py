@@ -1,0 +1,1 @@
+"""Property-based and schema-driven fuzz tests."""
