@@ -21,7 +21,7 @@ import pytest
 from stellara.config import check_config
 from stellara.server.serve import serve
 from stellara.sim import RunningSimulator
-from tests.conftest import USER_KEY, StartGateway, gateway_config
+from tests.conftest import MASTER_KEY, USER_KEY, StartGateway, gateway_config
 
 CHAT = "/v1/chat/completions"
 SMALL = b'{"model":"test-model","messages":[{"role":"user","content":"hi"}]}'
@@ -292,3 +292,28 @@ async def test_a_keep_alive_connection_left_idle_is_closed_by_serve(
             headers={"Authorization": f"Bearer {USER_KEY}"},
         ) as response:
             assert response.status == 200
+
+
+async def test_admin_bodies_get_the_same_limits_as_model_calls(
+    sim: RunningSimulator, start_gateway: StartGateway
+) -> None:
+    """The cache management routes read their bodies with the same size limit and depth
+    guard as the model routes: 413 and 400, never a 500."""
+    gateway = await start_gateway(gateway_config(sim.url, cache={}))
+    headers = {"Authorization": f"Bearer {MASTER_KEY}", "Content-Type": "application/json"}
+    too_big = (
+        b'{"entries": ['
+        + b'{"user": "u", "model": "m", "messages": [], "response": "x"},' * 5000
+        + b"]}"
+    )
+    nested = (
+        b'{"entries": [{"user": "u", "model": "m", "messages": [], "response": '
+        + b"[" * 30_000
+        + b"]}]}"
+    )
+    async with aiohttp.ClientSession() as http:
+        for body, want in ((too_big, 413), (nested, 400)):
+            url = f"{gateway.url}/ai-orchestration/cache/warm"
+            async with http.post(url, data=body, headers=headers) as response:
+                assert response.status == want
+                assert (await response.json())["error"]["type"] == "invalid_request_error"

@@ -160,7 +160,9 @@ def create_app(
     QuotaRebuildRoutes(
         limiter.policy, state.limits, UsageTotals(database), key_store, auth, clock
     ).register(app)
-    CacheRoutes(gateway.cache, auth, clock, events).register(app)
+    CacheRoutes(
+        gateway.cache, auth, clock, events, max_body_bytes=config.server.max_body_bytes
+    ).register(app)
     OrchestrationRoutes(
         gateway,
         auth,

@@ -90,6 +90,8 @@ def decode_body(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
         raise invalid_json(exc) from exc
     except UnicodeDecodeError as exc:
         raise InvalidRequestError("The request body is not valid UTF-8 JSON.") from exc
+    except RecursionError as exc:  # msgspec's depth guard, met in free-form JSON fields
+        raise InvalidRequestError("The request body's JSON is nested too deeply.") from exc
 
 
 def internal_error(request_id: str) -> StellaraError:

@@ -211,11 +211,7 @@ class ModelCallIntake:
     ) -> tuple[RequestContext, T]:
         check_header_values(request)
         principal = await self.auth.authenticate(bearer_token(request), model_call=True)
-        raw = await read_body(request, self.max_body_bytes)
-        try:
-            body = decode_body(decoder, raw)
-        except RecursionError as exc:  # msgspec's depth guard, met in free-form JSON fields
-            raise InvalidRequestError("The request body's JSON is nested too deeply.") from exc
+        body = decode_body(decoder, await read_body(request, self.max_body_bytes))
         return new_context(request, request_id, principal, self.clock, self.timeout_s), body
 
 

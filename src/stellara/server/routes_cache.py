@@ -27,7 +27,7 @@ from stellara.schema.chat import (
     Usage,
 )
 from stellara.server.errors import decode_body, error_response
-from stellara.server.request import require_master
+from stellara.server.request import read_body, require_master
 from stellara.telemetry.events import CACHE_CLEARED, Event, EventBus
 
 _JSON = {"Content-Type": "application/json"}
@@ -57,12 +57,19 @@ class CacheRoutes:
     """Bound to one app's answer cache (None: `cache:` not configured)."""
 
     def __init__(
-        self, cache: AnswerCache | None, auth: Authenticator, clock: Clock, events: EventBus
+        self,
+        cache: AnswerCache | None,
+        auth: Authenticator,
+        clock: Clock,
+        events: EventBus,
+        *,
+        max_body_bytes: int,
     ) -> None:
         self._cache = cache
         self._auth = auth
         self._clock = clock
         self._events = events
+        self._max_body_bytes = max_body_bytes
 
     def register(self, app: web.Application) -> None:
         app.router.add_get("/ai-orchestration/cache/stats", self.stats)
@@ -82,7 +89,7 @@ class CacheRoutes:
     async def clear(self, request: web.Request) -> web.Response:
         try:
             await self._require_master(request)
-            raw = await request.read()
+            raw = await read_body(request, self._max_body_bytes)
             what = decode_body(_clear_decoder, raw) if raw.strip() else ClearBody()
             cache = self._enabled()
             scope = None if what.user is None else cache.scope_of_user(what.user)
@@ -96,7 +103,7 @@ class CacheRoutes:
     async def warm(self, request: web.Request) -> web.Response:
         try:
             await self._require_master(request)
-            body = decode_body(_warm_decoder, await request.read())
+            body = decode_body(_warm_decoder, await read_body(request, self._max_body_bytes))
             cache = self._enabled()
             for entry in body.entries:
                 chat = ChatRequest(model=entry.model, messages=entry.messages)
