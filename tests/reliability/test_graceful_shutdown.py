@@ -20,6 +20,7 @@ from typing import IO
 
 import aiohttp
 import pytest
+
 from tests.e2e.test_cli import STELLARA, free_port
 
 pytestmark = pytest.mark.e2e
