@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 import re
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
+import orjson
 from aiohttp import web
 
 from stellara import _json
@@ -92,6 +93,17 @@ def decode_body(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
         raise InvalidRequestError("The request body is not valid UTF-8 JSON.") from exc
     except RecursionError as exc:  # msgspec's depth guard, met in free-form JSON fields
         raise InvalidRequestError("The request body's JSON is nested too deeply.") from exc
+
+
+def decode_json_object(body: bytes) -> dict[str, Any]:
+    """A free-form JSON object body (admin routes), or a 400 saying what is wrong."""
+    try:
+        value = _json.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequestError(f"The request body is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise InvalidRequestError("The request body must be a JSON object.")
+    return value
 
 
 def internal_error(request_id: str) -> StellaraError:

@@ -21,7 +21,6 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from stellara import _json
@@ -30,7 +29,7 @@ from stellara.config.models import StellaraConfig
 from stellara.errors import InvalidRequestError, RouteNotFoundError, StellaraError
 from stellara.limits.policy import LimitsPolicy
 from stellara.pipeline.auth import Authenticator
-from stellara.server.errors import error_response
+from stellara.server.errors import decode_json_object, error_response
 from stellara.server.request import read_body, require_master
 from stellara.store.admin import MAX_TEXT_CHARS, check_key_fields, key_view
 from stellara.store.keys import KeyRecord, KeyStore
@@ -195,14 +194,7 @@ class KeyRoutes:
         }
 
     async def _body(self, request: web.Request) -> dict[str, Any]:
-        raw = await read_body(request, self._config.server.max_body_bytes)
-        try:
-            body = _json.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise InvalidRequestError(f"The request body is not valid JSON: {exc}") from exc
-        if not isinstance(body, dict):
-            raise InvalidRequestError("The request body must be a JSON object.")
-        return body
+        return decode_json_object(await read_body(request, self._config.server.max_body_bytes))
 
 
 def _flag(request: web.Request, name: str) -> bool:

@@ -11,7 +11,6 @@ answers 503; rebuilding again is safe.
 
 from __future__ import annotations
 
-import orjson
 from aiohttp import web
 
 from stellara import _json
@@ -20,7 +19,7 @@ from stellara.errors import InvalidRequestError, StellaraError
 from stellara.limits.policy import LimitsPolicy
 from stellara.limits.rebuild import rebuild_quotas
 from stellara.pipeline.auth import Authenticator
-from stellara.server.errors import error_response
+from stellara.server.errors import decode_json_object, error_response
 from stellara.server.request import read_body, require_master
 from stellara.state.base import LimitStore
 from stellara.store.keys import KeyStore
@@ -76,12 +75,7 @@ def _users(raw: bytes) -> list[str] | None:
     """The body's `users`, or None (everyone) for an empty body or no `users`."""
     if not raw.strip():
         return None
-    try:
-        body = _json.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequestError(f"The request body is not valid JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise InvalidRequestError("The request body must be a JSON object.")
+    body = decode_json_object(raw)
     unknown = sorted(set(body) - {"users"})
     if unknown:
         raise InvalidRequestError(f"Unknown field(s): {', '.join(unknown)}.", param=unknown[0])

@@ -21,6 +21,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyErro
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stellara._clock import Clock, SystemClock
+from stellara._tasks import finish_within
 from stellara.config.models import UsageStoreConfig
 from stellara.store.db import Database
 from stellara.store.tables import usage_records
@@ -235,12 +236,7 @@ class UsageWriter:
         self._wake.set()
         self.start()  # never started (no loop at start-up): the records still get written
         assert self._task is not None
-        try:
-            await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
-        except TimeoutError:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await finish_within(self._task, timeout_s)
         lost = self.pending
         if lost:
             self._dropped += lost

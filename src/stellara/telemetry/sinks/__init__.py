@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from stellara._clock import Clock
+from stellara._tasks import finish_within
 from stellara.telemetry.events import Event, EventBus, Subscriber
 
 logger = logging.getLogger(__name__)
@@ -161,12 +162,7 @@ class QueueSink(abc.ABC):
         self._is_closed = True
         self._wake.set()
         if self._task is not None and not self._task.done():  # closing twice is harmless
-            try:
-                await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
-            except TimeoutError:
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
+            await finish_within(self._task, timeout_s)
         lost = self.pending
         if lost:
             self._dropped += lost
