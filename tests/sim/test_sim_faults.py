@@ -418,3 +418,62 @@ def test_fault_rule_decodes_from_builtins():
     rule = msgspec.convert({"kind": "status", "body": {"error": {}}}, FaultRule)
     assert rule.body == {"error": {}}
     assert rule.status == 500
+
+
+async def test_fault_stall_holds_stream_open_after_chunks_then_closes(sim, http):
+    await set_faults(http, sim, {"kind": "stall", "after_chunks": 2, "delay_ms": 600})
+    received = bytearray()
+    url = sim.url + "/v1/chat/completions"
+    started = asyncio.get_running_loop().time()
+    async with http.post(url, json={**CHAT, "stream": True}, headers=AUTH) as response:
+        assert response.status == 200
+        # The role chunk and two content chunks arrive, then nothing while the stream stays open.
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.3):
+                async for data in response.content.iter_any():
+                    received.extend(data)
+        events = [e for e in received.decode().split("\n\n") if e]
+        assert len(events) == 1 + 2
+        with pytest.raises(aiohttp.ClientPayloadError):
+            async for data in response.content.iter_any():
+                received.extend(data)
+    assert asyncio.get_running_loop().time() - started >= 0.6
+    assert b"[DONE]" not in received
+
+
+async def test_fault_stall_sends_part_of_a_json_answer_then_nothing(sim, http):
+    await set_faults(http, sim, {"kind": "stall", "delay_ms": 5_000})
+    url = sim.url + "/v1/chat/completions"
+    async with http.post(url, json=CHAT, headers=AUTH) as response:
+        assert response.status == 200
+        assert response.content_type == "application/json"
+        assert response.content_length is not None and response.content_length > 100
+        start = await response.content.readany()
+        assert start.startswith(b'{"id"')
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.3):
+                await response.read()
+
+
+async def test_fault_stall_is_released_when_the_simulator_stops(http):
+    simulator = await start_simulator(SimConfig())
+    await set_faults(http, simulator, {"kind": "stall", "after_chunks": 1})
+    url = simulator.url + "/v1/chat/completions"
+    async with http.post(url, json={**CHAT, "stream": True}, headers=AUTH) as response:
+        await response.content.readany()
+        closing = asyncio.create_task(simulator.close())
+        with pytest.raises(aiohttp.ClientPayloadError):
+            async with asyncio.timeout(10):
+                await response.read()
+    async with asyncio.timeout(10):
+        await closing
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_fault_wrong_content_type_answers_an_html_page(sim, http, stream):
+    await set_faults(http, sim, {"kind": "wrong_content_type"})
+    url = sim.url + "/v1/chat/completions"
+    async with http.post(url, json={**CHAT, "stream": stream}, headers=AUTH) as response:
+        assert response.status == 200
+        assert response.content_type == "text/html"
+        assert (await response.read()).startswith(b"<html>")

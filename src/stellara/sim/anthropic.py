@@ -28,7 +28,7 @@ from msgspec import Meta, Struct
 
 from stellara.sim import text
 from stellara.sim.config import SimConfig
-from stellara.sim.faults import drop_connection
+from stellara.sim.faults import StreamCut
 from stellara.sim.peek import peek_body
 
 _SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
@@ -269,14 +269,14 @@ class AnthropicSim:
         return error_body(status)
 
     async def handle(
-        self, request: web.Request, raw: bytes, *, cut_after: int | None
+        self, request: web.Request, raw: bytes, *, cut: StreamCut | None
     ) -> web.StreamResponse:
         """Answer one request.
 
         Args:
             request: The HTTP request.
             raw: Its body.
-            cut_after: When set, a stream is cut after this many content deltas.
+            cut: When set, the stream breaks off after ``cut.after_chunks`` content deltas.
         """
         refusal = self._check_headers(request)
         if refusal is not None:
@@ -301,7 +301,7 @@ class AnthropicSim:
         delay_s = self._config.per_token_ms / 1000
         if messages_request.stream:
             events = _events(message, answer, input_tokens)
-            return await _send_events(request, events, cut_after=cut_after, delay_s=delay_s)
+            return await _send_events(request, events, cut=cut, delay_s=delay_s)
         if delay_s > 0:
             await asyncio.sleep(delay_s * answer.output_tokens)
         message["content"] = _content_blocks(answer)
@@ -540,7 +540,7 @@ def _content_blocks(answer: _Answer) -> list[dict[str, Any]]:
 
 
 Event = tuple[str, dict[str, Any], bool]
-"""An SSE event: its name, its data, and whether it is a content delta (for ``cut_after``)."""
+"""An SSE event: its name, its data, and whether it is a content delta (for a ``cut``)."""
 
 
 def _events(message: dict[str, Any], answer: _Answer, input_tokens: int) -> Iterator[Event]:
@@ -581,18 +581,17 @@ def _block_events(
 
 
 async def _send_events(
-    request: web.Request, events: Iterator[Event], *, cut_after: int | None, delay_s: float
+    request: web.Request, events: Iterator[Event], *, cut: StreamCut | None, delay_s: float
 ) -> web.StreamResponse:
     response = web.StreamResponse(headers=_SSE_HEADERS)
     try:
         await response.prepare(request)
         sent = 0
         for name, data, is_content in events:
-            if cut_after is not None and (
-                name == "message_delta" or (is_content and sent == cut_after)
+            if cut is not None and (
+                name == "message_delta" or (is_content and sent == cut.after_chunks)
             ):
-                # FIN rather than RST, so the events already written still arrive.
-                drop_connection(request, is_reset=False)
+                await cut.break_off(request)
                 return response
             if is_content:
                 sent += 1

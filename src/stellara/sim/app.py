@@ -29,7 +29,7 @@ from yarl import URL
 
 from stellara.sim.anthropic import AnthropicSim
 from stellara.sim.config import SimConfig, parse_faults
-from stellara.sim.faults import FaultBook, enact
+from stellara.sim.faults import FaultBook, StreamCut, enact
 from stellara.sim.google import GoogleSim
 from stellara.sim.openai import OpenAISim
 
@@ -55,9 +55,9 @@ class SimDialect(Protocol):
         ...
 
     async def handle(
-        self, request: web.Request, raw: bytes, *, cut_after: int | None
+        self, request: web.Request, raw: bytes, *, cut: StreamCut | None
     ) -> web.StreamResponse:
-        """Answer a request; a stream is cut after ``cut_after`` content chunks when set."""
+        """Answer a request; a stream breaks off after ``cut.after_chunks`` chunks when set."""
         ...
 
 
@@ -103,7 +103,7 @@ class _Simulator:
         self.recorded.append(_Recorded(request.method, request.rel_url, request.headers, raw))
         path = request.path
         dialect = next(d for d in self.dialects if d.serves(path))
-        cut_after = None
+        cut = None
         if self.faults:
             model, is_stream = dialect.peek(path, raw)
             rule = self.faults.match(request.path, model)
@@ -117,11 +117,10 @@ class _Simulator:
                 )
                 if response is not None:
                     return response
-                if rule.kind == "cut_stream":
-                    cut_after = rule.after_chunks
+                cut = StreamCut.of(rule, self.stopping)
         if self._latency_s > 0:
             await asyncio.sleep(self._latency_s)
-        return await dialect.handle(request, raw, cut_after=cut_after)
+        return await dialect.handle(request, raw, cut=cut)
 
     async def on_shutdown(self, app: web.Application) -> None:
         self.stopping.set()

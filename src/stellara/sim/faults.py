@@ -21,14 +21,22 @@ import msgspec
 import orjson
 from aiohttp import web
 
-FaultKind = Literal["status", "timeout", "reset", "malformed", "cut_stream", "slow"]
+FaultKind = Literal[
+    "status", "timeout", "reset", "malformed", "cut_stream", "stall", "wrong_content_type", "slow"
+]
 
 TIMEOUT_DEFAULT_S = 3600.0
-"""How long a ``timeout`` fault without ``delay_ms`` holds the request: longer than any client."""
+"""How long a ``timeout`` or ``stall`` fault without ``delay_ms`` holds the request: longer than
+any client."""
 
 # Deliberately truncated JSON: parsers must fail on it, not read a partial object.
 _MALFORMED_JSON = b'{"id": "sim-malformed", "choices": [{"index": 0, "message": {"content": "'
 _MALFORMED_SSE = b"data: " + _MALFORMED_JSON + b"\n\ndata: [DONE]\n\n"
+# What a misconfigured load balancer or captive proxy answers in place of the API.
+_HTML_PAGE = b"<html><head><title>Service</title></head><body><h1>It works!</h1></body></html>\n"
+# The start of a JSON answer whose declared length is never reached.
+_STALLED_JSON = b'{"id": "sim-stalled", "object": "chat.completion", "choices": ['
+_STALLED_JSON_LENGTH = 4096
 
 
 class FaultRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -49,14 +57,19 @@ class FaultRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
               an SSE event whose data is not JSON).
             * ``cut_stream``: stream ``after_chunks`` content chunks, then close the connection
               without a finish reason or ``[DONE]``; a non-stream request is reset instead.
+            * ``stall``: stream ``after_chunks`` content chunks (a non-stream request: the
+              headers and the start of the body), then send nothing more for ``delay_ms``
+              (default one hour) with the connection open, then close it.
+            * ``wrong_content_type``: answer 200 with an HTML page, as a misconfigured proxy in
+              front of the API would.
             * ``slow``: wait ``delay_ms``, then answer normally.
         model: Only requests for this model; ``None`` matches any.
         path: Only requests whose URL path ends with this, e.g. ``"/chat/completions"``.
         status: HTTP status for ``status`` faults.
         body: JSON body for ``status`` faults, replacing the format's default error body.
         retry_after_s: ``Retry-After`` value for ``status`` faults.
-        delay_ms: Delay for ``slow`` and ``timeout`` faults.
-        after_chunks: Content chunks sent before a ``cut_stream`` fault closes the stream.
+        delay_ms: Delay for ``slow``, ``timeout`` and ``stall`` faults.
+        after_chunks: Content chunks sent before a ``cut_stream`` or ``stall`` fault.
         times: Apply the rule this many times, then it is spent; ``None`` is forever.
     """
 
@@ -135,6 +148,32 @@ class FaultBook:
         ]
 
 
+class StreamCut:
+    """Where a stream breaks off, and how: closed at once, or after a silent stall."""
+
+    __slots__ = ("_stall_s", "_stopping", "after_chunks")
+
+    def __init__(self, after_chunks: int, *, stall_s: float, stopping: asyncio.Event) -> None:
+        self.after_chunks = after_chunks
+        self._stall_s = stall_s
+        self._stopping = stopping
+
+    @classmethod
+    def of(cls, rule: FaultRule, stopping: asyncio.Event) -> StreamCut | None:
+        """The cut a ``cut_stream`` or ``stall`` rule makes in a stream, else ``None``."""
+        if rule.kind == "cut_stream":
+            return cls(rule.after_chunks, stall_s=0.0, stopping=stopping)
+        if rule.kind == "stall":
+            return cls(rule.after_chunks, stall_s=_hold_s(rule), stopping=stopping)
+        return None
+
+    async def break_off(self, request: web.BaseRequest) -> None:
+        """Stall if asked to, then close: FIN rather than RST, so what was sent arrives."""
+        if self._stall_s > 0:
+            await _hold(self._stall_s, self._stopping)
+        drop_connection(request, is_reset=False)
+
+
 async def enact(
     rule: FaultRule,
     request: web.Request,
@@ -154,8 +193,8 @@ async def enact(
 
     Returns:
         The response to send (possibly on a connection already closed), or ``None`` when the
-        request should be answered normally afterwards: ``slow`` faults, and ``cut_stream``
-        faults on stream requests, whose cut the stream writer performs.
+        request should be answered normally afterwards: ``slow`` faults, and ``cut_stream`` and
+        ``stall`` faults on stream requests, whose cut the stream writer performs.
     """
     kind = rule.kind
     if kind == "status":
@@ -169,16 +208,24 @@ async def enact(
     if kind == "slow":
         await asyncio.sleep(rule.delay_ms / 1000)
         return None
-    if kind == "cut_stream" and is_stream:
+    if kind in ("cut_stream", "stall") and is_stream:
         return None
+    if kind == "wrong_content_type":
+        return web.Response(body=_HTML_PAGE, content_type="text/html")
+    if kind == "stall":
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.content_length = _STALLED_JSON_LENGTH
+        await response.prepare(request)
+        await response.write(_STALLED_JSON)
+        await _hold(_hold_s(rule), stopping)
+        drop_connection(request, is_reset=False)
+        return response
     if kind == "malformed":
         if is_stream:
             return web.Response(body=_MALFORMED_SSE, content_type="text/event-stream")
         return web.Response(body=_MALFORMED_JSON, content_type="application/json")
     if kind == "timeout":
-        hold_s = rule.delay_ms / 1000 if rule.delay_ms > 0 else TIMEOUT_DEFAULT_S
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), hold_s)
+        await _hold(_hold_s(rule), stopping)
         drop_connection(request, is_reset=False)
     else:
         drop_connection(request, is_reset=True)
@@ -205,6 +252,16 @@ def drop_connection(request: web.BaseRequest, *, is_reset: bool) -> None:
         transport.abort()
     else:
         transport.close()
+
+
+def _hold_s(rule: FaultRule) -> float:
+    return rule.delay_ms / 1000 if rule.delay_ms > 0 else TIMEOUT_DEFAULT_S
+
+
+async def _hold(seconds: float, stopping: asyncio.Event) -> None:
+    # Released early when the simulator stops, so a shutdown never waits an hour.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stopping.wait(), seconds)
 
 
 def _format_seconds(seconds: float) -> str:

@@ -29,7 +29,7 @@ from aiohttp import web
 
 from stellara.sim import text
 from stellara.sim.config import SimConfig
-from stellara.sim.faults import drop_connection
+from stellara.sim.faults import StreamCut
 from stellara.sim.google_embeddings import answer_embeddings
 
 _T = TypeVar("_T")
@@ -249,14 +249,14 @@ class GoogleSim:
         return error_body(status)
 
     async def handle(
-        self, request: web.Request, raw: bytes, *, cut_after: int | None
+        self, request: web.Request, raw: bytes, *, cut: StreamCut | None
     ) -> web.StreamResponse:
         """Answer one request.
 
         Args:
             request: The HTTP request.
             raw: Its body.
-            cut_after: When set, a stream is cut after this many content chunks.
+            cut: When set, the stream breaks off after ``cut.after_chunks`` content chunks.
         """
         refusal = self._check_auth(request)
         if refusal is not None:
@@ -278,7 +278,7 @@ class GoogleSim:
         if is_stream:
             writer = _StreamWriter(head, prompt_tokens, is_sse=request.query.get("alt") == "sse")
             delay_s = self._config.per_token_ms / 1000
-            return await writer.send(request, candidates, cut_after=cut_after, delay_s=delay_s)
+            return await writer.send(request, candidates, cut=cut, delay_s=delay_s)
         completion_tokens = sum(candidate.tokens for candidate in candidates)
         if self._config.per_token_ms > 0:
             await asyncio.sleep(self._config.per_token_ms * completion_tokens / 1000)
@@ -371,7 +371,7 @@ class _StreamWriter:
         request: web.Request,
         candidates: list[_Candidate],
         *,
-        cut_after: int | None,
+        cut: StreamCut | None,
         delay_s: float,
     ) -> web.StreamResponse:
         total = sum(candidate.tokens for candidate in candidates)
@@ -382,7 +382,7 @@ class _StreamWriter:
         response = web.StreamResponse(headers=_SSE_HEADERS)
         try:
             await response.prepare(request)
-            await self._write_events(request, response, candidates, cut_after, delay_s, total)
+            await self._write_events(request, response, candidates, cut, delay_s, total)
         except ConnectionResetError:
             pass  # the client went away mid-stream, as clients do; nothing left to answer
         return response
@@ -392,16 +392,15 @@ class _StreamWriter:
         request: web.Request,
         response: web.StreamResponse,
         candidates: list[_Candidate],
-        cut_after: int | None,
+        cut: StreamCut | None,
         delay_s: float,
         completion_tokens: int,
     ) -> None:
         sent = 0
         for candidate in candidates:
             for pieces, finish_reason in _steps(candidate):
-                if cut_after is not None and (finish_reason is not None or sent == cut_after):
-                    # FIN rather than RST, so the fragments already written still arrive.
-                    drop_connection(request, is_reset=False)
+                if cut is not None and (finish_reason is not None or sent == cut.after_chunks):
+                    await cut.break_off(request)
                     return
                 sent += 1
                 if delay_s > 0:

@@ -25,7 +25,7 @@ from aiohttp import web
 
 from stellara.sim import text
 from stellara.sim.config import SimConfig
-from stellara.sim.faults import drop_connection
+from stellara.sim.faults import StreamCut
 from stellara.sim.peek import peek_body
 
 MODELS = (
@@ -249,21 +249,21 @@ class OpenAISim:
         return error_body(status)
 
     async def handle(
-        self, request: web.Request, raw: bytes, *, cut_after: int | None
+        self, request: web.Request, raw: bytes, *, cut: StreamCut | None
     ) -> web.StreamResponse:
         """Answer one request.
 
         Args:
             request: The HTTP request.
             raw: Its body.
-            cut_after: When set, a stream is cut after this many content chunks.
+            cut: When set, the stream breaks off after ``cut.after_chunks`` content chunks.
         """
         refusal = self._check_auth(request)
         if refusal is not None:
             return refusal
         method, path = request.method, request.path
         if method == "POST" and path.endswith("/chat/completions"):
-            return await self._chat(request, raw, cut_after)
+            return await self._chat(request, raw, cut)
         if method == "POST" and path.endswith("/embeddings"):
             return self._embeddings(raw)
         if method == "GET" and path.endswith("/models"):
@@ -309,7 +309,7 @@ class OpenAISim:
         return None
 
     async def _chat(
-        self, request: web.Request, raw: bytes, cut_after: int | None
+        self, request: web.Request, raw: bytes, cut: StreamCut | None
     ) -> web.StreamResponse:
         try:
             chat = _decode(self._chat_decoder, raw)
@@ -331,7 +331,7 @@ class OpenAISim:
             include_usage = chat.stream_options is not None and chat.stream_options.include_usage
             writer = _ChunkWriter(head, include_usage=bool(include_usage))
             delay_s = self._config.per_token_ms / 1000
-            return await writer.send(request, choices, usage, cut_after=cut_after, delay_s=delay_s)
+            return await writer.send(request, choices, usage, cut=cut, delay_s=delay_s)
         if self._config.per_token_ms > 0:
             await asyncio.sleep(self._config.per_token_ms * completion_tokens / 1000)
         head["choices"] = [_choice_object(choice) for choice in choices]
@@ -408,13 +408,13 @@ class _ChunkWriter:
         choices: list[_Choice],
         usage: dict[str, Any],
         *,
-        cut_after: int | None,
+        cut: StreamCut | None,
         delay_s: float,
     ) -> web.StreamResponse:
         response = web.StreamResponse(headers=_SSE_HEADERS)
         try:
             await response.prepare(request)
-            await self._write_events(request, response, choices, usage, cut_after, delay_s)
+            await self._write_events(request, response, choices, usage, cut, delay_s)
         except ConnectionResetError:
             pass  # the client went away mid-stream, as clients do; nothing left to answer
         return response
@@ -425,18 +425,17 @@ class _ChunkWriter:
         response: web.StreamResponse,
         choices: list[_Choice],
         usage: dict[str, Any],
-        cut_after: int | None,
+        cut: StreamCut | None,
         delay_s: float,
     ) -> None:
         sent = 0
         for choice in choices:
             for delta, finish_reason in _deltas(choice):
                 is_content = finish_reason is None and "role" not in delta
-                if cut_after is not None and (
-                    finish_reason is not None or (is_content and sent == cut_after)
+                if cut is not None and (
+                    finish_reason is not None or (is_content and sent == cut.after_chunks)
                 ):
-                    # FIN rather than RST, so the chunks already written still arrive.
-                    drop_connection(request, is_reset=False)
+                    await cut.break_off(request)
                     return
                 if is_content:
                     sent += 1
