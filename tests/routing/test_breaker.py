@@ -335,3 +335,40 @@ def test_board_reset_by_id():
     assert b.states() == {"p": "closed"}
     assert events[-1] == ("p", "open", "closed")
     assert not b.reset("nope")
+
+
+def test_breaker_late_failure_counts_a_failure_but_not_another_call():
+    cb, events = breaker(failure_threshold=2)
+    cb.record(True, 0.0)  # a stream's start
+    cb.record_late_failure(1.0)  # ... which then broke off
+    assert cb.snapshot(1.0)["calls_in_window"] == 1
+    assert cb.snapshot(1.0)["failures_in_window"] == 1
+    cb.record(True, 2.0)
+    cb.record_late_failure(3.0)
+    assert state(cb) == "open"
+    assert events == [("p", "closed", "open")]
+
+
+def test_breaker_late_failure_keeps_failure_rates_exact():
+    cb, _ = breaker(failure_threshold=100, failure_rate=1.0, min_volume=4)
+    for i in range(4):
+        cb.record(True, float(i))
+        assert state(cb) == "closed"
+        cb.record_late_failure(float(i) + 0.5)
+    assert state(cb) == "open"  # every call failed: 4 of 4, not 4 of 8
+
+
+def test_breaker_late_failure_while_open_is_ignored():
+    cb, _ = breaker(failure_threshold=1, open_s=30.0)
+    cb.record(False, 0.0)
+    cb.record_late_failure(1.0)
+    assert cb.snapshot(1.0)["failures_in_window"] == 1
+
+
+def test_board_broken_stream_counts_only_provider_faults():
+    b, _, _ = board(failure_threshold=1, open_s=30.0)
+    b.record("p", "m", None)
+    b.record_broken_stream("p", "m", UpstreamBadRequestError("bad", provider="p"))
+    assert b.states() == {"p": "closed"}
+    b.record_broken_stream("p", "m", UpstreamUnavailableError("cut", provider="p"))
+    assert b.states() == {"p": "open"}

@@ -305,6 +305,22 @@ async def test_all_breakers_open_is_503_without_upstream_calls(
 # --- circuit breakers -----------------------------------------------------------------------
 
 
+async def test_streams_broken_after_their_start_open_the_breaker(
+    sim: RunningSimulator, start_gateway: StartGateway, http: aiohttp.ClientSession
+) -> None:
+    # Each broken stream was a success when it started; its break is one failure more, and
+    # the threshold of 2 opens the breaker after exactly two of them.
+    gateway = await start_gateway(routing_config(sim.url, failure_threshold=2, open_s=30))
+    await set_faults(sim, {"kind": "cut_stream", "after_chunks": 1, "model": "model-a"})
+    body = {"model": "solo", "messages": MESSAGES, "stream": True}
+    for expected in ("closed", "open"):
+        async with http.post(f"{gateway.base_url}/chat/completions", json=body, headers=AUTH) as r:
+            assert "[DONE]" not in sse_events(await r.text())
+        assert (await breaker_states(http, gateway))["primary"] == expected
+    status, body_ = await get_json(http, gateway, "/ai-orchestration/circuit-breakers", MASTER)
+    assert body_["breakers"]["primary"]["calls_in_window"] == 2
+
+
 async def test_breaker_opens_skips_half_opens_and_closes(
     sim: RunningSimulator, start_gateway: StartGateway, http: aiohttp.ClientSession
 ) -> None:

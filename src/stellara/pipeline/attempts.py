@@ -235,6 +235,16 @@ class AttemptRunner:
             }
             self._events.publish(Event(REQUEST_FALLBACK, facts))
 
+    def stream_broke(self, ctx: RequestContext, error: UpstreamError) -> None:
+        """The stream of the attempt that answered broke off after its first chunk: a failure
+        of that provider, though the attempt was recorded as a success when it started."""
+        if not ctx.attempt_spans:
+            return  # a replayed cache hit: no provider was involved
+        span = ctx.attempt_spans[-1]
+        self.breakers.record_broken_stream(span.provider, span.model, error)
+        latency_s = self._clock.monotonic() - span.started_at
+        self.health.record_call(span.provider, span.model, latency_s, error)
+
     def _record(self, target: Target, started: float, error: UpstreamError | None) -> float:
         """Feed the attempt's outcome to routing stats, breakers and health; returns when it
         ended."""

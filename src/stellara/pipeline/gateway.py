@@ -486,6 +486,7 @@ class ChunkStream:
                     yield chunk
         except UpstreamError as exc:
             self._is_finished = True
+            self._gateway.attempts.stream_broke(ctx, exc)
             self._gateway.publish_failure(ctx, exc)
             self._gateway.settle(ctx)  # with the usage seen, if the cut came after it
             raise

@@ -108,12 +108,12 @@ class _Window:
         # Each bucket: [start, calls, failures].
         self._buckets: deque[list[float]] = deque()
 
-    def add(self, now: float, failed: bool) -> None:
+    def add(self, now: float, failed: bool, *, is_new_call: bool = True) -> None:
         start = now - (now % self._width)
         if not self._buckets or self._buckets[-1][0] < start:
             self._buckets.append([start, 0.0, 0.0])
         bucket = self._buckets[-1]
-        bucket[1] += 1
+        bucket[1] += 1 if is_new_call else 0
         bucket[2] += 1 if failed else 0
 
     def counts(self, now: float) -> tuple[int, int]:
@@ -209,6 +209,14 @@ class CircuitBreaker:
             self._probe_successes += 1
             if self._probe_successes >= self._settings.half_open_requests:
                 self._close()
+
+    def record_late_failure(self, now: float) -> None:
+        """Count a failure of a call already recorded as a success: a stream that broke off
+        after its first chunk. The call is not counted twice, so failure rates stay exact."""
+        if self.advance(now) == "closed":
+            self._window.add(now, True, is_new_call=False)
+            if self._should_open(now):
+                self._open(now)
 
     def release(self, now: float) -> None:
         """Hand back a half-open permit whose call ended without a verdict (cancelled)."""
@@ -334,6 +342,11 @@ class BreakerBoard:
             return
         success = error is None or not self.is_failure(error)
         breaker.record(success, now, latency_s=latency_s)
+
+    def record_broken_stream(self, provider_id: str, model: str, error: BaseException) -> None:
+        """Report that a stream, recorded as a success at its first chunk, then broke off."""
+        if self.is_failure(error):
+            self.get(provider_id, model).record_late_failure(self._clock.monotonic())
 
     def is_failure(self, error: BaseException) -> bool:
         """Whether `error` counts against the provider's breaker.
