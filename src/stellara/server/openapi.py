@@ -468,10 +468,13 @@ def build_openapi() -> dict[str, Any]:
     bearer: list[dict[str, list[str]]] = [{"bearer": []}]
     chat_ok = {
         "description": "A chat.completion, or with `stream: true` an SSE stream of "
-        "chat.completion.chunk events ending with `data: [DONE]`",
+        "chat.completion.chunk events ending with `data: [DONE]`, or with an error event "
+        "when the provider breaks off. The `text/event-stream` schema is each event's `data`",
         "content": {
             **_json_content("ChatCompletion"),
-            "text/event-stream": {"schema": _ref("ChatCompletionChunk")},
+            "text/event-stream": {
+                "schema": {"anyOf": [_ref("ChatCompletionChunk"), _ref("ErrorBody")]}
+            },
         },
     }
     paths: dict[str, Any] = {
