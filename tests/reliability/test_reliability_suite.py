@@ -1,5 +1,6 @@
 """The reliability suite's short form (`benchmarks/reliability.py --short`): every fault
-scenario gives the promised outcome, SIGTERM under load exits 0, no usage record is lost.
+scenario gives the promised outcome and counts against the breaker, Redis and PostgreSQL crashed
+under load change no answer, SIGTERM under load exits 0, no usage record is lost.
 
 Resource growth is judged by the full run only: a soak of a few seconds cannot tell warm-up
 from growth, and the full run's table in the README says where it stands."""
@@ -28,10 +29,13 @@ def test_reliability_suite_short_form_keeps_every_promise(tmp_path: Path) -> Non
     )
     report = result.stdout + result.stderr
     rows = [line for line in result.stdout.splitlines() if line.rstrip().endswith((" yes", " NO"))]
-    assert len(rows) > 40, report
+    assert len(rows) > 60, report
     broken = [
         row for row in rows if row.rstrip().endswith(" NO") and not row.startswith(GROWTH_ROWS)
     ]
     assert broken == [], report
-    records = next(row for row in rows if row.startswith("usage records of every answered"))
-    assert records.rstrip().endswith(" yes"), report
+    assert "SKIPPED" not in result.stdout, report  # CI has redis-server and PostgreSQL
+    records = [row for row in rows if row.startswith("usage records (")]
+    assert len(records) == 2, report
+    outages = [row for row in rows if "crashed 3 s under load" in row]
+    assert len(outages) == 2, report
