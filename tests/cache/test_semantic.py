@@ -14,7 +14,8 @@ import numpy.typing as npt
 import pytest
 
 from stellara.cache.embedder import SentenceEmbedder
-from stellara.cache.semantic import Match, SemanticCache, SemanticIndex, semantic_namespace
+from stellara.cache.key import semantic_namespace
+from stellara.cache.semantic import Match, SemanticCache, SemanticIndex
 
 Vector = npt.NDArray[np.float32]
 
@@ -213,16 +214,16 @@ async def test_cache_embeds_off_the_event_loop_and_reuses_the_lookup_vector(
     await cache.add("ns", "key-1", CACHED)  # after the miss: same text, no second embedding
     assert fake.calls == [CACHED]
     assert threading.get_ident() not in fake.threads
-    assert cache.vector_of(CACHED) is not None
+    assert cache.vector_bytes_of(CACHED) == fake.vectors[CACHED].astype(np.float32).tobytes()
 
 
 async def test_cache_remove_restore_and_clear(fake: FakeEmbedder) -> None:
     cache = SemanticCache(fake, threshold=0.9)
-    cache.restore("ns", "key-1", CACHED, fake.vectors[CACHED])
+    cache.restore("ns", "key-1", CACHED, fake.vectors[CACHED].tobytes())
     assert await cache.lookup("ns", PARAPHRASE) is not None
     assert cache.remove("key-1")
     assert await cache.lookup("ns", PARAPHRASE) is None
-    cache.restore("ns", "key-2", CACHED, fake.vectors[CACHED])
+    cache.restore("ns", "key-2", CACHED, fake.vectors[CACHED].tobytes())
     cache.clear()
     assert cache.stats().entries == 0
 

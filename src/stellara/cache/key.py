@@ -45,6 +45,22 @@ def cache_key(scope: str, request: ChatRequest) -> str:
     return digest.hexdigest()
 
 
+def semantic_namespace(tenant: str, model: str, context: str) -> str:
+    """The namespace of a semantic lookup: what must match exactly for a cached answer to apply.
+
+    Args:
+        tenant: the tenant (or API key id) whose entries may be served.
+        model: the requested model.
+        context: a canonical rendering of everything but the last user turn (system prompt,
+            earlier turns, sampling parameters); the caller decides what belongs in it.
+
+    Returns:
+        ``"<tenant>:<model>:<16 hex digits>"``; readable in logs, fixed length for the context.
+    """
+    digest = hashlib.blake2b(context.encode(), digest_size=8).hexdigest()
+    return f"{tenant}:{model}:{digest}"
+
+
 def _canonical(message: Message) -> Message:
     """One text part is the same prompt as its string. (Several parts are left alone: how a
     provider joins them is its own business.)"""

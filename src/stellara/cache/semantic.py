@@ -2,7 +2,8 @@
 
 A namespace is everything that must match exactly for a cached answer to apply: the tenant,
 the model, and a fingerprint of the conversation before the last user turn (see
-`semantic_namespace`). Within a namespace the last user turn is compared by meaning:
+`stellara.cache.key.semantic_namespace`). Within a namespace the last user turn is compared by
+meaning:
 
     lookup(namespace, text)
       -> embed text (all-MiniLM-L6-v2, in a worker thread: it is CPU-bound)
@@ -20,7 +21,6 @@ it with `SemanticCache.restore`, which takes stored vectors and does not re-embe
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import statistics
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Sequence
@@ -40,7 +40,6 @@ __all__ = [
     "SemanticCache",
     "SemanticCacheStats",
     "SemanticIndex",
-    "semantic_namespace",
 ]
 
 Vector = npt.NDArray[np.float32]
@@ -77,22 +76,6 @@ class Match:
     key: str
     score: float
     text: str
-
-
-def semantic_namespace(tenant: str, model: str, context: str) -> str:
-    """The namespace of a lookup: what must match exactly for a cached answer to apply.
-
-    Args:
-        tenant: the tenant (or API key id) whose entries may be served.
-        model: the requested model.
-        context: a canonical rendering of everything but the last user turn (system prompt,
-            earlier turns, sampling parameters); the caller decides what belongs in it.
-
-    Returns:
-        ``"<tenant>:<model>:<16 hex digits>"``; readable in logs, fixed length for the context.
-    """
-    digest = hashlib.blake2b(context.encode(), digest_size=8).hexdigest()
-    return f"{tenant}:{model}:{digest}"
 
 
 class _Namespace:
@@ -187,7 +170,7 @@ class SemanticIndex:
         """Add or replace an entry, evicting the least recently used one past `max_entries`.
 
         Args:
-            namespace: see `semantic_namespace`.
+            namespace: see `stellara.cache.key.semantic_namespace`.
             key: the cache key of the stored answer; unique across namespaces.
             text: the prompt text the vector was computed from (the guard reads it).
             vector: a unit-length vector of `dimension` floats.
@@ -320,7 +303,8 @@ class SemanticCache:
         """The best cached entry for `text` that passes the threshold and the guard.
 
         Args:
-            namespace: see `semantic_namespace`; entries of other namespaces never match.
+            namespace: see `stellara.cache.key.semantic_namespace`; entries of other namespaces
+                never match.
             text: the last user turn.
 
         Returns:
@@ -346,9 +330,10 @@ class SemanticCache:
         """Index `text` under `key` (whose answer the caller has stored) in `namespace`."""
         self.index.add(namespace, key, text, await self._embed(text, record=False))
 
-    def restore(self, namespace: str, key: str, text: str, vector: Vector) -> None:
-        """Re-index an entry whose vector was persisted (rebuilding after a restart)."""
-        self.index.add(namespace, key, text, vector)
+    def restore(self, namespace: str, key: str, text: str, vector: bytes) -> None:
+        """Re-index an entry whose vector was persisted as float32 bytes (`vector_bytes_of`);
+        raises `ValueError` when they are not whole float32s of the index's dimension."""
+        self.index.add(namespace, key, text, np.frombuffer(vector, dtype=np.float32))
 
     def remove(self, key: str) -> bool:
         """Forget an entry, e.g. when its stored answer expired or was deleted."""
@@ -364,9 +349,11 @@ class SemanticCache:
         """Load the model now (in a thread) rather than on the first lookup."""
         await asyncio.to_thread(self._embedder.embed, ["warm up"])
 
-    def vector_of(self, text: str) -> Vector | None:
-        """The vector computed for `text` by a recent lookup or add, for persisting it."""
-        return self._recent.get(text)
+    def vector_bytes_of(self, text: str) -> bytes | None:
+        """The vector computed for `text` by a recent lookup or add, as float32 bytes for
+        persisting it."""
+        vector = self._recent.get(text)
+        return None if vector is None else vector.astype(np.float32, copy=False).tobytes()
 
     def stats(self) -> SemanticCacheStats:
         """A snapshot of the counters and latencies."""

@@ -17,17 +17,15 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
-import numpy as np
 
 from stellara import _json
 from stellara._clock import Clock
 from stellara.cache.exact import ExactCache
-from stellara.cache.key import cache_key
+from stellara.cache.key import cache_key, semantic_namespace
 from stellara.cache.l1 import CachedAnswer, LevelStats
-from stellara.cache.semantic import SemanticCache, semantic_namespace
 from stellara.config.models import CacheConfig
 from stellara.errors import StateBackendError
 from stellara.pipeline.auth import Principal
@@ -39,6 +37,9 @@ from stellara.schema.chat import (
     completion_decoder,
 )
 from stellara.state.base import Invalidation
+
+if TYPE_CHECKING:  # numpy and the model load only when the semantic level is on
+    from stellara.cache.semantic import SemanticCache
 
 logger = logging.getLogger(__name__)
 
@@ -191,12 +192,11 @@ class AnswerCache:
         """Index `question` here and, with a shared L2, record it there for the others."""
         assert self.semantic is not None
         await self.semantic.add(namespace, key, question)
-        vector = self.semantic.vector_of(question)
+        vector = self.semantic.vector_bytes_of(question)
         if self.exact.l2 is None or vector is None:
             return
         try:
-            data = vector.astype(np.float32, copy=False).tobytes()
-            await self.exact.l2.put_semantic(namespace, key, question, data, ttl_s)
+            await self.exact.l2.put_semantic(namespace, key, question, vector, ttl_s)
         except StateBackendError as exc:
             self.exact.l2_stats.errors += 1
             logger.warning("semantic cache entry not shared through L2: %s", exc.message)
@@ -204,7 +204,7 @@ class AnswerCache:
     def _restore(self, namespace: str, key: str, text: str, vector: bytes) -> bool:
         assert self.semantic is not None
         try:
-            self.semantic.restore(namespace, key, text, np.frombuffer(vector, dtype=np.float32))
+            self.semantic.restore(namespace, key, text, vector)
         except ValueError:  # another dimension (another model), or not whole floats
             logger.warning("ignoring a semantic cache entry that does not fit the index: %r", key)
             return False

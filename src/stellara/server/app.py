@@ -14,10 +14,8 @@ from aiohttp import web
 
 from stellara._clock import Clock, SystemClock
 from stellara._secrets import SecretScrubber
-from stellara.cache.embedder import SentenceEmbedder
 from stellara.cache.exact import ExactCache
 from stellara.cache.l1 import L1Cache
-from stellara.cache.semantic import SemanticCache
 from stellara.cache.stage import AnswerCache
 from stellara.catalog import Catalog
 from stellara.config.models import StateConfig, StellaraConfig
@@ -408,6 +406,10 @@ def build_answer_cache(
     l2 = state.cache if settings.l2.enabled else None
     semantic = None
     if settings.semantic.enabled:
+        # Imported here: numpy and the tokenizer cost every other gateway memory and start-up.
+        from stellara.cache.embedder import SentenceEmbedder
+        from stellara.cache.semantic import SemanticCache
+
         semantic = SemanticCache(
             SentenceEmbedder(),
             threshold=settings.semantic.threshold,

@@ -12,7 +12,6 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from alembic.util.exc import CommandError
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -20,7 +19,7 @@ from stellara.config.models import StellaraConfig, TierConfig
 from stellara.errors import InvalidRequestError, StoreUnavailableError
 from stellara.store.db import Database
 from stellara.store.keys import KeyRecord, KeyStore
-from stellara.store.migrate import upgrade
+from stellara.store.migrate import MigrationError, upgrade
 
 # The sizes of the `api_keys` columns: PostgreSQL refuses longer values (a 503 instead of a 400).
 MAX_TEXT_CHARS = {"user": 256, "team": 256, "name": 256, "tier": 64}
@@ -41,7 +40,7 @@ async def open_database(url: str) -> AsyncIterator[Database]:
     try:
         try:
             await upgrade(database)
-        except (SQLAlchemyError, OSError, CommandError) as exc:
+        except (SQLAlchemyError, OSError, MigrationError) as exc:
             raise _unopened(database, exc) from exc
         yield database
     finally:
@@ -54,7 +53,7 @@ async def upgrade_database(url: str) -> tuple[str | None, str | None]:
     database = Database(url)
     try:
         return await upgrade(database)
-    except (SQLAlchemyError, OSError, CommandError) as exc:
+    except (SQLAlchemyError, OSError, MigrationError) as exc:
         raise _unopened(database, exc) from exc
     finally:
         await database.close()

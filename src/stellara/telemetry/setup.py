@@ -9,14 +9,13 @@ from stellara._clock import Clock
 from stellara.config.models import TelemetryConfig, TracingConfig
 from stellara.errors import ConfigError
 from stellara.state.base import StateBackend
-from stellara.state.redis import RedisBackend
 from stellara.telemetry.events import EventBus
 from stellara.telemetry.sinks import QueueSink
 from stellara.telemetry.sinks.log import EventLogSink
-from stellara.telemetry.sinks.redis import RedisEventSink, events_channel
 from stellara.telemetry.sinks.webhook import WebhookClient, WebhookSink
 
 if TYPE_CHECKING:
+    from stellara.telemetry.sinks.redis import RedisEventSink
     from stellara.telemetry.tracing import RequestTracer
 
 CLOSE_TIMEOUT_S = 5.0
@@ -78,13 +77,23 @@ def attach_sinks(
     client = WebhookClient()  # opens its pool on the first POST
     webhooks = [WebhookSink(hook, client, clock=clock) for hook in config.webhooks]
     redis = None
-    if config.redis_events and isinstance(state, RedisBackend):
-        redis = RedisEventSink(state.client, events_channel(state.key_prefix), clock=clock)
+    if config.redis_events:
+        redis = _redis_sink(state, clock)
     tracer = _tracer(config.tracing, clock) if config.tracing.enabled else None
     sinks = Sinks(log=log, webhooks=webhooks, redis=redis, tracer=tracer, client=client)
     for sink in sinks.all:
         sink.attach(events)
     return sinks
+
+
+def _redis_sink(state: StateBackend, clock: Clock) -> RedisEventSink | None:
+    # Imported here: redis-py loads only in gateways that use Redis.
+    from stellara.state.redis import RedisBackend
+    from stellara.telemetry.sinks.redis import RedisEventSink, events_channel
+
+    if not isinstance(state, RedisBackend):
+        return None
+    return RedisEventSink(state.client, events_channel(state.key_prefix), clock=clock)
 
 
 def _tracer(config: TracingConfig, clock: Clock) -> RequestTracer:
