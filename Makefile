@@ -13,7 +13,7 @@ check:
 	./scripts/check
 
 bench:
-	./scripts/install && .venv/bin/python benchmarks/run.py
+	./scripts/install && ./scripts/bench-tools && .venv/bin/python benchmarks/compare.py
 
 docs:
 	./scripts/install && NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict

@@ -65,11 +65,16 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer %(key)s"
 wrk.body = '%(body)s'
 
+"""
+
+# Prints wrk's figures as one JSON line (microseconds), parsed by `run_wrk`; every wrk script
+# of the benchmarks ends with it.
+WRK_DONE_LUA = """\
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
-    'STELLARA_WRK {"requests":%%d,"duration_us":%%d,"p50_us":%%d,"p99_us":%%d,' ..
-    '"mean_us":%%.1f,"max_us":%%d,"socket_errors":%%d,"non_2xx":%%d}\\n',
+    'STELLARA_WRK {"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,' ..
+    '"mean_us":%.1f,"max_us":%d,"socket_errors":%d,"non_2xx":%d}\\n',
     summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
     latency.mean, latency.max, e.connect + e.read + e.write + e.timeout, e.status))
 end
@@ -326,15 +331,22 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[rank - 1]
 
 
-async def _measure_streams(url: str, streams: int, warmup: int) -> StreamResult:
-    body = request_body(stream=True)
-    headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+async def _measure_streams(
+    url: str,
+    streams: int,
+    warmup: int,
+    headers: dict[str, str] | None,
+    body_of: Callable[[int], bytes] | None,
+) -> StreamResult:
+    if headers is None:
+        headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
     ttfb: list[float] = []
     total: list[float] = []
     failures = 0
     connector = aiohttp.TCPConnector(limit=1)  # one keep-alive connection, streams in sequence
     async with aiohttp.ClientSession(connector=connector) as session:
         for index in range(warmup + streams):
+            body = request_body(stream=True) if body_of is None else body_of(index)
             started = time.perf_counter()
             first: float | None = None
             async with session.post(url, data=body, headers=headers) as response:
@@ -361,14 +373,25 @@ async def _measure_streams(url: str, streams: int, warmup: int) -> StreamResult:
     )
 
 
-def measure_streams(url: str, streams: int, warmup: int) -> StreamResult:
+def measure_streams(
+    url: str,
+    streams: int,
+    warmup: int,
+    *,
+    headers: dict[str, str] | None = None,
+    body_of: Callable[[int], bytes] | None = None,
+) -> StreamResult:
+    """Time ``streams`` streams one after another (after ``warmup`` untimed ones).
+
+    ``headers`` default to the benchmark key's; ``body_of(index)`` makes each request's body
+    (default: the same ``request_body(stream=True)`` every time)."""
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
     with contextlib.suppress(ImportError):
         import uvloop
 
         loop_factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        return runner.run(_measure_streams(url, streams, warmup))
+        return runner.run(_measure_streams(url, streams, warmup, headers, body_of))
 
 
 # --------------------------------------------------------------------------- driver
@@ -428,7 +451,8 @@ def benchmark(
         }
     )
     script = workdir / "chat.lua"
-    script.write_text(_WRK_LUA % {"key": API_KEY, "body": request_body(stream=False).decode()})
+    body = request_body(stream=False).decode()
+    script.write_text(_WRK_LUA % {"key": API_KEY, "body": body} + WRK_DONE_LUA)
 
     stellara = [sys.executable, "-m", "stellara.cli"]
     simulator = services.start(
