@@ -145,7 +145,9 @@ async def test_redis_cache_get_and_put_take_one_round_trip_each(prefix: str) -> 
     await proxy.start()
     backend = RedisBackend(f"redis://127.0.0.1:{proxy.port}/15", key_prefix=prefix)
     try:
-        await backend.cache.put("warm", b"v", 60, scope="s", model="m")  # connect, load script
+        # Connect both clients (the pipelined one and redis-py's pool) and load the script.
+        await backend.cache.put("warm", b"v", 60, scope="s", model="m")
+        await backend.cache.delete("warm")
         proxy.commands.clear()
         for i in range(10):
             await backend.cache.put(f"k{i}", BINARY, 60, scope="s", model="m")

@@ -51,12 +51,13 @@ def _upgrade(connection: Connection, is_sqlite: bool) -> tuple[str | None, str |
     before = _current_revision(connection)
     if before == HEAD_REVISION:
         return before, before
+    # Alembic narrates its import and every migration at INFO; `upgrade` logs one line when
+    # something changed.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     from alembic import command
     from alembic.config import Config
     from alembic.util.exc import CommandError
 
-    # Alembic narrates every migration at INFO; `upgrade` logs one line when something changed.
-    logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection

@@ -51,6 +51,7 @@ from redis.exceptions import RedisError
 
 from stellara.errors import StateBackendError
 from stellara.state.base import Invalidation
+from stellara.state.redis.pipelined import PipelinedRedis
 from stellara.state.redis.pubsub import SUBSCRIBE_TIMEOUT_S, ChannelListener
 
 logger = logging.getLogger(__name__)
@@ -135,6 +136,7 @@ class RedisCacheStore:
         self._channel = f"{key_prefix}:cache:invalidate"
         self._origin = uuid.uuid4().hex
         self._put = client.register_script(_PUT_SCRIPT)
+        self._commands = PipelinedRedis(client)  # get and put: on the request path
         self._callbacks: list[Callable[[Invalidation], None]] = []
         self._listener = ChannelListener(
             client,
@@ -171,10 +173,7 @@ class RedisCacheStore:
         """The value stored under `key`, or None when absent or expired."""
         self._start_listener()
         try:
-            # NEVER_DECODE: the pool decodes replies to text, and a value is any bytes
-            value: bytes | None = await self._client.execute_command(  # type: ignore[no-untyped-call]
-                "GET", self._value_key(key), **{NEVER_DECODE: []}
-            )
+            value: bytes | None = await self._commands.execute("GET", self._value_key(key))
         except (RedisError, OSError) as exc:
             raise self._error("get", exc) from exc
         return value
@@ -186,7 +185,7 @@ class RedisCacheStore:
         ttl_ms = max(1, math.ceil(ttl_s * 1000))
         args: list[bytes | str | int] = [value, ttl_ms, self._channel, self._message(key=key)]
         try:
-            await self._put(keys=keys, args=args)
+            await self._commands.run_script(self._put, keys, args)
         except (RedisError, OSError) as exc:
             raise self._error("put", exc) from exc
 
@@ -313,6 +312,7 @@ class RedisCacheStore:
         """Stop the listeners. The client belongs to the backend, which closes it."""
         await self._listener.close()
         await self._semantic_listener.close()
+        await self._commands.aclose()
 
     def _value_key(self, key: str) -> str:
         return f"{self._prefix}:cv:{{{_part(key)}}}"

@@ -37,6 +37,7 @@ from stellara.state.base import Admission, Amounts, Limit, LimitState, WindowLim
 from stellara.state.redis.breakers import RedisBreakerSync
 from stellara.state.redis.cache import RedisCacheStore
 from stellara.state.redis.keys import RedisKeySync
+from stellara.state.redis.pipelined import PipelinedRedis
 
 _RESET_ATTEMPTS = 5  # a reset races only with the creation of new keys in the same scope
 _PERIOD_KINDS = {"daily": "d", "monthly": "m", "session": "s"}
@@ -85,6 +86,7 @@ class RedisLimitStore:
             name: client.register_script(text) for name, text in _scripts().items()
         }
         self._client = client
+        self._commands = PipelinedRedis(client)  # admit and settle: every request, twice
         # names and session ids repeat on every request; quoting them showed in profiles
         self._part = lru_cache(maxsize=4096)(_part)
 
@@ -155,14 +157,17 @@ class RedisLimitStore:
     async def _run(self, script: str, keys: list[str], args: list[str]) -> list[str]:
         """One script call; every script replies with a list of strings (floats intact)."""
         try:
-            reply: list[str] = await self._scripts[script](keys=keys, args=args)
+            reply = await self._commands.run_script(self._scripts[script], keys, args)
         except (RedisError, OSError) as exc:
             raise self._error(script, exc) from exc
-        return reply
+        return [value.decode() for value in reply]
 
     def _error(self, operation: str, exc: BaseException) -> StateBackendError:
         detail = str(exc) or type(exc).__name__
         return StateBackendError(f"redis state backend at {self._where}: {operation}: {detail}")
+
+    async def close(self) -> None:
+        await self._commands.aclose()
 
 
 def _states(limits: Sequence[Limit], values: Sequence[str]) -> tuple[LimitState, ...]:
@@ -269,4 +274,5 @@ class RedisBackend:
         await self._breakers.close()
         await self._keys.close()
         await self._cache.close()
+        await self._limits.close()
         await self._client.aclose()

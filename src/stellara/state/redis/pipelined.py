@@ -1,0 +1,209 @@
+"""One Redis connection shared by every request of a process, with automatic pipelining.
+
+Commands issued in the same event-loop iteration leave in one write; Redis answers in the order
+it received them, so replies are matched to callers first in, first out. Under load this costs
+a few microseconds of CPU per command, where redis-py's pooled request-and-reply costs ~70
+(check out a connection, write, wait, parse, return it: `benchmarks/state.py`). The hot
+commands use it: limit scripts and cache reads and writes. Everything else (pub/sub, management)
+stays on redis-py.
+
+Replies come back as hiredis parses them: bulk strings as `bytes`, integers as `int`, arrays as
+lists, errors as `redis.exceptions.ResponseError`. Failures raise `OSError`s (`TimeoutError`,
+`ConnectionError`), so callers handle them as they do redis-py's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections import deque
+from collections.abc import Sequence
+from typing import Any, cast
+
+import hiredis
+from redis.asyncio import Redis
+from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection
+from redis.commands.core import AsyncScript
+from redis.exceptions import ResponseError
+
+Arg = bytes | str | int | float
+
+
+def pack(args: Sequence[Arg]) -> bytes:
+    """A command as a RESP array of bulk strings."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg if isinstance(arg, bytes) else str(arg).encode()
+        parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+class _Protocol(asyncio.Protocol):
+    """The wire: writes batched per loop iteration, replies handed to waiters in order."""
+
+    def __init__(self) -> None:
+        self._reader = hiredis.Reader(replyError=ResponseError)
+        self._waiters: deque[asyncio.Future[Any]] = deque()
+        self._outgoing: list[bytes] = []
+        self._transport: asyncio.Transport | None = None
+        self._loop = asyncio.get_running_loop()
+        self._lost: BaseException | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._transport is not None and self._lost is None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, only alike
+        self._transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._reader.feed(data)
+        while (reply := self._reader.gets()) is not False:
+            if not self._waiters:  # a reply nobody asked for: the stream is out of step
+                self.abort(ConnectionError("redis sent a reply nobody waited for"))
+                return
+            waiter = self._waiters.popleft()
+            if waiter.done():
+                continue  # its caller timed out (and closed the connection) or was cancelled
+            if isinstance(reply, ResponseError):
+                waiter.set_exception(reply)
+            else:
+                waiter.set_result(reply)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail_all(exc or ConnectionError("redis closed the connection"))
+
+    def send(self, args: Sequence[Arg]) -> asyncio.Future[Any]:
+        if self._lost is not None:
+            raise ConnectionError(f"redis connection lost: {self._lost}")
+        waiter = self._loop.create_future()
+        self._waiters.append(waiter)
+        if not self._outgoing:
+            self._loop.call_soon(self._flush)
+        self._outgoing.append(pack(args))
+        return waiter
+
+    def _flush(self) -> None:
+        data, self._outgoing = b"".join(self._outgoing), []
+        if self._transport is not None and self._lost is None:
+            self._transport.write(data)
+
+    def abort(self, exc: BaseException) -> None:
+        """Close at once: every waiting command fails with `exc`."""
+        self._fail_all(exc)
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _fail_all(self, exc: BaseException) -> None:
+        if self._lost is None:
+            self._lost = exc if isinstance(exc, OSError) else ConnectionError(str(exc))
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(ConnectionError(f"redis connection lost: {self._lost}"))
+
+
+class PipelinedRedis:
+    """A lazily opened, shared, pipelined connection to the Redis a redis-py client uses.
+
+    A command that gets no reply within the client's socket timeout raises `TimeoutError` and
+    closes the connection (its place in the reply order is lost), failing the commands behind
+    it. A command that finds the connection lost (Redis restarted) is sent once more on a new
+    one; only idempotent commands go through here (the limit scripts are, by reservation id).
+    So the client recovers by itself after an outage.
+    """
+
+    def __init__(self, client: Redis) -> None:
+        """Connect where `client` connects (address, database, credentials, TLS), with its
+        socket timeouts."""
+        pool = client.connection_pool
+        self._kind = pool.connection_class
+        self._settings = pool.connection_kwargs
+        self._timeout_s = float(self._settings.get("socket_timeout") or 1.0)
+        self._connect_timeout_s = float(
+            self._settings.get("socket_connect_timeout") or self._timeout_s
+        )
+        self._protocol: _Protocol | None = None
+        self._connecting: asyncio.Lock | None = None
+
+    async def execute(self, *args: Arg) -> Any:
+        """Send one command and return its reply."""
+        try:
+            return await self._execute_once(args)
+        except TimeoutError:
+            raise
+        except ConnectionError:
+            return await self._execute_once(args)
+
+    async def _execute_once(self, args: Sequence[Arg]) -> Any:
+        protocol = self._protocol
+        if protocol is None or not protocol.is_open:
+            protocol = await self._connect()
+        waiter = protocol.send(args)
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                return await waiter
+        except TimeoutError:
+            protocol.abort(TimeoutError(f"no reply within {self._timeout_s:g} s"))
+            raise
+
+    async def run_script(
+        self, script: AsyncScript, keys: Sequence[Arg], args: Sequence[Arg]
+    ) -> Any:
+        """Run a script registered with redis-py: EVALSHA, falling back to EVAL (which caches
+        the script) when Redis lacks it, e.g. after a restart or a `SCRIPT FLUSH`."""
+        try:
+            return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+        except ResponseError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+        source = script.script
+        source = bytes(source) if isinstance(source, memoryview) else source
+        return await self.execute("EVAL", source, len(keys), *keys, *args)
+
+    async def _connect(self) -> _Protocol:
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        async with self._connecting:  # one connection, however many callers wait for it
+            if self._protocol is not None and self._protocol.is_open:
+                return self._protocol
+            async with asyncio.timeout(self._connect_timeout_s):
+                protocol = await self._open()
+                try:
+                    await self._handshake(protocol)
+                except BaseException:
+                    protocol.abort(ConnectionError("handshake failed"))
+                    raise
+            self._protocol = protocol
+            return protocol
+
+    async def _open(self) -> _Protocol:
+        loop = asyncio.get_running_loop()
+        settings = self._settings
+        if issubclass(self._kind, UnixDomainSocketConnection):
+            _, protocol = await loop.create_unix_connection(_Protocol, settings["path"])
+            return protocol
+        context = ssl.create_default_context() if issubclass(self._kind, SSLConnection) else None
+        host, port = settings.get("host", "localhost"), settings.get("port", 6379)
+        _, protocol = await loop.create_connection(_Protocol, host, port, ssl=context)
+        return protocol
+
+    async def _handshake(self, protocol: _Protocol) -> None:
+        settings = self._settings
+        replies = []
+        if settings.get("password") is not None:
+            user = settings.get("username")
+            credentials = [settings["password"]] if user is None else [user, settings["password"]]
+            replies.append(protocol.send(["AUTH", *credentials]))
+        if settings.get("db", 0):
+            replies.append(protocol.send(["SELECT", settings["db"]]))
+        for reply in replies:
+            await reply
+
+    async def aclose(self) -> None:
+        if self._protocol is not None:
+            with contextlib.suppress(Exception):
+                self._protocol.abort(ConnectionError("client closed"))
+            self._protocol = None

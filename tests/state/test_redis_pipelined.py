@@ -1,0 +1,144 @@
+"""The pipelined Redis connection under both event loops the gateway runs on (asyncio in
+tests, uvloop in `stellara serve`): replies reach the right callers however many commands
+share a write, scripts survive a flushed script cache, and the connection recovers by itself
+after Redis drops it, restarts or goes silent."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+import uvloop
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from stellara.state.redis.pipelined import PipelinedRedis, pack
+from tests.state.conftest import REDIS_URL, redis_or_fail
+from tests.state.test_redis_backend import PrivateRedis
+
+LOOPS = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+
+
+def run_on(loop_name: str, test: Callable[[], Awaitable[None]]) -> None:
+    with asyncio.Runner(loop_factory=LOOPS[loop_name]) as runner:
+        runner.run(redis_or_fail(REDIS_URL))
+        runner.run(test())  # type: ignore[arg-type]
+
+
+def test_pack_writes_resp_bulk_strings() -> None:
+    assert (
+        pack(["SET", "k", b"\x00\xff", 5])
+        == b"*4\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\n\x00\xff\r\n$1\r\n5\r\n"
+    )
+
+
+@pytest.mark.parametrize("loop_name", LOOPS)
+def test_concurrent_commands_each_get_their_own_reply(loop_name: str) -> None:
+    async def test() -> None:
+        client = Redis.from_url(REDIS_URL, socket_timeout=2)
+        commands = PipelinedRedis(client)
+        try:
+            keys = [f"stellara-test-pipelined:{loop_name}:{i}" for i in range(500)]
+            await asyncio.gather(*(commands.execute("SET", k, k.encode() * 3) for k in keys))
+            values = await asyncio.gather(*(commands.execute("GET", k) for k in keys))
+            assert values == [k.encode() * 3 for k in keys]
+            assert await commands.execute("DEL", *keys) == 500
+            with pytest.raises(ResponseError):
+                await commands.execute("NOSUCHCOMMAND")
+            assert await commands.execute("PING") == b"PONG"  # still in step after an error
+        finally:
+            await commands.aclose()
+            await client.aclose()
+
+    run_on(loop_name, test)
+
+
+@pytest.mark.parametrize("loop_name", LOOPS)
+def test_script_runs_again_after_the_script_cache_is_flushed(loop_name: str) -> None:
+    async def test() -> None:
+        client = Redis.from_url(REDIS_URL, socket_timeout=2)
+        commands = PipelinedRedis(client)
+        script = client.register_script("return {ARGV[1], KEYS[1]}")
+        try:
+            assert await commands.run_script(script, ["k"], ["a"]) == [b"a", b"k"]
+            await commands.execute("SCRIPT", "FLUSH")
+            assert await commands.run_script(script, ["k"], ["b"]) == [b"b", b"k"]
+            assert await commands.execute("SCRIPT", "EXISTS", script.sha) == [1]
+        finally:
+            await commands.aclose()
+            await client.aclose()
+
+    run_on(loop_name, test)
+
+
+@pytest.mark.parametrize("loop_name", LOOPS)
+def test_recovers_after_redis_restarts(loop_name: str, tmp_path: Path) -> None:
+    server = PrivateRedis(tmp_path)
+    server.start()
+
+    async def test() -> None:
+        client = Redis.from_url(server.url, socket_timeout=1, socket_connect_timeout=1)
+        commands = PipelinedRedis(client)
+        try:
+            assert await commands.execute("SET", "k", "v") == b"OK"
+            server.stop()
+            with pytest.raises(ConnectionError):
+                await commands.execute("GET", "k")
+            server.start()
+            assert await commands.execute("GET", "k") is None  # a new, empty server
+        finally:
+            await commands.aclose()
+            await client.aclose()
+
+    try:
+        run_on(loop_name, test)
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("loop_name", LOOPS)
+def test_silent_server_times_out_and_the_connection_is_replaced(loop_name: str) -> None:
+    async def test() -> None:
+        connections: list[asyncio.StreamWriter] = []
+
+        async def never_answer(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            connections.append(writer)
+
+        silent = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+        port = silent.sockets[0].getsockname()[1]
+        client = Redis.from_url(f"redis://127.0.0.1:{port}/0", socket_timeout=0.2)
+        commands = PipelinedRedis(client)
+        try:
+            results = await asyncio.gather(
+                *(commands.execute("GET", "k") for _ in range(5)), return_exceptions=True
+            )
+            assert all(isinstance(r, OSError) for r in results), results
+            with pytest.raises(TimeoutError):
+                await commands.execute("GET", "k")
+            assert len(connections) == 2  # the timed-out connection was closed, not reused
+        finally:
+            await commands.aclose()
+            await client.aclose()
+            for writer in connections:
+                writer.close()
+            silent.close()
+            await silent.wait_closed()
+
+    run_on(loop_name, test)
+
+
+def test_refused_connection_is_an_os_error() -> None:
+    async def test() -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        client = Redis.from_url(f"redis://127.0.0.1:{port}/0", socket_timeout=0.2)
+        commands = PipelinedRedis(client)
+        with pytest.raises(ConnectionRefusedError):
+            await commands.execute("PING")
+        await client.aclose()
+
+    run_on("uvloop", test)
