@@ -82,6 +82,12 @@ class LimitsPolicy:
         # (user, tier) → merged tier; only users with overrides get entries, so it is bounded
         # by the config.
         self._merged: dict[tuple[str, str], TierConfig] = {}
+        # Built per request, these showed in profiles; both change only with the UTC offset.
+        # (tier config's id, offset) → its limits without a session; bounded by the config
+        # (each config object is kept alive by `_config` or `_merged`) times the offsets.
+        self._tier_limits: dict[tuple[int, int], tuple[Limit, ...]] = {}
+        self._offset_minute = -1
+        self._offset_s = 0
 
     @property
     def is_enabled(self) -> bool:
@@ -136,7 +142,7 @@ class LimitsPolicy:
         tier = self.tier_of(user, key_tier)
         config = self.tier_config(user, tier)
         offset_s = self.utc_offset_s(now)
-        limits = tuple(_limits(config, session_id, offset_s)) if config is not None else ()
+        limits = self._limits_of(config, session_id, offset_s) if config is not None else ()
         if key_limits is not None:
             own = TierConfig(rate=key_limits.rate, quota=key_limits.quota)
             limits += tuple(
@@ -153,10 +159,28 @@ class LimitsPolicy:
         burst = config.burst if config is not None else None
         return EffectivePolicy(user, tier, limits, store_limits, shadow, burst, needs_estimate)
 
+    def _limits_of(
+        self, config: TierConfig, session_id: str | None, offset_s: int
+    ) -> tuple[Limit, ...]:
+        if session_id:  # session limits name the session: not shared between requests
+            return tuple(_limits(config, session_id, offset_s))
+        key = (id(config), offset_s)
+        limits = self._tier_limits.get(key)
+        if limits is None:
+            limits = self._tier_limits[key] = tuple(_limits(config, None, offset_s))
+        return limits
+
     def utc_offset_s(self, now: float) -> int:
-        """The configured zone's offset from UTC at `now` (DST included)."""
-        offset = datetime.fromtimestamp(now, self._zone).utcoffset()
-        return int(offset.total_seconds()) if offset is not None else 0
+        """The configured zone's offset from UTC at `now` (DST included).
+
+        Computed once a minute: time zones change their offset on whole minutes.
+        """
+        minute = int(now // 60)
+        if minute != self._offset_minute:
+            offset = datetime.fromtimestamp(minute * 60, self._zone).utcoffset()
+            self._offset_s = int(offset.total_seconds()) if offset is not None else 0
+            self._offset_minute = minute
+        return self._offset_s
 
 
 def _limits(config: TierConfig, session_id: str | None, utc_offset_s: int) -> Iterator[Limit]:

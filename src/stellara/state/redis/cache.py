@@ -103,11 +103,12 @@ def _part(text: str) -> str:
 class RedisCacheStore:
     """`CacheStore` on the state backend's Redis, shared by every gateway process.
 
-    Commands go through the backend's pooled client (its short timeouts and single retry, so a
-    slow Redis costs a request little); values come back as bytes although that client decodes
-    replies to text. The listener has a one-connection pool of its own built from the same
-    settings but without redis-py's retry (a silent reconnection would hide that messages
-    were missed) and without decoding. Every command failure surfaces as `StateBackendError`.
+    `get` and `put` go through the pipelined connection, the rest through the backend's pooled
+    client (both with its short timeouts, so a slow Redis costs a request little); values come
+    back as bytes although that client decodes replies to text. The listener has a
+    one-connection pool of its own built from the same settings but without redis-py's retry
+    (a silent reconnection would hide that messages were missed) and without decoding. Every
+    command failure surfaces as `StateBackendError`.
 
     Args:
         client: the backend's client.
@@ -117,6 +118,8 @@ class RedisCacheStore:
             reconnects when three intervals pass without a reply (a vanished host sends no
             reset, so only a missing answer shows it).
         semantic_max_entries: about how many semantic entries the stream keeps.
+        commands: the pipelined connection for `get` and `put` (the request path), shared
+            with the limits; by default one of its own, closed with the store.
     """
 
     def __init__(
@@ -127,6 +130,7 @@ class RedisCacheStore:
         where: str,
         ping_interval_s: float = 5.0,
         semantic_max_entries: int = _SEMANTIC_MAX_ENTRIES,
+        commands: PipelinedRedis | None = None,
     ) -> None:
         if "{" in key_prefix or "}" in key_prefix:
             raise ValueError(f"key_prefix {key_prefix!r} must not contain '{{' or '}}'")
@@ -136,7 +140,9 @@ class RedisCacheStore:
         self._channel = f"{key_prefix}:cache:invalidate"
         self._origin = uuid.uuid4().hex
         self._put = client.register_script(_PUT_SCRIPT)
-        self._commands = PipelinedRedis(client)  # get and put: on the request path
+        # get and put, on the request path; by default a pipelined connection of its own
+        self._owns_commands = commands is None
+        self._commands = commands or PipelinedRedis(client)
         self._callbacks: list[Callable[[Invalidation], None]] = []
         self._listener = ChannelListener(
             client,
@@ -312,7 +318,8 @@ class RedisCacheStore:
         """Stop the listeners. The client belongs to the backend, which closes it."""
         await self._listener.close()
         await self._semantic_listener.close()
-        await self._commands.aclose()
+        if self._owns_commands:
+            await self._commands.aclose()
 
     def _value_key(self, key: str) -> str:
         return f"{self._prefix}:cv:{{{_part(key)}}}"

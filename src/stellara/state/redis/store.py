@@ -77,7 +77,11 @@ class RedisLimitStore:
     retry after a lost reply is safe: `admit` finds the reservation recorded and counts it once.
     """
 
-    def __init__(self, client: Redis, *, key_prefix: str, where: str) -> None:
+    def __init__(
+        self, client: Redis, commands: PipelinedRedis, *, key_prefix: str, where: str
+    ) -> None:
+        """`commands` carries the scripts (admit and settle: every request, twice); `client`
+        the management commands."""
         if "{" in key_prefix or "}" in key_prefix:
             raise ValueError(f"key_prefix {key_prefix!r} must not contain '{{' or '}}'")
         self._prefix = key_prefix
@@ -86,7 +90,7 @@ class RedisLimitStore:
             name: client.register_script(text) for name, text in _scripts().items()
         }
         self._client = client
-        self._commands = PipelinedRedis(client)  # admit and settle: every request, twice
+        self._commands = commands
         # names and session ids repeat on every request; quoting them showed in profiles
         self._part = lru_cache(maxsize=4096)(_part)
 
@@ -166,9 +170,6 @@ class RedisLimitStore:
         detail = str(exc) or type(exc).__name__
         return StateBackendError(f"redis state backend at {self._where}: {operation}: {detail}")
 
-    async def close(self) -> None:
-        await self._commands.aclose()
-
 
 def _states(limits: Sequence[Limit], values: Sequence[str]) -> tuple[LimitState, ...]:
     """LimitStates from the scripts' (used, reset_at) pairs, one pair per limit."""
@@ -229,8 +230,16 @@ class RedisBackend:
         )
         self._client = Redis.from_pool(pool)
         self._key_prefix = key_prefix
-        self._limits = RedisLimitStore(self._client, key_prefix=key_prefix, where=redact(url))
-        self._cache = RedisCacheStore(self._client, key_prefix=key_prefix, where=redact(url))
+        # One pipelined connection for the request path: one write per loop iteration for
+        # every request's limit and cache commands together.
+        self._commands = PipelinedRedis(self._client)
+        where = redact(url)
+        self._limits = RedisLimitStore(
+            self._client, self._commands, key_prefix=key_prefix, where=where
+        )
+        self._cache = RedisCacheStore(
+            self._client, key_prefix=key_prefix, where=where, commands=self._commands
+        )
         self._breakers = RedisBreakerSync(self._client, key_prefix=key_prefix, where=redact(url))
         self._keys = RedisKeySync(self._client, key_prefix=key_prefix, where=redact(url))
 
@@ -274,5 +283,5 @@ class RedisBackend:
         await self._breakers.close()
         await self._keys.close()
         await self._cache.close()
-        await self._limits.close()
+        await self._commands.aclose()
         await self._client.aclose()
