@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import multiprocessing
 import os
@@ -24,6 +25,7 @@ from stellara.telemetry.metrics import prepare_multiprocess_dir, worker_exited
 logger = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_S = 30.0
+GC_YOUNG_THRESHOLD = 50_000  # objects allocated between young-generation collections
 
 
 def run_loop(main: Callable[[], Awaitable[None]]) -> None:
@@ -67,6 +69,7 @@ async def serve(
     preload = asyncio.create_task(asyncio.to_thread(app[TOKENS].preload))
     site = web.TCPSite(runner, host, port, reuse_port=reuse_port, backlog=1024)
     await site.start()
+    tune_garbage_collector()
     if on_ready is not None:
         on_ready(_bound_port(runner, port))
     try:
@@ -74,6 +77,19 @@ async def serve(
     finally:
         await runner.cleanup()
         await preload
+
+
+def tune_garbage_collector() -> None:
+    """Spend less time in the cyclic garbage collector on the request path.
+
+    What start-up built (modules, config, routes, catalogs) lives as long as the process:
+    frozen, the collector never walks it again. Each request leaves some cyclic garbage
+    (exceptions with tracebacks, futures), so collection stays on, but a young generation
+    of 50,000 objects instead of 700 collects every few hundred requests, not every few.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def _bound_port(runner: web.AppRunner, requested: int) -> int:
