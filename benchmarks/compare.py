@@ -14,6 +14,7 @@ Usage::
     .venv/bin/python benchmarks/compare.py            # everything (~4 minutes)
     .venv/bin/python benchmarks/compare.py --quick    # smoke run (~2 minutes)
     .venv/bin/python benchmarks/compare.py --only stellara-on,portkey --json out.json
+    .venv/bin/python benchmarks/compare.py --only stellara-on,stellara-off --profile profiles/
 
 See ``benchmarks/README.md`` for what each figure means and why the processes sit where they do.
 """
@@ -41,6 +42,7 @@ from typing import Any
 
 import aiohttp
 
+import _profile
 from run import (
     GATEWAY_CORE,
     LOAD_CORE,
@@ -80,6 +82,7 @@ STARTUP_TIMEOUT_S = 120.0
 COUNTER = "@N@"
 
 GATEWAYS = ("stellara-on", "stellara-off", "stellara-2w", "litellm", "portkey")
+PROFILED = ("stellara-on", "stellara-off")  # the columns `--profile` samples
 TITLES = {
     "direct": "direct",
     "stellara-on": "Stellara on",
@@ -459,6 +462,7 @@ class Options:
     redis_url: str
     only: list[str]
     pin: bool
+    profile_dir: Path | None = None  # py-spy the Stellara columns' capacity runs into here
 
     @property
     def gateway_core(self) -> int | None:
@@ -535,7 +539,15 @@ def measure(bench: Bench, name: str, target: Target, result: Result, *, full: bo
         )
 
     wrk("warmup", CONNECTIONS, options.warmup_s)
+    profiler = None
+    if options.profile_dir is not None and name in PROFILED:
+        folded = options.profile_dir / f"{name}.folded"
+        profiler = _profile.record(
+            target.service.process.pid, options.duration_s, folded, options.load_core
+        )
     result.capacity = wrk("capacity", CONNECTIONS, options.duration_s)
+    if profiler is not None:
+        profiler.wait(timeout=options.duration_s + 30)
     log(f"{name:12s} capacity {_wrk_text(result.capacity)}")
     if not full:
         return
@@ -1225,6 +1237,13 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, Path | None, bool, 
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
     parser.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
     parser.add_argument("--keep-logs", action="store_true", help="keep the temp dir and logs")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="sample Stellara's capacity runs with py-spy into DIR/<column>.folded and print "
+        "the hottest functions (the sampler shares the load core: capacity reads a little low)",
+    )
     parser.add_argument("--open-loop", help=argparse.SUPPRESS)  # the fixed-rate client process
     args = parser.parse_args(argv)
     only = list(GATEWAYS)
@@ -1246,6 +1265,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, Path | None, bool, 
         redis_url=args.redis,
         only=only,
         pin=not args.no_pin,
+        profile_dir=args.profile,
     )
     if args.quick:
         options.duration_s, options.warmup_s, options.streams = 3.0, 1.0, 30
@@ -1264,6 +1284,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if shutil.which(tool) is None:
             log(f"{tool} not found on PATH: run scripts/bench-tools")
             return 2
+    if options.profile_dir is not None:
+        if _profile.py_spy() is None:
+            log("py-spy not found: pip install py-spy (scripts/bench-tools does)")
+            return 2
+        options.profile_dir.mkdir(parents=True, exist_ok=True)
     if options.pin:
         if (os.cpu_count() or 1) < 2:
             log("pinning needs 2 cores; use --no-pin")
@@ -1284,6 +1309,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 130
     log(f"took {time.monotonic() - started:.0f} s")
     print(render(results, options, machine, tools))
+    if options.profile_dir is not None:
+        for name in PROFILED:
+            folded = options.profile_dir / f"{name}.folded"
+            if folded.exists():
+                print(f"\nprofile of {TITLES[name]} at capacity ({folded}):")
+                print("\n".join(_profile.summary(folded)))
     if json_path is not None:
         payload = {
             "machine": machine,
