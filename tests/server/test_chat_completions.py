@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import aiohttp
 import openai
 import pytest
 
+from stellara.server.request import new_request_id
 from stellara.sim import RunningSimulator
 from tests.conftest import (
     LIMITED_KEY,
@@ -241,3 +243,10 @@ async def test_models_hides_models_the_key_may_not_use(gateway: RunningGateway) 
     async with openai.AsyncOpenAI(base_url=gateway.base_url, api_key=LIMITED_KEY) as sdk:
         names = [model.id async for model in sdk.models.list()]
     assert names == ["other-model"]
+
+
+def test_request_ids_are_unique_and_keep_their_format() -> None:
+    ids = [new_request_id() for _ in range(10_000)]
+    assert len(set(ids)) == len(ids)
+    assert all(re.fullmatch(r"req_[0-9a-f]{24}", request_id) for request_id in ids)
+    assert len({request_id[:16] for request_id in ids}) == 1  # one process, one prefix

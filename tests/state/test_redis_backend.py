@@ -257,7 +257,7 @@ async def test_redis_silent_server_times_out_within_budget() -> None:
         limit = WindowLimit("rate:requests", "requests", 60.0, 5)
         try:
             started = time.monotonic()
-            with pytest.raises(StateBackendError, match="no reply from redis within 0.25 s"):
+            with pytest.raises(StateBackendError, match=r"no reply from redis within 0\.25 s"):
                 await backend.limits.admit("alice", [limit], {"requests": 1}, "r")
             assert time.monotonic() - started < 1.0  # 0.25 s socket timeout, one retry
         finally:

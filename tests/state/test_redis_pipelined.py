@@ -15,7 +15,7 @@ import uvloop
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from stellara.state.redis.pipelined import PipelinedRedis, pack
+from stellara.state.redis.pipelined import PipelinedRedis
 from tests.state.conftest import REDIS_URL, redis_or_fail
 from tests.state.test_redis_backend import PrivateRedis
 
@@ -26,13 +26,6 @@ def run_on(loop_name: str, test: Callable[[], Awaitable[None]]) -> None:
     with asyncio.Runner(loop_factory=LOOPS[loop_name]) as runner:
         runner.run(redis_or_fail(REDIS_URL))
         runner.run(test())  # type: ignore[arg-type]
-
-
-def test_pack_writes_resp_bulk_strings() -> None:
-    assert (
-        pack(["SET", "k", b"\x00\xff", 5])
-        == b"*4\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\n\x00\xff\r\n$1\r\n5\r\n"
-    )
 
 
 @pytest.mark.parametrize("loop_name", LOOPS)

@@ -30,15 +30,6 @@ from redis.exceptions import ResponseError
 Arg = bytes | str | int | float
 
 
-def pack(args: Sequence[Arg]) -> bytes:
-    """A command as a RESP array of bulk strings."""
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = arg if isinstance(arg, bytes) else str(arg).encode()
-        parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
-    return b"".join(parts)
-
-
 class _Protocol(asyncio.Protocol):
     """The wire: writes batched per loop iteration, replies handed to waiters in order.
 
@@ -93,7 +84,8 @@ class _Protocol(asyncio.Protocol):
             self._watchdog = self._loop.call_at(deadline, self._watch)
         if not self._outgoing:
             self._loop.call_soon(self._flush)
-        self._outgoing.append(pack(args))
+        # hiredis' stub types the argument as a one-element tuple; any length is packed
+        self._outgoing.append(hiredis.pack_command(tuple(args)))  # type: ignore[arg-type]
         return waiter
 
     def _watch(self) -> None:
