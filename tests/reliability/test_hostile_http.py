@@ -251,7 +251,7 @@ async def test_many_idle_connections_do_not_starve_others_and_are_closed(
 ) -> None:
     async with served(sim, keepalive_timeout_s=1.0) as port:
         after_round = []
-        for _ in range(2):  # the first round also pays serve()'s tokenizer preload (~100 MB)
+        for _ in range(2):  # the first round also pays serve()'s tokenizer preload (~50 MB)
             idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(500)]
             try:
                 assert await timed_normal_request(port) < 1.0

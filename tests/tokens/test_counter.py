@@ -191,3 +191,17 @@ def test_load_encoding_reports_a_missing_file(tmp_path: Path) -> None:
     spec = EncodingSpec("nope", "0" * 64, CL100K_BASE.pat_str, {})
     with pytest.raises(EncodingDataError, match="cannot read"):
         load_encoding(spec, tmp_path)
+
+
+def test_preload_loads_only_the_encodings_of_the_models_given() -> None:
+    counter = TokenCounter()
+    counter.preload(["gpt-4o-mini", "gpt-4o"])
+    assert counter.loaded_encodings == {"o200k_base"}
+    counter.preload(["claude-sonnet-4"])  # no published tokenizer: counted with cl100k_base
+    assert counter.loaded_encodings == {"o200k_base", "cl100k_base"}
+
+
+def test_loaded_encoding_counts_after_its_ranks_are_released() -> None:
+    encoding = load_encoding(O200K_BASE)
+    assert encoding.encode_ordinary("hello world") == [24912, 2375]
+    assert encoding.n_vocab > 199_000

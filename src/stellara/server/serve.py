@@ -66,7 +66,8 @@ async def serve(
         loop.add_signal_handler(sig, stop.set)
     await runner.setup()
     # In the background: start-up stays fast, and no request pays the ~0.2 s tokenizer load.
-    preload = asyncio.create_task(asyncio.to_thread(app[TOKENS].preload))
+    models = {target.model for model in config.models for target in model.targets}
+    preload = asyncio.create_task(asyncio.to_thread(app[TOKENS].preload, models))
     site = web.TCPSite(runner, host, port, reuse_port=reuse_port, backlog=1024)
     await site.start()
     tune_garbage_collector()
