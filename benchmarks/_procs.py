@@ -25,19 +25,23 @@ def pinned(core: int, args: list[str]) -> list[str]:
     return ["taskset", "-c", str(core), *args] if shutil.which("taskset") else args
 
 
+def wait_for_port(port: int, timeout_s: float = 30.0) -> None:
+    """Return once something listens on 127.0.0.1:`port`; `RuntimeError` after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port} after {timeout_s:g} s")
+
+
 @contextmanager
 def process(args: list[str], port: int) -> Iterator[None]:
     """Run `args` until the block ends; enter only once it listens on `port`."""
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.05)
-        else:
-            raise RuntimeError(f"{args[-3:]} did not start listening on {port}")
+        wait_for_port(port)
         yield
     finally:
         proc.terminate()

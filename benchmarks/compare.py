@@ -54,6 +54,7 @@ from run import (
     StreamResult,
     WrkResult,
     free_port,
+    git,
     log,
     machine_info,
     measure_streams,
@@ -162,14 +163,22 @@ http {
 }
 """
 
-_STELLARA_ON = """\
-server: {host: 127.0.0.1, port: %(port)d, master_key: %(master)s}
+# Both Stellara columns: nginx for JSON answers, the simulator for streams.
+_STELLARA_UPSTREAMS = """\
 providers:
   - {id: upstream, type: openai, base_url: "http://127.0.0.1:%(nginx)d/v1", api_key: %(ukey)s}
   - {id: sim, type: openai, base_url: "http://127.0.0.1:%(sim)d/v1", api_key: %(ukey)s}
 models:
   - {name: %(model)s, targets: [{provider: upstream, model: %(model)s}]}
   - {name: %(stream_model)s, targets: [{provider: sim, model: %(model)s}]}
+"""
+
+_STELLARA_ON = (
+    """\
+server: {host: 127.0.0.1, port: %(port)d, master_key: %(master)s}
+"""
+    + _STELLARA_UPSTREAMS
+    + """\
 state: {backend: redis, redis_url: "%(redis)s"}
 limits:   # five limits per request, on Redis, never reached
   default_tier: bench
@@ -182,21 +191,21 @@ cache: {l2: {enabled: true, ttl_s: 300}}   # L1 + L2 on Redis; every lookup miss
 usage_store: {url: "sqlite:///%(usage_db)s"}
 telemetry: {metrics: true}
 """
+)
 
-_STELLARA_OFF = """\
+_STELLARA_OFF = (
+    """\
 server: {host: 127.0.0.1, port: %(port)d}
-providers:
-  - {id: upstream, type: openai, base_url: "http://127.0.0.1:%(nginx)d/v1", api_key: %(ukey)s}
-  - {id: sim, type: openai, base_url: "http://127.0.0.1:%(sim)d/v1", api_key: %(ukey)s}
-models:
-  - {name: %(model)s, targets: [{provider: upstream, model: %(model)s}]}
-  - {name: %(stream_model)s, targets: [{provider: sim, model: %(model)s}]}
+"""
+    + _STELLARA_UPSTREAMS
+    + """\
 keys:
   - {key: %(key)s, user: bench}
 resilience: {health_check: {enabled: false}}
 usage_store: {url: "sqlite:///%(usage_db)s"}   # records cannot be switched off
 telemetry: {metrics: false, redis_events: false}
 """
+)
 
 _LITELLM = """\
 model_list:
@@ -1155,14 +1164,7 @@ def versions() -> dict[str, str]:
         source = out.stdout.strip()
         found["stellara_src"] = source
         if Path(source) == REPO / "src":
-            out = subprocess.run(
-                ["git", "status", "--porcelain", "src"],
-                capture_output=True,
-                text=True,
-                check=False,
-                cwd=REPO,
-            )
-            found["src_dirty"] = "yes" if out.stdout.strip() else "no"
+            found["src_dirty"] = "yes" if git("status", "--porcelain", "src") else "no"
     return found
 
 

@@ -23,7 +23,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -38,7 +37,7 @@ import aiohttp
 import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _procs import free_port
+from _procs import free_port, wait_for_port
 
 STELLARA = [sys.executable, "-m", "stellara.cli"]
 KEY = "sk-reliability-key-0001"
@@ -468,16 +467,6 @@ class PrivatePostgres:
         with contextlib.suppress(subprocess.CalledProcessError):
             self.crash()
         shutil.rmtree(self._data, ignore_errors=True)
-
-
-def wait_for_port(port: int) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise SystemExit(f"nothing listens on {port}")
 
 
 async def outage_under_load(

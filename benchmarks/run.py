@@ -597,6 +597,14 @@ def summarize(results: dict[str, PathRuns], control: list[WrkResult]) -> dict[st
     return summary
 
 
+def git(*args: str) -> str:
+    """What `git ARGS` prints in this checkout, stripped; "" when git fails or is missing."""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        out = subprocess.run(["git", *args], capture_output=True, text=True, cwd=REPO)
+        return out.stdout.strip()
+    return ""
+
+
 def machine_info() -> dict[str, Any]:
     cpu_model = platform.processor() or "unknown"
     with contextlib.suppress(OSError):
@@ -608,16 +616,7 @@ def machine_info() -> dict[str, Any]:
     with contextlib.suppress(OSError, subprocess.SubprocessError):
         out = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False)
         wrk_version = " ".join((out.stdout or out.stderr).split()[:2])
-    commit = "unknown"
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=False,
-            cwd=REPO,
-        )
-        commit = out.stdout.strip() or commit
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
     return {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": cpu_model,
