@@ -135,3 +135,34 @@ def test_refused_connection_is_an_os_error() -> None:
         await client.aclose()
 
     run_on("uvloop", test)
+
+
+def test_callers_share_one_connect_attempt_to_an_unreachable_redis() -> None:
+    async def test() -> None:
+        connections: list[asyncio.StreamWriter] = []
+
+        async def never_greet(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            connections.append(writer)  # accepts, then never answers the handshake's SELECT
+
+        silent = await asyncio.start_server(never_greet, "127.0.0.1", 0)
+        port = silent.sockets[0].getsockname()[1]
+        client = Redis.from_url(
+            f"redis://127.0.0.1:{port}/3", socket_timeout=0.2, socket_connect_timeout=0.3
+        )
+        commands = PipelinedRedis(client)
+        started = asyncio.get_running_loop().time()
+        results = await asyncio.gather(
+            *(commands.execute("GET", "k") for _ in range(50)), return_exceptions=True
+        )
+        elapsed = asyncio.get_running_loop().time() - started
+        assert all(isinstance(r, TimeoutError) for r in results), results
+        assert elapsed < 1.0  # one shared 0.3 s attempt, not fifty in a row
+        assert len(connections) == 1
+        await commands.aclose()
+        await client.aclose()
+        for writer in connections:
+            writer.close()
+        silent.close()
+        await silent.wait_closed()
+
+    run_on("uvloop", test)

@@ -150,7 +150,7 @@ class PipelinedRedis:
             self._settings.get("socket_connect_timeout") or self._timeout_s
         )
         self._protocol: _Protocol | None = None
-        self._connecting: asyncio.Lock | None = None
+        self._connecting: asyncio.Future[_Protocol] | None = None
 
     async def execute(self, *args: Arg) -> Any:
         """Send one command and return its reply."""
@@ -182,20 +182,29 @@ class PipelinedRedis:
         return await self.execute("EVAL", source, len(keys), *keys, *args)
 
     async def _connect(self) -> _Protocol:
+        # One attempt at a time, shared: callers arriving while it runs get its outcome, so an
+        # unreachable Redis costs each request one connect timeout at most, never a queue of
+        # them; a caller that is cancelled leaves the attempt running for the others.
         if self._connecting is None:
-            self._connecting = asyncio.Lock()
-        async with self._connecting:  # one connection, however many callers wait for it
-            if self._protocol is not None and self._protocol.is_open:
-                return self._protocol
-            async with asyncio.timeout(self._connect_timeout_s):
-                protocol = await self._open()
-                try:
-                    await self._handshake(protocol)
-                except BaseException:
-                    protocol.abort(ConnectionError("handshake failed"))
-                    raise
-            self._protocol = protocol
-            return protocol
+            self._connecting = asyncio.ensure_future(self._open_and_greet())
+            self._connecting.add_done_callback(self._attempt_ended)
+        return await asyncio.shield(self._connecting)
+
+    def _attempt_ended(self, attempt: asyncio.Future[_Protocol]) -> None:
+        self._connecting = None
+        if not attempt.cancelled():
+            attempt.exception()  # retrieved here, in case every caller was cancelled
+
+    async def _open_and_greet(self) -> _Protocol:
+        async with asyncio.timeout(self._connect_timeout_s):
+            protocol = await self._open()
+            try:
+                await self._handshake(protocol)
+            except BaseException:
+                protocol.abort(ConnectionError("handshake failed"))
+                raise
+        self._protocol = protocol
+        return protocol
 
     async def _open(self) -> _Protocol:
         loop = asyncio.get_running_loop()
@@ -225,6 +234,8 @@ class PipelinedRedis:
             await reply
 
     async def aclose(self) -> None:
+        if self._connecting is not None:
+            self._connecting.cancel()
         if self._protocol is not None:
             with contextlib.suppress(Exception):
                 self._protocol.abort(ConnectionError("client closed"))
