@@ -166,3 +166,22 @@ def test_callers_share_one_connect_attempt_to_an_unreachable_redis() -> None:
         await silent.wait_closed()
 
     run_on("uvloop", test)
+
+
+def test_execute_all_replies_in_order_and_raises_the_first_failure() -> None:
+    async def test() -> None:
+        client = Redis.from_url(REDIS_URL, socket_timeout=2)
+        commands = PipelinedRedis(client)
+        key = "stellara-test-pipelined:all"
+        try:
+            replies = await commands.execute_all([("SET", key, "1"), ("INCR", key), ("GET", key)])
+            assert replies == [b"OK", 2, b"2"]
+            with pytest.raises(ResponseError):
+                await commands.execute_all([("INCR", key), ("NOSUCHCOMMAND",), ("INCR", key)])
+            assert await commands.execute("GET", key) == b"4"  # the others still ran
+        finally:
+            await commands.execute("DEL", key)
+            await commands.aclose()
+            await client.aclose()
+
+    run_on("uvloop", test)

@@ -20,6 +20,7 @@ from stellara._clock import SystemClock
 from stellara.config.models import TelemetryConfig
 from stellara.state.memory import MemoryBackend
 from stellara.state.redis import RedisBackend
+from stellara.state.redis.pipelined import PipelinedRedis
 from stellara.telemetry.events import Event, EventBus
 from stellara.telemetry.setup import attach_sinks
 from stellara.telemetry.sinks.redis import RedisEventSink
@@ -106,7 +107,7 @@ async def test_redis_sink_drops_and_counts_while_redis_is_down():
         port = sock.getsockname()[1]
     client = Redis(port=port, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
     bus = EventBus()
-    sink = RedisEventSink(client, "x:events", clock=SystemClock(), pause_s=0.05)
+    sink = RedisEventSink(PipelinedRedis(client), "x:events", clock=SystemClock(), pause_s=0.05)
     sink.attach(bus)
     sink.start()
     for i in range(5):

@@ -93,7 +93,7 @@ def _redis_sink(state: StateBackend, clock: Clock) -> RedisEventSink | None:
 
     if not isinstance(state, RedisBackend):
         return None
-    return RedisEventSink(state.client, events_channel(state.key_prefix), clock=clock)
+    return RedisEventSink(state.commands, events_channel(state.key_prefix), clock=clock)
 
 
 def _tracer(config: TracingConfig, clock: Clock) -> RequestTracer:

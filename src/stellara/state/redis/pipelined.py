@@ -161,6 +161,20 @@ class PipelinedRedis:
         except ConnectionError:
             return await self._execute_once(args)
 
+    async def execute_all(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
+        """Send `commands` together and return their replies in order; raises the first
+        failure. Not retried on a lost connection: for commands that must not run twice."""
+        protocol = self._protocol
+        if protocol is None or not protocol.is_open:
+            protocol = await self._connect()
+        replies = await asyncio.gather(
+            *(protocol.send(command) for command in commands), return_exceptions=True
+        )
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                raise reply
+        return replies
+
     async def _execute_once(self, args: Sequence[Arg]) -> Any:
         protocol = self._protocol
         if protocol is None or not protocol.is_open:

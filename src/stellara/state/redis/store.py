@@ -264,8 +264,14 @@ class RedisBackend:
         return self._keys
 
     @property
+    def commands(self) -> PipelinedRedis:
+        """The pipelined connection of the request path, for publishers beside the state (the
+        Redis event sink)."""
+        return self._commands
+
+    @property
     def client(self) -> Redis:
-        """The pooled client, for publishers beside the state (the Redis event sink)."""
+        """The pooled client, for everything off the request path."""
         return self._client
 
     @property

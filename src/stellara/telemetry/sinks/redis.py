@@ -2,8 +2,8 @@
 
 Pub/sub stores nothing: subscribers hear what is published while they listen, from every
 gateway process sharing the Redis. Each message is one JSON object `{"event", "at", "data"}`.
-Events go out in pipelined batches through the state backend's client, whose short timeouts
-bound each batch; while Redis is down, batches are dropped and counted, never retried (the
+Events go out in batches on the state backend's pipelined connection, whose short timeout
+bounds each batch; while Redis is down, batches are dropped and counted, never retried (the
 state backend reports the outage itself).
 """
 
@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from stellara._clock import Clock
+from stellara.state.redis.pipelined import PipelinedRedis
 from stellara.telemetry.sinks import (
     EventPatterns,
     Queued,
@@ -36,7 +36,7 @@ class RedisEventSink(QueueSink):
     """Publishes every event on `channel`.
 
     Args:
-        client: a pooled client (the state backend's); closing it is its owner's job.
+        commands: the state backend's pipelined connection; closing it is its owner's job.
         channel: see `events_channel`.
         clock: stamps the events.
         pause_s: the wait after a failed batch, so a Redis that is down costs little.
@@ -44,7 +44,7 @@ class RedisEventSink(QueueSink):
 
     def __init__(
         self,
-        client: Redis,
+        commands: PipelinedRedis,
         channel: str,
         *,
         clock: Clock,
@@ -59,7 +59,7 @@ class RedisEventSink(QueueSink):
             queue_max=queue_max,
             batch_max=batch_max,
         )
-        self._client = client
+        self._commands = commands
         self._channel = channel
         self._pause_s = pause_s
         self._published = 0
@@ -74,14 +74,16 @@ class RedisEventSink(QueueSink):
         }
 
     async def _send(self, batch: list[Queued]) -> None:
-        pipe = self._client.pipeline(transaction=False)
-        for name, at, data in batch:
-            pipe.publish(
+        messages = [
+            (
+                "PUBLISH",
                 self._channel,
-                to_json({"event": name, "at": iso_time(at), "data": public_facts(data)}),
+                to_json({"event": n, "at": iso_time(at), "data": public_facts(d)}),
             )
+            for n, at, d in batch
+        ]
         try:
-            await pipe.execute()
+            await self._commands.execute_all(messages)
         except (RedisError, OSError) as exc:
             self._dropped += len(batch)
             if not self._is_failing:
