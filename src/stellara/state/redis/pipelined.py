@@ -3,9 +3,9 @@
 Commands issued in the same event-loop iteration leave in one write; Redis answers in the order
 it received them, so replies are matched to callers first in, first out. Under load this costs
 a few microseconds of CPU per command, where redis-py's pooled request-and-reply costs ~70
-(check out a connection, write, wait, parse, return it: `benchmarks/state.py`). The hot
-commands use it: limit scripts and cache reads and writes. Everything else (pub/sub, management)
-stays on redis-py.
+(check out a connection, write, wait, parse, return it). The hot commands use it: limit
+scripts, cache reads and writes, and the event sink's PUBLISH batches. Everything else
+(subscriptions, management) stays on redis-py.
 
 Replies come back as hiredis parses them: bulk strings as `bytes`, integers as `int`, arrays as
 lists, errors as `redis.exceptions.ResponseError`. Failures raise `OSError`s (`TimeoutError`,
@@ -134,9 +134,10 @@ class PipelinedRedis:
 
     A command that gets no reply within the client's socket timeout raises `TimeoutError` and
     closes the connection (its place in the reply order is lost), failing the commands behind
-    it. A command that finds the connection lost (Redis restarted) is sent once more on a new
-    one; only idempotent commands go through here (the limit scripts are, by reservation id).
-    So the client recovers by itself after an outage.
+    it. A command sent with `execute` that finds the connection lost (Redis restarted) is sent
+    once more on a new one, so only idempotent commands may use it (the limit scripts are, by
+    reservation id; so are GET and the cache's put); `execute_all` never resends. So the
+    client recovers by itself after an outage.
     """
 
     def __init__(self, client: Redis) -> None:
