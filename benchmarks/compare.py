@@ -37,7 +37,6 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import aiohttp
@@ -60,6 +59,7 @@ from run import (
     measure_streams,
     percentile,
     pinned,
+    raise_interrupt,
     run_wrk,
     workspace,
 )
@@ -1274,10 +1274,6 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, Path | None, bool, 
     return options, args.json, args.keep_logs, args.open_loop
 
 
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     options, json_path, keep_logs, open_loop = parse_args(argv)
     if open_loop is not None:
@@ -1296,7 +1292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             log("pinning needs 2 cores; use --no-pin")
             return 2
         os.sched_setaffinity(0, {LOAD_CORE})  # this process runs the stream client
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGTERM, raise_interrupt)
     machine, tools = machine_info(), versions()
     started = time.monotonic()
     with workspace(keep_logs) as workdir:

@@ -867,7 +867,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, Path | None, bool]:
     return options, args.json, args.keep_logs
 
 
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+def raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    """A SIGTERM handler: stop as Ctrl-C does, so every started process is cleaned up."""
     raise KeyboardInterrupt
 
 
@@ -895,7 +896,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         # This process runs the streaming client: keep it off the gateway's core.
         os.sched_setaffinity(0, {LOAD_CORE})
-    signal.signal(signal.SIGTERM, _raise_interrupt)  # clean up on SIGTERM as on Ctrl-C
+    signal.signal(signal.SIGTERM, raise_interrupt)  # clean up on SIGTERM as on Ctrl-C
     machine = machine_info()
     with workspace(keep_logs) as workdir:
         services = Services(workdir)

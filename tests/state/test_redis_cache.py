@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from stellara.errors import StateBackendError
 from stellara.state.base import Invalidation, WindowLimit
 from stellara.state.redis import RedisBackend, RedisCacheStore
+from stellara.state.redis.pipelined import PipelinedRedis
 from tests.state.conftest import REDIS_URL, drop_keys, redis_or_fail, unique_prefix
 from tests.state.test_redis_backend import CommandCountingProxy, PrivateRedis, free_port
 
@@ -294,7 +295,8 @@ async def test_redis_cache_listener_reconnects_when_redis_falls_silent(prefix: s
     proxy = StallingProxy(port)
     await proxy.start()
     client = Redis.from_url(f"redis://127.0.0.1:{proxy.port}/15", decode_responses=True)
-    cache = RedisCacheStore(client, key_prefix=prefix, where="proxy", ping_interval_s=0.1)
+    commands = PipelinedRedis(client)
+    cache = RedisCacheStore(client, commands, key_prefix=prefix, where="proxy", ping_interval_s=0.1)
     heard: list[Invalidation] = []
     cache.on_invalidation(heard.append)
     try:
@@ -306,6 +308,7 @@ async def test_redis_cache_listener_reconnects_when_redis_falls_silent(prefix: s
         assert cache.is_listening
     finally:
         await cache.close()
+        await commands.aclose()
         await client.aclose()
         await proxy.close()
 
@@ -334,7 +337,7 @@ async def test_redis_cache_unreachable_fails_fast_without_leaking_password() -> 
 def test_redis_cache_key_prefix_rejects_hash_tag_braces() -> None:
     client = Redis.from_url(REDIS_URL)
     with pytest.raises(ValueError, match="key_prefix"):
-        RedisCacheStore(client, key_prefix="a{b}", where="here")
+        RedisCacheStore(client, PipelinedRedis(client), key_prefix="a{b}", where="here")
 
 
 def test_redis_cache_registered_outside_a_loop_listens_from_first_call(prefix: str) -> None:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,25 @@ from tests.state.conftest import REDIS_URL, redis_or_fail
 from tests.state.test_redis_backend import PrivateRedis
 
 LOOPS = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+
+
+@asynccontextmanager
+async def silent_server() -> AsyncIterator[tuple[int, list[asyncio.StreamWriter]]]:
+    """A server on a free port that accepts connections and never answers: its port, and the
+    connections it accepted."""
+    connections: list[asyncio.StreamWriter] = []
+
+    async def accept(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1], connections
+    finally:
+        for writer in connections:
+            writer.close()
+        server.close()
+        await server.wait_closed()
 
 
 def run_on(loop_name: str, test: Callable[[], Awaitable[None]]) -> None:
@@ -95,30 +115,20 @@ def test_recovers_after_redis_restarts(loop_name: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize("loop_name", LOOPS)
 def test_silent_server_times_out_and_the_connection_is_replaced(loop_name: str) -> None:
     async def test() -> None:
-        connections: list[asyncio.StreamWriter] = []
-
-        async def never_answer(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            connections.append(writer)
-
-        silent = await asyncio.start_server(never_answer, "127.0.0.1", 0)
-        port = silent.sockets[0].getsockname()[1]
-        client = Redis.from_url(f"redis://127.0.0.1:{port}/0", socket_timeout=0.2)
-        commands = PipelinedRedis(client)
-        try:
-            results = await asyncio.gather(
-                *(commands.execute("GET", "k") for _ in range(5)), return_exceptions=True
-            )
-            assert all(isinstance(r, OSError) for r in results), results
-            with pytest.raises(TimeoutError):
-                await commands.execute("GET", "k")
-            assert len(connections) == 2  # the timed-out connection was closed, not reused
-        finally:
-            await commands.aclose()
-            await client.aclose()
-            for writer in connections:
-                writer.close()
-            silent.close()
-            await silent.wait_closed()
+        async with silent_server() as (port, connections):
+            client = Redis.from_url(f"redis://127.0.0.1:{port}/0", socket_timeout=0.2)
+            commands = PipelinedRedis(client)
+            try:
+                results = await asyncio.gather(
+                    *(commands.execute("GET", "k") for _ in range(5)), return_exceptions=True
+                )
+                assert all(isinstance(r, OSError) for r in results), results
+                with pytest.raises(TimeoutError):
+                    await commands.execute("GET", "k")
+                assert len(connections) == 2  # the timed-out connection was closed, not reused
+            finally:
+                await commands.aclose()
+                await client.aclose()
 
     run_on(loop_name, test)
 
@@ -139,31 +149,22 @@ def test_refused_connection_is_an_os_error() -> None:
 
 def test_callers_share_one_connect_attempt_to_an_unreachable_redis() -> None:
     async def test() -> None:
-        connections: list[asyncio.StreamWriter] = []
-
-        async def never_greet(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            connections.append(writer)  # accepts, then never answers the handshake's SELECT
-
-        silent = await asyncio.start_server(never_greet, "127.0.0.1", 0)
-        port = silent.sockets[0].getsockname()[1]
-        client = Redis.from_url(
-            f"redis://127.0.0.1:{port}/3", socket_timeout=0.2, socket_connect_timeout=0.3
-        )
-        commands = PipelinedRedis(client)
-        started = asyncio.get_running_loop().time()
-        results = await asyncio.gather(
-            *(commands.execute("GET", "k") for _ in range(50)), return_exceptions=True
-        )
-        elapsed = asyncio.get_running_loop().time() - started
-        assert all(isinstance(r, TimeoutError) for r in results), results
-        assert elapsed < 1.0  # one shared 0.3 s attempt, not fifty in a row
-        assert len(connections) == 1
-        await commands.aclose()
-        await client.aclose()
-        for writer in connections:
-            writer.close()
-        silent.close()
-        await silent.wait_closed()
+        # The server accepts, then never answers the handshake's SELECT.
+        async with silent_server() as (port, connections):
+            client = Redis.from_url(
+                f"redis://127.0.0.1:{port}/3", socket_timeout=0.2, socket_connect_timeout=0.3
+            )
+            commands = PipelinedRedis(client)
+            started = asyncio.get_running_loop().time()
+            results = await asyncio.gather(
+                *(commands.execute("GET", "k") for _ in range(50)), return_exceptions=True
+            )
+            elapsed = asyncio.get_running_loop().time() - started
+            assert all(isinstance(r, TimeoutError) for r in results), results
+            assert elapsed < 1.0  # one shared 0.3 s attempt, not fifty in a row
+            assert len(connections) == 1
+            await commands.aclose()
+            await client.aclose()
 
     run_on("uvloop", test)
 

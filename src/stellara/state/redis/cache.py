@@ -112,25 +112,24 @@ class RedisCacheStore:
 
     Args:
         client: the backend's client.
+        commands: the backend's pipelined connection, for `get` and `put` (the request path).
         key_prefix: the backend's key prefix (no `{` or `}`).
         where: the server, password redacted, for messages.
         ping_interval_s: how long the listener waits in silence before it pings Redis; it
             reconnects when three intervals pass without a reply (a vanished host sends no
             reset, so only a missing answer shows it).
         semantic_max_entries: about how many semantic entries the stream keeps.
-        commands: the pipelined connection for `get` and `put` (the request path), shared
-            with the limits; by default one of its own, closed with the store.
     """
 
     def __init__(
         self,
         client: Redis,
+        commands: PipelinedRedis,
         *,
         key_prefix: str,
         where: str,
         ping_interval_s: float = 5.0,
         semantic_max_entries: int = _SEMANTIC_MAX_ENTRIES,
-        commands: PipelinedRedis | None = None,
     ) -> None:
         if "{" in key_prefix or "}" in key_prefix:
             raise ValueError(f"key_prefix {key_prefix!r} must not contain '{{' or '}}'")
@@ -140,9 +139,7 @@ class RedisCacheStore:
         self._channel = f"{key_prefix}:cache:invalidate"
         self._origin = uuid.uuid4().hex
         self._put = client.register_script(_PUT_SCRIPT)
-        # get and put, on the request path; by default a pipelined connection of its own
-        self._owns_commands = commands is None
-        self._commands = commands or PipelinedRedis(client)
+        self._commands = commands
         self._callbacks: list[Callable[[Invalidation], None]] = []
         self._listener = ChannelListener(
             client,
@@ -318,8 +315,6 @@ class RedisCacheStore:
         """Stop the listeners. The client belongs to the backend, which closes it."""
         await self._listener.close()
         await self._semantic_listener.close()
-        if self._owns_commands:
-            await self._commands.aclose()
 
     def _value_key(self, key: str) -> str:
         return f"{self._prefix}:cv:{{{_part(key)}}}"

@@ -118,15 +118,15 @@ class _Protocol(asyncio.Protocol):
             self._watchdog.cancel()
             self._watchdog = None
         lost = self._lost
+        failure, message = (
+            (TimeoutError, str(lost))
+            if isinstance(lost, TimeoutError)
+            else (ConnectionError, f"redis connection lost: {lost}")
+        )
         while self._waiters:
             waiter, _ = self._waiters.popleft()
             if not waiter.done():
-                failure = (
-                    TimeoutError(str(lost))
-                    if isinstance(lost, TimeoutError)
-                    else ConnectionError(f"redis connection lost: {lost}")
-                )
-                waiter.set_exception(failure)
+                waiter.set_exception(failure(message))
 
 
 class PipelinedRedis:
@@ -165,9 +165,7 @@ class PipelinedRedis:
     async def execute_all(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
         """Send `commands` together and return their replies in order; raises the first
         failure. Not retried on a lost connection: for commands that must not run twice."""
-        protocol = self._protocol
-        if protocol is None or not protocol.is_open:
-            protocol = await self._connect()
+        protocol = await self._connected()
         replies = await asyncio.gather(
             *(protocol.send(command) for command in commands), return_exceptions=True
         )
@@ -177,10 +175,13 @@ class PipelinedRedis:
         return replies
 
     async def _execute_once(self, args: Sequence[Arg]) -> Any:
+        return await (await self._connected()).send(args)
+
+    async def _connected(self) -> _Protocol:
         protocol = self._protocol
         if protocol is None or not protocol.is_open:
             protocol = await self._connect()
-        return await protocol.send(args)
+        return protocol
 
     async def run_script(
         self, script: AsyncScript, keys: Sequence[Arg], args: Sequence[Arg]
@@ -245,8 +246,7 @@ class PipelinedRedis:
             replies.append(protocol.send(["AUTH", *credentials]))
         if settings.get("db", 0):
             replies.append(protocol.send(["SELECT", settings["db"]]))
-        for reply in replies:
-            await reply
+        await asyncio.gather(*replies)
 
     async def aclose(self) -> None:
         if self._connecting is not None:

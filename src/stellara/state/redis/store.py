@@ -238,7 +238,7 @@ class RedisBackend:
             self._client, self._commands, key_prefix=key_prefix, where=where
         )
         self._cache = RedisCacheStore(
-            self._client, key_prefix=key_prefix, where=where, commands=self._commands
+            self._client, self._commands, key_prefix=key_prefix, where=where
         )
         self._breakers = RedisBreakerSync(self._client, key_prefix=key_prefix, where=redact(url))
         self._keys = RedisKeySync(self._client, key_prefix=key_prefix, where=redact(url))

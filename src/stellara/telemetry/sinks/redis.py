@@ -74,14 +74,7 @@ class RedisEventSink(QueueSink):
         }
 
     async def _send(self, batch: list[Queued]) -> None:
-        messages = [
-            (
-                "PUBLISH",
-                self._channel,
-                to_json({"event": n, "at": iso_time(at), "data": public_facts(d)}),
-            )
-            for n, at, d in batch
-        ]
+        messages = [("PUBLISH", self._channel, _message(queued)) for queued in batch]
         try:
             await self._commands.execute_all(messages)
         except (RedisError, OSError) as exc:
@@ -97,3 +90,10 @@ class RedisEventSink(QueueSink):
         if self._is_failing:
             self._is_failing = False
             logger.info("%s: publishing again", self._what)
+
+
+def _message(event: Queued) -> bytes:
+    """The JSON message of one event, as subscribers read it."""
+    return to_json(
+        {"event": event.name, "at": iso_time(event.at), "data": public_facts(event.data)}
+    )
