@@ -140,7 +140,7 @@ class ChannelListener:
                             str(exc) or type(exc).__name__,
                         )
                 finally:
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _BACKOFF_MAX_S)
         finally:
