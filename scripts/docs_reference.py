@@ -5,7 +5,7 @@
 
 Four pages, each from the code that defines what it describes: the configuration keys from the
 pydantic models (`StellaraConfig` and each provider type's settings model), the HTTP API from
-`build_openapi()`, the CLI from the argparse parser's own help, and the metrics from a
+`build_openapi(ROUTES)`, the CLI from the argparse parser's own help, and the metrics from a
 `GatewayMetrics` on a fresh registry. Output depends on nothing but the code: no timestamps,
 no paths of this machine, a fixed help width. `tests/docs/test_reference_current.py` runs the
 check.
@@ -35,10 +35,10 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from stellara import cli
-from stellara.config.models import StellaraConfig
+from stellara.config.models import ProviderSettings, StellaraConfig
 from stellara.providers import provider_types
-from stellara.providers.base import ProviderSettings
 from stellara.server.openapi import build_openapi
+from stellara.server.routes import ROUTES
 from stellara.telemetry.metrics import GatewayMetrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -303,8 +303,8 @@ def _value_text(value: object) -> str:
 
 
 def api_page() -> str:
-    """Every route of `build_openapi()`, in the document's order."""
-    document = build_openapi()
+    """Every route of `build_openapi(ROUTES)`, in the document's order."""
+    document = build_openapi(ROUTES)
     lines = [
         "# HTTP API reference",
         "",
@@ -320,7 +320,8 @@ def api_page() -> str:
 
 def _operation(path: str, method: str, operation: Mapping[str, Any]) -> list[str]:
     lines = [f"## `{method.upper()} {path}`", "", _cell(operation.get("summary", "")), ""]
-    lines += [f"**Auth:** {_auth_text(operation.get('security', []))}", ""]
+    access = _ACCESS_TEXT[operation["x-stellara-access"]]
+    lines += [f"**Who:** {access}. **Key in:** {_auth_text(operation.get('security', []))}", ""]
     parameters = operation.get("parameters", [])
     if parameters:
         lines += ["| parameter | in | required |", "|---|---|---|"]
@@ -337,6 +338,17 @@ def _operation(path: str, method: str, operation: Mapping[str, Any]) -> list[str
         content = _content_text(response.get("content", {})) or "-"
         lines.append(f"| {status} | {_cell(response.get('description', ''))} | {content} |")
     return [*lines, ""]
+
+
+_ACCESS_TEXT = {
+    "public": "anyone, no key",
+    "keyed": "any valid key, the master key included",
+    "model": "a key that may call models (the master key only with "
+    "`server.master_key_model_calls`)",
+    "own_user": "any valid key for its own user; the master key for anyone",
+    "master": "the master key only",
+    "cookie": "a browser signed in to the dashboard (session cookie)",
+}
 
 
 def _auth_text(security: list[Mapping[str, Any]]) -> str:

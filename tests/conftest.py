@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +11,12 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from stellara.config import check_config
+from stellara.assembly import Lifecycle, Runtime
+from stellara.assembly.config import check_config
 from stellara.server import create_app
+from stellara.server.app import app_for
 from stellara.sim import RunningSimulator, SimConfig, start_simulator
+from stellara.state.base import StateBackend
 from tests.dbs import DATABASE_KINDS, fresh_database_url
 
 UPSTREAM_KEY = "sk-upstream-SECRET-0123456789abcdef"
@@ -71,10 +74,14 @@ async def start_gateway() -> AsyncIterator[StartGateway]:
     """Start gateways from config dicts; all are stopped at the end of the test."""
     runners: list[web.AppRunner] = []
 
-    async def start(raw: dict[str, Any]) -> RunningGateway:
+    async def start(
+        raw: dict[str, Any], *, state_backend: StateBackend | None = None
+    ) -> RunningGateway:
+        """`state_backend` replaces the configured one (a Redis backend with a test's own key
+        prefix, say)."""
         # Retries as in production, with backoff in milliseconds so fault tests stay fast.
         raw = {"resilience": {"retry": {"base_delay_ms": 1, "max_delay_ms": 5}}, **raw}
-        app = create_app(check_config(raw))
+        app = create_app(check_config(raw), state_backend=state_backend)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -125,3 +132,9 @@ def _private_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     """The default usage store is `sqlite:///stellara.db` in the working directory: each
     test gets its own directory, so no test writes into the checkout or sees another's data."""
     monkeypatch.chdir(tmp_path)
+
+
+def routes_only(runtime: Runtime) -> web.Application:
+    """An app serving `runtime`'s routes without starting or stopping its parts: for route
+    tests that replace parts (`dataclasses.replace`) and close what they opened themselves."""
+    return app_for(replace(runtime, lifecycle=Lifecycle()))

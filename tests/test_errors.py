@@ -96,6 +96,12 @@ def test_no_healthy_provider_error_is_503_and_not_upstream():
     error = NoHealthyProviderError("none")
     assert error.status_code == 503
     assert not isinstance(error, (ClientError, UpstreamError))
+    assert error.retry_after_s is None
+
+
+@pytest.mark.parametrize(("wait_s", "retry_after_s"), [(0.0, 1), (0.2, 1), (29.01, 30)])
+def test_no_healthy_provider_error_retry_after_is_whole_seconds(wait_s, retry_after_s):
+    assert NoHealthyProviderError("none", retry_after_s=wait_s).retry_after_s == retry_after_s
 
 
 def test_config_error_joins_problems_one_per_line():

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from stellara import __version__
+from stellara.assembly.config import load_config
 from stellara.config.litellm import convert_file, render
-from stellara.config.loader import load_config
 from stellara.config.models import StellaraConfig
 from stellara.demo import demo_banner, demo_config, new_admin_key, new_demo_key
 from stellara.errors import ConfigError, StellaraError
@@ -55,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the gateway")
-    serve.add_argument("--config", type=Path, help="YAML config file (see DESIGN §2)")
+    serve.add_argument("--config", type=Path, help="YAML config file (docs/reference/config.md)")
     serve.add_argument("--host", help="listen address (default: server.host, 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (default: server.port, 4000)")
     serve.add_argument("--workers", type=int, default=1, help="processes sharing the port")
@@ -154,8 +154,7 @@ def _serve(args: argparse.Namespace) -> int:
     host = args.host or config.server.host
     port = config.server.port if args.port is None else args.port
     if args.workers > 1:
-        serve_workers(args.config, host=host, port=port, workers=args.workers)
-        return 0
+        return serve_workers(args.config, host=host, port=port, workers=args.workers)
     run_loop(lambda: serve(config, host=host, port=port, on_ready=_announce(host)))
     return 0
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from stellara.config.loader import check_config
+from stellara.assembly.config import check_config
 from stellara.config.models import StellaraConfig
 from stellara.providers import provider_types
 

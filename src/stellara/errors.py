@@ -11,7 +11,8 @@ StellaraError                     .status_code .error_type .code .param
 │   ├── MethodNotAllowedError     405
 │   ├── PayloadTooLargeError      413
 │   └── RateLimitedError          429, .retry_after_s (a rate limit, a burst)
-│       └── QuotaExceededError    429, `insufficient_quota`: a daily, monthly or session quota
+│       ├── QuotaExceededError    429, `insufficient_quota`: a daily, monthly or session quota
+│       └── ConcurrencyLimitedError  429: as many calls in flight as the tier allows
 ├── UpstreamError                 a provider failed; .provider .upstream_status .is_retryable
 │   ├── UpstreamTimeoutError      no answer in time (504 when it was the last target)
 │   ├── UpstreamUnavailableError  5xx, connection refused or reset (502)
@@ -22,10 +23,12 @@ StellaraError                     .status_code .error_type .code .param
 │   ├── UpstreamAuthError         the provider rejected the gateway's credentials (502)
 │   ├── UpstreamNotFoundError     the provider knows no such model or route: a config error (502)
 │   └── UpstreamProtocolError     malformed body or broken stream (502)
-├── NoHealthyProviderError        503: no target could be tried
+├── InternalError                 500: a bug, logged with its traceback under the request id
+├── NoHealthyProviderError        503: no target could be tried; .retry_after_s
 ├── ClientDisconnectedError       499: the client left before the answer was complete (records only)
 ├── StateBackendError             Redis unreachable or failing: `state.on_failure` decides (503)
 ├── StoreUnavailableError         the SQL store of keys and usage did not answer (503)
+├── StartupError                  the gateway cannot start (a port in use): one line, exit 1
 └── ConfigError                   start-up only: one line per problem, with its path in the file
 ```
 
@@ -34,6 +37,8 @@ own status) so that retry policy can tell them apart. Messages never contain sec
 """
 
 from __future__ import annotations
+
+import math
 
 
 class StellaraError(Exception):
@@ -88,9 +93,15 @@ class RouteNotFoundError(ClientError):
 
 
 class MethodNotAllowedError(ClientError):
+    """405; `allowed` are the methods the path takes (the `Allow` header)."""
+
     status_code = 405
     error_type = "invalid_request_error"
     code = "method_not_allowed"
+
+    def __init__(self, message: str, *, allowed: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.allowed = allowed
 
 
 class PayloadTooLargeError(ClientError):
@@ -109,6 +120,17 @@ class RateLimitedError(ClientError):
     def __init__(self, message: str, *, retry_after_s: int, code: str | None = None) -> None:
         super().__init__(message, code=code)
         self.retry_after_s = max(1, retry_after_s)
+
+
+class ConcurrencyLimitedError(RateLimitedError):
+    """The caller has as many model calls in flight on this process as its tier (or key)
+    allows (`limit`); one finishing makes room."""
+
+    code = "concurrency_limit_exceeded"
+
+    def __init__(self, message: str, *, limit: int) -> None:
+        super().__init__(message, retry_after_s=1, code=self.code)
+        self.limit = limit
 
 
 class QuotaExceededError(RateLimitedError):
@@ -210,9 +232,26 @@ class UpstreamProtocolError(UpstreamError):
 
 
 class NoHealthyProviderError(StellaraError):
+    """No target could be tried: every circuit breaker refused. `retry_after_s` is how long
+    until the first of them lets a call through again, in whole seconds (at least 1), or None
+    when that is not known."""
+
     status_code = 503
     error_type = "api_error"
     code = "no_healthy_provider"
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = None if retry_after_s is None else max(1, math.ceil(retry_after_s))
+
+
+class InternalError(StellaraError):
+    """500: a bug met on the request path. The message names the request, whose log line
+    holds the traceback; nothing of the bug itself reaches the client."""
+
+    @classmethod
+    def of_request(cls, request_id: str) -> InternalError:
+        return cls(f"Internal error; the gateway log has the details of {request_id}.")
 
 
 class ClientDisconnectedError(StellaraError):
@@ -221,6 +260,11 @@ class ClientDisconnectedError(StellaraError):
     status_code = 499
     error_type = "client_closed_request"
     code = "client_closed_request"
+
+
+class StartupError(StellaraError):
+    """The gateway cannot start here (its port is taken, its address unknown); start-up
+    only, reported as one line."""
 
 
 class StateBackendError(StellaraError):

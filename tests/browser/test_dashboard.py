@@ -12,15 +12,9 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from playwright.async_api import ConsoleMessage, Error, Page, Request, async_playwright
 
-from stellara._clock import SystemClock
-from stellara.server.app import EVENTS, GATEWAY
-from stellara.server.routes_dashboard import DashboardRoutes
-from stellara.server.routes_monitoring import MonitoringService
 from stellara.sim import RunningSimulator, SimConfig, start_simulator
-from stellara.telemetry.stats import StatsCollector
 from tests.conftest import MASTER_KEY, UPSTREAM_KEY, StartGateway, set_faults
 
 pytestmark = pytest.mark.browser
@@ -84,33 +78,10 @@ def dashboard_config(sim_url: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def dashboard(
-    slow_sim: RunningSimulator, start_gateway: StartGateway
-) -> AsyncIterator[tuple[str, str]]:
-    """A gateway, and its dashboard fed by the gateway's own parts: `(gateway URL, dashboard
-    URL)`. The dashboard runs as an app of its own, so this test does not depend on how
-    `create_app` mounts it."""
+async def dashboard(slow_sim: RunningSimulator, start_gateway: StartGateway) -> tuple[str, str]:
+    """A gateway and where its dashboard is: `(gateway URL, dashboard URL)`."""
     gateway = await start_gateway(dashboard_config(slow_sim.url))
-    parts = gateway.app[GATEWAY]
-    collector = StatsCollector(SystemClock())
-    collector.attach(gateway.app[EVENTS])
-    app = web.Application()
-    DashboardRoutes(
-        MASTER_KEY,
-        MonitoringService(collector),
-        lambda: {
-            "providers": parts.attempts.health.report(),
-            "breakers": parts.attempts.breakers.snapshot(),
-        },
-        parts.cache,
-        parts.limiter,
-        SystemClock(),
-    ).register(app)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    yield gateway.url, f"http://127.0.0.1:{runner.addresses[0][1]}"
-    await runner.cleanup()
+    return gateway.url, gateway.url
 
 
 async def send_traffic(url: str, count: int) -> None:

@@ -3,17 +3,7 @@
 from __future__ import annotations
 
 from stellara.cache.l1 import CachedAnswer, L1Cache
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def time(self) -> float:
-        return self.now
-
-    def monotonic(self) -> float:
-        return self.now
+from stellara.testing import ManualClock
 
 
 def answer(body: bytes = b"x" * 10, ttl: float = 60, stale: float = 600, **kw: str) -> CachedAnswer:
@@ -23,7 +13,7 @@ def answer(body: bytes = b"x" * 10, ttl: float = 60, stale: float = 600, **kw: s
 
 
 def test_l1_get_returns_fresh_answer_and_counts_hits() -> None:
-    cache = L1Cache(10, 1000, FakeClock())
+    cache = L1Cache(10, 1000, ManualClock(1000.0))
     cache.put("k", answer())
     assert cache.get("k") is not None
     assert cache.get("missing") is None
@@ -31,19 +21,19 @@ def test_l1_get_returns_fresh_answer_and_counts_hits() -> None:
 
 
 def test_l1_expired_answer_is_a_miss_but_kept_for_degraded_use() -> None:
-    clock = FakeClock()
+    clock = ManualClock(1000.0)
     cache = L1Cache(10, 1000, clock)
     cache.put("k", answer(ttl=60, stale=600))
-    clock.now += 61
+    clock.advance(61)
     assert cache.get("k") is None
     assert cache.get("k", allow_stale=True) is not None
-    clock.now += 600
+    clock.advance(600)
     assert cache.get("k", allow_stale=True) is None
     assert len(cache) == 0
 
 
 def test_l1_evicts_least_recently_used_past_max_entries() -> None:
-    cache = L1Cache(2, 1000, FakeClock())
+    cache = L1Cache(2, 1000, ManualClock(1000.0))
     cache.put("a", answer())
     cache.put("b", answer())
     cache.get("a")
@@ -54,7 +44,7 @@ def test_l1_evicts_least_recently_used_past_max_entries() -> None:
 
 
 def test_l1_bounds_bytes() -> None:
-    cache = L1Cache(100, 25, FakeClock())
+    cache = L1Cache(100, 25, ManualClock(1000.0))
     for key in "abc":
         cache.put(key, answer(b"x" * 10))
     assert len(cache) == 2
@@ -64,7 +54,7 @@ def test_l1_bounds_bytes() -> None:
 
 
 def test_l1_clear_by_scope_and_model() -> None:
-    cache = L1Cache(10, 1000, FakeClock())
+    cache = L1Cache(10, 1000, ManualClock(1000.0))
     cache.put("1", answer(scope="alice", model="m"))
     cache.put("2", answer(scope="bob", model="m"))
     cache.put("3", answer(scope="alice", model="n"))

@@ -6,9 +6,9 @@ from typing import get_args
 
 import pytest
 
+from stellara.assembly.config import check_config
 from stellara.catalog import Capability, Catalog, CatalogEntry, cost_usd
 from stellara.catalog.models import load_shipped_entries
-from stellara.config import check_config
 from stellara.config.models import CatalogEntryConfig
 from stellara.errors import ConfigError
 from stellara.schema.chat import PromptTokensDetails, Usage

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stellara.config import load_config
+from stellara.assembly.config import load_config
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "stellara.yaml"
 

@@ -4,7 +4,7 @@ import textwrap
 
 import pytest
 
-from stellara.config.loader import parse_config
+from stellara.assembly.config import parse_config
 from stellara.errors import ConfigError
 
 LIMITS = """

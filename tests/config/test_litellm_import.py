@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stellara.config import StellaraConfig, parse_config
+from stellara.assembly.config import parse_config
+from stellara.config import StellaraConfig
 from stellara.config.litellm import Conversion, convert_file, convert_litellm, render
 from stellara.errors import ConfigError
 

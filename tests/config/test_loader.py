@@ -3,7 +3,7 @@ import textwrap
 import pytest
 from pydantic import SecretStr
 
-from stellara.config.loader import load_config, parse_config
+from stellara.assembly.config import load_config, parse_config
 from stellara.config.models import StellaraConfig
 from stellara.errors import ConfigError
 from stellara.providers.openai import OpenAISettings

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from stellara.assembly.config import parse_config
 from stellara.cli import describe_routes
-from stellara.config.loader import parse_config
 from stellara.errors import ConfigError
 from tests.docs import DOCS, ROOT, FencedBlock, fenced_blocks
 

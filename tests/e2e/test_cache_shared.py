@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from stellara.server.app import GATEWAY
+from stellara.server.app import RUNTIME
 from stellara.sim import RunningSimulator
 from tests.conftest import MASTER_KEY, RunningGateway, StartGateway, upstream_requests
 
@@ -69,7 +69,7 @@ async def test_shared_cache_entry_stored_by_one_is_a_hit_on_the_other(
 ) -> None:
     first, second, user, key = pair
     assert await ask(first, key) == "miss"
-    await first.app[GATEWAY].drain()  # the answer is stored after it was sent
+    await first.app[RUNTIME].gateway.drain()  # the answer is stored after it was sent
     assert await wait_for(lambda: ask(second, key), "hit")
     assert len(await upstream_requests(sim)) == 1
     await clear(first, user)
@@ -80,7 +80,7 @@ async def test_shared_cache_clear_on_one_drops_the_others_copy(
 ) -> None:
     first, second, user, key = pair
     await ask(first, key)
-    await first.app[GATEWAY].drain()  # the answer is stored after it was sent
+    await first.app[RUNTIME].gateway.drain()  # the answer is stored after it was sent
     assert await wait_for(lambda: ask(second, key), "hit")  # now in the second's L1 too
     await clear(first, user)
     # The second heard the broadcast: its L1 copy is gone, so this goes upstream again.
@@ -114,7 +114,7 @@ async def test_shared_cache_semantic_entry_of_one_serves_the_other(
     paraphrase = "How can I turn on the kitchen lights?"
     assert await wait_for(lambda: ask_about(second, paraphrase), "semantic", timeout_s=10.0)
     assert len(await upstream_requests(sim)) == 1
-    cache = second.app[GATEWAY].cache
+    cache = second.app[RUNTIME].gateway.cache
     assert cache is not None
     assert cache.semantic is not None
     assert len(cache.semantic.index) >= 1  # with entries of earlier runs, still unexpired

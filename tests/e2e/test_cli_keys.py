@@ -16,6 +16,7 @@ import yaml
 from stellara.pipeline.auth import Authenticator
 from stellara.store.db import Database
 from stellara.store.keys import KeyStore
+from stellara.store.migrate import HEAD_REVISION
 
 pytestmark = pytest.mark.e2e
 
@@ -149,8 +150,8 @@ async def test_cli_db_upgrade_migrates_once_then_reports_up_to_date(
     config = write_config(tmp_path, database_url)
     first = await stellara("db", "upgrade", "--config", config)
     assert first.code == 0, first.stderr
-    assert "migrated from revision none to 0001" in first.stdout
+    assert f"migrated from revision none to {HEAD_REVISION}" in first.stdout
     second = await stellara("db", "upgrade", "--config", config)
     assert second.code == 0, second.stderr
-    assert "up to date (revision 0001)" in second.stdout
+    assert f"up to date (revision {HEAD_REVISION})" in second.stdout
     assert "password" not in second.stdout

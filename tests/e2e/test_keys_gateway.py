@@ -12,7 +12,7 @@ import aiohttp
 import openai
 import pytest
 
-from stellara.server.app import USAGE
+from stellara.server.app import RUNTIME
 from stellara.sim import RunningSimulator
 from tests.conftest import MASTER_KEY, RunningGateway, StartGateway, gateway_config
 
@@ -45,7 +45,7 @@ async def chat(gateway: RunningGateway, key: str, model: str = "test-model") -> 
 
 async def flushed(gateway: RunningGateway) -> None:
     """Wait until the gateway's usage writer has written everything it holds."""
-    writer = gateway.app[USAGE]
+    writer = gateway.app[RUNTIME].usage
     for _ in range(200):
         if writer.pending == 0 and writer.written > 0:
             return

@@ -29,8 +29,9 @@ KEY = "sk-metrics-workers-key"
 # hears its provider go unhealthy, then exits (its files stay, as a crashed worker's would).
 WORKER = """
 import os, sys
-from stellara.telemetry.events import Event, EventBus
+from stellara.events import EventBus, ProviderUnhealthy
 from stellara.telemetry.metrics import GatewayMetrics
+from stellara.testing import request_completed
 
 requests, in_flight, breaker = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 bus = EventBus()
@@ -38,13 +39,13 @@ metrics = GatewayMetrics(
     providers=["openai"], in_flight=lambda: in_flight, breaker_states=lambda: {"openai": breaker}
 )
 metrics.attach(bus)
-request = {"model": "smart", "provider": "openai", "tier": None, "status": 200, "cache": "miss",
-           "latency_ms": 20.0, "ttfb_ms": 5.0, "prompt_tokens": 3, "completion_tokens": 4,
-           "cached_tokens": 0, "cost_usd": 0.001}
+request = request_completed(completion_tokens=4)
 for _ in range(requests):
-    bus.publish(Event("request.completed", request))
+    bus.publish(request)
 if breaker == "open":
-    bus.publish(Event("provider.unhealthy", {"provider": "openai", "previous": "healthy"}))
+    bus.publish(
+        ProviderUnhealthy(provider="openai", previous="healthy", status="unhealthy", reason="x")
+    )
 metrics.refresh()
 print(os.getpid())
 """

@@ -20,15 +20,16 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from stellara._clock import SystemClock
-from stellara.config import check_config
+from stellara.assembly.config import check_config
 from stellara.errors import StateBackendError
+from stellara.events import EventBus
 from stellara.server import create_app
-from stellara.server.app import MONITORING
-from stellara.server.routes_monitoring import MonitoringService
+from stellara.server.app import RUNTIME
 from stellara.sim import RunningSimulator
+from stellara.state.base import StatsShare
 from stellara.state.redis import RedisBackend
 from stellara.state.redis.stats import RedisStatsShare
-from stellara.telemetry.events import EventBus
+from stellara.telemetry.monitoring import MonitoringService
 from stellara.telemetry.stats import StatsCollector
 from tests.conftest import MASTER_KEY, USER_KEY, gateway_config
 from tests.state.conftest import drop_keys, redis_or_fail, unique_prefix
@@ -49,7 +50,7 @@ class Process:
 
     gateway_url: str
     stats_url: str
-    share: RedisStatsShare
+    share: StatsShare
     runners: list[web.AppRunner] = field(default_factory=list)
 
     async def stop(self) -> None:
@@ -88,7 +89,7 @@ async def start_process(sim: RunningSimulator, prefix: str) -> AsyncIterator[Sta
         )
         backend = RedisBackend(REDIS_URL, key_prefix=prefix)
         gateway = create_app(check_config(raw), state_backend=backend)
-        share = gateway[MONITORING].shared
+        share = gateway[RUNTIME].monitoring.shared
         assert share is not None
         url, runner = await serve(gateway)
         process = Process(url, url, share, [runner])

@@ -17,12 +17,12 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
+from stellara.events import EventBus
 from stellara.store.db import Database
 from stellara.store.migrate import upgrade
 from stellara.store.tables import usage_records
 from stellara.store.usage import UsageWriter
 from stellara.store.usage_query import UsageFilters, UsageQuery
-from stellara.telemetry.events import EventBus
 from tests.store.test_usage_writer import completed, eventually, store_config
 
 pytestmark = pytest.mark.e2e

@@ -22,7 +22,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from stellara.server.app import SINKS
+from stellara.server.app import RUNTIME
 from stellara.sim import RunningSimulator
 from tests.conftest import USER_KEY, RunningGateway, StartGateway, gateway_config, set_faults
 
@@ -90,7 +90,7 @@ async def test_webhook_gets_every_model_call_signed(
     webhook = {"url": url, "secret": SECRET, "events": ["request.*"], "flush_interval_s": 0.05}
     raw = gateway_config(sim.url, telemetry={"webhooks": [webhook]})
     gateway = await start_gateway(raw)
-    sinks = gateway.app[SINKS]
+    sinks = gateway.app[RUNTIME].sinks
     ok = [await chat(http, gateway, "test-model") for _ in range(20)]
     await set_faults(sim, {"kind": "status", "status": 503, "model": "gpt-4o"})
     failed = await chat(http, gateway, "other-model")
@@ -128,7 +128,7 @@ async def test_dead_webhooks_slow_no_request_and_stay_bounded(
     plain = await start_gateway(gateway_config(sim.url))
     raw = gateway_config(sim.url, telemetry={"webhooks": hooks})
     hooked = await start_gateway(raw)
-    sinks = hooked.app[SINKS]
+    sinks = hooked.app[RUNTIME].sinks
     for gateway in (plain, hooked):  # warm the connection pools
         for _ in range(10):
             await chat(http, gateway, "test-model")

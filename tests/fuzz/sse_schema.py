@@ -10,11 +10,12 @@ from typing import Any
 import jsonschema_rs
 
 from stellara.server.openapi import build_openapi
+from stellara.server.routes import ROUTES
 
 
 @cache
 def _validator(path: str) -> Any:
-    document = build_openapi()
+    document = build_openapi(ROUTES)
     content = document["paths"][path]["post"]["responses"]["200"]["content"]
     schema = content["text/event-stream"]["schema"]
     # The schema's refs point into the document's components: validate with them alongside.

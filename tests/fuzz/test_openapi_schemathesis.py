@@ -26,7 +26,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Err
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from stellara.config import check_config
+from stellara.assembly.config import check_config
 from stellara.server import create_app
 from stellara.sim import SimConfig, start_simulator
 from tests.conftest import MASTER_KEY, USER_KEY, gateway_config

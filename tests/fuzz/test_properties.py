@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 from stellara._json import encode
 from stellara.cache.key import cache_key
 from stellara.inbound.anthropic import to_chat_request
-from stellara.providers.anthropic import wire
 from stellara.providers.anthropic.chat import build_messages_body
 from stellara.schema.chat import (
     AssistantMessage,
@@ -34,6 +33,8 @@ from stellara.schema.chat import (
 )
 from stellara.state.base import WindowLimit
 from stellara.state.memory import EPSILON, MemoryLimitStore
+from stellara.testing import ManualClock
+from stellara.wire import anthropic as wire
 
 FAST = settings(max_examples=150, deadline=None)
 
@@ -235,17 +236,6 @@ def test_cache_key_changes_with_messages_answer_parameters_and_scope(
 # ---------------------------------------------------------------- limit store
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def time(self) -> float:
-        return self.now
-
-    def monotonic(self) -> float:
-        return self.now
-
-
 operations = st.lists(
     st.tuples(
         st.sampled_from(["admit", "settle", "wait"]),
@@ -261,37 +251,37 @@ operations = st.lists(
 def test_window_never_admits_past_its_limit_and_expires_exactly(
     steps: list[tuple[str, float, int]], limit: float, window_s: float
 ) -> None:
-    clock = FakeClock()
+    clock = ManualClock(1_000_000.0)
     store = MemoryLimitStore(clock)
     window = WindowLimit("rate:tokens", "tokens", window_s, limit)
     # The reference: every admitted reservation with its time and (settled) amount.
     log: dict[str, tuple[float, float]] = {}
 
     def in_window() -> float:
-        return sum(a for at, a in log.values() if at > clock.now - window_s)
+        return sum(a for at, a in log.values() if at > clock.time() - window_s)
 
     async def run() -> None:
         for at, (kind, value, which) in enumerate(steps):
             if kind == "wait":
-                clock.now += value
+                clock.advance(value)
             elif kind == "settle" and log:
                 name = sorted(log)[which % len(log)]
                 await store.settle("u", [window], name, {"tokens": value})
-                if log[name][0] > clock.now - window_s:  # a reservation gone stays gone
+                if log[name][0] > clock.time() - window_s:  # a reservation gone stays gone
                     log[name] = (log[name][0], value)
             else:
                 before = in_window()
                 admission = await store.admit("u", [window], {"tokens": value}, f"r{at:03}")
                 assert admission.admitted == (before + value <= limit + EPSILON)
                 if admission.admitted:
-                    log[f"r{at:03}"] = (clock.now, value)
+                    log[f"r{at:03}"] = (clock.time(), value)
                     assert admission.states[0].used <= limit + EPSILON
                 else:
                     assert admission.denied_by == "rate:tokens"
                     assert 0 <= admission.retry_after_s <= window_s + 1e-6
             (state,) = await store.read("u", [window])
             assert abs(state.used - in_window()) < 1e-6
-        clock.now += window_s + 1e-3  # after a whole window, nothing is left
+        clock.advance(window_s + 1e-3)  # after a whole window, nothing is left
         (state,) = await store.read("u", [window])
         assert state.used == 0.0
         assert state.remaining == limit

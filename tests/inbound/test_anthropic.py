@@ -15,7 +15,6 @@ from stellara.inbound.anthropic import (
     to_message,
     tool_input,
 )
-from stellara.providers.anthropic import wire
 from stellara.schema.chat import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -23,6 +22,7 @@ from stellara.schema.chat import (
     chunk_decoder,
     completion_decoder,
 )
+from stellara.wire import anthropic as wire
 
 WEATHER = {
     "name": "get_weather",

@@ -1,27 +1,13 @@
-"""Test doubles for the limits stage: a clock that moves only when told, a failing store."""
+"""Test doubles for the limits stage: failing stores and a failing backend."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from stellara.errors import StateBackendError
-from stellara.state.base import Admission, Amounts, Limit, LimitState
+from stellara.state.base import Admission, Amounts, Limit, LimitState, SessionStore
 
 START = 1_767_225_600.0  # 2026-01-01T00:00:00Z
-
-
-class FakeClock:
-    def __init__(self, now: float = START) -> None:
-        self.now = now
-
-    def time(self) -> float:
-        return self.now
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class DownStore:
@@ -50,3 +36,56 @@ class DownStore:
 
     async def block(self, scope: str, seconds: float) -> None:
         raise StateBackendError("redis state backend: connection refused")
+
+
+class DownSessionStore:
+    """A `SessionStore` whose backend is unreachable."""
+
+    async def open(self, digest: str, key_fingerprint: str, ttl_s: float) -> None:
+        raise StateBackendError("redis state backend: connection refused")
+
+    async def find(self, digest: str) -> str | None:
+        raise StateBackendError("redis state backend: connection refused")
+
+    async def revoke(self, digest: str) -> None:
+        raise StateBackendError("redis state backend: connection refused")
+
+
+class DownBackend:
+    """A `StateBackend` whose server is unreachable: every limit and session call fails,
+    `ping` says no. `sessions` replaces the failing session store (a test of the limits
+    alone that needs a signed-in dashboard)."""
+
+    def __init__(self, sessions: SessionStore | None = None) -> None:
+        self.limits = DownStore()
+        self.sessions = sessions or DownSessionStore()
+
+    @property
+    def name(self) -> str:
+        return "redis"
+
+    @property
+    def cache(self) -> None:
+        return None
+
+    @property
+    def breakers(self) -> None:
+        return None
+
+    @property
+    def keys(self) -> None:
+        return None
+
+    @property
+    def event_channel(self) -> None:
+        return None
+
+    @property
+    def stats(self) -> None:
+        return None
+
+    async def ping(self) -> bool:
+        return False
+
+    async def close(self) -> None:
+        return None

@@ -1,27 +1,38 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 from stellara.config.models import LimitsConfig
 from stellara.errors import QuotaExceededError, RateLimitedError, StateBackendError
+from stellara.events import (
+    BurstDetected,
+    BurstSpiked,
+    Event,
+    EventBus,
+    QuotaExceeded,
+    QuotaWarning,
+    RateLimitExceeded,
+)
 from stellara.limits import Limiter, LimitEvents, LimitsPolicy, Ticket
+from stellara.principal import Principal
 from stellara.schema.chat import Usage
 from stellara.state.base import Amounts, LimitStore
 from stellara.state.memory import MemoryBackend
-from stellara.telemetry.events import Event, EventBus
+from stellara.testing import ManualClock
 
-from .fakes import DownStore, FakeClock
+from .fakes import START, DownStore
 
 ONE: Amounts = {"requests": 1.0}
+E = TypeVar("E", bound=Event)
 
 
 @dataclass
 class Rig:
     limiter: Limiter
-    clock: FakeClock
+    clock: ManualClock
     events: list[Event] = field(default_factory=list)
     count: int = 0
 
@@ -33,8 +44,8 @@ class Rig:
         self.count += 1
         return await self.limiter.admit(policy, amounts, f"req_{self.count}")
 
-    def named(self, name: str) -> list[Event]:
-        return [e for e in self.events if e.name == name]
+    def named(self, kind: type[E]) -> list[E]:
+        return [e for e in self.events if isinstance(e, kind)]
 
 
 def rig(
@@ -42,19 +53,21 @@ def rig(
     *,
     store: LimitStore | None = None,
     on_failure: str = "open",
+    fallback_share: float = 1.0,
     **limits: Any,
 ) -> Rig:
-    clock = FakeClock()
+    clock = ManualClock(START)
     config = LimitsConfig.model_validate({"tiers": {"t": tier}, "default_tier": "t", **limits})
     bus = EventBus()
     events: list[Event] = []
-    bus.subscribe("*", events.append)
+    bus.subscribe_all(events.append)
     limiter = Limiter(
         LimitsPolicy(config),
         store or MemoryBackend(clock).limits,
         LimitEvents(bus, warn_at=config.warn_at),
         clock,
         on_failure=on_failure,  # type: ignore[arg-type]
+        fallback_share=fallback_share,
     )
     return Rig(limiter, clock, events)
 
@@ -70,7 +83,7 @@ async def test_limiter_admits_exactly_the_request_limit():
     assert refusal.retry_after_s == 10
     with pytest.raises(RateLimitedError):
         tickets[3].raise_if_refused()
-    assert len(r.named("rate_limit.exceeded")) == 2
+    assert len(r.named(RateLimitExceeded)) == 2
 
 
 async def test_limiter_retry_after_is_a_whole_second_at_least():
@@ -95,9 +108,9 @@ async def test_limiter_quota_refusal_is_insufficient_quota_until_midnight():
     assert refusal.code == "insufficient_quota"
     assert refusal.retry_after_s == 3600
     assert "2026-01-02T00:00:00Z" in refusal.message
-    [event] = r.named("quota.exceeded")
-    assert event.data["limit"] == "quota:daily:requests"
-    assert event.data["shadow"] is False
+    [event] = r.named(QuotaExceeded)
+    assert event.limit == "quota:daily:requests"
+    assert event.shadow is False
 
 
 async def test_limiter_states_count_the_current_request():
@@ -116,22 +129,22 @@ async def test_limiter_shadow_mode_never_refuses_but_reports():
     assert last is not None
     [state] = last.states
     assert (state.used, state.limit, state.remaining) == (3, 1, 0)  # true use, configured limit
-    events = r.named("rate_limit.exceeded")
+    events = r.named(RateLimitExceeded)
     assert len(events) == 2
-    assert all(e.data["shadow"] is True for e in events)
+    assert all(e.shadow is True for e in events)
 
 
 async def test_limiter_quota_warning_once_per_crossing():
     r = rig({"quota": {"daily": {"requests": 10}}}, warn_at=0.8)
     for _ in range(10):
         assert (await r.admit()).refusal is None
-    [warning] = r.named("quota.warning")
-    assert warning.data["limit"] == "quota:daily:requests"
-    assert warning.data["used"] == 8
+    [warning] = r.named(QuotaWarning)
+    assert warning.limit == "quota:daily:requests"
+    assert warning.used == 8
     r.clock.advance(86400)  # a new day, a new crossing
     for _ in range(8):
         await r.admit()
-    assert len(r.named("quota.warning")) == 2
+    assert len(r.named(QuotaWarning)) == 2
 
 
 async def test_limiter_burst_window_refuses_past_its_limit():
@@ -139,8 +152,8 @@ async def test_limiter_burst_window_refuses_past_its_limit():
     results = [(await r.admit()).refusal for _ in range(3)]
     assert results[:2] == [None, None]
     assert isinstance(results[2], RateLimitedError)
-    [burst] = r.named("burst.detected")
-    assert burst.data["reason"] == "limit"
+    [burst] = r.named(BurstDetected)
+    assert burst.reason == "limit"
     r.clock.advance(1)
     assert (await r.admit()).refusal is None
 
@@ -153,10 +166,10 @@ async def test_limiter_spike_blocks_the_user_and_emits_burst_detected():
     r = rig(tier)
     assert (await r.admit()).refusal is None  # a first request is never a spike
     assert (await r.admit()).refusal is None
-    assert r.named("burst.detected") == []
+    assert r.named(BurstDetected) == []
     assert (await r.admit()).refusal is None  # the third in one second: a spike, admitted
-    [spike] = r.named("burst.detected")
-    assert spike.data["reason"] == "spike"
+    [spike] = r.named(BurstDetected)
+    assert spike.reason == "spike"
     refusal = (await r.admit()).refusal  # throttled for the burst window
     assert isinstance(refusal, RateLimitedError)
     assert refusal.code == "rate_limit_exceeded"
@@ -176,12 +189,13 @@ async def test_limiter_spike_is_measured_against_the_users_own_rate():
         r.clock.advance(1)
     for _ in range(3):  # 3/s is well within 5x their 1/s: no spike
         assert (await r.admit()).refusal is None
-    assert r.named("burst.detected") == []
+    assert r.named(BurstDetected) == []
     r.clock.advance(1)
     for _ in range(6):  # 6/s is more than 5x their rate
         assert (await r.admit()).refusal is None
-    [spike] = r.named("burst.detected")
-    assert spike.data["recent_rate_per_s"] == 6
+    [spike] = r.named(BurstDetected)
+    assert isinstance(spike, BurstSpiked)
+    assert spike.recent_rate_per_s == 6
 
 
 async def test_limiter_spike_in_shadow_mode_is_reported_not_blocked():
@@ -189,7 +203,7 @@ async def test_limiter_spike_in_shadow_mode_is_reported_not_blocked():
     r = rig(tier)
     tickets = [await r.admit() for _ in range(6)]
     assert all(t.refusal is None for t in tickets)
-    assert r.named("burst.detected")
+    assert r.named(BurstDetected)
 
 
 async def test_limiter_settle_replaces_the_estimate_with_usage():
@@ -223,31 +237,117 @@ async def test_limiter_session_quota_is_per_session():
     assert (await r.admit(session="s1")).refusal is None
 
 
-async def test_limiter_on_failure_open_admits_without_limits():
+async def test_limiter_on_failure_open_keeps_the_limits_on_this_process():
+    """A backend that fails never means unlimited: the process enforces the limit itself."""
     store = DownStore()
-    r = rig({"rate": {"window_s": 60, "requests": 1}}, store=store, on_failure="open")
+    r = rig({"rate": {"window_s": 60, "requests": 2}}, store=store, on_failure="open")
+    tickets = [await r.admit() for _ in range(3)]
+    assert [t.refusal is None for t in tickets] == [True, True, False]
+    assert all(t.is_degraded for t in tickets)
+    await tickets[0].settle(None, 0.0)  # settles on the local store: no backend call, no error
+    assert store.calls == 3
+    assert r.limiter.fallback.admissions_of("alice") == 2
+    assert r.limiter.fallback.admissions_by_tier() == {"t": 2}
+    r.clock.advance(60)
+    assert (await r.admit()).refusal is None  # the local window slides like the shared one
+
+
+async def test_limiter_fallback_share_is_this_processes_part_of_each_limit():
+    r = rig({"rate": {"window_s": 60, "requests": 10}}, store=DownStore(), fallback_share=0.3)
+    admitted = [(await r.admit()).refusal is None for _ in range(5)]
+    assert admitted == [True, True, True, False, False]
+
+
+async def test_limiter_circuit_skips_a_down_backend_then_tries_it_again():
+    """Three failures in a row: the backend counts as down and is not called for 5 s, then
+    one request tries it; a success makes the limits shared again."""
+    store = DownStore()
+    r = rig({"rate": {"window_s": 60, "requests": 100}}, store=store)
+    for _ in range(3):
+        await r.admit()
+    assert (store.calls, r.limiter.circuit.is_open) == (3, True)
+    for _ in range(10):
+        await r.admit()
+    assert store.calls == 3  # an outage costs a request no timeout
+    r.clock.advance(5)
+    await r.admit()
+    assert store.calls == 4  # the trial, which fails: wait again
+    await r.admit()
+    assert store.calls == 4
+    r.clock.advance(5)
+    r.limiter._store = MemoryBackend(r.clock).limits  # the backend answers again
     ticket = await r.admit()
-    assert ticket.is_degraded
-    assert ticket.refusal is None
-    await ticket.settle(None, 0.0)  # nothing reserved: no call, no error
-    assert store.calls == 1
+    assert not ticket.is_degraded
+    assert not r.limiter.circuit.is_open
+
+
+async def test_limiter_one_failure_among_successes_does_not_open_the_circuit():
+    clock_store = MemoryBackend(ManualClock(START)).limits
+    r = rig({"rate": {"window_s": 60, "requests": 100}}, store=clock_store)
+    r.limiter._store = DownStore()
+    await r.admit()
+    r.limiter._store = clock_store
+    await r.admit()
+    assert not r.limiter.circuit.is_open
 
 
 async def test_limiter_on_failure_closed_raises_503():
-    r = rig({"rate": {"window_s": 60, "requests": 1}}, store=DownStore(), on_failure="closed")
-    with pytest.raises(StateBackendError) as info:
-        await r.admit()
-    assert info.value.status_code == 503
+    store = DownStore()
+    r = rig({"rate": {"window_s": 60, "requests": 1}}, store=store, on_failure="closed")
+    for _ in range(5):
+        with pytest.raises(StateBackendError) as info:
+            await r.admit()
+        assert info.value.status_code == 503
+    assert store.calls == 3  # then the circuit refuses without calling
 
 
 async def test_limiter_settle_failure_is_logged_not_raised():
-    clock = FakeClock()
+    clock = ManualClock(START)
     memory = MemoryBackend(clock).limits
     r = rig({"rate": {"window_s": 60, "requests": 5}}, store=memory)
     ticket = await r.admit()
     ticket.store = DownStore()  # the backend goes down during the call
     await ticket.settle(None, 0.0)
     assert ticket.is_settled
+
+
+async def test_limiter_remembers_a_refusal_no_request_can_pass():
+    r = rig({"rate": {"window_s": 60, "requests": 1}})
+    assert (await r.admit()).refusal is None
+    refused = await r.admit()
+    assert refused.refusal is not None
+    principal = Principal("alice", "key_a")
+    remembered, slot = r.limiter.guard.check(principal)
+    assert remembered is not None
+    assert slot is None
+    error = remembered.error(r.clock.monotonic())
+    assert type(error) is RateLimitedError
+    assert error.retry_after_s == 10  # remembered for 10 s at most (a reset elsewhere is heard)
+    assert isinstance(remembered.event, RateLimitExceeded)
+    r.clock.advance(10)
+    assert r.limiter.guard.check(principal) == (None, None)
+
+
+async def test_limiter_does_not_remember_a_refusal_a_smaller_request_could_pass():
+    r = rig({"rate": {"window_s": 60, "tokens": 100}})
+    assert (await r.admit({"requests": 1, "tokens": 150})).refusal is not None
+    assert r.limiter.guard.check(Principal("alice", "key_a")) == (None, None)
+
+
+async def test_limiter_does_not_remember_a_session_quota_for_the_user():
+    r = rig({"quota": {"session": {"requests": 1}}})
+    await r.admit(session="s1")
+    assert (await r.admit(session="s1")).refusal is not None
+    assert r.limiter.guard.check(Principal("alice", "key_a")) == (None, None)
+
+
+async def test_limiter_reset_forgets_a_remembered_refusal():
+    r = rig({"rate": {"window_s": 60, "requests": 1}})
+    await r.admit()
+    await r.admit()
+    await r.limiter.reset("alice", "rate")
+    assert r.limiter.guard.check(Principal("alice", "key_a")) == (None, None)
+    assert (await r.admit()).refusal is None
 
 
 async def test_limiter_reset_forgets_rate_use_but_not_quotas():

@@ -18,16 +18,14 @@ import pytest
 from aiohttp import web
 from sqlalchemy import func, insert, select
 
-from stellara.config import check_config
-from stellara.config.models import KeyConfig, LimitsConfig, TierConfig
+from stellara.assembly.config import check_config
+from stellara.config.models import LimitsConfig, TierConfig
 from stellara.errors import QuotaExceededError
+from stellara.events import EventBus
 from stellara.limits import Limiter, LimitEvents, LimitsPolicy
 from stellara.limits.rebuild import RebuildReport, rebuild_quotas
-from stellara.pipeline.auth import Authenticator
 from stellara.schema.chat import Usage
 from stellara.server import create_app
-from stellara.server.app import AUTH, GATEWAY, STATE
-from stellara.server.routes_rebuild import REBUILD, QuotaRebuildRoutes
 from stellara.sim import RunningSimulator
 from stellara.state.base import Amounts, LimitState, LimitStore, PeriodLimit
 from stellara.state.memory import MemoryBackend
@@ -38,10 +36,10 @@ from stellara.store.migrate import upgrade
 from stellara.store.tables import usage_records
 from stellara.store.usage import usage_row
 from stellara.store.usage_totals import UsageTotals
-from stellara.telemetry.events import EventBus
+from stellara.testing import ManualClock, request_completed, request_failed
 from tests.conftest import MASTER_KEY, USER_KEY, gateway_config
 from tests.dbs import fresh_database_url
-from tests.limits.fakes import DownStore, FakeClock
+from tests.limits.fakes import DownBackend
 from tests.state.conftest import REDIS_URL, drop_keys, redis_or_fail, unique_prefix
 
 DAY_S = 86_400
@@ -72,6 +70,9 @@ async def sqlite_database(tmp_path: Path) -> AsyncIterator[Database]:
         await database.close()
 
 
+REBUILD = "/admin/quotas/rebuild"
+
+
 @dataclass
 class State:
     """A state backend that can lose everything: memory is replaced by an empty one, Redis has
@@ -79,7 +80,7 @@ class State:
 
     kind: str
     backend: MemoryBackend | RedisBackend
-    clock: FakeClock
+    clock: ManualClock
     prefix: str = ""
 
     @property
@@ -96,7 +97,7 @@ class State:
 @pytest.fixture(params=["memory", "redis"])
 async def state(request: pytest.FixtureRequest) -> AsyncIterator[State]:
     """Real time on both (Redis keeps its own clock): periods are today and this month."""
-    clock = FakeClock(time.time())
+    clock = ManualClock(time.time())
     if request.param == "memory":
         yield State("memory", MemoryBackend(clock), clock)
         return
@@ -143,16 +144,20 @@ def record(user: str, started_at: float, **facts: Any) -> dict[str, Any]:
         "request_id": f"req_{next(_ids)}",
         "started_at": started_at,
         "user": user,
-        "key_id": None,
+        "key_id": None,  # a record of before virtual keys
         "model": "test-model",
-        "cache": "miss",
+        "provider": "",
+        "provider_model": "",
+        "attempts": 0,
         "prompt_tokens": 10,
         "completion_tokens": 20,
         "cost_usd": 0.001,
-        "status": 200,
+        "latency_ms": 0.0,
+        "attempt_spans": (),
+        **facts,
     }
-    data.update(facts)
-    return usage_row(data, failed="error" in data, now=started_at, log_content=False)
+    build = request_failed if data.get("error") else request_completed
+    return usage_row(build(**data), log_content=False)
 
 
 async def seed(database: Database, rows: list[dict[str, Any]]) -> None:
@@ -367,7 +372,7 @@ async def test_rebuild_leaves_a_burst_blocked_user_alone_and_reports_it(
 
 
 async def test_rebuild_of_named_users_touches_only_them(sqlite_database: Database) -> None:
-    clock = FakeClock(time.time())
+    clock = ManualClock(time.time())
     state = State("memory", MemoryBackend(clock), clock)
     limiter = limiter_on(state, limits_config(basic={"quota": {"daily": {"requests": 50}}}))
     for user in ("alice", "dave"):  # use the records do not know of
@@ -411,7 +416,7 @@ async def test_rebuild_reproduces_what_the_state_held_across_dst_tiers_and_keys(
             },
         }
     )
-    clock = FakeClock(utc("2026-03-08T20:00:00"))
+    clock = ManualClock(utc("2026-03-08T20:00:00"))
     state = State("memory", MemoryBackend(clock), clock)
     limiter = limiter_on(state, config)
     own = {"quota": {"daily": {"requests": 100}, "monthly": {"cost_usd": 50}}}
@@ -431,7 +436,7 @@ async def test_rebuild_reproduces_what_the_state_held_across_dst_tiers_and_keys(
     ]
     rows = []
     for i, (when, by_pro, fails) in enumerate(requests):
-        clock.now = utc(when)
+        clock.set_time(utc(when))
         key = pro if by_pro else None
         ticket = await limiter.admit(resolved(limiter, "alice", key), ONE_REQUEST, f"r{i}")
         facts: dict[str, Any] = {"key_id": pro.key_id if by_pro else "static-key"}
@@ -444,9 +449,9 @@ async def test_rebuild_reproduces_what_the_state_held_across_dst_tiers_and_keys(
             tokens, cost = 100 + i, 0.01 * (i + 1)
             await ticket.settle(Usage(tokens - 40, 40, tokens), cost)
             facts.update(prompt_tokens=tokens - 40, completion_tokens=40, cost_usd=cost)
-        rows.append(record("alice", clock.now, **facts))
+        rows.append(record("alice", clock.time(), **facts))
     await seed(database, rows)
-    clock.now = utc("2026-03-08T20:00:00")
+    clock.set_time(utc("2026-03-08T20:00:00"))
     calendar = {
         limit.name: limit
         for policy in (resolved(limiter, "alice"), resolved(limiter, "alice", pro))
@@ -516,23 +521,12 @@ async def test_rebuild_route_restores_a_gateways_quotas_after_redis_lost_its_key
     gateway = create_app(
         check_config(raw), state_backend=RedisBackend(REDIS_URL, key_prefix=prefix)
     )
-    limiter = gateway[GATEWAY].limiter
-    assert limiter is not None
     database = Database(database_url)
-    side = web.Application()
-    QuotaRebuildRoutes(
-        limiter.policy,
-        gateway[STATE].limits,
-        UsageTotals(database),
-        KeyStore(database),
-        gateway[AUTH],
-        FakeClock(time.time()),
-    ).register(side)
     user = {"Authorization": f"Bearer {USER_KEY}"}
     master = {"Authorization": f"Bearer {MASTER_KEY}"}
     chat = {"model": "test-model", "messages": HELLO, "max_tokens": 5}
     try:
-        async with serving(gateway) as url, serving(side) as side_url:
+        async with serving(gateway) as url:
 
             async def call() -> int:
                 async with http.post(f"{url}/v1/chat/completions", json=chat, headers=user) as r:
@@ -548,7 +542,7 @@ async def test_rebuild_route_restores_a_gateways_quotas_after_redis_lost_its_key
             await drop_keys(REDIS_URL, prefix)
             assert await daily_used() == 0
 
-            async with http.post(f"{side_url}{REBUILD}", headers=master) as response:
+            async with http.post(f"{url}{REBUILD}", headers=master) as response:
                 assert response.status == 200
                 body = await response.json()
 
@@ -562,26 +556,27 @@ async def test_rebuild_route_restores_a_gateways_quotas_after_redis_lost_its_key
         await drop_keys(REDIS_URL, prefix)
 
 
+def rebuild_config(usage_url: str) -> dict[str, Any]:
+    return {
+        "server": {"master_key": MASTER_KEY},
+        "keys": [{"key": USER_KEY, "user": "alice"}],
+        "limits": {"tiers": {"basic": {"quota": {"daily": {"requests": 5}}}}},
+        "usage_store": {"url": usage_url},
+    }
+
+
 @pytest.fixture
-async def route(sqlite_database: Database) -> AsyncIterator[tuple[str, MemoryBackend]]:
-    """The route alone, on memory state, for its answers to bad calls."""
-    clock = FakeClock(time.time())
-    backend = MemoryBackend(clock)
-    auth = Authenticator(MASTER_KEY, [KeyConfig(key=USER_KEY, user="alice")], clock=clock)
-    app = web.Application()
-    policy = LimitsPolicy(limits_config(basic={"quota": {"daily": {"requests": 5}}}))
-    store = KeyStore(sqlite_database)
-    QuotaRebuildRoutes(
-        policy, backend.limits, UsageTotals(sqlite_database), store, auth, clock
-    ).register(app)
+async def route(tmp_path: Path) -> AsyncIterator[str]:
+    """A gateway on memory state, for the route's answers to bad calls."""
+    app = create_app(check_config(rebuild_config(f"sqlite:///{tmp_path / 'rebuild.db'}")))
     async with serving(app) as url:
-        yield url, backend
+        yield url
 
 
 async def test_rebuild_route_needs_the_master_key_and_a_valid_body(
-    route: tuple[str, MemoryBackend], http: aiohttp.ClientSession
+    route: str, http: aiohttp.ClientSession
 ) -> None:
-    url = route[0] + REBUILD
+    url = route + REBUILD
     master = {"Authorization": f"Bearer {MASTER_KEY}"}
     async with http.post(url) as response:
         assert response.status == 401
@@ -605,27 +600,19 @@ async def test_rebuild_route_needs_the_master_key_and_a_valid_body(
 
 
 async def test_rebuild_route_answers_503_when_a_store_fails(
-    sqlite_database: Database, http: aiohttp.ClientSession
+    tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
-    clock = FakeClock(time.time())
-    auth = Authenticator(MASTER_KEY, [], clock=clock)
-    policy = LimitsPolicy(limits_config(basic={"quota": {"daily": {"requests": 5}}}))
-    down_database = Database("postgresql://postgres@127.0.0.1:1/nothing")
-    cases = (  # (usage records, state backend, the error code expected)
-        (UsageTotals(down_database), MemoryBackend(clock).limits, "store_unavailable"),
-        (UsageTotals(sqlite_database), DownStore(), "state_backend_unavailable"),
+    sqlite_url = f"sqlite:///{tmp_path / 'rebuild.db'}"
+    cases = (  # (usage store, state backend, the error code expected)
+        ("postgresql://postgres@127.0.0.1:1/nothing", None, "store_unavailable"),
+        (sqlite_url, DownBackend(), "state_backend_unavailable"),
     )
     master = {"Authorization": f"Bearer {MASTER_KEY}"}
-    try:
-        for totals, store, code in cases:
-            app = web.Application()
-            keys = KeyStore(sqlite_database)
-            QuotaRebuildRoutes(policy, store, totals, keys, auth, clock).register(app)
-            async with (
-                serving(app) as url,
-                http.post(url + REBUILD, json={"users": ["alice"]}, headers=master) as response,
-            ):
-                assert response.status == 503
-                assert (await response.json())["error"]["code"] == code
-    finally:
-        await down_database.close()
+    for usage_url, backend, code in cases:
+        app = create_app(check_config(rebuild_config(usage_url)), state_backend=backend)
+        async with (
+            serving(app) as url,
+            http.post(url + REBUILD, json={"users": ["alice"]}, headers=master) as response,
+        ):
+            assert response.status == 503
+            assert (await response.json())["error"]["code"] == code

@@ -8,8 +8,10 @@ from pydantic import SecretStr
 
 from stellara.config.models import KeyConfig
 from stellara.errors import AuthenticationError, PermissionDeniedError, StoreUnavailableError
-from stellara.pipeline.auth import Authenticator, Principal
+from stellara.pipeline.auth import Authenticator
+from stellara.principal import Principal
 from stellara.store.keys import KeyRecord, key_digest
+from stellara.testing import ManualClock
 
 ALICE_KEY = "sk-alice-key-000001"
 BOB_KEY = "sk-bob-key-000002"
@@ -134,17 +136,6 @@ async def test_authenticator_keeps_no_plaintext_master_key() -> None:
 # --- virtual keys from the store -------------------------------------------------------
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_767_225_600.0
-
-    def time(self) -> float:
-        return self.now
-
-    def monotonic(self) -> float:
-        return self.now
-
-
 class FakeKeyStore:
     """Answers lookups from a dict; counts them; fails on demand."""
 
@@ -207,11 +198,11 @@ def store() -> FakeKeyStore:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> ManualClock:
+    return ManualClock()
 
 
-def store_auth(store: FakeKeyStore, clock: FakeClock, **kwargs: Any) -> Authenticator:
+def store_auth(store: FakeKeyStore, clock: ManualClock, **kwargs: Any) -> Authenticator:
     return Authenticator(MASTER_KEY, keys(), store=store, clock=clock, cache_ttl_s=5.0, **kwargs)
 
 
@@ -235,7 +226,7 @@ async def test_virtual_key_is_cached_for_the_ttl_then_looked_up_again(store, clo
     for _ in range(3):
         await auth.authenticate(VIRTUAL_KEY)
     assert store.lookups == 1
-    clock.now += 5.1
+    clock.advance(5.1)
     await auth.authenticate(VIRTUAL_KEY)
     assert store.lookups == 2
 
@@ -259,10 +250,10 @@ async def test_revoked_key_is_refused_with_its_reason(store, clock):
 
 
 async def test_expiry_is_checked_on_every_use_even_cached(store, clock):
-    store.put(VIRTUAL_KEY, expires_at=clock.now + 2)
+    store.put(VIRTUAL_KEY, expires_at=clock.time() + 2)
     auth = store_auth(store, clock)
     assert (await auth.authenticate(VIRTUAL_KEY)).user == "carol"
-    clock.now += 2
+    clock.advance(2)
     with pytest.raises(AuthenticationError, match="expired"):
         await auth.authenticate(VIRTUAL_KEY)
     assert store.lookups == 1  # refused from the cache
@@ -273,7 +264,7 @@ async def test_forget_drops_the_cached_key_and_tells_other_processes(store, cloc
     sync = FakeKeySync()
     auth = store_auth(store, clock, sync=sync)
     await auth.authenticate(VIRTUAL_KEY)
-    store.put(VIRTUAL_KEY, revoked_at=clock.now)
+    store.put(VIRTUAL_KEY, revoked_at=clock.time())
     auth.forget(record.digest)
     with pytest.raises(AuthenticationError, match="revoked"):
         await auth.authenticate(VIRTUAL_KEY)
@@ -299,7 +290,7 @@ async def test_unknown_key_is_remembered_only_briefly(store, clock):
     with pytest.raises(AuthenticationError):
         await auth.authenticate(VIRTUAL_KEY)
     store.put(VIRTUAL_KEY)  # created by another process without a key sync
-    clock.now += 1.0
+    clock.advance(1.0)
     assert (await auth.authenticate(VIRTUAL_KEY)).user == "carol"
 
 
@@ -308,7 +299,7 @@ async def test_store_down_known_key_keeps_working_unknown_key_is_503(store, cloc
     auth = store_auth(store, clock)
     await auth.authenticate(VIRTUAL_KEY)
     store.is_down = True
-    clock.now += 10
+    clock.advance(10)
     assert (await auth.authenticate(VIRTUAL_KEY)).user == "carol"
     with pytest.raises(StoreUnavailableError) as info:
         await auth.authenticate("sk-stl-never-seen-000")

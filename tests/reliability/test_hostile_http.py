@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from stellara.config import check_config
+from stellara.assembly.config import check_config
 from stellara.server.serve import serve
 from stellara.sim import RunningSimulator
 from tests.conftest import MASTER_KEY, USER_KEY, StartGateway, gateway_config

@@ -19,6 +19,7 @@ SUITE = Path(__file__).parents[2] / "benchmarks" / "reliability.py"
 GROWTH_ROWS = ("after the fault matrix", "soak ")
 
 
+@pytest.mark.timeout(330)  # the suite's own run (~50 s, more on a loaded machine), bounded at 300
 def test_reliability_suite_short_form_keeps_every_promise(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, str(SUITE), "--short", "--soak-s", "10"],

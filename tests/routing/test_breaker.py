@@ -19,26 +19,9 @@ from stellara.routing.breaker import (
     BreakerState,
     CircuitBreaker,
 )
+from stellara.testing import ManualClock
 
 START = 1_767_225_600.0  # 2026-01-01T00:00:00Z
-
-
-class FakeClock:
-    """Wall and monotonic time that move only when told."""
-
-    def __init__(self) -> None:
-        self.mono = 1000.0
-        self.wall = START
-
-    def time(self) -> float:
-        return self.wall
-
-    def monotonic(self) -> float:
-        return self.mono
-
-    def advance(self, seconds: float) -> None:
-        self.mono += seconds
-        self.wall += seconds
 
 
 Transitions = list[tuple[str, BreakerState, BreakerState]]
@@ -222,8 +205,8 @@ def test_breaker_snapshot_open():
 
 def board(
     scope: str = "provider", **settings: object
-) -> tuple[BreakerBoard, FakeClock, Transitions]:
-    clock = FakeClock()
+) -> tuple[BreakerBoard, ManualClock, Transitions]:
+    clock = ManualClock(START)
     events: Transitions = []
     b = BreakerBoard(
         BreakerSettings(scope=scope, **settings),  # type: ignore[arg-type]
@@ -266,6 +249,18 @@ def test_board_full_cycle_with_clock():
     b.record("p", "m", None, latency_s=0.3)
     assert b.states() == {"p": "closed"}
     assert [n for _, _, n in events] == ["open", "half_open", "closed"]
+
+
+def test_board_wait_s_is_the_time_until_a_call_may_go():
+    b, clock, _ = board(failure_threshold=1, open_s=30.0)
+    assert b.wait_s("p", "m") == 0.0  # no breaker yet: closed
+    b.record("p", "m", UpstreamUnavailableError("down", provider="p"))
+    clock.advance(12.5)
+    assert b.wait_s("p", "m") == 17.5
+    clock.advance(17.5)
+    assert b.allow("p", "m")  # half-open; its only permit is taken
+    assert not b.allow("p", "m")
+    assert b.wait_s("p", "m") == 0.0  # a permit frees as soon as the probe ends
 
 
 def test_board_client_fault_counts_as_success():

@@ -8,7 +8,8 @@ import pytest
 
 from stellara.errors import UpstreamUnavailableError
 from stellara.routing.breaker import BreakerBoard, BreakerSettings, BreakerState
-from tests.routing.test_breaker import START, FakeClock
+from stellara.testing import ManualClock
+from tests.routing.test_breaker import START
 
 DOWN = UpstreamUnavailableError("down", provider="p")
 SETTINGS = BreakerSettings(failure_threshold=2, window_s=60.0, open_s=30.0)
@@ -16,7 +17,7 @@ SETTINGS = BreakerSettings(failure_threshold=2, window_s=60.0, open_s=30.0)
 Seen = list[tuple[str, BreakerState, BreakerState, bool]]
 
 
-def board(clock: FakeClock, **settings: object) -> tuple[BreakerBoard, Seen]:
+def board(clock: ManualClock, **settings: object) -> tuple[BreakerBoard, Seen]:
     """A board whose transitions are recorded with whether they came from `apply_remote`."""
     seen: Seen = []
     merged = dataclasses.replace(SETTINGS, **settings)  # type: ignore[arg-type]
@@ -29,7 +30,7 @@ def board(clock: FakeClock, **settings: object) -> tuple[BreakerBoard, Seen]:
 
 
 def test_remote_open_creates_the_breaker_and_matches_the_senders_half_open_time() -> None:
-    clock = FakeClock()
+    clock = ManualClock(START)
     b, seen = board(clock)
     clock.advance(5)  # the message arrives 5 s after the sender opened
     b.apply_remote("p", "open", START)
@@ -46,7 +47,7 @@ def test_remote_open_creates_the_breaker_and_matches_the_senders_half_open_time(
 
 
 def test_remote_open_translates_epoch_to_the_boards_own_monotonic_clock() -> None:
-    clock = FakeClock()  # monotonic 1000.0 while the wall clock reads START
+    clock = ManualClock(START, monotonic_s=1000.0)
     b, _ = board(clock)
     b.apply_remote("p", "open", START - 10)
     assert b.get("p", "m").opened_at == 990.0
@@ -54,16 +55,16 @@ def test_remote_open_translates_epoch_to_the_boards_own_monotonic_clock() -> Non
 
 
 def test_remote_open_from_a_clock_ahead_is_never_later_than_now() -> None:
-    clock = FakeClock()
+    clock = ManualClock(START)
     b, _ = board(clock)
     b.apply_remote("p", "open", START + 100)
-    assert b.get("p", "m").opened_at == clock.mono
+    assert b.get("p", "m").opened_at == clock.monotonic()
     b.apply_remote("q", "open", None)  # no time given: now
-    assert b.get("q", "m").opened_at == clock.mono
+    assert b.get("q", "m").opened_at == clock.monotonic()
 
 
 def test_remote_open_of_an_open_breaker_takes_the_new_time_without_a_transition() -> None:
-    clock = FakeClock()
+    clock = ManualClock(START)
     b, seen = board(clock)
     b.apply_remote("p", "open", START)
     clock.advance(40)
@@ -78,7 +79,7 @@ def test_remote_open_of_an_open_breaker_takes_the_new_time_without_a_transition(
 
 
 def test_remote_closed_closes_and_clears_the_window() -> None:
-    clock = FakeClock()
+    clock = ManualClock(START)
     b, seen = board(clock)
     b.record("p", "m", DOWN)
     b.apply_remote("p", "closed", None)  # closed already: no transition, but window cleared
@@ -94,14 +95,14 @@ def test_remote_closed_closes_and_clears_the_window() -> None:
 
 
 def test_remote_closed_of_an_unknown_breaker_creates_nothing() -> None:
-    b, seen = board(FakeClock())
+    b, seen = board(ManualClock(START))
     b.apply_remote("p", "closed", None)
     assert b.states() == {}
     assert seen == []
 
 
 def test_remote_half_open_and_unknown_states_are_ignored() -> None:
-    b, seen = board(FakeClock())
+    b, seen = board(ManualClock(START))
     b.apply_remote("p", "half_open", START)
     b.apply_remote("p", "melted", START)
     assert b.states() == {}
@@ -112,14 +113,14 @@ def test_remote_half_open_and_unknown_states_are_ignored() -> None:
 
 
 def test_remote_changes_use_the_senders_id_whatever_the_scope() -> None:
-    b, _ = board(FakeClock(), scope="target")
+    b, _ = board(ManualClock(START), scope="target")
     b.apply_remote("p/m", "open", START)
     assert b.is_open("p", "m")
     assert not b.is_open("p", "other")
 
 
 def test_applying_remote_is_false_outside_apply_remote_even_after_a_failing_callback() -> None:
-    clock = FakeClock()
+    clock = ManualClock(START)
 
     def boom(bid: str, old: BreakerState, new: BreakerState) -> None:
         raise RuntimeError("boom")
@@ -132,7 +133,7 @@ def test_applying_remote_is_false_outside_apply_remote_even_after_a_failing_call
 
 
 def test_opened_at_epoch_s_is_none_unless_open_or_half_open() -> None:
-    clock = FakeClock()
+    clock = ManualClock(START)
     b, _ = board(clock)
     assert b.opened_at_epoch_s("p") is None
     b.record("p", "m", DOWN)

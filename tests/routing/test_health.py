@@ -10,33 +10,16 @@ from stellara.errors import (
 )
 from stellara.routing.breaker import BreakerBoard, BreakerSettings
 from stellara.routing.health import HealthBoard, HealthSettings, ProviderHealth
+from stellara.testing import ManualClock
 
 START = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 DOWN = UpstreamUnavailableError("upstream said 503", provider="p", upstream_status=503)
 
 
-class FakeClock:
-    """Wall and monotonic time that move only when told."""
-
-    def __init__(self) -> None:
-        self.mono = 500.0
-        self.wall = START
-
-    def time(self) -> float:
-        return self.wall
-
-    def monotonic(self) -> float:
-        return self.mono
-
-    def advance(self, seconds: float) -> None:
-        self.mono += seconds
-        self.wall += seconds
-
-
 def health_board(
     scope: str = "provider", **breaker: object
-) -> tuple[HealthBoard, BreakerBoard, FakeClock]:
-    clock = FakeClock()
+) -> tuple[HealthBoard, BreakerBoard, ManualClock]:
+    clock = ManualClock(START)
     breakers = BreakerBoard(BreakerSettings(scope=scope, **breaker), clock)  # type: ignore[arg-type]
     return HealthBoard(["p", "q"], clock, breakers), breakers, clock
 
@@ -180,8 +163,98 @@ def test_health_target_scope_one_model_down_is_degraded():
 
 
 def test_health_board_creates_unknown_providers_on_use():
-    clock = FakeClock()
+    clock = ManualClock(START)
     board = HealthBoard([], clock)
     board.record_call("new", "m", 0.1, None)
     assert board.healthy_providers() == ["new"]
     assert board.report()["new"]["breaker"] is None
+
+
+Change = tuple[str, str, str]
+
+
+def wired_board(**breaker: object) -> tuple[HealthBoard, BreakerBoard, ManualClock, list[Change]]:
+    """A board told of breaker changes as the gateway wires it, recording `on_change`."""
+    clock = ManualClock(START)
+    changes: list[Change] = []
+    breakers = BreakerBoard(
+        BreakerSettings(**breaker),  # type: ignore[arg-type]
+        clock,
+        lambda breaker_id, _old, _new: board.check(breaker_id),
+    )
+    board = HealthBoard(
+        ["p"], clock, breakers, on_change=lambda p, old, new, _why: changes.append((p, old, new))
+    )
+    return board, breakers, clock, changes
+
+
+def attempt(board: HealthBoard, breakers: BreakerBoard, ok: bool) -> None:
+    """One call as the attempt loop makes it: past the breaker, then reported to both."""
+    assert breakers.allow("p", "m")
+    error = None if ok else DOWN
+    breakers.record("p", "m", error)
+    board.record_call("p", "m", 0.1, error)
+
+
+def test_health_recovers_within_a_run_of_successes_after_the_breaker_closes():
+    board, breakers, clock, changes = wired_board(failure_threshold=5, open_s=10.0)
+    for _ in range(5):
+        attempt(board, breakers, ok=False)
+    assert board.report()["p"]["reason"] == "circuit breaker open"
+    clock.advance(10.0)
+    attempt(board, breakers, ok=True)  # the half-open trial closes the breaker
+    assert breakers.states() == {"p": "closed"}
+    assert board.status("p") == "unhealthy"  # 5 of 6 failed: one answer proves nothing yet
+    for _ in range(HealthSettings().recovery_successes - 1):
+        clock.advance(1.0)
+        attempt(board, breakers, ok=True)
+    report = board.report()["p"]
+    assert (report["status"], report["error_rate"], report["calls_in_window"]) == ("healthy", 0, 5)
+    assert changes == [("p", "healthy", "unhealthy"), ("p", "unhealthy", "healthy")]
+
+
+def test_health_lucky_calls_among_failures_keep_a_provider_unhealthy():
+    board, _, _, changes = wired_board(failure_threshold=1000)
+    calls(board, 0, 10)
+    for run in range(1, HealthSettings().recovery_successes):
+        for _ in range(run):  # runs one short of a recovery, each ended by a failure
+            calls(board, 1, 0)
+            assert board.status("p") == "unhealthy"
+        calls(board, 0, 1)
+    assert changes == [("p", "healthy", "unhealthy")]
+
+
+def test_health_probes_alone_recover_a_provider_behind_a_half_open_breaker():
+    board, breakers, clock, changes = wired_board(failure_threshold=5, open_s=10.0)
+    for _ in range(5):
+        attempt(board, breakers, ok=False)
+    board.record_probe("p", False, 0.1, DOWN)
+    clock.advance(10.0)
+    assert breakers.states() == {"p": "half_open"}
+    for _ in range(HealthSettings().recovery_successes):
+        assert board.status("p") == "unhealthy"
+        clock.advance(1.0)
+        board.record_probe("p", True, 0.1)
+    assert board.report()["p"]["reason"] == "a circuit breaker is not closed"
+    assert changes[-1] == ("p", "unhealthy", "degraded")
+
+
+def test_health_runs_of_successes_keep_the_window_of_a_degraded_provider():
+    board, _, _, _ = wired_board()
+    for _ in range(3):
+        calls(board, 7, 3)  # 30 % failures, in runs longer than a recovery run
+    report = board.report()["p"]
+    assert (report["status"], report["error_rate"], report["calls_in_window"]) == (
+        "degraded",
+        0.3,
+        30,
+    )
+
+
+def test_health_a_read_publishes_a_change_time_alone_made():
+    board, _, clock, changes = wired_board()
+    calls(board, 0, 6)
+    clock.advance(HealthSettings().window_s + 1)
+    assert changes == [("p", "healthy", "unhealthy")]
+    assert board.healthy_providers() == ["p"]
+    assert changes == [("p", "healthy", "unhealthy"), ("p", "unhealthy", "healthy")]

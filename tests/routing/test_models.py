@@ -4,7 +4,7 @@ import pytest
 
 from stellara.config.models import ModelConfig, TargetConfig
 from stellara.errors import ModelNotFoundError, PermissionDeniedError
-from stellara.pipeline.auth import Principal
+from stellara.principal import Principal
 from stellara.providers.base import ProviderAdapter
 from stellara.routing.models import ModelTable, PublicModel
 from stellara.schema.chat import ChatCompletion, ChatCompletionChunk, ChatRequest

@@ -1,23 +1,17 @@
 import random
 from collections import Counter
-from collections.abc import Iterable
-from dataclasses import replace
-from typing import Any
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import get_args
 
 import pytest
 
 from stellara.catalog import Catalog
 from stellara.config.models import Strategy
+from stellara.limits import PriceKey, RequestEstimate
 from stellara.routing.models import Target
-from stellara.routing.strategies import (
-    STRATEGIES,
-    Choice,
-    PerformanceSettings,
-    RouterStats,
-    choose_order,
-    expected_cost_fn,
-    target_key,
-)
+from stellara.routing.stats import PerformanceSettings, RouterStats, target_key
+from stellara.routing.strategies import STRATEGIES, Choice, RankInputs, choose_order
 
 from .test_models import FakeAdapter
 
@@ -27,22 +21,44 @@ C = Target(FakeAdapter("c"), "google", "gemini-1.5-flash")
 TARGETS = (A, B, C)
 
 
+@dataclass
+class FixedPrices:
+    """A `RequestPrice` with a price per model name (absent: unknown)."""
+
+    usd: dict[str, float] = field(default_factory=dict)
+    prompt_tokens: int = 10
+    output_tokens: int = 20
+
+    def usd_on(self, provider_type: str, model: str) -> float | None:
+        return self.usd.get(model)
+
+
 def keys(targets: Iterable[Target]) -> tuple[str, ...]:
     return tuple(target_key(t) for t in targets)
 
 
 def choose(
-    strategy: Strategy, stats: RouterStats | None = None, *, seed: int = 1, **kw: Any
+    strategy: Strategy,
+    stats: RouterStats | None = None,
+    *,
+    seed: int = 1,
+    rng: random.Random | None = None,
+    targets: tuple[Target, ...] = TARGETS,
+    now: float = 0.0,
+    price: FixedPrices | RequestEstimate | None = None,
+    stream: bool = False,
+    is_available: Callable[[Target], bool] | None = None,
+    public_model: str = "smart",
 ) -> Choice:
-    return choose_order(
-        strategy,
-        "smart",
-        kw.pop("targets", TARGETS),
+    inputs = RankInputs(
+        public_model,
         stats if stats is not None else RouterStats(),
-        now=kw.pop("now", 0.0),
-        rng=kw.pop("rng", random.Random(seed)),
-        **kw,
+        price if price is not None else FixedPrices(),
+        now,
+        rng or random.Random(seed),
+        stream,
     )
+    return choose_order(STRATEGIES[strategy], targets, inputs, is_available=is_available)
 
 
 def measured(
@@ -55,24 +71,35 @@ def measured(
     return stats
 
 
-def test_target_key_is_provider_and_model():
-    assert target_key(A) == "a/gpt-4o"
+def test_registry_has_one_strategy_per_config_name():
+    assert sorted(STRATEGIES) == sorted(get_args(Strategy))
+    for name, strategy in STRATEGIES.items():
+        assert strategy.name == name
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("strategy", get_args(Strategy))
 def test_every_strategy_orders_every_target_once(strategy):
     choice = choose(strategy, measured({A: 1.0, B: 2.0, C: 3.0}))
     assert sorted(keys(choice.order)) == sorted(keys(TARGETS))
     assert choice.chosen is choice.order[0]
     assert choice.strategy == strategy
-    assert choice.reason
+    assert choice.reason.startswith(f"{strategy}: {target_key(choice.order[0])}, ")
+
+
+def test_single_target_needs_no_ranking():
+    choice = choose("round_robin", targets=(A,))
+    assert choice.order == (A,)
+    assert choice.reason == "round_robin: a/gpt-4o, only target"
 
 
 def test_priority_keeps_config_order_and_skips_unavailable():
     choice = choose("priority", is_available=lambda t: t is not A)
     assert choice.order == (B, C)
     assert choice.skipped == (A,)
-    assert "skipped unavailable: a/gpt-4o" in choice.reason
+    assert choice.reason == (
+        "priority: b/claude-3-5-sonnet-latest, first available in config order; "
+        "skipped unavailable: a/gpt-4o"
+    )
 
 
 def test_no_available_target_gives_empty_choice():
@@ -86,8 +113,10 @@ def test_round_robin_rotates_per_public_model():
     stats = RouterStats()
     firsts = [choose("round_robin", stats).chosen for _ in range(4)]
     assert firsts == [A, B, C, A]
-    assert choose("round_robin", stats).order == (B, C, A)
-    other = choose_order("round_robin", "cheap", TARGETS, stats, now=0.0, rng=random.Random(0))
+    choice = choose("round_robin", stats)
+    assert choice.order == (B, C, A)
+    assert choice.reason == "round_robin: b/claude-3-5-sonnet-latest, turn 2 of 3"
+    other = choose("round_robin", stats, public_model="cheap")
     assert other.chosen is A  # its own turn counter
 
 
@@ -101,6 +130,7 @@ def test_weighted_follows_weights_over_many_draws():
     assert firsts[target_key(C)] == 0  # weight 0: never first
     assert abs(firsts[target_key(A)] / draws - 0.75) < 0.02
     assert abs(firsts[target_key(B)] / draws - 0.25) < 0.02
+    assert choose("weighted", targets=targets).reason.endswith(" of 4)")
 
 
 def test_weighted_orders_the_rest_by_weight_too():
@@ -119,7 +149,9 @@ def test_least_busy_picks_fewest_in_flight():
     stats.started(A)
     stats.started(A)
     stats.started(B)
-    assert choose("least_busy", stats).order == (C, B, A)
+    choice = choose("least_busy", stats)
+    assert choice.order == (C, B, A)
+    assert choice.reason == "least_busy: c/gemini-1.5-flash, fewest in flight (0)"
     stats.started(C)
     stats.started(C)
     assert choose("least_busy", stats).chosen is B
@@ -132,7 +164,7 @@ def test_performance_picks_lowest_latency():
     stats = measured({A: 2.0, B: 0.5, C: 1.0})
     choice = choose("performance", stats)
     assert choice.order == (B, C, A)
-    assert "lowest latency" in choice.reason
+    assert choice.reason.endswith(", lowest latency score 500 ms")
 
 
 def test_performance_streams_rank_by_time_to_first_byte():
@@ -195,41 +227,28 @@ def test_performance_notices_recovered_target():
 
 
 def test_cost_picks_cheapest_and_puts_unknown_last():
-    prices = {A: 0.01, B: None, C: 0.001}
-    choice = choose("cost", request_cost_fn=prices.__getitem__)
+    prices = FixedPrices({A.model: 0.01, C.model: 0.001})
+    choice = choose("cost", price=prices)
     assert choice.order == (C, A, B)
-    assert "0.001000" in choice.reason
-
-
-def test_cost_without_estimates_keeps_config_order():
-    assert choose("cost").order == TARGETS
-    assert choose("cost", request_cost_fn=lambda t: None).order == TARGETS
-
-
-def test_expected_cost_fn_prices_by_catalog():
-    catalog = Catalog.shipped()
-    cost = expected_cost_fn(catalog, prompt_tokens=100_000, max_output_tokens=10_000)
-    assert cost(A) == pytest.approx(0.25 + 0.1)
-    assert cost(C) == pytest.approx(0.0075 + 0.003)
-    unknown = Target(FakeAdapter("local"), "openai", "my-local-llama")
-    assert cost(unknown) is None
-    assert choose("cost", request_cost_fn=cost, targets=(unknown, A, B, C)).order == (
-        C,
-        A,
-        B,
-        unknown,
+    assert choice.reason == (
+        "cost: c/gemini-1.5-flash, cheapest estimate $0.001 (10 prompt + 20 output tokens); "
+        "no price for b/claude-3-5-sonnet-latest, ranked last"
     )
 
 
-def test_stats_snapshot_is_json_ready():
-    stats = measured({A: 0.25})
-    snap = stats.snapshot()
-    assert snap == {
-        "a/gpt-4o": {
-            "ewma_ttfb_ms": 62.5,
-            "ewma_total_ms": 250.0,
-            "ewma_error": 0.0,
-            "in_flight": 0,
-            "samples": 1,
-        }
-    }
+def test_cost_without_any_price_keeps_config_order():
+    choice = choose("cost", price=FixedPrices())
+    assert choice.order == TARGETS
+    assert choice.reason.endswith("no target has a known price, config order")
+
+
+def test_cost_prices_the_request_estimate_by_catalog():
+    estimate = RequestEstimate(
+        lambda model: 100_000, 10_000, PriceKey("openai", "gpt-4o"), Catalog.shipped()
+    )
+    assert estimate.usd_on(A.provider_type, A.model) == pytest.approx(0.25 + 0.1)
+    assert estimate.usd_on(C.provider_type, C.model) == pytest.approx(0.0075 + 0.003)
+    unknown = Target(FakeAdapter("local"), "openai", "my-local-llama")
+    choice = choose("cost", price=estimate, targets=(unknown, A, B, C))
+    assert choice.order == (C, A, B, unknown)
+    assert "$0.0105 (100000 prompt + 10000 output tokens)" in choice.reason

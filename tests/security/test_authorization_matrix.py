@@ -1,10 +1,13 @@
-"""Who may call what: every route the gateway serves, for every kind of caller (DESIGN §3, §7).
+"""Who may call what: every route the gateway serves, for every kind of caller.
 
-The routes come from a real app, so a new route fails `test_every_route_is_classified` until
-it is added to `MATRIX` with the access it is meant to have.
+Each route's access is declared once, in the route table (`stellara.server.routes`); this
+test calls every served route as every caller and checks the answer is the one its declared
+access promises, and `test_the_table_guards_what_must_be_guarded` checks the declarations
+themselves against the rules below. A new route fails `test_every_route_is_sampled` until
+`SAMPLES` says how to call it.
 
 Callers: no key, a wrong key, a revoked virtual key, alice's key, bob's key (another user)
-and the master key. Access classes, as the route code implements them:
+and the master key. Access classes (`stellara.server.spec.Access`):
 
 * `public`: no key needed (liveness, readiness, the API description, metrics, the dashboard's
   login form and static files, its login/logout forms, which take the key in a form);
@@ -27,6 +30,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from stellara.server.boundary import RouteHandler
+from stellara.server.routes import ROUTES
+from stellara.server.spec import Access, Dialect, Route
 from stellara.sim import RunningSimulator
 from tests.conftest import (
     LIMITED_KEY,
@@ -47,94 +53,99 @@ INVALID = ("none", "wrong", "revoked")
 
 @dataclass(frozen=True)
 class Call:
-    """How one route is exercised: its access class and a request that succeeds for an
-    allowed caller (`ok` is the status it then answers)."""
+    """How one route is exercised: a request that succeeds for an allowed caller (`ok` is
+    the status it then answers)."""
 
-    access: str
-    path: str = ""  # with `{key_id}` / `{breaker_id}` filled at run time
+    path: str = ""  # with `{key_id}` filled at run time
     json: Any = None
     form: dict[str, str] | None = None
     ok: int = 200
-    anthropic: bool = False  # errors in Anthropic's body
 
 
-MATRIX: dict[tuple[str, str], Call] = {
-    # public
-    ("GET", "/healthz"): Call("public"),
-    ("GET", "/readyz"): Call("public"),
-    ("GET", "/openapi.json"): Call("public"),
-    ("GET", "/docs"): Call("public"),
-    ("GET", "/metrics"): Call("public"),
-    ("GET", "/dashboard"): Call("public"),  # the login form
-    ("GET", "/dashboard/static/{name}"): Call("public", "/dashboard/static/app.js"),
-    ("POST", "/dashboard/login"): Call("public", form={"key": "not-the-master-key"}),
-    ("POST", "/dashboard/logout"): Call("public", ok=303),
-    ("GET", "/dashboard/data"): Call("cookie"),
-    # model calls
-    ("POST", "/v1/chat/completions"): Call("model", json=CHAT),
-    ("POST", "/v1/embeddings"): Call("model", json={"model": MODEL, "input": "hello"}),
+@dataclass(frozen=True)
+class Served:
+    """A route as the app serves it: method, canonical path, and its declaration."""
+
+    method: str
+    path: str
+    route: Route
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.method, self.path
+
+    @property
+    def access(self) -> str:
+        return self.route.access.value
+
+
+SAMPLES: dict[tuple[str, str], Call] = {
+    ("GET", "/healthz"): Call(),
+    ("GET", "/readyz"): Call(),
+    ("GET", "/openapi.json"): Call(),
+    ("GET", "/docs"): Call(),
+    ("GET", "/metrics"): Call(),
+    ("GET", "/dashboard"): Call(),  # the login form
+    ("GET", "/dashboard/static/{name}"): Call("/dashboard/static/app.js"),
+    ("POST", "/dashboard/login"): Call(form={"key": "not-the-master-key"}),
+    ("POST", "/dashboard/logout"): Call(ok=303),
+    ("GET", "/dashboard/data"): Call(),
+    ("POST", "/v1/chat/completions"): Call(json=CHAT),
+    ("POST", "/v1/embeddings"): Call(json={"model": MODEL, "input": "hello"}),
     ("POST", "/v1/messages"): Call(
-        "model",
-        json={"model": MODEL, "max_tokens": 16, "messages": CHAT["messages"]},
-        anthropic=True,
+        json={"model": MODEL, "max_tokens": 16, "messages": CHAT["messages"]}
     ),
-    ("POST", "/ai-orchestration/generate"): Call("model", json=CHAT),
-    ("POST", "/ai-orchestration/generate-with-fallback"): Call("model", json=CHAT),
-    # any valid key
-    ("GET", "/v1/models"): Call("keyed"),
-    ("GET", "/ai-orchestration/health"): Call("keyed"),
-    ("GET", "/ai-orchestration/healthy-providers"): Call("keyed"),
-    ("GET", "/ai-orchestration/stats"): Call("keyed"),
-    ("GET", "/ai-orchestration/monitoring/stats"): Call("keyed"),
-    # a user's own limits
-    ("GET", "/ai-orchestration/quotas/{userId}"): Call(
-        "own_user", "/ai-orchestration/quotas/alice"
-    ),
-    ("GET", "/ai-orchestration/rate-limits/{userId}"): Call(
-        "own_user", "/ai-orchestration/rate-limits/alice"
-    ),
-    # master key only
+    ("POST", "/ai-orchestration/generate"): Call(json=CHAT),
+    ("POST", "/ai-orchestration/generate-with-fallback"): Call(json=CHAT),
+    ("GET", "/v1/models"): Call(),
+    ("GET", "/ai-orchestration/health"): Call(),
+    ("GET", "/ai-orchestration/healthy-providers"): Call(),
+    ("GET", "/ai-orchestration/stats"): Call(),
+    ("GET", "/ai-orchestration/monitoring/stats"): Call(),
+    ("GET", "/ai-orchestration/quotas/{userId}"): Call("/ai-orchestration/quotas/alice"),
+    ("GET", "/ai-orchestration/rate-limits/{userId}"): Call("/ai-orchestration/rate-limits/alice"),
     ("POST", "/ai-orchestration/quotas/{userId}/reset"): Call(
-        "master", "/ai-orchestration/quotas/alice/reset"
+        "/ai-orchestration/quotas/alice/reset"
     ),
     ("POST", "/ai-orchestration/rate-limits/{userId}/reset"): Call(
-        "master", "/ai-orchestration/rate-limits/alice/reset"
+        "/ai-orchestration/rate-limits/alice/reset"
     ),
-    ("GET", "/ai-orchestration/circuit-breakers"): Call("master"),
+    ("GET", "/ai-orchestration/circuit-breakers"): Call(),
     ("POST", "/ai-orchestration/circuit-breakers/{breaker_id}/reset"): Call(
-        "master", "/ai-orchestration/circuit-breakers/sim/reset"
+        "/ai-orchestration/circuit-breakers/sim/reset"
     ),
-    ("GET", "/ai-orchestration/cache/stats"): Call("master"),
-    ("POST", "/ai-orchestration/cache/clear"): Call("master", json={"user": "alice"}),
+    ("GET", "/ai-orchestration/cache/stats"): Call(),
+    ("POST", "/ai-orchestration/cache/clear"): Call(json={"user": "alice"}),
     ("POST", "/ai-orchestration/cache/warm"): Call(
-        "master",
         json={"entries": [{"user": "alice", "model": MODEL, **CHAT, "response": "hi"}]},
     ),
-    ("POST", "/ai-orchestration/monitoring/reset"): Call("master"),
-    ("POST", "/admin/keys"): Call("master", json={"user": "carol"}, ok=201),
-    ("GET", "/admin/keys"): Call("master"),
-    ("GET", "/admin/keys/{key_id}"): Call("master"),
-    ("PATCH", "/admin/keys/{key_id}"): Call("master", json={"name": "renamed"}),
-    ("DELETE", "/admin/keys/{key_id}"): Call("master"),
-    ("GET", "/admin/users"): Call("master"),
-    ("GET", "/admin/users/{user}"): Call("master", "/admin/users/alice"),
-    ("GET", "/admin/usage"): Call("master"),
-    ("GET", "/admin/usage/status"): Call("master"),
-    ("GET", "/admin/spend"): Call("master"),
-    ("POST", "/admin/quotas/rebuild"): Call("master", json={"users": ["alice"]}),
+    ("POST", "/ai-orchestration/monitoring/reset"): Call(),
+    ("POST", "/admin/keys"): Call(json={"user": "carol"}, ok=201),
+    ("GET", "/admin/keys"): Call(),
+    ("GET", "/admin/keys/{key_id}"): Call(),
+    ("PATCH", "/admin/keys/{key_id}"): Call(json={"name": "renamed"}),
+    ("DELETE", "/admin/keys/{key_id}"): Call(),
+    ("GET", "/admin/users"): Call(),
+    ("GET", "/admin/users/{user}"): Call("/admin/users/alice"),
+    ("GET", "/admin/usage"): Call(),
+    ("GET", "/admin/usage/status"): Call(),
+    ("GET", "/admin/spend"): Call(),
+    ("POST", "/admin/quotas/rebuild"): Call(json={"users": ["alice"]}),
 }
 
 
-def expected_status(call: Call, who: str, *, master_may_call_models: bool = False) -> int:
-    if call.access == "public":
+def expected_status(
+    access: str, call: Call, who: str, *, master_may_call_models: bool = False
+) -> int:
+    if access == "public":
         return call.ok
-    if who in INVALID or call.access == "cookie":
+    if who in INVALID or access == "cookie":
         return 401
-    if call.access == "model" and who == "master" and not master_may_call_models:
+    if access == "model" and who == "master" and not master_may_call_models:
         return 403
-    if call.access == "own_user" and who == "bob":
+    if access == "own_user" and who == "bob":
         return 403
-    if call.access == "master" and who != "master":
+    if access == "master" and who != "master":
         return 403
     return call.ok
 
@@ -206,14 +217,14 @@ async def resolve_path(caller: Caller, method: str, canonical: str, call: Call) 
     return canonical.replace("{key_id}", created["key_id"])
 
 
-def check_error_body(call: Call, status: int, body: bytes) -> str | None:
+def check_error_body(route: Route, status: int, body: bytes) -> str | None:
     """None when `body` is the error body the route's dialect promises for `status`."""
     try:
         data = _loads(body)
     except ValueError:
         return f"not JSON: {body[:80]!r}"
     error_type = {401: "authentication_error", 403: "permission_error"}[status]
-    if call.anthropic:
+    if route.dialect is Dialect.ANTHROPIC:
         ok = data.get("type") == "error" and data.get("error", {}).get("type") == error_type
         ok = ok and isinstance(data["error"].get("message"), str)
     else:
@@ -225,36 +236,44 @@ def check_error_body(call: Call, status: int, body: bytes) -> str | None:
 
 async def run_matrix(
     caller: Caller,
-    routes: list[tuple[str, str]],
+    routes: list[Served],
     identities: tuple[str, ...] = IDENTITIES,
     *,
     master_may_call_models: bool = False,
 ) -> list[str]:
     problems: list[str] = []
-    for method, canonical in routes:
-        call = MATRIX[(method, canonical)]
+    for served in routes:
+        call = SAMPLES[served.key]
         for who in identities:
-            path = await resolve_path(caller, method, canonical, call)
-            status, body = await caller.send(method, path, who, json=call.json, form=call.form)
-            want = expected_status(call, who, master_may_call_models=master_may_call_models)
-            where = f"{method} {path} as {who}"
+            path = await resolve_path(caller, served.method, served.path, call)
+            status, body = await caller.send(
+                served.method, path, who, json=call.json, form=call.form
+            )
+            want = expected_status(
+                served.access, call, who, master_may_call_models=master_may_call_models
+            )
+            where = f"{served.method} {path} as {who}"
             if status != want:
                 problems.append(f"{where}: {status} (want {want}) {body[:160]!r}")
-            elif status in (401, 403) and call.access != "public":
-                problem = check_error_body(call, status, body)
+            elif status in (401, 403) and served.access != "public":
+                problem = check_error_body(served.route, status, body)
                 if problem:
                     problems.append(f"{where}: {problem}")
     return problems
 
 
-def served_routes(gateway: RunningGateway) -> list[tuple[str, str]]:
-    return [
-        (route.method, route.resource.canonical)
-        for route in gateway.app.router.routes()
-        if route.method != "HEAD"
-        and route.resource is not None
-        and route.resource.canonical != "/{tail}"
-    ]
+def served_routes(gateway: RunningGateway) -> list[Served]:
+    """Every route the app serves (the catch-all aside), with the declaration behind it."""
+    served = []
+    for route in gateway.app.router.routes():
+        if route.method == "HEAD" or route.resource is None:
+            continue
+        handler = getattr(route.handler, "__self__", None)
+        if route.resource.canonical == "/{tail}":
+            continue
+        assert isinstance(handler, RouteHandler), f"{route} is not a declared route"
+        served.append(Served(route.method, route.resource.canonical, handler.route))
+    return served
 
 
 GatewayFactory = Callable[..., Awaitable[tuple[RunningGateway, Caller]]]
@@ -271,11 +290,32 @@ async def matrix_gateway(
     return start
 
 
-async def test_every_route_is_classified(matrix_gateway: GatewayFactory) -> None:
+async def test_every_route_is_sampled(matrix_gateway: GatewayFactory) -> None:
     gateway, _ = await matrix_gateway()
-    routes = set(served_routes(gateway))
-    assert routes - MATRIX.keys() == set(), "unclassified routes: add them to MATRIX"
-    assert MATRIX.keys() - routes == set(), "MATRIX names routes the gateway does not serve"
+    served = served_routes(gateway)
+    assert [s.route for s in served] == list(ROUTES), "the app serves exactly the route table"
+    keys = {s.key for s in served}
+    assert keys - SAMPLES.keys() == set(), "routes without a sample: add them to SAMPLES"
+    assert SAMPLES.keys() - keys == set(), "SAMPLES names routes the gateway does not serve"
+
+
+def test_the_table_guards_what_must_be_guarded() -> None:
+    """The declarations, against the rules: admin routes and every management POST need the
+    master key; model calls need a model key; only the dashboard's feed takes the cookie;
+    nothing that changes state is public but the dashboard's own sign-in and sign-out."""
+    for route in ROUTES:
+        where = f"{route.method} {route.path}"
+        if route.path.startswith("/admin/"):
+            assert route.access is Access.MASTER, where
+        if route.path.startswith("/ai-orchestration/") and route.method == "POST":
+            is_generate = route.path.startswith("/ai-orchestration/generate")
+            assert route.access is (Access.MODEL if is_generate else Access.MASTER), where
+        if route.path.startswith("/v1/") and route.method == "POST":
+            assert route.access is Access.MODEL, where
+        if route.access is Access.COOKIE:
+            assert route.path == "/dashboard/data", where
+        if route.access is Access.PUBLIC and route.method != "GET":
+            assert route.path in ("/dashboard/login", "/dashboard/logout"), where
 
 
 async def test_each_route_admits_exactly_its_callers(matrix_gateway: GatewayFactory) -> None:
@@ -287,10 +327,10 @@ async def test_each_route_admits_exactly_its_callers(matrix_gateway: GatewayFact
 async def test_master_key_calls_models_only_when_configured(
     matrix_gateway: GatewayFactory,
 ) -> None:
-    _, caller = await matrix_gateway(
+    gateway, caller = await matrix_gateway(
         server={"master_key": MASTER_KEY, "master_key_model_calls": True}
     )
-    model_routes = [route for route, call in MATRIX.items() if call.access == "model"]
+    model_routes = [served for served in served_routes(gateway) if served.access == "model"]
     problems = await run_matrix(caller, model_routes, master_may_call_models=True)
     assert problems == [], "\n".join(problems)
 

@@ -27,16 +27,17 @@ from typing import Any
 from urllib.parse import quote, quote_plus
 
 import aiohttp
+import msgspec
 import orjson
 import pytest
 from aiohttp import web
 
-from stellara.config import check_config
+from stellara.assembly.config import check_config
 from stellara.errors import ConfigError
+from stellara.events import Event
 from stellara.server import create_app
-from stellara.server.app import EVENTS
+from stellara.server.app import RUNTIME
 from stellara.sim import RunningSimulator
-from stellara.telemetry.events import Event
 from tests.conftest import (
     LIMITED_KEY,
     MASTER_KEY,
@@ -358,7 +359,7 @@ def event_surfaces(events: Iterable[Event]) -> list[tuple[str, bytes]]:
     return [
         (
             f"event #{i} ({event.name})",
-            repr(event.data).encode() + orjson.dumps(event.data, default=repr),
+            repr(event).encode() + msgspec.json.encode(event),
         )
         for i, event in enumerate(events)
     ]
@@ -381,7 +382,7 @@ async def test_no_secret_shows_on_any_surface(
         aiohttp.ClientSession(cookie_jar=jar) as http,
     ):
         app = create_app(check_config(leak_test_config(sim.url, hook_url, db_path)))
-        app[EVENTS].subscribe("*", events.append)
+        app[RUNTIME].events.subscribe_all(events.append)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         try:

@@ -1,4 +1,4 @@
-"""The admin API of virtual keys and users (`server/routes_keys.py`), on SQLite and PostgreSQL.
+"""The admin API of virtual keys and users (`server/routes/keys.py`), on SQLite and PostgreSQL.
 
 The routes run in a small app with the real `Authenticator` on the same store, so a test can
 show that a key created, changed or revoked here is seen by authentication at once.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,16 +16,16 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from stellara.config import check_config
+from stellara.assembly import build_runtime
+from stellara.assembly.config import check_config
 from stellara.config.models import StellaraConfig
 from stellara.errors import AuthenticationError
 from stellara.pipeline.auth import Authenticator
-from stellara.server.routes_keys import KeyRoutes
-from stellara.store.db import Database
 from stellara.store.keys import KeyStore
 from stellara.store.migrate import upgrade
-from tests.conftest import MASTER_KEY, USER_KEY, gateway_config
-from tests.limits.fakes import START, FakeClock
+from stellara.testing import ManualClock
+from tests.conftest import MASTER_KEY, USER_KEY, gateway_config, routes_only
+from tests.limits.fakes import START
 
 MASTER = {"Authorization": f"Bearer {MASTER_KEY}"}
 DAY_S = 86_400.0
@@ -48,7 +48,7 @@ class RecordingAuthenticator(Authenticator):
 class Admin:
     client: TestClient[web.Request, web.Application]
     auth: RecordingAuthenticator
-    clock: FakeClock
+    clock: ManualClock
     store: KeyStore
 
     async def call(
@@ -66,8 +66,8 @@ class Admin:
         return dict(body)
 
 
-def admin_config() -> StellaraConfig:
-    raw = gateway_config("http://127.0.0.1:9")
+def admin_config(database_url: str) -> StellaraConfig:
+    raw = gateway_config("http://127.0.0.1:9", usage_store={"url": database_url})
     raw["limits"] = {"tiers": TIERS, "users": {"carol": {"tier": "pro"}}}
     raw["keys"][0]["tier"] = "free"  # alice's static key
     return check_config(raw)
@@ -75,20 +75,19 @@ def admin_config() -> StellaraConfig:
 
 @asynccontextmanager
 async def running_admin(url: str, *, migrate: bool = True) -> AsyncIterator[Admin]:
-    database = Database(url)
+    clock = ManualClock(START)
+    config = admin_config(url)
+    runtime = build_runtime(config, clock=clock)
     try:
         if migrate:
-            await upgrade(database)
-        store = KeyStore(database)
-        config = admin_config()
-        clock = FakeClock()
+            await upgrade(runtime.database)
+        store = runtime.key_store
         auth = RecordingAuthenticator(MASTER_KEY, config.keys, store=store, clock=clock)
-        app = web.Application()
-        KeyRoutes(store, auth, config, clock).register(app)
+        app = routes_only(replace(runtime, auth=auth))
         async with TestClient(TestServer(app)) as client:
             yield Admin(client, auth, clock, store)
     finally:
-        await database.close()
+        await runtime.database.close()
 
 
 @pytest.fixture

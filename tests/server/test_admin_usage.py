@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,31 +17,39 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import insert
 
-from stellara.config.models import KeyConfig
+from stellara.assembly import build_runtime
+from stellara.assembly.config import check_config
 from stellara.errors import StoreUnavailableError
-from stellara.pipeline.auth import Authenticator
-from stellara.server.routes_usage import UsageRoutes
+from stellara.events import EventBus, RequestEnded
 from stellara.store.db import Database
 from stellara.store.migrate import upgrade
 from stellara.store.tables import usage_records
 from stellara.store.usage import UsageWriter, usage_row
 from stellara.store.usage_query import RECORD_FIELDS, UsageFilters, UsageQuery
-from stellara.telemetry.events import Event, EventBus
-from tests.conftest import MASTER_KEY, USER_KEY
+from tests.conftest import MASTER_KEY, USER_KEY, routes_only
 from tests.store.test_usage_writer import completed, failed, store_config
 
 MASTER = {"Authorization": f"Bearer {MASTER_KEY}"}
 NEW_YEAR = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
 
-def auth() -> Authenticator:
-    return Authenticator(MASTER_KEY, [KeyConfig(key=USER_KEY, user="alice")])
-
-
-async def serve(routes: UsageRoutes) -> TestClient[web.Request, web.Application]:
-    app = web.Application()
-    routes.register(app)
-    client = TestClient(TestServer(app))
+async def serve(
+    database: Database, *, query: UsageQuery | None = None, writer: UsageWriter | None = None
+) -> TestClient[web.Request, web.Application]:
+    """A gateway's routes reading `database` (through `query` when given), its parts not
+    started; the caller closes the database."""
+    config = check_config(
+        {
+            "server": {"master_key": MASTER_KEY},
+            "keys": [{"key": USER_KEY, "user": "alice"}],
+            "usage_store": {"url": "sqlite:///unused.db"},
+        }
+    )
+    runtime = build_runtime(config)
+    runtime = replace(
+        runtime, usage_query=query or UsageQuery(database), usage=writer or runtime.usage
+    )
+    client = TestClient(TestServer(routes_only(runtime)))
     await client.start_server()
     return client
 
@@ -54,18 +63,15 @@ async def database(tmp_path: Path) -> AsyncIterator[Database]:
     await database.close()
 
 
-async def seed(database: Database, *events: Event) -> None:
-    rows = [
-        usage_row(e.data, failed=e.name == "request.failed", now=0, log_content=False)
-        for e in events
-    ]
+async def seed(database: Database, *events: RequestEnded) -> None:
+    rows = [usage_row(e, log_content=False) for e in events]
     async with database.engine.begin() as connection:
         await connection.execute(insert(usage_records), rows)
 
 
 @pytest.fixture
 async def client(database: Database) -> AsyncIterator[TestClient[web.Request, web.Application]]:
-    client = await serve(UsageRoutes(UsageQuery(database), None, auth()))
+    client = await serve(database)
     yield client
     await client.close()
 
@@ -221,16 +227,13 @@ async def test_status_shows_the_writer(database: Database, tmp_path: Path) -> No
     bus = EventBus()
     writer.attach(bus)
     bus.publish(completed("r1"))
-    with_writer = await serve(UsageRoutes(UsageQuery(database), writer, auth()))
-    without = await serve(UsageRoutes(UsageQuery(database), None, auth()))
+    with_writer = await serve(database, writer=writer)
     try:
         before = await get_json(with_writer, "/admin/usage/status")
         await writer.close()
         after = await get_json(with_writer, "/admin/usage/status")
-        assert await get_json(without, "/admin/usage/status") == {"enabled": False}
     finally:
         await with_writer.close()
-        await without.close()
     assert (before["enabled"], before["pending"], before["written"]) == (True, 1, 0)
     assert (after["pending"], after["written"], after["dropped"]) == (0, 1, 0)
     assert (after["healthy"], after["last_error"]) == (True, None)
@@ -241,7 +244,7 @@ async def test_status_shows_the_writer(database: Database, tmp_path: Path) -> No
 )
 async def test_store_failure_answers_503(tmp_path: Path, path: str) -> None:
     database = Database(f"sqlite:///{tmp_path / 'empty.db'}")  # no schema: every query fails
-    client = await serve(UsageRoutes(UsageQuery(database), None, auth()))
+    client = await serve(database)
     try:
         body = await get_json(client, path, status=503)
     finally:
@@ -266,7 +269,7 @@ class FailingAfterFirstPage(UsageQuery):
 
 async def test_csv_export_failing_midway_is_cut_short(database: Database) -> None:
     await seed(database, *(completed(f"r{i:04}") for i in range(1500)))
-    client = await serve(UsageRoutes(FailingAfterFirstPage(database), None, auth()))
+    client = await serve(database, query=FailingAfterFirstPage(database))
     try:
         async with client.get("/admin/usage?format=csv", headers=MASTER) as response:
             assert response.status == 200

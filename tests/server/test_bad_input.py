@@ -8,9 +8,9 @@ import aiohttp
 import openai
 import pytest
 
-from stellara.server.app import EVENTS, GATEWAY
+from stellara.events import RequestFailed
+from stellara.server.app import RUNTIME
 from stellara.sim import RunningSimulator
-from stellara.telemetry.events import REQUEST_FAILED, Event
 from tests.conftest import LIMITED_KEY, USER_KEY, RunningGateway, upstream_requests
 
 AUTH = {"Authorization": f"Bearer {USER_KEY}"}
@@ -222,16 +222,16 @@ async def test_a_bug_answers_500_and_still_records_the_request(
 ) -> None:
     """Every request a client got a request id for leaves exactly one request event (and so
     one usage record), even when it ended in a bug."""
-    failed: list[Event] = []
-    gateway.app[EVENTS].subscribe(REQUEST_FAILED, failed.append)
+    failed: list[RequestFailed] = []
+    gateway.app[RUNTIME].events.subscribe(RequestFailed, failed.append)
 
     async def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(gateway.app[GATEWAY].attempts, "run", broken)
+    monkeypatch.setattr(gateway.app[RUNTIME].gateway.attempts, "run", broken)
     headers = {"Authorization": f"Bearer {USER_KEY}"}
     async with http.post(gateway.url + path, json=body, headers=headers) as response:
         assert response.status == 500
         request_id = response.headers["x-stellara-request-id"]
         assert request_id in (await response.text())
-    assert [(e.data["request_id"], e.data["status"]) for e in failed] == [(request_id, 500)]
+    assert [(e.request_id, e.status) for e in failed] == [(request_id, 500)]

@@ -10,7 +10,7 @@ import aiohttp
 import openai
 import pytest
 
-from stellara.server.request import new_request_id
+from stellara.server.intake import new_request_id
 from stellara.sim import RunningSimulator
 from tests.conftest import (
     LIMITED_KEY,

@@ -7,9 +7,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from stellara.server.app import EVENTS
+from stellara.events import RequestCompleted
+from stellara.server.app import RUNTIME
 from stellara.sim import RunningSimulator
-from stellara.telemetry.events import Event
 from tests.conftest import USER_KEY, RunningGateway, StartGateway, gateway_config
 
 AUTH = {"Authorization": f"Bearer {USER_KEY}"}
@@ -18,9 +18,9 @@ HELLO = {"model": "test-model", "messages": [{"role": "user", "content": "Hello 
 GPT_4O_MINI_IN, GPT_4O_MINI_OUT = 0.15, 0.60
 
 
-def _completed(gateway: RunningGateway) -> list[Event]:
-    seen: list[Event] = []
-    gateway.app[EVENTS].subscribe("request.completed", seen.append)
+def _completed(gateway: RunningGateway) -> list[RequestCompleted]:
+    seen: list[RequestCompleted] = []
+    gateway.app[RUNTIME].events.subscribe(RequestCompleted, seen.append)
     return seen
 
 
@@ -43,12 +43,12 @@ async def test_completed_event_carries_cost_from_catalog(
     answer = await _post(http, gateway, HELLO)
     [event] = seen
     usage = answer["usage"]
-    assert event.data["prompt_tokens"] == usage["prompt_tokens"] > 0
-    assert event.data["completion_tokens"] == usage["completion_tokens"] > 0
+    assert event.prompt_tokens == usage["prompt_tokens"] > 0
+    assert event.completion_tokens == usage["completion_tokens"] > 0
     expected = (
         usage["prompt_tokens"] * GPT_4O_MINI_IN + usage["completion_tokens"] * GPT_4O_MINI_OUT
     ) / 1e6
-    assert event.data["cost_usd"] == pytest.approx(expected)
+    assert event.cost_usd == pytest.approx(expected)
 
 
 async def test_streamed_request_is_priced_too(
@@ -58,11 +58,10 @@ async def test_streamed_request_is_priced_too(
     await _post(http, gateway, {**HELLO, "stream": True})
     [event] = seen
     expected = (
-        event.data["prompt_tokens"] * GPT_4O_MINI_IN
-        + event.data["completion_tokens"] * GPT_4O_MINI_OUT
+        event.prompt_tokens * GPT_4O_MINI_IN + event.completion_tokens * GPT_4O_MINI_OUT
     ) / 1e6
-    assert event.data["cost_usd"] == pytest.approx(expected)
-    assert event.data["cost_usd"] > 0
+    assert event.cost_usd == pytest.approx(expected)
+    assert event.cost_usd > 0
 
 
 async def test_config_catalog_overrides_the_price(
@@ -73,8 +72,8 @@ async def test_config_catalog_overrides_the_price(
     seen = _completed(gateway)
     await _post(http, gateway, HELLO)
     [event] = seen
-    expected = (event.data["prompt_tokens"] * 1000 + event.data["completion_tokens"] * 2000) / 1e6
-    assert event.data["cost_usd"] == pytest.approx(expected)
+    expected = (event.prompt_tokens * 1000 + event.completion_tokens * 2000) / 1e6
+    assert event.cost_usd == pytest.approx(expected)
 
 
 async def test_unknown_model_costs_nothing(
@@ -86,5 +85,5 @@ async def test_unknown_model_costs_nothing(
     seen = _completed(gateway)
     await _post(http, gateway, HELLO)
     [event] = seen
-    assert event.data["completion_tokens"] > 0
-    assert event.data["cost_usd"] == 0.0
+    assert event.completion_tokens > 0
+    assert event.cost_usd == 0.0

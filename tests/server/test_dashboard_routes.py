@@ -1,6 +1,6 @@
-"""The dashboard's sign-in, session cookie, static files and JSON feed, on a small app built
-from real parts (limiter on the memory backend, health board, answer cache) and a fixed
-monitoring source."""
+"""The dashboard's sign-in, server-side sessions, static files and JSON feed, on a small app
+built from real parts (limiter and sessions on the memory backend, health board, answer cache)
+and a fixed monitoring source."""
 
 from __future__ import annotations
 
@@ -9,34 +9,34 @@ import hashlib
 import hmac
 import re
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from stellara import __version__
-from stellara.cache.stage import AnswerCache
-from stellara.config import check_config
-from stellara.config.models import LimitsConfig
+from stellara.assembly import build_runtime
+from stellara.assembly.config import check_config
 from stellara.errors import UpstreamTimeoutError
-from stellara.limits import Limiter, LimitEvents, LimitsPolicy
-from stellara.routing.health import HealthBoard
-from stellara.server import routes_dashboard
-from stellara.server.app import build_answer_cache
-from stellara.server.routes_dashboard import COOKIE, SESSION_S, DashboardRoutes
+from stellara.pipeline.sessions import SESSION_S
+from stellara.server.boundary import SESSION_COOKIE as COOKIE
+from stellara.server.routes import dashboard
 from stellara.sim import RunningSimulator
-from stellara.state.base import LimitStore
-from stellara.state.memory import MemoryBackend
-from stellara.telemetry.events import EventBus
-from tests.conftest import MASTER_KEY, USER_KEY, StartGateway, gateway_config
-from tests.limits.fakes import DownStore, FakeClock
+from stellara.state.base import StateBackend
+from stellara.state.memory import MemoryBackend, MemorySessionStore
+from stellara.telemetry.monitoring import MonitoringService
+from stellara.telemetry.stats import StatsCollector
+from stellara.testing import ManualClock
+from tests.conftest import MASTER_KEY, USER_KEY, StartGateway, gateway_config, routes_only
+from tests.limits.fakes import DownBackend
 
 TIER = {
     "rate": {"window_s": 60, "requests": 3},
     "quota": {"daily": {"requests": 100, "cost_usd": 2}},
 }
+TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")  # a random 256-bit session token
 MONITORING: dict[str, Any] = {
     "since": 1.0,
     "providers": {"sim": {"requests": 4, "errors": 1}},
@@ -48,10 +48,11 @@ MONITORING: dict[str, Any] = {
 }
 
 
-class FixedMonitoring:
+class FixedMonitoring(MonitoringService):
     """Answers the same statistics each time, after `delay_s`."""
 
     def __init__(self, stats: dict[str, Any], delay_s: float = 0.0) -> None:
+        super().__init__(StatsCollector(ManualClock()))
         self.stats = stats
         self.delay_s = delay_s
 
@@ -61,41 +62,36 @@ class FixedMonitoring:
 
 
 class Rig:
-    """One dashboard app on its own test server, with what it was built from."""
+    """One gateway's routes on their own test server (its parts not started), with a fixed
+    monitoring source and the parts the feed reads."""
 
     def __init__(
         self,
         master_key: str | None = MASTER_KEY,
         *,
-        store: LimitStore | None = None,
+        backend: StateBackend | None = None,
         monitoring: FixedMonitoring | None = None,
         with_cache: bool = True,
         is_limited: bool = True,
     ) -> None:
-        self.clock = FakeClock()
-        limits = LimitsConfig.model_validate({"tiers": {"capped": TIER}, "default_tier": "capped"})
-        self.limiter = Limiter(
-            LimitsPolicy(limits),
-            store or MemoryBackend(self.clock).limits,
-            LimitEvents(EventBus(), warn_at=limits.warn_at),
-            self.clock,
-            on_failure="open",
-        )
-        self.health = HealthBoard(["sim"], self.clock)
-        self.cache: AnswerCache | None = None
+        self.clock = ManualClock()
+        raw = gateway_config("http://127.0.0.1:9")
+        if master_key is None:
+            del raw["server"]["master_key"]
+        else:
+            raw["server"]["master_key"] = master_key
         if with_cache:
-            config = check_config(gateway_config("http://127.0.0.1:9", cache={}))
-            self.cache = build_answer_cache(config, MemoryBackend(self.clock), self.clock)
-        app = web.Application()
-        DashboardRoutes(
-            master_key,
-            monitoring or FixedMonitoring(MONITORING),
-            lambda: {"providers": self.health.report()},
-            self.cache,
-            self.limiter if is_limited else None,
-            self.clock,
-        ).register(app)
-        self.client = TestClient(TestServer(app))
+            raw["cache"] = {}
+        if is_limited:
+            raw["limits"] = {"tiers": {"capped": TIER}, "default_tier": "capped"}
+        runtime = build_runtime(
+            check_config(raw), clock=self.clock, state_backend=backend or MemoryBackend(self.clock)
+        )
+        runtime = replace(runtime, monitoring=monitoring or FixedMonitoring(MONITORING))
+        self.limiter = runtime.limiter
+        self.health = runtime.attempts.health
+        self.cache = runtime.cache
+        self.client = TestClient(TestServer(routes_only(runtime)))
 
 
 @pytest.fixture
@@ -106,7 +102,8 @@ async def rig() -> AsyncIterator[Rig]:
 
 
 def signed(expires_at: int, key: str = MASTER_KEY) -> str:
-    """A session cookie made the way the documented format says, independently of the code."""
+    """A cookie of the former stateless format (expiry and its HMAC), which no longer signs
+    anyone in."""
     message = f"stellara-dashboard:{expires_at}".encode()
     return f"{expires_at}.{hmac.new(key.encode(), message, hashlib.sha256).hexdigest()}"
 
@@ -115,6 +112,15 @@ async def sign_in(client: TestClient[Any, Any]) -> None:
     response = await client.post("/dashboard/login", data={"key": MASTER_KEY})
     assert response.status == 200  # the 303 was followed to the page
     assert 'data-testid="requests-total"' in await response.text()
+
+
+async def session_cookie(client: TestClient[Any, Any]) -> str:
+    """Sign in and return the cookie's value (the browser keeps it too)."""
+    response = await client.post(
+        "/dashboard/login", data={"key": MASTER_KEY}, allow_redirects=False
+    )
+    assert response.status == 303
+    return response.cookies[COOKIE].value
 
 
 async def data_status(client: TestClient[Any, Any], cookie: str | None) -> int:
@@ -149,7 +155,7 @@ async def test_dashboard_pages_carry_no_inline_script_or_outside_url(rig: Rig) -
     assert not re.search(r"\son\w+=", page)  # no inline event handlers either
 
 
-async def test_dashboard_login_with_master_key_sets_strict_httponly_signed_cookie(
+async def test_dashboard_login_with_master_key_sets_strict_httponly_session_cookie(
     rig: Rig,
 ) -> None:
     response = await rig.client.post(
@@ -160,8 +166,7 @@ async def test_dashboard_login_with_master_key_sets_strict_httponly_signed_cooki
     header = response.headers["Set-Cookie"]
     for attribute in ("HttpOnly", "SameSite=Strict", "Path=/dashboard", f"Max-Age={SESSION_S}"):
         assert attribute in header
-    expires_at = int(rig.clock.time()) + SESSION_S
-    assert response.cookies[COOKIE].value == signed(expires_at)
+    assert TOKEN.fullmatch(response.cookies[COOKIE].value)
     page = await rig.client.get("/dashboard")
     assert 'data-testid="requests-total"' in await page.text()
     assert (await rig.client.get("/dashboard/data")).status == 200
@@ -184,7 +189,7 @@ async def test_dashboard_key_in_query_sets_cookie_and_redirects_without_it(rig: 
     assert response.status == 303
     assert response.headers["Location"] == "/dashboard"
     assert response.headers["Referrer-Policy"] == "no-referrer"
-    assert response.cookies[COOKIE].value == signed(int(rig.clock.time()) + SESSION_S)
+    assert TOKEN.fullmatch(response.cookies[COOKIE].value)
     assert (await rig.client.get("/dashboard/data")).status == 200
 
     rig.client.session.cookie_jar.clear()
@@ -195,18 +200,17 @@ async def test_dashboard_key_in_query_sets_cookie_and_redirects_without_it(rig: 
 
 
 async def test_dashboard_forged_cookies_are_refused(rig: Rig) -> None:
-    future = int(rig.clock.time()) + 3600
-    genuine = signed(future)
+    genuine = await session_cookie(rig.client)
     assert await data_status(rig.client, genuine) == 200
     forged = [
-        signed(future, key="sk-some-other-key"),
-        f"{future + 1}.{genuine.partition('.')[2]}",  # a longer life on the old signature
-        genuine[:-1] + ("0" if genuine[-1] != "0" else "1"),
-        f"{future}.",
-        genuine.partition(".")[2],
+        signed(int(rig.clock.time()) + 3600),  # the former format, correctly signed
+        "A" * 43,  # well formed, never issued
+        genuine[:-1] + ("A" if genuine[-1] != "A" else "B"),
+        genuine[:-1],
+        genuine + "A",
         "garbage",
-        "\u00b2.00",  # a digit to str.isdigit, not to int()
-        "9" * 5000 + ".00",  # more digits than int() converts
+        "\u00b2" * 43,
+        "9" * 5000,
         None,
     ]
     for cookie in forged:
@@ -221,28 +225,48 @@ async def test_dashboard_cookie_expires_after_twelve_hours(rig: Rig) -> None:
     response = await rig.client.get("/dashboard/data")
     assert response.status == 401
     assert (await response.json())["error"]["type"] == "authentication_error"
-    past = int(rig.clock.time()) - 1
-    assert await data_status(rig.client, signed(past)) == 401
 
 
-async def test_dashboard_cookie_of_one_process_works_on_another(rig: Rig) -> None:
-    other = Rig()
-    async with other.client:
-        other.clock.now = rig.clock.now
-        response = await rig.client.post(
-            "/dashboard/login", data={"key": MASTER_KEY}, allow_redirects=False
-        )
-        cookie = response.cookies[COOKIE].value
+async def test_dashboard_cookie_of_one_process_works_on_another_sharing_its_state() -> None:
+    shared = MemoryBackend(ManualClock())  # as two processes on one Redis
+    one, other = Rig(backend=shared), Rig(backend=shared)
+    async with one.client, other.client:
+        cookie = await session_cookie(one.client)
         assert await data_status(other.client, cookie) == 200
+        logout = await other.client.post(
+            "/dashboard/logout", headers={"Cookie": f"{COOKIE}={cookie}"}
+        )
+        assert logout.status == 200  # the 303 was followed to the form
+        assert await data_status(one.client, cookie) == 401
 
 
-async def test_dashboard_logout_clears_the_cookie(rig: Rig) -> None:
-    await sign_in(rig.client)
+async def test_dashboard_cookie_is_refused_under_another_master_key() -> None:
+    shared = MemoryBackend(ManualClock())
+    before, after = Rig(backend=shared), Rig("sk-rotated-master-key-0000", backend=shared)
+    async with before.client, after.client:
+        cookie = await session_cookie(before.client)
+        assert await data_status(after.client, cookie) == 401
+        assert await data_status(before.client, cookie) == 200
+
+
+async def test_dashboard_logout_ends_the_session_not_only_the_cookie(rig: Rig) -> None:
+    cookie = await session_cookie(rig.client)
     response = await rig.client.post("/dashboard/logout", allow_redirects=False)
     assert response.status == 303
     assert response.headers["Location"] == "/dashboard"
     assert response.cookies[COOKIE].value == ""
     assert (await rig.client.get("/dashboard/data")).status == 401
+    assert await data_status(rig.client, cookie) == 401  # a copy kept by anyone
+    page = await rig.client.get("/dashboard", headers={"Cookie": f"{COOKIE}={cookie}"})
+    assert 'action="/dashboard/login"' in await page.text()
+
+
+async def test_dashboard_sign_in_again_ends_the_session_it_replaces(rig: Rig) -> None:
+    first = await session_cookie(rig.client)  # the client's jar keeps it and sends it back
+    second = await session_cookie(rig.client)
+    assert second != first
+    assert await data_status(rig.client, first) == 401
+    assert await data_status(rig.client, second) == 200
 
 
 async def test_dashboard_data_composes_every_part(rig: Rig) -> None:
@@ -277,18 +301,18 @@ async def test_dashboard_data_composes_every_part(rig: Rig) -> None:
     }
 
 
-async def test_dashboard_data_without_cache_or_limiter_has_null_and_empty_parts() -> None:
+async def test_dashboard_data_without_cache_or_limits_has_null_and_empty_parts() -> None:
     rig = Rig(with_cache=False, is_limited=False)
     async with rig.client:
         await sign_in(rig.client)
         body = await (await rig.client.get("/dashboard/data")).json()
     assert body["cache"] is None
-    assert body["limits"] == []
+    assert body["limits"] == [{"user": "alice", "tier": None, "limits": []}]
     assert body["monitoring"] == MONITORING
 
 
 async def test_dashboard_data_reports_a_down_state_backend_per_user() -> None:
-    rig = Rig(store=DownStore())
+    rig = Rig(backend=DownBackend(sessions=MemorySessionStore()))  # limit reads fail only
     async with rig.client:
         await sign_in(rig.client)
         body = await (await rig.client.get("/dashboard/data")).json()
@@ -299,13 +323,38 @@ async def test_dashboard_data_reports_a_down_state_backend_per_user() -> None:
 
 
 async def test_dashboard_data_that_hangs_answers_503(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(routes_dashboard, "DATA_TIMEOUT_S", 0.05)
+    monkeypatch.setattr(dashboard, "DATA_TIMEOUT_S", 0.05)
     rig = Rig(monitoring=FixedMonitoring(MONITORING, delay_s=10))
     async with rig.client:
         await sign_in(rig.client)
         response = await rig.client.get("/dashboard/data")
         assert response.status == 503
         assert (await response.json())["error"]["code"] == "state_backend_unavailable"
+
+
+async def test_dashboard_with_state_backend_down_answers_503_never_signed_in() -> None:
+    rig = Rig(backend=DownBackend())
+    async with rig.client:
+        response = await rig.client.get(
+            "/dashboard/data", headers={"Cookie": f"{COOKIE}={'A' * 43}"}
+        )
+        assert response.status == 503
+        assert (await response.json())["error"]["code"] == "state_backend_unavailable"
+        page = await rig.client.get("/dashboard", headers={"Cookie": f"{COOKIE}={'A' * 43}"})
+        assert page.status == 503
+        assert 'action="/dashboard/login"' in await page.text()
+        assert 'data-testid="login-error"' in await page.text()
+        login = await rig.client.post(
+            "/dashboard/login", data={"key": MASTER_KEY}, allow_redirects=False
+        )
+        assert login.status == 503
+        assert "Set-Cookie" not in login.headers
+        logout = await rig.client.post(
+            "/dashboard/logout", headers={"Cookie": f"{COOKIE}={'A' * 43}"}
+        )
+        assert logout.status == 503
+        assert "until it expires" in await logout.text()
+        assert logout.cookies[COOKIE].value == ""
 
 
 async def test_dashboard_without_master_key_cannot_be_opened() -> None:
@@ -316,6 +365,7 @@ async def test_dashboard_without_master_key_cannot_be_opened() -> None:
         assert "server.master_key" in await response.text()
         assert "Set-Cookie" not in response.headers
         assert await data_status(rig.client, signed(int(rig.clock.time()) + 60, key="")) == 401
+        assert await data_status(rig.client, "A" * 43) == 401
 
 
 async def test_dashboard_static_serves_only_its_own_files(rig: Rig) -> None:
@@ -325,7 +375,7 @@ async def test_dashboard_static_serves_only_its_own_files(rig: Rig) -> None:
     assert "/dashboard/data" in await script.text()
     style = await rig.client.get("/dashboard/static/style.css")
     assert style.headers["Content-Type"].startswith("text/css")
-    for name in ("index.html", "login.html", "..%2Froutes_dashboard.py", "nope.js"):
+    for name in ("index.html", "login.html", "..%2Fdashboard.py", "nope.js"):
         assert (await rig.client.get(f"/dashboard/static/{name}")).status == 404, name
 
 

@@ -6,9 +6,9 @@ import aiohttp
 import openai
 import pytest
 
-from stellara.server.app import EVENTS
+from stellara.events import RequestCompleted
+from stellara.server.app import RUNTIME
 from stellara.sim import RunningSimulator
-from stellara.telemetry.events import Event
 from tests.conftest import (
     UPSTREAM_KEY,
     USER_KEY,
@@ -100,14 +100,14 @@ async def test_embeddings_upstream_failure_is_502(
 
 
 async def test_embeddings_publish_usage_event(embed_gateway: RunningGateway) -> None:
-    seen: list[Event] = []
-    embed_gateway.app[EVENTS].subscribe("request.completed", seen.append)
+    seen: list[RequestCompleted] = []
+    embed_gateway.app[RUNTIME].events.subscribe(RequestCompleted, seen.append)
     async with openai.AsyncOpenAI(base_url=embed_gateway.base_url, api_key=USER_KEY) as sdk:
         await sdk.embeddings.create(model="embedder", input="count these tokens")
     [event] = seen
-    assert event.data["model"] == "embedder"
-    assert event.data["prompt_tokens"] > 0
-    assert event.data["completion_tokens"] == 0
+    assert event.model == "embedder"
+    assert event.prompt_tokens > 0
+    assert event.completion_tokens == 0
 
 
 async def test_embeddings_through_azure_use_deployment_url(

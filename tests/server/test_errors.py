@@ -7,6 +7,7 @@ from stellara.errors import (
     AuthenticationError,
     InvalidRequestError,
     ModelNotFoundError,
+    NoHealthyProviderError,
     RateLimitedError,
     StellaraError,
     UpstreamBadRequestError,
@@ -15,7 +16,9 @@ from stellara.errors import (
 )
 from stellara.providers.openai.errors import error_from_response
 from stellara.schema.chat import request_decoder
-from stellara.server.errors import error_response, invalid_json, openai_error_body
+from stellara.server.errors import error_response, openai_error_body
+from stellara.server.intake import invalid_json
+from stellara.server.spec import Dialect
 
 
 def test_openai_error_body_shape():
@@ -42,10 +45,11 @@ def test_openai_error_body_null_param_and_code():
         (ModelNotFoundError("nope"), 404),
         (UpstreamUnavailableError("down", provider="p"), 502),
         (UpstreamBadRequestError("bad", provider="p", param="messages"), 400),
+        (NoHealthyProviderError("every breaker open, no clue when"), 503),
     ],
 )
 def test_error_response_status_body_and_no_retry_after(error, status):
-    response = error_response(error)
+    response = error_response(Dialect.OPENAI, error)
     assert response.status == status
     assert response.content_type == "application/json"
     assert "Retry-After" not in response.headers
@@ -54,14 +58,18 @@ def test_error_response_status_body_and_no_retry_after(error, status):
 
 
 def test_error_response_extra_headers_kept():
-    response = error_response(AuthenticationError("x"), {"x-stellara-request-id": "r1"})
+    response = error_response(
+        Dialect.OPENAI, AuthenticationError("x"), {"x-stellara-request-id": "r1"}
+    )
     assert response.headers["x-stellara-request-id"] == "r1"
     assert response.headers["Content-Type"] == "application/json"
 
 
 @pytest.mark.parametrize(("retry_after_s", "header"), [(7, "7"), (1, "1"), (0, "1")])
 def test_error_response_rate_limited_retry_after(retry_after_s, header):
-    response = error_response(RateLimitedError("slow down", retry_after_s=retry_after_s))
+    response = error_response(
+        Dialect.OPENAI, RateLimitedError("slow down", retry_after_s=retry_after_s)
+    )
     assert response.status == 429
     assert response.headers["Retry-After"] == header
 
@@ -69,10 +77,17 @@ def test_error_response_rate_limited_retry_after(retry_after_s, header):
 @pytest.mark.parametrize(("retry_after_s", "header"), [(0.2, "1"), (1.0, "1"), (2.5, "3")])
 def test_error_response_upstream_rate_limited_retry_after_is_integer(retry_after_s, header):
     error = UpstreamRateLimitedError("busy", provider="p", retry_after_s=retry_after_s)
-    response = error_response(error)
+    response = error_response(Dialect.OPENAI, error)
     assert response.status == 429
     assert response.headers["Retry-After"] == header
     assert int(response.headers["Retry-After"]) >= 1
+
+
+def test_error_response_no_healthy_provider_retry_after():
+    error = NoHealthyProviderError("breakers open", retry_after_s=12.3)
+    response = error_response(Dialect.OPENAI, error)
+    assert response.status == 503
+    assert response.headers["Retry-After"] == "13"
 
 
 def decode_error(body: bytes) -> msgspec.DecodeError:
@@ -118,7 +133,9 @@ def test_invalid_json_malformed_body():
 def test_error_response_429_always_has_retry_after() -> None:
     for header in (None, "0", "inf", "garbage", "2.5"):
         error = error_from_response(429, b"", provider="p", retry_after=header)
-        response = error_response(error)
+        response = error_response(Dialect.OPENAI, error)
         assert int(response.headers["Retry-After"]) >= 1
-    huge = error_response(error_from_response(429, b"", provider="p", retry_after="1e400"))
+    huge = error_response(
+        Dialect.OPENAI, error_from_response(429, b"", provider="p", retry_after="1e400")
+    )
     assert huge.headers["Retry-After"] == "1"

@@ -12,11 +12,11 @@ import openai
 import pytest
 from aiohttp import web
 
-from stellara.config import check_config
+from stellara.assembly.config import check_config
+from stellara.events import QuotaExceeded
 from stellara.server import create_app
-from stellara.server.app import EVENTS
+from stellara.server.app import RUNTIME
 from stellara.sim import RunningSimulator
-from stellara.telemetry.events import Event
 from tests.conftest import (
     MASTER_KEY,
     USER_KEY,
@@ -26,7 +26,7 @@ from tests.conftest import (
     set_faults,
     upstream_requests,
 )
-from tests.limits.fakes import DownStore
+from tests.limits.fakes import DownBackend
 
 OTHER_KEY = "sk-test-carol-key-0003"
 HELLO: Any = [{"role": "user", "content": "hi"}]
@@ -182,8 +182,8 @@ async def test_limits_daily_quota_is_insufficient_quota_with_reset_time(
     sim: RunningSimulator, start_gateway: StartGateway
 ) -> None:
     gateway = await start_gateway(limited_config(sim.url, {"quota": {"daily": {"requests": 1}}}))
-    events: list[Event] = []
-    gateway.app[EVENTS].subscribe("quota.exceeded", events.append)
+    events: list[QuotaExceeded] = []
+    gateway.app[RUNTIME].events.subscribe(QuotaExceeded, events.append)
     async with openai.AsyncOpenAI(
         base_url=gateway.base_url, api_key=USER_KEY, max_retries=0
     ) as sdk:
@@ -194,7 +194,7 @@ async def test_limits_daily_quota_is_insufficient_quota_with_reset_time(
     assert error["code"] == "insufficient_quota"
     assert "resets at" in error["message"]
     assert int(info.value.response.headers["retry-after"]) >= 1
-    assert [e.data["limit"] for e in events] == ["quota:daily:requests"]
+    assert [e.limit for e in events] == ["quota:daily:requests"]
 
 
 async def test_limits_session_quota_per_session_id(
@@ -350,35 +350,8 @@ async def test_limits_anthropic_route_gets_anthropic_shaped_429(
 # ---------------------------------------------------------------- state backend down
 
 
-class DownBackend:
-    def __init__(self) -> None:
-        self.limits = DownStore()
-
-    @property
-    def name(self) -> str:
-        return "redis"
-
-    @property
-    def cache(self) -> None:
-        return None
-
-    @property
-    def breakers(self) -> None:
-        return None
-
-    @property
-    def keys(self) -> None:
-        return None
-
-    async def ping(self) -> bool:
-        return False
-
-    async def close(self) -> None:
-        return None
-
-
 async def start_with_down_state(sim_url: str, on_failure: str) -> tuple[Any, RunningGateway]:
-    config = limited_config(sim_url, {"rate": {"window_s": 60, "requests": 1}})
+    config = limited_config(sim_url, {"rate": {"window_s": 60, "requests": 3}})
     config["state"] = {"backend": "memory", "on_failure": on_failure}
     app = create_app(check_config(config), state_backend=DownBackend())
     runner = web.AppRunner(app, access_log=None)
@@ -390,29 +363,35 @@ async def start_with_down_state(sim_url: str, on_failure: str) -> tuple[Any, Run
 
 
 @pytest.mark.parametrize(
-    ("on_failure", "chat_status", "ready_status", "readiness"),
-    [("open", 200, 200, "degraded"), ("closed", 503, 503, "not_ready")],
+    ("on_failure", "chat_statuses", "ready_status", "readiness"),
+    [
+        # open: served, but the 3-request limit still holds, on this process's own count
+        ("open", [200, 200, 200, 429, 429], 200, "degraded"),
+        ("closed", [503] * 5, 503, "not_ready"),
+    ],
 )
 async def test_limits_state_backend_down_follows_on_failure(
     sim: RunningSimulator,
     http: aiohttp.ClientSession,
     on_failure: str,
-    chat_status: int,
+    chat_statuses: list[int],
     ready_status: int,
     readiness: str,
 ) -> None:
     runner, gateway = await start_with_down_state(sim.url, on_failure)
     try:
-        for _ in range(2):  # the 1-request limit cannot hold while the backend is down
+        statuses = []
+        for _ in chat_statuses:
             async with http.post(
                 f"{gateway.base_url}/chat/completions",
                 json={"model": "test-model", "messages": HELLO},
                 headers={"Authorization": f"Bearer {USER_KEY}"},
             ) as response:
-                assert response.status == chat_status
-                if chat_status == 503:
+                statuses.append(response.status)
+                if response.status == 503:
                     error = (await response.json())["error"]
                     assert error["code"] == "state_backend_unavailable"
+        assert statuses == chat_statuses
         async with http.get(f"{gateway.url}/readyz") as response:
             assert response.status == ready_status
             body = await response.json()
@@ -422,6 +401,10 @@ async def test_limits_state_backend_down_follows_on_failure(
             "backend": "redis",
             "ok": False,
             "on_failure": on_failure,
+            # three failures in a row: the backend counts as down
+            "limits": "local" if on_failure == "open" else "refused",
         }
+        limiter = gateway.app[RUNTIME].limiter
+        assert limiter.fallback.admissions_of("alice") == (3 if on_failure == "open" else 0)
     finally:
         await runner.cleanup()

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import gzip
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
 
-from stellara.server.app import EVENTS, GATEWAY, USAGE
-from stellara.server.routes_metrics import MetricsRoutes
+from stellara.assembly import build_runtime
+from stellara.assembly.config import check_config
+from stellara.events import EventBus
+from stellara.server.app import RUNTIME
 from stellara.sim import RunningSimulator
-from stellara.telemetry.events import EventBus
 from stellara.telemetry.metrics import GatewayMetrics
-from tests.conftest import USER_KEY, StartGateway, gateway_config, set_faults
+from tests.conftest import USER_KEY, StartGateway, gateway_config, routes_only, set_faults
 from tests.telemetry.test_metrics import Samples, parse, request_event, total
 
 Serve = Callable[[web.Application], Awaitable[str]]
@@ -39,9 +41,9 @@ async def serve() -> AsyncIterator[Serve]:
 
 
 def metrics_app(metrics: GatewayMetrics) -> web.Application:
-    app = web.Application()
-    MetricsRoutes(metrics).register(app)
-    return app
+    """A gateway's routes serving `metrics` (fed by the test), its parts not started."""
+    runtime = build_runtime(check_config(gateway_config("http://127.0.0.1:9")))
+    return routes_only(replace(runtime, metrics=metrics))
 
 
 async def get_metrics(
@@ -122,17 +124,8 @@ async def test_metrics_route_counts_real_traffic_through_a_gateway(
         resilience={"retry": {"max_attempts": 2, "base_delay_ms": 1, "max_delay_ms": 2}},
     )
     gateway = await start_gateway(config)
-    pipeline = gateway.app[GATEWAY]
-    assert pipeline.cache is not None
-    metrics = GatewayMetrics(
-        providers=["sim"],
-        breaker_states=pipeline.attempts.breakers.states,
-        cache_stats=pipeline.cache.stats,
-        in_flight=lambda: pipeline.in_flight,
-        usage_status=gateway.app[USAGE].status,
-    )
-    metrics.attach(gateway.app[EVENTS])
-    url = await serve(metrics_app(metrics))
+    pipeline = gateway.app[RUNTIME].gateway
+    url = gateway.url
 
     await set_faults(sim, {"kind": "status", "status": 503, "times": 1})
     assert await post(gateway.url, "hello") == 200  # a retry, then an answer

@@ -10,22 +10,16 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from stellara.config import check_config
-from stellara.config.models import KeyConfig
-from stellara.pipeline.auth import Authenticator
+from stellara.assembly import build_runtime
+from stellara.assembly.config import check_config
+from stellara.events import EventBus, RateLimitExceeded
 from stellara.server import create_app
-from stellara.server.app import AUTH
-from stellara.server.routes_monitoring import MonitoringRoutes, MonitoringService
 from stellara.sim import RunningSimulator
-from stellara.telemetry.events import (
-    BREAKER_CHANGED,
-    RATE_LIMIT_EXCEEDED,
-    Event,
-    EventBus,
-)
-from stellara.telemetry.stats import SERIES_BUCKETS, StatsCollector
-from tests.conftest import MASTER_KEY, USER_KEY, gateway_config, set_faults
-from tests.telemetry.test_stats import START, FakeClock, request, span
+from stellara.store.migrate import upgrade
+from stellara.telemetry.stats import SERIES_BUCKETS
+from stellara.testing import ManualClock
+from tests.conftest import MASTER_KEY, USER_KEY, gateway_config, routes_only, set_faults
+from tests.telemetry.test_stats import START, breaker_opened, refusal, request, span
 
 SUMMARY = "/ai-orchestration/stats"
 DETAILED = "/ai-orchestration/monitoring/stats"
@@ -58,19 +52,9 @@ async def serve() -> AsyncIterator[Serve]:
         await runner.cleanup()
 
 
-def monitoring_app(
-    auth: Authenticator, bus: EventBus, clock: FakeClock | None = None
-) -> web.Application:
-    collector = StatsCollector(clock or FakeClock())
-    collector.attach(bus)
-    app = web.Application()
-    MonitoringRoutes(MonitoringService(collector), auth).register(app)
-    return app
-
-
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> ManualClock:
+    return ManualClock(START)
 
 
 @pytest.fixture
@@ -79,9 +63,14 @@ def bus() -> EventBus:
 
 
 @pytest.fixture
-async def url(serve: Serve, bus: EventBus, clock: FakeClock) -> str:
-    auth = Authenticator(MASTER_KEY, [KeyConfig.model_validate({"key": USER_KEY, "user": "alice"})])
-    return await serve(monitoring_app(auth, bus, clock))
+async def url(serve: Serve, bus: EventBus, clock: ManualClock) -> AsyncIterator[str]:
+    """A gateway's routes on `bus` and `clock`, its parts not started: the statistics are
+    fed by the test's own events."""
+    config = check_config(gateway_config("http://127.0.0.1:9"))
+    runtime = build_runtime(config, clock=clock, events=bus)
+    await upgrade(runtime.database)  # a wrong key is looked up in the key store
+    yield await serve(routes_only(runtime))
+    await runtime.database.close()
 
 
 async def call(method: str, url: str, headers: dict[str, str] | None = None) -> tuple[int, Json]:
@@ -102,7 +91,7 @@ async def test_monitoring_stats_need_a_valid_key(url: str) -> None:
 
 
 async def test_monitoring_reset_needs_the_master_key(
-    url: str, bus: EventBus, clock: FakeClock
+    url: str, bus: EventBus, clock: ManualClock
 ) -> None:
     bus.publish(request())
     status, _ = await call("POST", url + RESET)
@@ -122,8 +111,8 @@ async def test_monitoring_reset_needs_the_master_key(
 async def test_monitoring_summary_shape_and_numbers(url: str, bus: EventBus) -> None:
     bus.publish(request(latency_ms=100.0, cost_usd=0.25))
     bus.publish(request(failed=True, cost_usd=0.0))
-    bus.publish(request(cache="hit", provider="cache", attempt_spans=[], cost_usd=0.0))
-    bus.publish(request(cache="semantic", provider="cache", attempt_spans=[], cost_usd=0.0))
+    bus.publish(request(cache="hit", provider="cache", attempt_spans=(), cost_usd=0.0))
+    bus.publish(request(cache="semantic", provider="cache", attempt_spans=(), cost_usd=0.0))
 
     status, body = await call("GET", url + SUMMARY, USER)
     assert status == 200
@@ -153,18 +142,13 @@ async def test_monitoring_summary_shape_and_numbers(url: str, bus: EventBus) -> 
 
 
 async def test_monitoring_detailed_shape_and_numbers(
-    url: str, bus: EventBus, clock: FakeClock
+    url: str, bus: EventBus, clock: ManualClock
 ) -> None:
-    spans = [span(duration_ms=50.0, error="upstream_timeout"), span(duration_ms=100.0)]
+    spans = (span(duration_ms=50.0, error="upstream_timeout"), span(duration_ms=100.0))
     bus.publish(request(retries=1, attempt_spans=spans, ttfb_ms=20.0, cost_usd=0.5))
     bus.publish(request(user="bob", model="cheap", fallbacks=1, failed=True, cost_usd=0.0))
-    bus.publish(Event(BREAKER_CHANGED, {"breaker": "openai", "from": "closed", "to": "open"}))
-    bus.publish(
-        Event(
-            RATE_LIMIT_EXCEEDED,
-            {"user": "bob", "tier": "free", "shadow": False, "limit": "rate:requests"},
-        )
-    )
+    bus.publish(breaker_opened("openai"))
+    bus.publish(refusal(RateLimitExceeded, "rate:requests", user="bob"))
     clock.advance(15)  # the series' current bucket is the second one from here
 
     status, body = await call("GET", url + DETAILED, USER)
@@ -205,12 +189,15 @@ async def test_monitoring_detailed_shape_and_numbers(
         },
         "limits": {
             "rejections": {"rate": 1, "burst": 0, "quota": 0},
-            "top_users": [
-                {"user": "alice", "requests": 1, "cost_usd": 0.5, "rejections": 0},
-                {"user": "bob", "requests": 1, "cost_usd": 0.0, "rejections": 1},
-            ],
+            # a user's key sees its own entry only: other tenants' names and spend are not its
+            "top_users": [{"user": "alice", "requests": 1, "cost_usd": 0.5, "rejections": 0}],
         },
     }
+    _, as_master = await call("GET", url + DETAILED, MASTER)
+    assert as_master["limits"]["top_users"] == [
+        {"user": "alice", "requests": 1, "cost_usd": 0.5, "rejections": 0},
+        {"user": "bob", "requests": 1, "cost_usd": 0.0, "rejections": 1},
+    ]
     assert len(series) == SERIES_BUCKETS
     assert [b["at"] for b in series[-2:]] == [START, START + 10]
     assert series[-2] == {
@@ -230,11 +217,8 @@ async def test_monitoring_counts_a_real_gateways_traffic(
     sim: RunningSimulator, serve: Serve
 ) -> None:
     """The event contract as the pipeline fulfils it: a retried call, a failed one."""
-    bus = EventBus()
     raw = gateway_config(sim.url, resilience={"retry": {"base_delay_ms": 1, "max_delay_ms": 5}})
-    gateway = create_app(check_config(raw), events=bus)
-    gateway_url = await serve(gateway)
-    url = await serve(monitoring_app(gateway[AUTH], bus))
+    url = gateway_url = await serve(create_app(check_config(raw)))
     await set_faults(
         sim,
         {"kind": "status", "status": 500, "model": "gpt-4o-mini", "times": 1},

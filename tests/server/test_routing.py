@@ -1,4 +1,4 @@
-"""Routing and resilience end to end: failover, retries, breakers, fallbacks, strategies.
+"""Routing and resilience end to end: failover, retries, breakers, fallbacks, orchestration.
 
 One simulator plays two providers: `primary` serves `model-a` and `backup` serves `model-b`,
 so a fault rule matched by `model` breaks one provider and leaves the other answering.
@@ -15,9 +15,9 @@ import aiohttp
 import openai
 import pytest
 
-from stellara.server.app import EVENTS
+from stellara.events import BreakerChanged
+from stellara.server.app import RUNTIME
 from stellara.sim import RunningSimulator
-from stellara.telemetry.events import BREAKER_CHANGED, Event
 from tests.conftest import (
     MASTER_KEY,
     UPSTREAM_KEY,
@@ -41,8 +41,6 @@ Json = dict[str, Any]
 def routing_config(
     sim_url: str,
     *,
-    strategy: str = "priority",
-    weights: tuple[float, float] = (1.0, 1.0),
     max_attempts: int = 2,
     max_delay_ms: float = 5,
     failure_threshold: int = 2,
@@ -51,7 +49,7 @@ def routing_config(
 ) -> Json:
     """Two providers on one simulator and a few public models over them.
 
-    - `chat`: primary/model-a then backup/model-b, by `strategy`;
+    - `chat`: primary/model-a then backup/model-b, by priority;
     - `solo`: primary/model-a only;
     - `guarded`: primary/model-a only, falling back to `spare` (backup/model-b).
     """
@@ -59,13 +57,13 @@ def routing_config(
         {"id": pid, "type": "openai", "base_url": f"{sim_url}/v1", "api_key": UPSTREAM_KEY}
         for pid in ("primary", "backup")
     ]
-    a = {"provider": "primary", "model": "model-a", "weight": weights[0]}
-    b = {"provider": "backup", "model": "model-b", "weight": weights[1]}
+    a = {"provider": "primary", "model": "model-a"}
+    b = {"provider": "backup", "model": "model-b"}
     config: Json = {
         "server": {"master_key": MASTER_KEY},
         "providers": providers,
         "models": [
-            {"name": "chat", "targets": [a, b], "strategy": strategy},
+            {"name": "chat", "targets": [a, b]},
             {"name": "solo", "targets": [a]},
             {"name": "guarded", "targets": [a], "fallbacks": ["spare"]},
             {"name": "spare", "targets": [b]},
@@ -326,8 +324,8 @@ async def test_breaker_opens_skips_half_opens_and_closes(
     sim: RunningSimulator, start_gateway: StartGateway, http: aiohttp.ClientSession
 ) -> None:
     gateway = await start_gateway(routing_config(sim.url, max_attempts=1, open_s=0.5))
-    changes: list[Event] = []
-    gateway.app[EVENTS].subscribe(BREAKER_CHANGED, changes.append)
+    changes: list[BreakerChanged] = []
+    gateway.app[RUNTIME].events.subscribe(BreakerChanged, changes.append)
     await set_faults(sim, DOWN_A)
 
     _, headers, _ = await chat(http, gateway)  # one failure: still closed
@@ -350,7 +348,7 @@ async def test_breaker_opens_skips_half_opens_and_closes(
     _, headers, _ = await chat(http, gateway)
     assert headers["x-stellara-provider"] == "primary"
     assert (await breaker_states(http, gateway))["primary"] == "closed"
-    assert [(e.data["breaker"], e.data["from"], e.data["to"]) for e in changes] == [
+    assert [(e.breaker, e.from_state, e.to_state) for e in changes] == [
         ("primary", "closed", "open"),
         ("primary", "open", "half_open"),
         ("primary", "half_open", "closed"),
@@ -377,8 +375,8 @@ async def test_breaker_failed_probe_reopens(
 async def test_breaker_reset_closes_at_once(
     gateway: RunningGateway, sim: RunningSimulator, http: aiohttp.ClientSession
 ) -> None:
-    changes: list[Event] = []
-    gateway.app[EVENTS].subscribe(BREAKER_CHANGED, changes.append)
+    changes: list[BreakerChanged] = []
+    gateway.app[RUNTIME].events.subscribe(BreakerChanged, changes.append)
     await set_faults(sim, DOWN_A)
     await chat(http, gateway)
     assert (await breaker_states(http, gateway))["primary"] == "open"
@@ -391,7 +389,7 @@ async def test_breaker_reset_closes_at_once(
     assert (await breaker_states(http, gateway))["primary"] == "closed"
     _, headers, _ = await chat(http, gateway)
     assert headers["x-stellara-provider"] == "primary"
-    assert [(e.data["from"], e.data["to"]) for e in changes] == [
+    assert [(e.from_state, e.to_state) for e in changes] == [
         ("closed", "open"),
         ("open", "closed"),
     ]
@@ -444,44 +442,6 @@ async def test_health_shows_failing_provider_unhealthy_then_degraded(
     assert body["providers"]["primary"]["status"] == "degraded"
     _, body = await get_json(http, gateway, "/ai-orchestration/healthy-providers", AUTH)
     assert body["providers"] == ["backup", "primary"]
-
-
-# --- strategies -----------------------------------------------------------------------------
-
-
-async def providers_of(
-    http: aiohttp.ClientSession, gateway: RunningGateway, n: int, model: str = "chat"
-) -> list[str]:
-    seen = []
-    for _ in range(n):
-        status, headers, _ = await chat(http, gateway, model)
-        assert status == 200
-        seen.append(headers["x-stellara-provider"])
-    return seen
-
-
-async def test_priority_strategy_sticks_to_first_healthy_target(
-    gateway: RunningGateway, http: aiohttp.ClientSession
-) -> None:
-    assert await providers_of(http, gateway, 6) == ["primary"] * 6
-
-
-async def test_round_robin_strategy_alternates_providers(
-    sim: RunningSimulator, start_gateway: StartGateway, http: aiohttp.ClientSession
-) -> None:
-    gateway = await start_gateway(routing_config(sim.url, strategy="round_robin"))
-    seen = await providers_of(http, gateway, 6)
-    assert seen in (["primary", "backup"] * 3, ["backup", "primary"] * 3)
-
-
-async def test_weighted_strategy_follows_weights(
-    sim: RunningSimulator, start_gateway: StartGateway, http: aiohttp.ClientSession
-) -> None:
-    gateway = await start_gateway(routing_config(sim.url, strategy="weighted", weights=(3, 1)))
-    seen = await providers_of(http, gateway, 80)
-    # Expected 60 of 80 on primary (sd ≈ 3.9): the bounds are about 4 sd wide.
-    assert 44 <= seen.count("primary") <= 76
-    assert seen.count("backup") >= 4
 
 
 # --- /ai-orchestration/generate -------------------------------------------------------------

@@ -10,9 +10,9 @@ import aiohttp
 import openai
 import pytest
 
-from stellara.server.app import EVENTS
+from stellara.events import RequestCompleted, RequestEnded, RequestFailed
+from stellara.server.app import RUNTIME
 from stellara.sim import RunningSimulator, SimConfig, start_simulator
-from stellara.telemetry.events import Event
 from tests.conftest import (
     UPSTREAM_KEY,
     USER_KEY,
@@ -154,23 +154,42 @@ async def test_upstream_error_never_reveals_provider_key(
     assert UPSTREAM_KEY[-12:] not in everything
 
 
+async def test_upstream_bad_request_message_is_scrubbed_keeping_its_sense(
+    gateway: RunningGateway, sim: RunningSimulator, http: aiohttp.ClientSession
+) -> None:
+    leaky = (
+        f"Invalid 'temperature' for key {UPSTREAM_KEY.upper()[:24]} (account "
+        "sk-proj-AbCdEfGhIjKlMnOpQrStUv12) at http://10.0.3.7:8080/v1 via "
+        "vllm-0.vllm.svc.cluster.local:8000: must be at most 2 for gpt-4o-mini-2024-07-18."
+    )
+    error = {"message": leaky, "type": "invalid_request_error", "param": "temperature"}
+    await set_faults(sim, {"kind": "status", "status": 400, "body": {"error": error}})
+    status, _, body = await call(http, gateway)
+    assert status == 400
+    assert body["error"]["message"] == (
+        "Invalid 'temperature' for key [redacted] (account [redacted]) at [internal address] "
+        "via [internal address]: must be at most 2 for gpt-4o-mini-2024-07-18."
+    )
+    assert body["error"]["param"] == "temperature"
+
+
 async def test_failed_request_publishes_event(
     gateway: RunningGateway, sim: RunningSimulator, http: aiohttp.ClientSession
 ) -> None:
-    seen: list[Event] = []
-    gateway.app[EVENTS].subscribe("request.failed", seen.append)
-    gateway.app[EVENTS].subscribe("request.completed", seen.append)
+    seen: list[RequestEnded] = []
+    gateway.app[RUNTIME].events.subscribe(RequestFailed, seen.append)
+    gateway.app[RUNTIME].events.subscribe(RequestCompleted, seen.append)
     await set_faults(sim, {"kind": "status", "status": 500})
     await call(http, gateway)
     await set_faults(sim)
     await call(http, gateway)
     assert [e.name for e in seen] == ["request.failed", "request.completed"]
-    assert seen[0].data["status"] == 502
-    assert seen[0].data["provider"] == "sim"
-    assert seen[0].data["attempts"] == 3  # retry.max_attempts on the only target
-    assert seen[1].data["user"] == "alice"
-    assert seen[1].data["model"] == "test-model"
-    assert seen[1].data["completion_tokens"] > 0
+    assert seen[0].status == 502
+    assert seen[0].provider == "sim"
+    assert seen[0].attempts == 3  # retry.max_attempts on the only target
+    assert seen[1].user == "alice"
+    assert seen[1].model == "test-model"
+    assert seen[1].completion_tokens > 0
 
 
 async def test_retry_answers_after_a_transient_failure(
@@ -185,13 +204,13 @@ async def test_retry_answers_after_a_transient_failure(
 async def test_stream_publishes_usage_on_completion(
     gateway: RunningGateway, http: aiohttp.ClientSession
 ) -> None:
-    seen: list[Event] = []
-    gateway.app[EVENTS].subscribe("request.completed", seen.append)
+    seen: list[RequestCompleted] = []
+    gateway.app[RUNTIME].events.subscribe(RequestCompleted, seen.append)
     async with http.post(
         f"{gateway.base_url}/chat/completions", json={**HELLO, "stream": True}, headers=AUTH
     ) as response:
         await response.read()
     [event] = seen
-    assert event.data["stream"] is True
-    assert event.data["prompt_tokens"] > 0
-    assert event.data["completion_tokens"] > 0
+    assert event.stream is True
+    assert event.prompt_tokens > 0
+    assert event.completion_tokens > 0

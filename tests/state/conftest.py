@@ -14,38 +14,22 @@ from redis.exceptions import RedisError
 
 from stellara.state.memory import MemoryBackend
 from stellara.state.redis import RedisBackend
+from stellara.testing import ManualClock
 
 REDIS_URL = os.environ.get("STELLARA_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-START = 1_767_225_600.0  # 2026-01-01T00:00:00Z: a fake clock's first reading
-
-
-class FakeClock:
-    """A clock that moves only when told to."""
-
-    def __init__(self, now: float = START) -> None:
-        self.now = now
-
-    def time(self) -> float:
-        return self.now
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @dataclass
 class Harness:
     """A fresh backend and how to let time pass on it.
 
-    Memory runs on a fake clock; Redis decides time itself, so real time passes (tests keep its
+    Memory runs on a manual clock; Redis decides time itself, so real time passes (tests keep its
     windows short). `clock` is None for Redis: tests that must set the date run on memory only.
     """
 
     kind: str
     backend: MemoryBackend | RedisBackend
-    clock: FakeClock | None
+    clock: ManualClock | None
 
     async def advance(self, seconds: float) -> None:
         if self.clock is not None:
@@ -87,7 +71,7 @@ def unique_prefix() -> str:
 @pytest.fixture(params=["memory", "redis"])
 async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
     if request.param == "memory":
-        clock = FakeClock()
+        clock = ManualClock()
         yield Harness("memory", MemoryBackend(clock), clock)
         return
     await redis_or_fail(REDIS_URL)
@@ -103,5 +87,5 @@ async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
 @pytest.fixture
 def memory_harness() -> Harness:
     """For what only a settable clock can show (crossing midnight, the 1st of a month)."""
-    clock = FakeClock()
+    clock = ManualClock()
     return Harness("memory", MemoryBackend(clock), clock)

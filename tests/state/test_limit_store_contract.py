@@ -1,4 +1,4 @@
-"""The `LimitStore` contract: every test runs against memory (fake clock) and Redis (real time).
+"""The `LimitStore` contract: every test runs against memory (manual clock) and Redis (real time).
 
 Expected times are computed from the `now` each backend reports, so they are exact for Redis
 too, whose clock is the server's. Redis windows are short (0.2-0.4 s) so real sleeps stay brief.
@@ -309,7 +309,7 @@ async def test_scope_and_names_with_separators_stay_apart(harness: Harness) -> N
 
 async def test_memory_daily_period_restarts_at_local_midnight(memory_harness: Harness) -> None:
     assert memory_harness.clock is not None
-    memory_harness.clock.now = datetime(2026, 3, 10, 21, 59, tzinfo=UTC).timestamp()
+    memory_harness.clock.set_time(datetime(2026, 3, 10, 21, 59, tzinfo=UTC).timestamp())
     quota = daily(10, offset_s=7_200)  # 23:59 local
     store = memory_harness.backend.limits
     assert (await store.admit("alice", [quota], {"tokens": 10}, "a")).admitted
@@ -323,7 +323,7 @@ async def test_memory_daily_period_restarts_at_local_midnight(memory_harness: Ha
 
 async def test_memory_monthly_period_restarts_on_local_first(memory_harness: Harness) -> None:
     assert memory_harness.clock is not None
-    memory_harness.clock.now = datetime(2028, 2, 1, 4, 59, tzinfo=UTC).timestamp()
+    memory_harness.clock.set_time(datetime(2028, 2, 1, 4, 59, tzinfo=UTC).timestamp())
     quota = PeriodLimit("quota:monthly", "tokens", "monthly", 10, utc_offset_s=-18_000)
     store = memory_harness.backend.limits
     first = await store.admit("alice", [quota], {"tokens": 10}, "a")  # Jan 31, 23:59 local

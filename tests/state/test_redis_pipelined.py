@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -126,6 +127,53 @@ def test_silent_server_times_out_and_the_connection_is_replaced(loop_name: str) 
                 with pytest.raises(TimeoutError):
                     await commands.execute("GET", "k")
                 assert len(connections) == 2  # the timed-out connection was closed, not reused
+            finally:
+                await commands.aclose()
+                await client.aclose()
+
+    run_on(loop_name, test)
+
+
+@pytest.mark.parametrize("loop_name", LOOPS)
+def test_a_loop_busy_past_the_timeout_does_not_fail_a_command_redis_answered(
+    loop_name: str,
+) -> None:
+    """The timeout is measured on the wire: a process that stalls its own loop (decoding a
+    huge body, say) must not take a healthy Redis for a dead one (it would then admit
+    requests without their shared limits)."""
+
+    async def test() -> None:
+        client = Redis.from_url(REDIS_URL, socket_timeout=0.1)
+        commands = PipelinedRedis(client)
+        try:
+            await commands.execute("PING")  # connected
+            pings = [asyncio.ensure_future(commands.execute("PING")) for _ in range(20)]
+            # Right after the commands are sent, before their write leaves: the loop stalls
+            # for three timeouts (another request's huge body, say).
+            asyncio.get_running_loop().call_soon(time.sleep, 0.3)
+            replies = await asyncio.gather(*pings)
+            assert replies == [b"PONG"] * 20
+            assert await commands.execute("PING") == b"PONG"  # the same connection goes on
+        finally:
+            await commands.aclose()
+            await client.aclose()
+
+    run_on(loop_name, test)
+
+
+@pytest.mark.parametrize("loop_name", LOOPS)
+def test_a_silent_server_still_times_out_after_a_stalled_loop(loop_name: str) -> None:
+    async def test() -> None:
+        async with silent_server() as (port, _):
+            client = Redis.from_url(f"redis://127.0.0.1:{port}/0", socket_timeout=0.1)
+            commands = PipelinedRedis(client)
+            try:
+                asyncio.get_running_loop().call_later(0.01, time.sleep, 0.2)
+                started = time.monotonic()
+                with pytest.raises(TimeoutError):
+                    await commands.execute("GET", "k")
+                # it still gives up, once the loop has looked at its socket after the stall
+                assert 0.2 < time.monotonic() - started < 1.0
             finally:
                 await commands.aclose()
                 await client.aclose()

@@ -7,11 +7,12 @@ import subprocess
 import sys
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, text
+from sqlalchemy import Connection, inspect, text
 
 from stellara.store.db import Database
 from stellara.store.migrate import HEAD_REVISION, MIGRATIONS, MigrationError, upgrade
@@ -32,6 +33,42 @@ async def test_upgrade_builds_the_described_schema_and_is_idempotent(database_ur
         await database.close()
     assert {"api_keys", "usage_records", "alembic_version"} <= tables
     assert diff == []
+
+
+def _migrate(connection: Connection, step: str, revision: str) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    getattr(command, step)(config, revision)
+
+
+def _usage_columns(connection: Connection) -> set[str]:
+    return {column["name"] for column in inspect(connection).get_columns("usage_records")}
+
+
+async def test_upgrade_keeps_existing_usage_records_as_reported_by_their_provider(
+    database_url: str,
+) -> None:
+    """0002 adds `usage_estimated` to a store that already holds records: they were all
+    the providers' numbers; and it can be taken back."""
+    database = Database(database_url)
+    row = (
+        "INSERT INTO usage_records (request_id, started_at, user_id, model, attempts, cache, "
+        "stream, prompt_tokens, completion_tokens, cached_tokens, cost_usd, latency_ms, status) "
+        "VALUES ('old', 0, 'alice', 'smart', 1, 'miss', false, 10, 20, 0, 0.001, 5, 200)"
+    )
+    try:
+        async with database.engine.begin() as connection:
+            await connection.run_sync(_migrate, "upgrade", "0001")
+            await connection.execute(text(row))
+        assert await upgrade(database) == ("0001", HEAD_REVISION)
+        async with database.engine.begin() as connection:
+            flags = await connection.execute(text("SELECT usage_estimated FROM usage_records"))
+            assert [bool(flag) for (flag,) in flags] == [False]
+            await connection.run_sync(_migrate, "downgrade", "0001")
+            assert "usage_estimated" not in await connection.run_sync(_usage_columns)
+    finally:
+        await database.close()
 
 
 def test_head_revision_is_the_newest_migration() -> None:

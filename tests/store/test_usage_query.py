@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import insert
 
 from stellara.errors import StoreUnavailableError
+from stellara.events import RequestEnded
 from stellara.store.db import Database
 from stellara.store.migrate import upgrade
 from stellara.store.tables import usage_records
@@ -28,11 +29,8 @@ async def database(database_url: str) -> AsyncIterator[Database]:
     await database.close()
 
 
-async def seed(database: Database, *events: Any) -> None:
-    rows = [
-        usage_row(e.data, failed=e.name == "request.failed", now=0, log_content=False)
-        for e in events
-    ]
+async def seed(database: Database, *events: RequestEnded) -> None:
+    rows = [usage_row(e, log_content=False) for e in events]
     async with database.engine.begin() as connection:
         await connection.execute(insert(usage_records), rows)
 

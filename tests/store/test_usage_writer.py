@@ -16,49 +16,41 @@ import pytest
 from sqlalchemy import insert, select, text
 
 from stellara.config.models import UsageStoreConfig
+from stellara.events import EventBus, RequestCompleted, RequestFailed
 from stellara.store.db import Database
 from stellara.store.migrate import upgrade
 from stellara.store.tables import usage_records
 from stellara.store.usage import UsageWriter, usage_row
-from stellara.telemetry.events import REQUEST_COMPLETED, REQUEST_FAILED, Event, EventBus
+from stellara.testing import request_completed, request_failed
 
 PROMPT = "SECRET-PROMPT-TEXT"
 
 
-def completed(request_id: str, **facts: Any) -> Event:
-    """A `request.completed` event with every fact of the contract (overridable)."""
-    data: dict[str, Any] = {
-        "request_id": request_id,
-        "started_at": 1_767_225_600.0,  # 2026-01-01T00:00:00Z
-        "user": "alice",
-        "team": "research",
-        "key_id": "key_1",
-        "key_prefix": "sk-stl-abcde",
-        "session_id": None,
-        "model": "test-model",
-        "provider": "sim",
-        "provider_model": "gpt-4o-mini",
-        "attempts": 1,
-        "cache": "miss",
-        "stream": False,
-        "prompt_tokens": 10,
-        "completion_tokens": 20,
-        "cached_tokens": 0,
-        "cost_usd": 0.001,
-        "latency_ms": 12.5,
-        "ttfb_ms": None,
-        "status": 200,
-        "prompt": PROMPT,
-        "completion": "the answer",
-    }
-    data.update(facts)
-    return Event(REQUEST_COMPLETED, data)
+# A request of `test-model` answered by the simulator, with the content `log_content` keeps.
+SIM_ANSWER: dict[str, Any] = {
+    "team": "research",
+    "key_prefix": "sk-stl-abcde",
+    "model": "test-model",
+    "provider": "sim",
+    "provider_model": "gpt-4o-mini",
+    "prompt_tokens": 10,
+    "completion_tokens": 20,
+    "cost_usd": 0.001,
+    "latency_ms": 12.5,
+    "attempt_spans": (),
+    "prompt": PROMPT,
+    "completion": "the answer",
+}
 
 
-def failed(request_id: str, **facts: Any) -> Event:
-    """A `request.failed` event: an upstream error after one attempt."""
-    defaults = {"status": 502, "error": "upstream_unavailable", "message": PROMPT}
-    return Event(REQUEST_FAILED, completed(request_id, **{**defaults, **facts}).data)
+def completed(request_id: str, **facts: Any) -> RequestCompleted:
+    """A `request.completed` event with content (overridable)."""
+    return request_completed(**{**SIM_ANSWER, "request_id": request_id, **facts})
+
+
+def failed(request_id: str, **facts: Any) -> RequestFailed:
+    """A `request.failed` event: an upstream error after its usage was known."""
+    return request_failed(**{**SIM_ANSWER, "request_id": request_id, "message": PROMPT, **facts})
 
 
 def store_config(url: str, **overrides: Any) -> UsageStoreConfig:
@@ -206,10 +198,7 @@ async def test_full_buffer_drops_the_oldest_and_counts_them(
 
 async def test_records_already_stored_are_not_duplicated(database: Database) -> None:
     # A batch whose commit succeeded but whose answer was lost is sent again.
-    already = [
-        usage_row(completed(f"req_{i}").data, failed=False, now=0, log_content=False)
-        for i in range(2)
-    ]
+    already = [usage_row(completed(f"req_{i}"), log_content=False) for i in range(2)]
     async with database.engine.begin() as connection:
         await connection.execute(insert(usage_records), already)
     bus = EventBus()

@@ -10,23 +10,27 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from stellara.telemetry.events import (
-    BREAKER_CHANGED,
-    BURST_DETECTED,
-    PROVIDER_HEALTHY,
-    PROVIDER_UNHEALTHY,
-    QUOTA_EXCEEDED,
-    QUOTA_WARNING,
-    RATE_LIMIT_EXCEEDED,
-    REQUEST_COMPLETED,
-    REQUEST_FAILED,
-    REQUEST_FALLBACK,
-    REQUEST_RETRY,
-    STATE_BACKEND_ERROR,
+from stellara.events import (
+    BreakerChanged,
+    BurstLimited,
+    BurstSpiked,
     Event,
     EventBus,
+    LimitRefused,
+    ProviderHealthy,
+    ProviderUnhealthy,
+    QuotaExceeded,
+    QuotaWarning,
+    RateLimitExceeded,
+    RequestCompleted,
+    RequestEnded,
+    RequestFailed,
+    RequestFellBack,
+    RequestRetried,
+    StateBackendFailed,
 )
 from stellara.telemetry.metrics import MULTIPROC_ENV, GatewayMetrics
+from stellara.testing import request_completed, request_failed
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -55,37 +59,27 @@ def scrape(metrics: GatewayMetrics) -> Samples:
     return parse(generate_latest(metrics.registry).decode())
 
 
-def request_event(name: str = REQUEST_COMPLETED, **facts: Any) -> Event:
-    """A request event as the gateway publishes it (the fields metrics read, and the ones
-    they must never read)."""
-    data: dict[str, Any] = {
-        "request_id": "req_1",
-        "user": "alice-user-id",
-        "team": "team-secret",
-        "key_id": "key_abc123",
-        "key_prefix": "sk-…wxyz",
-        "tier": "pro",
-        "session_id": "session-42",
-        "model": "smart",
-        "provider": "openai",
-        "provider_model": "gpt-4o",
-        "attempts": 1,
-        "retries": 0,
-        "fallbacks": 0,
-        "cache": "miss",
-        "stream": False,
-        "prompt_tokens": 12,
-        "completion_tokens": 30,
-        "cached_tokens": 4,
-        "cost_usd": 0.0025,
-        "latency_ms": 180.0,
-        "ttfb_ms": 40.0,
-        "status": 200,
-        "error": None,
-        "attempt_spans": [],
-    }
-    data.update(facts)
-    return Event(name, data)
+# The facts metrics read, and private ones they must never read.
+FACTS: dict[str, Any] = {
+    "user": "alice-user-id",
+    "team": "team-secret",
+    "key_id": "key_abc123",
+    "key_prefix": "sk-…wxyz",
+    "tier": "pro",
+    "session_id": "session-42",
+    "prompt_tokens": 12,
+    "completion_tokens": 30,
+    "cached_tokens": 4,
+    "cost_usd": 0.0025,
+    "latency_ms": 180.0,
+    "ttfb_ms": 40.0,
+}
+
+
+def request_event(kind: type[RequestEnded] = RequestCompleted, **facts: Any) -> RequestEnded:
+    """A request event as the gateway publishes it, with `FACTS`."""
+    build = request_failed if kind is RequestFailed else request_completed
+    return build(**{**FACTS, **facts})
 
 
 @pytest.fixture
@@ -133,8 +127,8 @@ def test_metrics_failed_requests_count_by_status_without_usage_series(bus: Event
     metrics = attached(bus)
     refused = {"provider": "", "status": 429, "error": "rate_limit_exceeded", "tier": None}
     no_usage = {"prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0, "cost_usd": 0.0}
-    publish(bus, [request_event(REQUEST_FAILED, **refused, **no_usage, message="hi")] * 3)
-    publish(bus, [request_event(REQUEST_FAILED, status=504, error="upstream_timeout", **no_usage)])
+    publish(bus, [request_event(RequestFailed, **refused, **no_usage, message="hi")] * 3)
+    publish(bus, [request_event(RequestFailed, status=504, error="upstream_timeout", **no_usage)])
     s = scrape(metrics)
     assert total(s, "stellara_requests_total", provider="", status="429") == 3
     assert total(s, "stellara_requests_total", provider="openai", status="504") == 1
@@ -146,7 +140,7 @@ def test_metrics_failed_requests_count_by_status_without_usage_series(bus: Event
 def test_metrics_never_expose_users_keys_sessions_or_messages(bus: EventBus) -> None:
     metrics = attached(bus)
     secret = "Summarise the board minutes of ACME"
-    publish(bus, [request_event(REQUEST_FAILED, message=secret, error="upstream_unavailable")])
+    publish(bus, [request_event(RequestFailed, message=secret, error="upstream_unavailable")])
     publish(bus, [request_event(prompt=secret, completion=secret)])
     text = generate_latest(metrics.registry).decode()
     for private in (secret, "alice-user-id", "team-secret", "key_abc123", "wxyz", "session-42"):
@@ -157,13 +151,21 @@ def test_metrics_never_expose_users_keys_sessions_or_messages(bus: EventBus) -> 
 def test_metrics_retries_fallbacks_and_breakers(bus: EventBus) -> None:
     states = {"openai": "closed"}
     metrics = attached(bus, breaker_states=lambda: states)
-    retry = {"request_id": "r", "model": "gpt-4o", "error": "upstream_unavailable"}
-    publish(
-        bus, [Event(REQUEST_RETRY, {"provider": "openai", "attempt": n, **retry}) for n in (1, 2)]
-    )
-    publish(bus, [Event(REQUEST_FALLBACK, {"from_model": "smart", "to_model": "cheap"})])
-    opened = {"breaker": "openai", "from": "closed", "to": "open"}
-    publish(bus, [Event(BREAKER_CHANGED, opened)])
+    retries = [
+        RequestRetried(
+            request_id="r",
+            provider="openai",
+            model="gpt-4o",
+            attempt=n,
+            error="upstream_unavailable",
+            delay_ms=10.0,
+        )
+        for n in (1, 2)
+    ]
+    publish(bus, retries)
+    fallback = RequestFellBack(request_id="r", from_model="smart", to_model="cheap", error=None)
+    publish(bus, [fallback])
+    publish(bus, [BreakerChanged(breaker="openai", from_state="closed", to_state="open")])
     s = parse(generate_latest(metrics.registry).decode())  # before any refresh: the event
     assert total(s, "stellara_circuit_breaker_state", breaker="openai") == 2
     states["openai"] = "half_open"  # time-driven: only a reading shows it
@@ -177,18 +179,32 @@ def test_metrics_retries_fallbacks_and_breakers(bus: EventBus) -> None:
 
 def test_metrics_provider_health_starts_healthy_and_follows_events(bus: EventBus) -> None:
     metrics = attached(bus, providers=["openai", "claude"])
-    change = {"previous": "healthy", "reason": "circuit breaker open"}
-    publish(bus, [Event(PROVIDER_UNHEALTHY, {"provider": "claude", **change})])
+    down = ProviderUnhealthy(
+        provider="claude", previous="healthy", status="unhealthy", reason="circuit breaker open"
+    )
+    publish(bus, [down])
     s = scrape(metrics)
     assert total(s, "stellara_provider_healthy", provider="openai") == 1
     assert total(s, "stellara_provider_healthy", provider="claude") == 0
-    publish(bus, [Event(PROVIDER_HEALTHY, {"provider": "claude", **change})])
+    up = ProviderHealthy(provider="claude", previous="unhealthy", status="healthy", reason="ok")
+    publish(bus, [up])
     assert total(scrape(metrics), "stellara_provider_healthy", provider="claude") == 1
 
 
-def limit_event(name: str, limit: str, **facts: Any) -> Event:
-    data = {"request_id": "r", "user": "bob-user-id", "tier": "free", "shadow": False}
-    return Event(name, {**data, "limit": limit, **facts})
+def refused(
+    kind: type[LimitRefused | BurstLimited], limit: str, *, shadow: bool = False
+) -> LimitRefused | BurstLimited:
+    return kind(
+        request_id="r",
+        user="bob-user-id",
+        tier="free",
+        shadow=shadow,
+        limit=limit,
+        used=None,
+        limit_value=None,
+        reset_at=0.0,
+        retry_after_s=1.0,
+    )
 
 
 def test_metrics_limit_refusals_by_kind_and_bounded_limit_name(bus: EventBus) -> None:
@@ -196,17 +212,35 @@ def test_metrics_limit_refusals_by_kind_and_bounded_limit_name(bus: EventBus) ->
     publish(
         bus,
         [
-            limit_event(RATE_LIMIT_EXCEEDED, "rate:requests"),
-            limit_event(RATE_LIMIT_EXCEEDED, "rate:tokens@key:key_abc123"),
-            limit_event(RATE_LIMIT_EXCEEDED, "burst:requests"),
+            refused(RateLimitExceeded, "rate:requests"),
+            refused(RateLimitExceeded, "rate:tokens@key:key_abc123"),
+            refused(RateLimitExceeded, "burst:requests"),
             # The same refusal as the line above: counted once.
-            limit_event(BURST_DETECTED, "burst:requests", reason="limit"),
-            limit_event(BURST_DETECTED, "", reason="spike"),  # served, then blocked
-            limit_event(RATE_LIMIT_EXCEEDED, "blocked"),
-            limit_event(QUOTA_EXCEEDED, "quota:daily:cost_usd@key:key_def456"),
-            limit_event(QUOTA_EXCEEDED, "quota:daily:cost_usd"),
-            limit_event(RATE_LIMIT_EXCEEDED, "rate:requests", shadow=True),
-            limit_event(QUOTA_WARNING, "quota:monthly:tokens@key:key_abc123"),
+            refused(BurstLimited, "burst:requests"),
+            BurstSpiked(  # served, then blocked
+                request_id="r",
+                user="bob-user-id",
+                tier="free",
+                shadow=False,
+                recent_rate_per_s=6.0,
+                baseline_rate_per_s=1.0,
+                blocked_s=1.0,
+            ),
+            refused(RateLimitExceeded, "blocked"),
+            refused(QuotaExceeded, "quota:daily:cost_usd@key:key_def456"),
+            refused(QuotaExceeded, "quota:daily:cost_usd"),
+            refused(RateLimitExceeded, "rate:requests", shadow=True),
+            QuotaWarning(
+                request_id="r",
+                user="bob-user-id",
+                tier="free",
+                shadow=False,
+                limit="quota:monthly:tokens@key:key_abc123",
+                used=80.0,
+                limit_value=100.0,
+                warn_at=0.8,
+                reset_at=0.0,
+            ),
         ],
     )
     s = scrape(metrics)
@@ -230,12 +264,26 @@ def test_metrics_state_backend_errors_by_operation(bus: EventBus) -> None:
     metrics = attached(bus)
     failures = [("admit", 2), ("settle", 1)]
     for operation, times in failures:
-        publish(
-            bus, [Event(STATE_BACKEND_ERROR, {"backend": "redis", "operation": operation})] * times
-        )
+        publish(bus, [StateBackendFailed(backend="redis", operation=operation)] * times)
     s = scrape(metrics)
     for operation, times in failures:
         assert total(s, "stellara_state_backend_errors_total", operation=operation) == times
+
+
+def test_metrics_count_the_failures_of_event_subscribers(bus: EventBus) -> None:
+    metrics = attached(bus)
+
+    def broken(event: StateBackendFailed) -> None:
+        raise RuntimeError("a subscriber's bug")
+
+    bus.subscribe(StateBackendFailed, broken)
+    publish(bus, [StateBackendFailed(backend="redis", operation="admit")] * 2)
+    failures = "stellara_event_subscriber_failures_total"
+    assert total(scrape(metrics), failures, event="state_backend.error") == 2
+    publish(bus, [StateBackendFailed(backend="redis", operation="admit")])
+    s = scrape(metrics)
+    assert total(s, failures, event="state_backend.error") == 3
+    assert total(s, "stellara_state_backend_errors_total", operation="admit") == 3  # unharmed
 
 
 def cache_stats(l1: tuple[int, int, int], semantic: tuple[int, int]) -> dict[str, Any]:

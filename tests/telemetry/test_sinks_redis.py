@@ -18,13 +18,15 @@ from redis.backoff import NoBackoff
 
 from stellara._clock import SystemClock
 from stellara.config.models import TelemetryConfig
+from stellara.events import BreakerChanged, CacheCleared, EventBus, RequestCompleted
 from stellara.state.memory import MemoryBackend
 from stellara.state.redis import RedisBackend
+from stellara.state.redis.events import RedisEventChannel
 from stellara.state.redis.pipelined import PipelinedRedis
-from stellara.telemetry.events import Event, EventBus
 from stellara.telemetry.setup import attach_sinks
-from stellara.telemetry.sinks.redis import RedisEventSink
+from stellara.telemetry.sinks.channel import ChannelEventSink
 from tests.state.conftest import REDIS_URL, drop_keys, redis_or_fail, unique_prefix
+from tests.store.test_usage_writer import PROMPT, completed, failed
 
 
 @pytest.fixture
@@ -65,9 +67,9 @@ async def test_redis_sink_publishes_every_event_on_the_prefix_channel(backend, l
     assert sinks.redis is not None
     await sinks.start()
     before = time.time()
-    bus.publish(Event("request.failed", {"request_id": "r1", "message": "my secret prompt"}))
-    bus.publish(Event("circuit_breaker.state_changed", {"breaker": "p", "to": "open"}))
-    bus.publish(Event("cache.cleared", {"removed": 2}))
+    bus.publish(failed("r1", message=f"upstream said: {PROMPT}"))
+    bus.publish(BreakerChanged(breaker="p", from_state="closed", to_state="open"))
+    bus.publish(CacheCleared(scope=None, model=None, removed=2))
     after = time.time()
     messages = await heard(listener, 3)
     await sinks.close(1.0)
@@ -77,8 +79,11 @@ async def test_redis_sink_publishes_every_event_on_the_prefix_channel(backend, l
         "circuit_breaker.state_changed",
         "cache.cleared",
     ]
-    assert messages[0]["data"] == {"request_id": "r1"}  # never `message`
-    assert messages[1]["data"] == {"breaker": "p", "to": "open"}
+    assert messages[0]["data"]["request_id"] == "r1"
+    assert not {"message", "prompt", "completion"} & messages[0]["data"].keys()
+    assert PROMPT not in json.dumps(messages)  # content and messages may echo the prompt
+    assert messages[1]["data"] == {"breaker": "p", "from": "closed", "to": "open"}
+    assert messages[2]["data"] == {"scope": None, "model": None, "removed": 2}
     at = datetime.fromisoformat(messages[0]["at"].replace("Z", "+00:00")).timestamp()
     assert before - 0.001 <= at <= after
     assert sinks.status()["redis"] == {
@@ -93,12 +98,12 @@ async def test_redis_sink_only_with_redis_state_and_redis_events(backend):
     off, memory = EventBus(), EventBus()
     config = TelemetryConfig(redis_events=False)
     assert attach_sinks(off, config, state=backend, clock=SystemClock()).redis is None
-    assert not off.has_subscribers("request.completed")
+    assert not off.has_subscribers(RequestCompleted)
     sinks = attach_sinks(
         memory, TelemetryConfig(), state=MemoryBackend(SystemClock()), clock=SystemClock()
     )
     assert sinks.redis is None
-    assert not memory.has_subscribers("request.completed")
+    assert not memory.has_subscribers(RequestCompleted)
 
 
 async def test_redis_sink_drops_and_counts_while_redis_is_down():
@@ -107,11 +112,12 @@ async def test_redis_sink_drops_and_counts_while_redis_is_down():
         port = sock.getsockname()[1]
     client = Redis(port=port, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
     bus = EventBus()
-    sink = RedisEventSink(PipelinedRedis(client), "x:events", clock=SystemClock(), pause_s=0.05)
+    channel = RedisEventChannel(PipelinedRedis(client), key_prefix="x", where="nowhere")
+    sink = ChannelEventSink(channel, clock=SystemClock(), pause_s=0.05)
     sink.attach(bus)
     sink.start()
     for i in range(5):
-        bus.publish(Event("request.completed", {"i": i}))
+        bus.publish(completed(f"r{i}"))
     async with asyncio.timeout(5):
         while sink.dropped < 5:  # noqa: ASYNC110 - the sink has no event to wait on
             await asyncio.sleep(0.01)

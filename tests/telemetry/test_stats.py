@@ -10,14 +10,14 @@ from typing import Any
 import msgspec
 import pytest
 
-from stellara.telemetry.events import (
-    BREAKER_CHANGED,
-    QUOTA_EXCEEDED,
-    RATE_LIMIT_EXCEEDED,
-    REQUEST_COMPLETED,
-    REQUEST_FAILED,
-    Event,
+from stellara.events import (
+    Attempt,
+    BreakerChanged,
     EventBus,
+    LimitRefused,
+    QuotaExceeded,
+    RateLimitExceeded,
+    RequestEnded,
 )
 from stellara.telemetry.stats import (
     BREAKER_HISTORY,
@@ -33,22 +33,9 @@ from stellara.telemetry.stats import (
     bucket_value,
     merge,
 )
+from stellara.testing import ManualClock, request_completed, request_failed
 
 START = 1_767_225_600.0  # 2026-01-01T00:00:00Z, a multiple of 10 s
-
-
-class FakeClock:
-    def __init__(self, now: float = START) -> None:
-        self.now = now
-
-    def time(self) -> float:
-        return self.now
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def span(
@@ -56,58 +43,44 @@ def span(
     model: str = "gpt-4o",
     duration_ms: float = 100.0,
     error: str | None = None,
-) -> dict[str, Any]:
-    return {
-        "provider": provider,
-        "model": model,
-        "start_ms": 0.0,
-        "duration_ms": duration_ms,
-        "error": error,
-    }
-
-
-def request(*, failed: bool = False, **facts: Any) -> Event:
-    """A request event with the contract's fields: one answered attempt on openai/gpt-4o."""
-    data: dict[str, Any] = {
-        "request_id": "req_1",
-        "started_at": START,
-        "user": "alice",
-        "team": None,
-        "key_id": "k1",
-        "key_prefix": "sk-…0001",
-        "tier": None,
-        "session_id": None,
-        "model": "smart",
-        "provider": "openai",
-        "provider_model": "gpt-4o",
-        "attempts": 1,
-        "retries": 0,
-        "fallbacks": 0,
-        "cache": "miss",
-        "stream": False,
-        "prompt_tokens": 10,
-        "completion_tokens": 20,
-        "cached_tokens": 0,
-        "cost_usd": 0.001,
-        "latency_ms": 120.0,
-        "ttfb_ms": None,
-        "status": 502 if failed else 200,
-        "error": "upstream_unavailable" if failed else None,
-        "attempt_spans": [span(error="upstream_unavailable" if failed else None)],
-    }
-    data.update(facts)
-    return Event(REQUEST_FAILED if failed else REQUEST_COMPLETED, data)
-
-
-def refusal(name: str, limit: str, user: str = "alice", shadow: bool = False) -> Event:
-    return Event(
-        name, {"request_id": "r", "user": user, "tier": "free", "shadow": shadow, "limit": limit}
+) -> Attempt:
+    return Attempt(
+        provider=provider, model=model, start_ms=0.0, duration_ms=duration_ms, error=error
     )
 
 
+def request(*, failed: bool = False, **facts: Any) -> RequestEnded:
+    """A request event: one attempt of 100 ms on openai/gpt-4o that used 10 + 20 tokens,
+    answered or failed (a stream cut after its usage)."""
+    build = request_failed if failed else request_completed
+    spans = (span(error="upstream_unavailable" if failed else None),)
+    used = {"prompt_tokens": 10, "completion_tokens": 20, "cost_usd": 0.001}
+    return build(**{"started_at": START, "attempt_spans": spans, **used, **facts})
+
+
+def refusal(
+    kind: type[LimitRefused], limit: str, user: str = "alice", shadow: bool = False
+) -> LimitRefused:
+    return kind(
+        request_id="r",
+        user=user,
+        tier="free",
+        shadow=shadow,
+        limit=limit,
+        used=None,
+        limit_value=None,
+        reset_at=START + 60,
+        retry_after_s=60.0,
+    )
+
+
+def breaker_opened(breaker: str) -> BreakerChanged:
+    return BreakerChanged(breaker=breaker, from_state="closed", to_state="open")
+
+
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> ManualClock:
+    return ManualClock(START)
 
 
 @pytest.fixture
@@ -116,7 +89,7 @@ def bus() -> EventBus:
 
 
 @pytest.fixture
-def collector(clock: FakeClock, bus: EventBus) -> StatsCollector:
+def collector(clock: ManualClock, bus: EventBus) -> StatsCollector:
     collector = StatsCollector(clock)
     collector.attach(bus)
     return collector
@@ -165,9 +138,9 @@ def test_collector_counts_totals_models_and_cache(bus: EventBus, collector: Stat
     bus.publish(request(cost_usd=0.25, retries=2))
     bus.publish(request(failed=True, cost_usd=0.0, fallbacks=1))
     bus.publish(
-        request(cache="hit", provider="cache", provider_model="", attempt_spans=[], cost_usd=0.0)
+        request(cache="hit", provider="cache", provider_model="", attempt_spans=(), cost_usd=0.0)
     )
-    bus.publish(request(cache="semantic", provider="cache", attempt_spans=[], model="cheap"))
+    bus.publish(request(cache="semantic", provider="cache", attempt_spans=(), model="cheap"))
 
     stats = current(collector)
     assert (stats.requests, stats.errors) == (4, 1)
@@ -186,11 +159,11 @@ def test_collector_counts_totals_models_and_cache(bus: EventBus, collector: Stat
 def test_collector_counts_each_attempt_where_it_happened(
     bus: EventBus, collector: StatsCollector
 ) -> None:
-    spans = [
+    spans = (
         span("openai", "gpt-4o", 5000.0, "upstream_timeout"),
         span("openai", "gpt-4o", 40.0, "upstream_unavailable"),
         span("claude", "sonnet", 200.0),
-    ]
+    )
     bus.publish(
         request(
             provider="claude",
@@ -218,12 +191,12 @@ def test_collector_counts_each_attempt_where_it_happened(
 
 
 def test_collector_classifies_limiter_refusals(bus: EventBus, collector: StatsCollector) -> None:
-    bus.publish(refusal(RATE_LIMIT_EXCEEDED, "rate:requests"))
-    bus.publish(refusal(RATE_LIMIT_EXCEEDED, "rate:tokens@key:k1"))
-    bus.publish(refusal(RATE_LIMIT_EXCEEDED, "burst:requests", user="bob"))
-    bus.publish(refusal(RATE_LIMIT_EXCEEDED, "blocked", user="bob"))
-    bus.publish(refusal(QUOTA_EXCEEDED, "quota:daily:cost_usd"))
-    bus.publish(refusal(QUOTA_EXCEEDED, "quota:daily:requests", shadow=True))
+    bus.publish(refusal(RateLimitExceeded, "rate:requests"))
+    bus.publish(refusal(RateLimitExceeded, "rate:tokens@key:k1"))
+    bus.publish(refusal(RateLimitExceeded, "burst:requests", user="bob"))
+    bus.publish(refusal(RateLimitExceeded, "blocked", user="bob"))
+    bus.publish(refusal(QuotaExceeded, "quota:daily:cost_usd"))
+    bus.publish(refusal(QuotaExceeded, "quota:daily:requests", shadow=True))
 
     stats = current(collector)
     assert stats.rejections == {"rate": 2, "burst": 2, "quota": 1}
@@ -249,21 +222,21 @@ def test_collector_keeps_a_bounded_set_of_users_and_the_heaviest(
 
 
 def test_collector_keeps_the_last_breaker_transitions(
-    bus: EventBus, collector: StatsCollector, clock: FakeClock
+    bus: EventBus, collector: StatsCollector, clock: ManualClock
 ) -> None:
     for i in range(BREAKER_HISTORY + 5):
         clock.advance(1)
-        bus.publish(Event(BREAKER_CHANGED, {"breaker": f"b{i}", "from": "closed", "to": "open"}))
+        bus.publish(breaker_opened(f"b{i}"))
 
     history = list(current(collector).breakers)
     assert len(history) == BREAKER_HISTORY
     assert history[0].breaker == "b5"
     assert history[-1].breaker == f"b{BREAKER_HISTORY + 4}"
-    assert history[-1].at == clock.now
+    assert history[-1].at == clock.time()
 
 
 def test_series_buckets_ten_seconds_for_ten_minutes(
-    bus: EventBus, collector: StatsCollector, clock: FakeClock
+    bus: EventBus, collector: StatsCollector, clock: ManualClock
 ) -> None:
     bus.publish(request(latency_ms=50.0))
     clock.advance(3)
@@ -285,17 +258,17 @@ def test_series_buckets_ten_seconds_for_ten_minutes(
 
 
 def test_series_never_holds_more_than_its_buckets(
-    bus: EventBus, collector: StatsCollector, clock: FakeClock
+    bus: EventBus, collector: StatsCollector, clock: ManualClock
 ) -> None:
     for _ in range(SERIES_BUCKETS * 3):
         bus.publish(request())
         clock.advance(10)
     series = list(current(collector).series)
     assert len(series) == SERIES_BUCKETS - 1  # the last advance left the current one empty
-    assert series[-1].at == clock.now - 10
+    assert series[-1].at == clock.time() - 10
 
 
-def test_merge_equals_one_collector_fed_everything(clock: FakeClock) -> None:
+def test_merge_equals_one_collector_fed_everything(clock: ManualClock) -> None:
     rng = random.Random(3)
     events = [
         request(
@@ -303,7 +276,7 @@ def test_merge_equals_one_collector_fed_everything(clock: FakeClock) -> None:
             user=f"u{rng.randrange(5)}",
             latency_ms=rng.uniform(1, 3000),
             cost_usd=rng.uniform(0, 0.01),
-            attempt_spans=[span(rng.choice(["a", "b"]), "m", rng.uniform(1, 3000))],
+            attempt_spans=(span(rng.choice(["a", "b"]), "m", rng.uniform(1, 3000)),),
         )
         for _ in range(300)
     ]
@@ -335,7 +308,7 @@ def test_merge_equals_one_collector_fed_everything(clock: FakeClock) -> None:
     }
 
 
-def test_merge_takes_earliest_since_and_skips_other_layouts(clock: FakeClock) -> None:
+def test_merge_takes_earliest_since_and_skips_other_layouts(clock: ManualClock) -> None:
     first = StatsCollector(clock)
     first._on_request(request())
     clock.advance(30)
@@ -349,9 +322,9 @@ def test_merge_takes_earliest_since_and_skips_other_layouts(clock: FakeClock) ->
     assert merged.requests == 2
 
 
-def test_merge_counts_a_shared_breaker_transition_once(clock: FakeClock) -> None:
+def test_merge_counts_a_shared_breaker_transition_once(clock: ManualClock) -> None:
     here, there = StatsCollector(clock), StatsCollector(clock)
-    changed = Event(BREAKER_CHANGED, {"breaker": "openai", "from": "closed", "to": "open"})
+    changed = breaker_opened("openai")
     here._on_breaker(changed)
     clock.advance(0.2)  # the other process hears it through Redis a moment later
     there._on_breaker(changed)
@@ -362,7 +335,7 @@ def test_merge_counts_a_shared_breaker_transition_once(clock: FakeClock) -> None
     assert [(c.at, c.breaker) for c in history] == [(START, "openai"), (START + 30.2, "openai")]
 
 
-def test_merge_caps_users(clock: FakeClock) -> None:
+def test_merge_caps_users(clock: ManualClock) -> None:
     parts = [StatsCollector(clock) for _ in range(2)]
     for i in range(MAX_USERS):
         parts[0]._on_request(request(user=f"a{i}"))
@@ -375,11 +348,11 @@ def test_merge_caps_users(clock: FakeClock) -> None:
 
 
 def test_reset_starts_from_zero_at_the_given_time(
-    bus: EventBus, collector: StatsCollector, clock: FakeClock
+    bus: EventBus, collector: StatsCollector, clock: ManualClock
 ) -> None:
     bus.publish(request())
-    bus.publish(refusal(RATE_LIMIT_EXCEEDED, "rate:requests"))
-    bus.publish(Event(BREAKER_CHANGED, {"breaker": "b", "from": "closed", "to": "open"}))
+    bus.publish(refusal(RateLimitExceeded, "rate:requests"))
+    bus.publish(breaker_opened("b"))
     clock.advance(42)
 
     collector.reset()
@@ -402,7 +375,7 @@ def test_adopt_joins_an_epoch_without_clearing(bus: EventBus, collector: StatsCo
     assert current(collector).requests == 1
 
 
-def test_request_event_costs_under_ten_microseconds(clock: FakeClock) -> None:
+def test_request_event_costs_under_ten_microseconds(clock: ManualClock) -> None:
     """The target on the request path; best of five runs, so a busy machine rarely fails it."""
     collector = StatsCollector(clock)
     rng = random.Random(1)

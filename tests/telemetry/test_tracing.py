@@ -16,12 +16,20 @@ from opentelemetry.trace import SpanKind, StatusCode
 from stellara._clock import SystemClock
 from stellara.config.models import EventLogConfig, TelemetryConfig, TracingConfig
 from stellara.errors import ConfigError
-from stellara.server.app import EVENTS
+from stellara.events import (
+    Attempt,
+    EventBus,
+    RequestCompleted,
+    RequestEnded,
+    RequestFailed,
+    RequestRetried,
+)
+from stellara.server.app import RUNTIME
 from stellara.sim import RunningSimulator
 from stellara.state.memory import MemoryBackend
-from stellara.telemetry.events import Event, EventBus
 from stellara.telemetry.setup import attach_sinks
 from stellara.telemetry.tracing import OTLP_MODULE, RequestTracer, build_tracer
+from stellara.testing import request_completed, request_failed
 from tests.conftest import USER_KEY, StartGateway, gateway_config, set_faults
 
 STARTED_AT = 1_767_225_600.5
@@ -40,41 +48,32 @@ def provider(exporter: InMemorySpanExporter) -> TracerProvider:
     return provider
 
 
-def completed(**overrides: Any) -> dict[str, Any]:
-    facts: dict[str, Any] = {
-        "request_id": "req-1",
-        "started_at": STARTED_AT,
-        "user": "alice",
-        "team": None,
-        "tier": "pro",
-        "model": "smart",
-        "provider": "claude",
-        "provider_model": "claude-3-5-sonnet",
-        "attempts": 2,
-        "retries": 0,
-        "fallbacks": 0,
-        "cache": "miss",
-        "stream": False,
-        "prompt_tokens": 12,
-        "completion_tokens": 34,
-        "cached_tokens": 0,
-        "cost_usd": 0.001,
-        "latency_ms": 250.0,
-        "ttfb_ms": 240.0,
-        "status": 200,
-        "error": None,
-        "attempt_spans": [
-            {"provider": "openai", "model": "gpt-4o", "start_ms": 5.0, "duration_ms": 100.0,
-             "error": "upstream_timeout"},
-            {"provider": "claude", "model": "claude-3-5-sonnet", "start_ms": 110.0,
-             "duration_ms": 130.0, "error": None},
-        ],
-    }  # fmt: skip
-    facts.update(overrides)
-    return facts
+# A request answered on its second attempt: openai timed out, then claude answered.
+ANSWERED_SECOND: dict[str, Any] = {
+    "request_id": "req-1",
+    "started_at": STARTED_AT,
+    "tier": "pro",
+    "provider": "claude",
+    "provider_model": "claude-3-5-sonnet",
+    "attempts": 2,
+    "prompt_tokens": 12,
+    "completion_tokens": 34,
+    "latency_ms": 250.0,
+    "ttfb_ms": 240.0,
+    "attempt_spans": (
+        Attempt(provider="openai", model="gpt-4o", start_ms=5.0, duration_ms=100.0,
+                error="upstream_timeout"),
+        Attempt(provider="claude", model="claude-3-5-sonnet", start_ms=110.0,
+                duration_ms=130.0, error=None),
+    ),
+}  # fmt: skip
 
 
-async def trace_events(provider: TracerProvider, *events: Event) -> RequestTracer:
+def completed(**overrides: Any) -> RequestCompleted:
+    return request_completed(**{**ANSWERED_SECOND, **overrides})
+
+
+async def trace_events(provider: TracerProvider, *events: RequestEnded) -> RequestTracer:
     bus = EventBus()
     tracer = RequestTracer(provider, clock=SystemClock())
     tracer.attach(bus)
@@ -96,7 +95,7 @@ def by_name(spans: tuple[ReadableSpan, ...], name: str) -> list[ReadableSpan]:
 
 
 async def test_tracer_makes_a_request_span_with_attempt_children(provider, exporter):
-    tracer = await trace_events(provider, Event("request.completed", completed()))
+    tracer = await trace_events(provider, completed())
     spans = exporter.get_finished_spans()
     [request] = by_name(spans, "stellara.request")
     first, second = by_name(spans, "stellara.attempt")
@@ -124,6 +123,7 @@ async def test_tracer_makes_a_request_span_with_attempt_children(provider, expor
         "stellara.retries": 0,
         "stellara.fallbacks": 0,
         "stellara.cost_usd": 0.001,
+        "stellara.usage_estimated": False,
         "stellara.ttfb_ms": 240.0,
     }
 
@@ -148,14 +148,11 @@ async def test_tracer_makes_a_request_span_with_attempt_children(provider, expor
 
 
 async def test_tracer_marks_failed_requests_without_their_message(provider, exporter):
-    failed = completed(
-        status=502,
-        error="upstream_unavailable",
-        message="upstream said: my secret prompt",
-        provider="",
-        attempt_spans=[],
+    no_provider = {"provider": "", "attempt_spans": ()}
+    failed = request_failed(
+        **{**ANSWERED_SECOND, **no_provider}, message="upstream said: my secret prompt"
     )
-    await trace_events(provider, Event("request.failed", failed))
+    await trace_events(provider, failed)
     [request] = exporter.get_finished_spans()
     assert request.status.status_code is StatusCode.ERROR
     assert request.status.description == "upstream_unavailable"
@@ -169,9 +166,9 @@ async def test_tracer_marks_failed_requests_without_their_message(provider, expo
 async def test_tracer_takes_only_finished_requests(provider, exporter):
     bus = EventBus()
     RequestTracer(provider, clock=SystemClock()).attach(bus)
-    assert bus.has_subscribers("request.completed")
-    assert bus.has_subscribers("request.failed")
-    assert not bus.has_subscribers("request.retry")  # retries are not built for the tracer
+    assert bus.has_subscribers(RequestCompleted)
+    assert bus.has_subscribers(RequestFailed)
+    assert not bus.has_subscribers(RequestRetried)  # retries are not built for the tracer
 
 
 async def test_tracing_is_off_by_default():
@@ -179,7 +176,7 @@ async def test_tracing_is_off_by_default():
     sinks = attach_sinks(bus, TelemetryConfig(), state=MemoryBackend(), clock=SystemClock())
     assert sinks.tracer is None
     assert sinks.all == []
-    assert not bus.has_subscribers("request.completed")
+    assert not bus.has_subscribers(RequestCompleted)
 
 
 async def test_tracer_exporter_none_records_on_the_hosts_provider(provider, exporter, monkeypatch):
@@ -188,7 +185,7 @@ async def test_tracer_exporter_none_records_on_the_hosts_provider(provider, expo
     bus = EventBus()
     sinks = attach_sinks(bus, config, state=MemoryBackend(), clock=SystemClock())
     await sinks.start()
-    bus.publish(Event("request.completed", completed()))
+    bus.publish(completed())
     await sinks.close(1.0)
     assert len(by_name(exporter.get_finished_spans(), "stellara.request")) == 1
 
@@ -201,7 +198,7 @@ async def test_tracer_console_exporter_prints_spans_by_close(capsys):
     bus = EventBus()
     tracer.attach(bus)
     tracer.start()
-    bus.publish(Event("request.completed", completed()))
+    bus.publish(completed())
     await tracer.close(2.0)  # the batch processor exports on shutdown
     out = capsys.readouterr().out
     assert out.count('"name": "stellara.attempt"') == 2
@@ -228,7 +225,7 @@ def test_tracing_without_opentelemetry_is_a_clear_config_error(monkeypatch):
     )
     with pytest.raises(ConfigError, match=r"pip install 'stellara\[tracing\]'"):
         attach_sinks(bus, config, state=MemoryBackend(), clock=SystemClock())
-    assert not bus.has_subscribers("request.completed")  # nothing half-attached
+    assert not bus.has_subscribers(RequestCompleted)  # nothing half-attached
 
 
 async def test_tracer_on_a_gateway_times_each_attempt_inside_its_request(
@@ -236,7 +233,7 @@ async def test_tracer_on_a_gateway_times_each_attempt_inside_its_request(
 ):
     gateway = await start_gateway(gateway_config(sim.url))
     tracer = RequestTracer(provider, clock=SystemClock())
-    tracer.attach(gateway.app[EVENTS])
+    tracer.attach(gateway.app[RUNTIME].events)
     tracer.start()
     await set_faults(sim, {"kind": "status", "status": 503, "times": 1})
     async with http.post(

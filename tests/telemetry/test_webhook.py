@@ -22,22 +22,13 @@ from aiohttp import web
 from multidict import CIMultiDictProxy
 
 from stellara.config.models import WebhookConfig
-from stellara.telemetry.events import Event, EventBus
+from stellara.events import EventBus
 from stellara.telemetry.sinks.webhook import WebhookClient, WebhookSink
+from stellara.testing import ManualClock
+from tests.store.test_usage_writer import PROMPT, failed
 
 START = 1_767_225_600.0
 SECRET = "s3cret-value"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def time(self) -> float:
-        return self.now
-
-    def monotonic(self) -> float:
-        return self.now
 
 
 @dataclass
@@ -97,12 +88,12 @@ async def client() -> AsyncIterator[WebhookClient]:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> ManualClock:
+    return ManualClock(START)
 
 
 def make_sink(
-    url: str, client: WebhookClient, clock: FakeClock, bus: EventBus, **config: Any
+    url: str, client: WebhookClient, clock: ManualClock, bus: EventBus, **config: Any
 ) -> WebhookSink:
     settings = {"flush_interval_s": 0.02, "max_retries": 3, **config}
     sink = WebhookSink(
@@ -117,9 +108,15 @@ def make_sink(
     return sink
 
 
-def publish(bus: EventBus, count: int, name: str = "request.completed") -> None:
+def publish(bus: EventBus, count: int) -> None:
+    """`count` failed requests numbered by their id, each with content and a message that
+    echoes the prompt."""
     for i in range(count):
-        bus.publish(Event(name, {"i": i, "message": "echoes the prompt"}))
+        bus.publish(failed(str(i), prompt=PROMPT, message=f"upstream said: {PROMPT}"))
+
+
+def numbers(received: Received) -> list[int]:
+    return [int(e["data"]["request_id"]) for e in received.events]
 
 
 def assert_signed(received: Received, secret: str = SECRET) -> None:
@@ -146,13 +143,14 @@ async def test_webhook_posts_signed_batches_of_batch_max(receiver, client, clock
     await sink.close(1.0)
 
     assert [len(r.events) for r in receiver.received] == [3, 3, 1]
-    assert [e["data"]["i"] for r in receiver.received for e in r.events] == list(range(7))
+    assert [n for r in receiver.received for n in numbers(r)] == list(range(7))
     first = receiver.received[0]
-    assert first.events[0] == {
-        "event": "request.completed",
-        "at": "2026-01-01T00:00:00.000Z",
-        "data": {"i": 0},  # never `message`: it may echo the prompt
-    }
+    event = first.events[0]
+    assert list(event) == ["event", "at", "data"]
+    assert (event["event"], event["at"]) == ("request.failed", "2026-01-01T00:00:00.000Z")
+    assert event["data"]["error"] == "upstream_unavailable"
+    assert not {"message", "prompt", "completion"} & event["data"].keys()
+    assert PROMPT.encode() not in first.body  # content and messages may echo the prompt
     for received in receiver.received:
         assert_signed(received)
         assert received.headers["X-Stellara-Timestamp"] == str(int(START))
@@ -251,7 +249,7 @@ async def test_webhook_drops_a_batch_after_max_retries_and_goes_on(receiver, cli
     status = sink.status()
     assert (status["delivered"], status["dropped"], status["failed_attempts"]) == (1, 2, 3)
     assert status["last_error"] == "HTTP 503"
-    assert [e["data"]["i"] for e in receiver.received[3].events] == [0]
+    assert numbers(receiver.received[3]) == [0]
 
 
 async def test_webhook_drops_refused_batches_at_once_and_warns_once(
@@ -279,7 +277,7 @@ async def test_webhook_queue_overflow_drops_the_oldest_and_counts(receiver, clie
     sink.start()
     await receiver.wait_for(1)
     await sink.close(1.0)
-    assert [e["data"]["i"] for e in receiver.received[0].events] == [7, 8, 9, 10, 11]
+    assert numbers(receiver.received[0]) == [7, 8, 9, 10, 11]
     status = sink.status()
     assert (status["delivered"], status["dropped"], status["pending"]) == (5, 7, 0)
 

@@ -28,7 +28,7 @@ from stellara.cache.key import cache_key, semantic_namespace
 from stellara.cache.l1 import CachedAnswer, LevelStats
 from stellara.config.models import CacheConfig
 from stellara.errors import StateBackendError
-from stellara.pipeline.auth import Principal
+from stellara.principal import Principal
 from stellara.schema.chat import (
     ChatCompletion,
     ChatRequest,

@@ -1,9 +1,13 @@
-"""Configuration: pydantic models of the YAML file, and the loader that checks it."""
+"""Configuration: pydantic models of the YAML file, and the loader that checks it.
 
-from stellara.config.loader import check_config, load_config, parse_config
+Load a config through `stellara.assembly.config` (`load_config`, `parse_config`,
+`check_config`): it hands the loader the provider registry's settings models.
+"""
+
 from stellara.config.models import (
     KeyConfig,
     ModelConfig,
+    ProviderSettings,
     ResilienceConfig,
     ServerConfig,
     StellaraConfig,
@@ -13,11 +17,9 @@ from stellara.config.models import (
 __all__ = [
     "KeyConfig",
     "ModelConfig",
+    "ProviderSettings",
     "ResilienceConfig",
     "ServerConfig",
     "StellaraConfig",
     "TargetConfig",
-    "check_config",
-    "load_config",
-    "parse_config",
 ]

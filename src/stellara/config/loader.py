@@ -4,6 +4,10 @@ Each problem is one line that starts with its path in the file, e.g.
 `models[0].targets[1].provider: unknown provider 'opena'`, so an operator can fix them all in
 one pass. Checks that span sections (a target naming an unknown provider, duplicate names)
 run after the shape is valid.
+
+Provider entries are checked with the settings model of their `type`, which the caller passes
+in (`provider_settings`): the provider registry sits a layer above config, so
+`stellara.assembly.config` hands it over, and its `load_config` is what callers use.
 """
 
 from __future__ import annotations
@@ -18,10 +22,11 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from stellara.config.models import StellaraConfig
+from stellara.config.models import ProviderSettings, StellaraConfig
 from stellara.errors import ConfigError
-from stellara.providers import provider_types
-from stellara.providers.base import ProviderSettings
+
+ProviderSettingsModels = Mapping[str, type[ProviderSettings]]
+"""The settings model of each provider `type` (the provider registry's)."""
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 # `${VAR}` is not a valid plain YAML scalar inside a flow mapping (`{api_key: ${KEY}}`), so each
@@ -30,19 +35,20 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 # The placeholder carries a per-parse nonce, so text that merely looks like one stays text.
 
 
-def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> StellaraConfig:
-    """Load `path`; raise `ConfigError` listing every problem."""
+def read_config_text(path: str | Path) -> str:
+    """The text of the config file at `path`; raise `ConfigError` if it cannot be read."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from exc
-    return parse_config(text, source=str(path), environ=environ)
 
 
-def parse_config(
+def parse_yaml(
     text: str, *, source: str = "<config>", environ: Mapping[str, str] | None = None
-) -> StellaraConfig:
-    """Parse YAML text into a checked config; raise `ConfigError` listing every problem."""
+) -> tuple[dict[str, Any], list[str]]:
+    """The YAML mapping of `text` with every `${VAR}` put in, and the problems found so far
+    (unset variables) for `validate_config` to report with its own; raise `ConfigError` if
+    `text` is not a YAML mapping."""
     references: list[tuple[str, str | None]] = []
     nonce = secrets.token_hex(6)
 
@@ -65,16 +71,21 @@ def parse_config(
     env = os.environ if environ is None else environ
     placeholder = re.compile(rf"__stellara_env_{nonce}_(\d+)__")
     raw = _interpolate(raw, "", _Interpolation(placeholder, references, env, problems))
-    return check_config(raw, problems=problems)
+    return raw, problems
 
 
-def check_config(raw: dict[str, Any], *, problems: list[str] | None = None) -> StellaraConfig:
+def validate_config(
+    raw: dict[str, Any],
+    provider_settings: ProviderSettingsModels,
+    *,
+    problems: list[str] | None = None,
+) -> StellaraConfig:
     """Validate an already-parsed, interpolated config mapping; raise `ConfigError` listing
     every problem (plus any in `problems` already found)."""
     problems = [] if problems is None else problems
     raw = dict(raw)
     problems.extend(_cross_check(raw))
-    raw["providers"] = _validate_providers(raw.get("providers", []), problems)
+    raw["providers"] = _validate_providers(raw.get("providers", []), provider_settings, problems)
     config: StellaraConfig | None = None
     try:
         config = StellaraConfig.model_validate(raw)
@@ -120,11 +131,10 @@ def _interpolate(value: Any, path: str, job: _Interpolation) -> Any:
     return value
 
 
-def _validate_providers(entries: Any, problems: list[str]) -> Any:
+def _validate_providers(entries: Any, known: ProviderSettingsModels, problems: list[str]) -> Any:
     """Validate each provider entry with the settings model its `type` registers."""
     if not isinstance(entries, list):
         return entries  # the whole-config validation reports the wrong type
-    known = provider_types()
     settings: list[ProviderSettings] = []
     for index, entry in enumerate(entries):
         path = f"providers[{index}]"
@@ -138,7 +148,7 @@ def _validate_providers(entries: Any, problems: list[str]) -> Any:
             problems.append(f"{path}.type: {what} (known: {names})")
             continue
         try:
-            settings.append(known[kind].settings_model.model_validate(entry))
+            settings.append(known[kind].model_validate(entry))
         except ValidationError as exc:
             problems.extend(_describe(exc, prefix=path))
     return settings

@@ -1,8 +1,9 @@
-"""The shape of `stellara.yaml` (DESIGN §2). Unknown keys are errors everywhere.
+"""The shape of `stellara.yaml`. Unknown keys are errors everywhere.
 
-Provider entries are validated by the settings model their `type` registers (see
-`providers.provider_types`; the loader does it), so a provider type can add keys of its own
-without central code naming it.
+Provider entries are validated by the settings model their `type` registers: a subclass of
+`ProviderSettings` in the provider's folder, which the loader is handed (see
+`stellara.assembly.config`), so a provider type can add keys of its own without central code
+naming it.
 """
 
 from __future__ import annotations
@@ -11,8 +12,7 @@ from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
-
-from stellara.providers.base import ProviderSettings
+from yarl import URL
 
 PublicModelName = Annotated[str, Field(min_length=1, max_length=256)]
 
@@ -42,6 +42,48 @@ class ServerConfig(StrictModel):
     master_key_model_calls: bool = False  # whether the master key may call models too
     keepalive_timeout_s: float = Field(default=75.0, gt=0, le=3600)
     body_read_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    # The request's header fields together (names, values, separators) may hold this many
+    # bytes, else the answer is 431. `stellara serve` also has the HTTP parser refuse (400) a
+    # request line or a single header longer than this, and more than 128 headers.
+    max_header_bytes: int = Field(default=32 * 1024, ge=1024, le=1024 * 1024)
+    # A request's line and headers must all arrive within this many seconds of its first byte,
+    # else the connection is closed, so a client trickling them cannot hold it. `stellara
+    # serve` applies it.
+    header_read_timeout_s: float = Field(default=10.0, gt=0, le=3600)
+
+
+ProviderId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")]
+
+
+class ProviderSettings(StrictModel):
+    """The config keys every provider entry accepts; a provider type may add its own."""
+
+    id: ProviderId
+    type: str
+    api_key: SecretStr | None = None
+    base_url: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    max_connections: int = Field(default=256, ge=1)
+    # The model an active health probe asks (a 1-token answer); default: the first model any
+    # public model routes to on this provider. `false` turns probes off for this provider.
+    probe_model: str | bool | None = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        """An absolute http(s) URL with a host: anything else would fail every request (or
+        reach somewhere unintended) instead of failing at start-up."""
+        if value is None:
+            return None
+        try:
+            url = URL(value)
+            host = url.host
+        except ValueError as exc:
+            raise ValueError(f"not a URL ({exc})") from None
+        if url.scheme not in ("http", "https") or not host:
+            raise ValueError("must be an absolute http:// or https:// URL with a host")
+        return value
 
 
 class TargetConfig(StrictModel):
@@ -92,15 +134,19 @@ class ResilienceConfig(StrictModel):
 
 class StateConfig(StrictModel):
     """Where limits and quotas live. `on_failure` decides what happens when the backend does
-    not answer: `open` serves without limits, `closed` refuses model calls with 503."""
+    not answer: `open` keeps serving, each process enforcing every limit on its own at
+    `fallback_share` of its value until the backend answers again; `closed` refuses model
+    calls with 503. With N gateway processes, `fallback_share: 1/N` keeps the deployment within
+    the limits during an outage (the default, 1, lets N processes admit up to N times them)."""
 
     backend: Literal["memory", "redis"] = "memory"
     redis_url: str | None = None  # required when backend is redis (a loader cross-check)
     on_failure: Literal["open", "closed"] = "open"
+    fallback_share: float = Field(default=1.0, gt=0, le=1)
 
 
 class UsageStoreConfig(StrictModel):
-    """The SQL store of usage records and virtual keys (DESIGN §5).
+    """The SQL store of usage records and virtual keys.
 
     `url` is `sqlite:///path.db` (the default; relative to the working directory) or
     `postgresql://user:password@host/db`. Records are buffered in memory (at most
@@ -110,9 +156,14 @@ class UsageStoreConfig(StrictModel):
     most `shutdown_flush_s`. `key_cache_ttl_s` is how long a process trusts a virtual
     key it looked up; changes made through the admin API apply at once on every process
     sharing the Redis state backend, and within this time otherwise.
+
+    By default a gateway starts even when its database is down (requests need no SQL) and
+    brings the schema up to date in the background. `required: true` makes start-up wait for
+    the database and its schema (15 s at most) and fail with one line without them.
     """
 
     url: str = Field(default="sqlite:///stellara.db", min_length=1)
+    required: bool = False
     log_content: bool = False  # store prompt and answer text with each record
     batch_records: int = Field(default=500, ge=1, le=10_000)
     flush_interval_s: float = Field(default=1.0, gt=0, le=60)
@@ -183,6 +234,9 @@ class TierConfig(StrictModel):
     rate: RateLimitConfig | None = None
     burst: BurstConfig | None = None
     quota: QuotaConfig | None = None
+    # Model calls one user (or, in a key's own limits, one key) may have in flight at once on
+    # one gateway process; more are refused at once with 429 `concurrency_limit_exceeded`.
+    concurrency: int | None = Field(default=None, ge=1)
     shadow: bool = False
 
 
@@ -201,7 +255,7 @@ def _valid_timezone(name: str) -> str:
 
 
 class LimitsConfig(StrictModel):
-    """Rate limits, burst detection and quotas per tier (DESIGN §2).
+    """Rate limits, burst detection and quotas per tier.
 
     A user's tier is `users.<user>.tier`, else their key's `tier`, else `default_tier`. The
     tier name `default` may be left undefined: users in it are then not limited at all, which
@@ -295,7 +349,7 @@ class CatalogEntryConfig(StrictModel):
 
 
 class WebhookConfig(StrictModel):
-    """An HTTP endpoint that receives events as JSON arrays, in batches (DESIGN §3, events).
+    """An HTTP endpoint that receives events as JSON arrays, in batches.
 
     Each POST carries `X-Stellara-Signature: sha256=<hex HMAC of timestamp.body>` when a
     `secret` is set (and `X-Stellara-Timestamp`); failed batches are retried with backoff up
@@ -330,7 +384,7 @@ class TracingConfig(StrictModel):
 
 
 class TelemetryConfig(StrictModel):
-    """Metrics, event sinks and tracing (DESIGN §3)."""
+    """Metrics, event sinks and tracing."""
 
     metrics: bool = True  # serve GET /metrics
     log_events: EventLogConfig = Field(default_factory=EventLogConfig)

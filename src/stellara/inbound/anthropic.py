@@ -31,10 +31,9 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import msgspec
-from msgspec import Raw, Struct, UnsetType
+from msgspec import Raw, UnsetType
 
 from stellara.errors import InvalidRequestError, UpstreamProtocolError
-from stellara.providers.anthropic import wire
 from stellara.schema.chat import (
     AssistantMessage,
     ChatCompletion,
@@ -62,6 +61,7 @@ from stellara.schema.chat import (
     UserContentPart,
     UserMessage,
 )
+from stellara.wire import anthropic as wire
 
 RAW_ARGUMENTS_KEY = "_raw_arguments"
 """Where a tool_use block keeps tool-call arguments that were not a JSON object."""
@@ -71,13 +71,9 @@ _encode_compact = msgspec.json.Encoder().encode
 # ---------------------------------------------------------------- request
 
 
-class _TextSource(Struct, tag_field="type", tag="text"):
-    data: str
-    media_type: str = "text/plain"
-
-
-_DocumentSource = wire.Base64PDFSource | _TextSource
-_document_source_decoder = msgspec.json.Decoder(_DocumentSource)
+_document_source_decoder = msgspec.json.Decoder(wire.Base64PDFSource | wire.PlainTextSource)
+_MEDIA_BLOCKS = (wire.ImageBlock, wire.DocumentBlock)
+_THINKING_BLOCKS = (wire.ThinkingBlock, wire.RedactedThinkingBlock)
 _metadata_decoder = msgspec.json.Decoder(wire.MetadataParam)
 
 
@@ -146,7 +142,7 @@ def _assistant_message(blocks: list[wire.RequestBlock], path: str) -> AssistantM
         elif isinstance(block, wire.ToolUseBlock):
             arguments = _encode_compact(block.input).decode()
             calls.append(ToolCall(block.id, "function", FunctionCall(block.name, arguments)))
-        elif not isinstance(block, wire.ThinkingBlock | wire.RedactedThinkingBlock):
+        elif not isinstance(block, _THINKING_BLOCKS):
             raise _misplaced(block, "assistant", f"{path}.content[{at}]")
     if not texts and not calls:
         return None  # only thinking: nothing a canonical provider could read
@@ -158,15 +154,19 @@ def _user_messages(blocks: list[wire.RequestBlock], path: str) -> list[Message]:
     results: list[Message] = []
     moved: list[UserContentPart] = []
     parts: list[UserContentPart] = []
+    # The common blocks first, and a block's path only when it is needed: this loop runs
+    # once per block of the request (up to `bounds.MAX_CONTENT_PARTS`).
     for at, block in enumerate(blocks):
-        where = f"{path}.content[{at}]"
-        if isinstance(block, wire.ToolResultBlock):
+        if isinstance(block, wire.TextBlock):
+            parts.append(TextPart(block.text))
+        elif isinstance(block, wire.ToolResultBlock):
             results.append(_tool_message(block))
-            moved.extend(_tool_result_media(block, where))
-        elif isinstance(block, wire.TextBlock | wire.ImageBlock | wire.DocumentBlock):
-            parts.append(_user_part(block, where))
-        elif not isinstance(block, wire.ThinkingBlock | wire.RedactedThinkingBlock):
-            raise _misplaced(block, "user", where)
+            if isinstance(block.content, list):
+                moved.extend(_tool_result_media(block.content, f"{path}.content[{at}]"))
+        elif isinstance(block, _MEDIA_BLOCKS):
+            parts.append(_user_part(block, f"{path}.content[{at}]"))
+        elif not isinstance(block, _THINKING_BLOCKS):
+            raise _misplaced(block, "user", f"{path}.content[{at}]")
     if moved or parts:
         results.append(UserMessage(content=moved + parts))
     return results
@@ -185,12 +185,12 @@ def _tool_message(block: wire.ToolResultBlock) -> ToolMessage:
     return ToolMessage(content=text, tool_call_id=block.tool_use_id)
 
 
-def _tool_result_media(block: wire.ToolResultBlock, path: str) -> list[UserContentPart]:
-    if isinstance(block.content, str | UnsetType):
-        return []
+def _tool_result_media(
+    content: list[wire.TextBlock | wire.ImageBlock | wire.DocumentBlock], path: str
+) -> list[UserContentPart]:
     return [
         _user_part(item, f"{path}.content[{at}]")
-        for at, item in enumerate(block.content)
+        for at, item in enumerate(content)
         if not isinstance(item, wire.TextBlock)
     ]
 
@@ -216,7 +216,7 @@ def _document_part(block: wire.DocumentBlock, path: str) -> UserContentPart:
             f"{path}.source: only base64 PDF and plain-text document sources are supported.",
             param=f"{path}.source",
         ) from exc
-    if isinstance(source, _TextSource):
+    if isinstance(source, wire.PlainTextSource):
         return TextPart(source.data)
     data_url = f"data:{source.media_type};base64,{source.data}"
     return FilePart(FileRef(file_data=data_url, filename=block.title or "document.pdf"))

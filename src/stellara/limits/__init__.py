@@ -1,7 +1,7 @@
 """Rate limits, burst detection and quotas: which limits apply (`policy`), what a request
 reserves (`estimate`), the admit/settle stage (`limiter`) and the headers that report it."""
 
-from stellara.limits.estimate import Estimator, PriceKey, actual_amounts
+from stellara.limits.estimate import Estimator, PriceKey, RequestEstimate, actual_amounts
 from stellara.limits.events import LimitEvents
 from stellara.limits.headers import format_duration, ratelimit_headers
 from stellara.limits.limiter import Limiter, Ticket
@@ -14,6 +14,7 @@ __all__ = [
     "Limiter",
     "LimitsPolicy",
     "PriceKey",
+    "RequestEstimate",
     "Ticket",
     "actual_amounts",
     "format_duration",

@@ -1,4 +1,4 @@
-"""The `x-ratelimit-*` headers of a model call's answer (DESIGN §3, §7).
+"""The `x-ratelimit-*` headers of a model call's answer.
 
 Limits are the tier's `rate.requests` / `rate.tokens`; remaining counts the current request
 (its token estimate, for tokens, since the headers leave before the answer's usage is known);

@@ -23,8 +23,11 @@ from typing import Literal
 from stellara._clock import Clock
 from stellara.config.models import TierConfig
 from stellara.errors import QuotaExceededError, RateLimitedError, StateBackendError
+from stellara.limits.denial import Denial, denied_by
 from stellara.limits.estimate import actual_amounts
 from stellara.limits.events import LimitEvents
+from stellara.limits.fallback import BackendCircuit, LocalFallback
+from stellara.limits.guard import AdmissionGuard, Refusal
 from stellara.limits.policy import (
     BURST_BASELINE,
     BURST_REQUESTS,
@@ -36,11 +39,18 @@ from stellara.limits.policy import (
     is_tracking,
 )
 from stellara.schema.chat import Usage
-from stellara.state.base import Admission, Amounts, Limit, LimitState, LimitStore, WindowLimit
+from stellara.state.base import (
+    Admission,
+    Amounts,
+    Limit,
+    LimitState,
+    LimitStore,
+    PeriodLimit,
+    WindowLimit,
+)
 
 logger = logging.getLogger(__name__)
 
-EPSILON = 1e-9  # float sums of costs drift; rounding alone never exceeds a limit
 OnFailure = Literal["open", "closed"]
 StatusKind = Literal["rate", "quota"]
 
@@ -64,8 +74,13 @@ class Ticket:
     is_settled: bool = False
 
     def raise_if_refused(self) -> None:
-        if self.refusal is not None:
-            raise self.refusal
+        """Raise a copy of the refusal: the ticket keeps the original, and an exception it
+        kept would hold the request's frames in a reference cycle once raised."""
+        refusal = self.refusal
+        if refusal is not None:
+            raise type(refusal)(
+                refusal.message, retry_after_s=refusal.retry_after_s, code=refusal.code
+            )
 
     async def settle(self, usage: Usage | None, cost_usd: float) -> None:
         """Correct the reservation to the actual usage; a no-op after the first call, for a
@@ -101,12 +116,18 @@ class Limiter:
         clock: Clock,
         *,
         on_failure: OnFailure,
+        fallback_share: float = 1.0,
     ) -> None:
+        """`store` is the state backend's (shared); `fallback_share` is the part of each limit
+        this process enforces on its own while that backend is down (`limits.fallback`)."""
         self.policy = policy
         self._store = store
-        self._events = events
+        self.events = events
         self._clock = clock
         self._on_failure = on_failure
+        self.circuit = BackendCircuit(clock)
+        self.fallback = LocalFallback(clock, fallback_share)
+        self.guard = AdmissionGuard(policy, clock)
 
     def resolve(
         self,
@@ -133,26 +154,63 @@ class Limiter:
     async def admit(self, policy: EffectivePolicy, amounts: Amounts, reservation: str) -> Ticket:
         """Reserve `amounts` in every limit of `policy` under `reservation`.
 
-        Raises `StateBackendError` only with `on_failure: closed`; with `open` a failing
-        backend answers a degraded ticket that limits nothing.
+        While the shared backend is down (`BackendCircuit`), `on_failure: open` admits on this
+        process's own limits (`LocalFallback`) and `closed` raises `StateBackendError`.
         """
-        try:
-            raw = await self._store.admit(policy.user, policy.store_limits, amounts, reservation)
-        except StateBackendError:
-            self._events.backend_failed("admit")
-            if self._on_failure == "closed":
-                raise
-            logger.warning("state backend failed; %s admitted without limits", reservation)
-            return Ticket(self._store, policy, reservation, None, is_degraded=True)
+        if self.circuit.allows():
+            try:
+                raw = await self._store.admit(
+                    policy.user, policy.store_limits, amounts, reservation
+                )
+            except StateBackendError:
+                self.circuit.failed()
+                self.events.backend_failed("admit")
+                if self._on_failure == "closed":
+                    raise
+            else:
+                self.circuit.succeeded()
+                return await self._decide(policy, raw, amounts, reservation, self._store)
+        elif self._on_failure == "closed":
+            raise StateBackendError(
+                "The state backend is unavailable; model calls are refused until it answers "
+                "(state.on_failure: closed)."
+            )
+        return await self._admit_locally(policy, amounts, reservation)
+
+    async def _admit_locally(
+        self, policy: EffectivePolicy, amounts: Amounts, reservation: str
+    ) -> Ticket:
+        """The shared backend is down: this process's own limits decide (`limits.fallback`)."""
+        local = self.fallback.policy(policy)
+        store = self.fallback.store
+        raw = await store.admit(local.user, local.store_limits, amounts, reservation)
+        ticket = await self._decide(local, raw, amounts, reservation, store)
+        ticket.is_degraded = True
+        if ticket.refusal is None:
+            self.fallback.admitted(policy)
+        return ticket
+
+    async def _decide(
+        self,
+        policy: EffectivePolicy,
+        raw: Admission,
+        amounts: Amounts,
+        reservation: str,
+        store: LimitStore,
+    ) -> Ticket:
         admission = _with_configured_limits(raw, policy)
-        ticket = Ticket(self._store, policy, reservation, admission, self._events)
-        denied = _denied_by(admission, policy)
+        ticket = Ticket(store, policy, reservation, admission, self.events)
+        denied = denied_by(admission, policy)
         if denied is not None:
-            self._events.refused(policy, denied, admission, reservation)
+            event = self.events.refused(policy, denied, admission, reservation)
             if not policy.is_shadow:
-                ticket.refusal = _refusal(denied, admission)
+                ticket.refusal = refusal = _refusal(denied, admission)
+                if _passes_no_request(denied, policy):
+                    until = self._clock.monotonic() + refusal.retry_after_s
+                    memo = Refusal(until, type(refusal), refusal.message, event)
+                    self.guard.remember(policy.user, denied.name, memo)
                 return ticket
-        self._events.warn_crossings(policy, admission, amounts, reservation)
+        self.events.warn_crossings(policy, admission, amounts, reservation)
         await self._detect_spike(policy, admission, reservation)
         return ticket
 
@@ -179,13 +237,13 @@ class Limiter:
         baseline_rate = baseline_count / baseline[0].window_s
         if recent_rate <= burst.spike_factor * baseline_rate:
             return
-        self._events.spike(policy, recent_rate, baseline_rate, reservation)
+        self.events.spike(policy, recent_rate, baseline_rate, reservation)
         if policy.is_shadow:
             return
         try:
             await self._store.block(policy.user, recent[0].window_s)
         except StateBackendError:
-            self._events.backend_failed("block")
+            self.events.backend_failed("block")
             logger.warning("state backend failed; burst of %s not throttled", policy.user)
 
     async def status(
@@ -208,7 +266,10 @@ class Limiter:
 
     async def reset(self, user: str, kind: StatusKind) -> None:
         """Forget the user's use of every rate limit (and burst window) or every quota."""
-        await self._store.reset(user, QUOTA_NAMES if kind == "quota" else RATE_LIMIT_NAMES)
+        names = QUOTA_NAMES if kind == "quota" else RATE_LIMIT_NAMES
+        self.guard.forget(user)
+        await self.fallback.store.reset(user, names)
+        await self._store.reset(user, names)
 
 
 def _with_configured_limits(admission: Admission, policy: EffectivePolicy) -> Admission:
@@ -228,28 +289,20 @@ def _configured(states: Sequence[LimitState], limits: Sequence[Limit]) -> tuple[
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Denial:
-    """Which limit refused (or would have, in shadow mode) and how long to wait."""
-
-    name: str
-    state: LimitState | None
-    retry_after_s: float
-
-
-def _denied_by(admission: Admission, policy: EffectivePolicy) -> Denial | None:
-    if not policy.is_shadow:
-        if admission.admitted:
-            return None
-        name = admission.denied_by or "blocked"
-        state = next((s for s in admission.states if s.name == name), None)
-        return Denial(name, state, admission.retry_after_s)
-    # The store admitted against unbounded limits: a configured limit the request took past
-    # its value is the one that would have refused it.
-    for state in admission.states:
-        if state.used > state.limit + EPSILON:
-            return Denial(state.name, state, max(0.0, state.reset_at - admission.now))
-    return None
+def _passes_no_request(denial: Denial, policy: EffectivePolicy) -> bool:
+    """Whether no request of the caller could pass `denial` before it resets, whatever its
+    size: a burst block, a request count used up, a token window already overdrawn. (A token or
+    cost limit that refused a large request may still admit a small one, and a session quota
+    only binds its own session.)"""
+    if denial.name == "blocked":
+        return True
+    state = denial.state
+    limit = next((limit for limit in policy.limits if limit.name == denial.name), None)
+    if state is None or limit is None:
+        return False
+    if isinstance(limit, PeriodLimit) and limit.period == "session":
+        return False
+    return limit.dimension == "requests" or (limit.dimension == "tokens" and state.remaining <= 0)
 
 
 def _refusal(denial: Denial, admission: Admission) -> RateLimitedError:

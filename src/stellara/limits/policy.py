@@ -1,7 +1,7 @@
 """Which limits apply to a caller: tier resolution, user overrides, and the list of limits.
 
 A user's tier is `limits.users.<user>.tier`, else their key's `tier`, else
-`limits.default_tier` (DESIGN §2). The user's `overrides` are deep-merged onto that tier.
+`limits.default_tier`. The user's `overrides` are deep-merged onto that tier.
 The result is a flat list of `WindowLimit` / `PeriodLimit` for the state backend, named
 `rate:<dimension>`, `burst:requests`, `quota:<daily|monthly|session>:<dimension>`.
 """
@@ -102,7 +102,7 @@ class LimitsPolicy:
         return self._config.default_max_tokens_reserve
 
     def tier_of(self, user: str, key_tier: str | None = None) -> str:
-        """The user's tier name, by the order of DESIGN §2."""
+        """The user's tier name: `limits.users.<user>.tier`, else `key_tier`, else the default."""
         entry = self._config.users.get(user)
         if entry is not None and entry.tier is not None:
             return entry.tier

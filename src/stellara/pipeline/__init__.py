@@ -1,1 +1,1 @@
-"""The path of one request: auth → route → attempt → account (DESIGN §4)."""
+"""The path of one request: limits → cache → route → attempt → record."""

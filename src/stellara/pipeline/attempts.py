@@ -25,13 +25,14 @@ from stellara.errors import (
     UpstreamError,
     UpstreamTimeoutError,
 )
+from stellara.events import EventBus, RequestFellBack, RequestRetried
 from stellara.pipeline.context import AttemptSpan, RequestContext
 from stellara.routing.breaker import BreakerBoard
 from stellara.routing.health import HealthBoard
 from stellara.routing.models import ModelTable, PublicModel, Target
 from stellara.routing.retry import AttemptBudget, RetryPolicy
-from stellara.routing.strategies import RouterStats, choose_order
-from stellara.telemetry.events import REQUEST_FALLBACK, REQUEST_RETRY, Event, EventBus
+from stellara.routing.stats import RouterStats
+from stellara.routing.strategies import STRATEGIES, RankInputs, RequestPrice, choose_order
 
 T = TypeVar("T")
 Call = Callable[[Target, float], Awaitable[T]]
@@ -54,8 +55,9 @@ class AttemptRunner:
         events: EventBus | None = None,
         scrub: Callable[[str], str] | None = None,
     ) -> None:
-        """`scrub` removes the providers' own secrets from their error messages, which some
-        providers echo (a key in a 400's text), before the messages reach clients or events."""
+        """`scrub` removes secrets and internal addresses from the providers' error messages,
+        which some providers echo (a key in a 400's text), before the messages reach clients
+        or events."""
         self.models = models
         self.breakers = breakers
         self.health = health
@@ -94,11 +96,15 @@ class AttemptRunner:
         models: list[PublicModel],
         call: Call[T],
         *,
+        price: RequestPrice,
         stream: bool = False,
         strategy: Strategy | None = None,
         providers: frozenset[str] | None = None,
     ) -> T:
-        """`call(target, timeout_s)` on targets in turn until one answers."""
+        """`call(target, timeout_s)` on targets in turn until one answers.
+
+        `price` is this request's price estimate, for `cost` (on the fallback models too).
+        """
         if providers is not None and not any(
             t.adapter.id in providers for model in models for t in model.targets
         ):
@@ -115,21 +121,18 @@ class AttemptRunner:
             if index:
                 self._fell_back(ctx, models[index - 1].name, model.name, last_error)
             targets = [t for t in model.targets if providers is None or t.adapter.id in providers]
+            now = self._clock.monotonic()
             choice = choose_order(
-                strategy or model.strategy,
-                model.name,
+                STRATEGIES[strategy or model.strategy],
                 targets,
-                self.stats,
-                now=self._clock.monotonic(),
-                rng=self._rng,
+                RankInputs(model.name, self.stats, price, now, self._rng, stream),
                 is_available=lambda t: (
                     t.adapter.id not in skipped_providers
                     and not self.breakers.is_open(t.adapter.id, t.model)
                 ),
-                stream=stream,
             )
-            if not ctx.route:
-                ctx.route = f"{model.name}: {choice.reason}"
+            route = f"{model.name}: {choice.reason}"
+            ctx.route = f"{ctx.route}; fallback {route}" if ctx.route else route
             for position, target in enumerate(choice.order):
                 has_alternatives = position + 1 < len(choice.order) or model is not models[-1]
                 result, error, next_step = await self._try_target(
@@ -147,9 +150,23 @@ class AttemptRunner:
         if last_error is None:
             raise NoHealthyProviderError(
                 f"No healthy provider for the model {models[0].name!r}: every circuit breaker "
-                "is open."
+                "is open.",
+                retry_after_s=self._breakers_wait_s(models, providers),
             )
         raise last_error
+
+    def _breakers_wait_s(
+        self, models: list[PublicModel], providers: frozenset[str] | None
+    ) -> float | None:
+        """Seconds until the first breaker guarding a target of `models` (of `providers`) may
+        let a call through: when a request every breaker refused is worth sending again."""
+        waits = [
+            self.breakers.wait_s(t.adapter.id, t.model)
+            for model in models
+            for t in model.targets
+            if providers is None or t.adapter.id in providers
+        ]
+        return min(waits, default=None)
 
     async def _try_target(
         self,
@@ -186,31 +203,29 @@ class AttemptRunner:
             try:
                 result = await call(target, timeout_s)
             except UpstreamError as exc:
-                if self._scrub is not None:
-                    exc.message = self._scrub(exc.message)
-                    exc.args = (exc.message,)
+                self._scrub_error(exc)
                 error = exc
                 ctx.failures.append(f"{provider}/{model}: {exc.code}: {exc.message}")
                 ended = self._record(target, now, exc)
                 code = exc.code or exc.error_type
                 ctx.attempt_spans.append(AttemptSpan(provider, model, now, ended, code))
-                step = self.retry.decide(exc, retry + 1, remaining_s=budget.remaining_s(now))
+                step = self.retry.decide(exc, retry + 1, remaining_s=budget.remaining_s(ended))
                 if step != "retry_same":
                     return None, exc, step
                 delay = self.retry.delay_s(
                     retry, exc, self._rng, remaining_s=budget.remaining_s(self._clock.monotonic())
                 )
                 ctx.retries += 1
-                if self._events.has_subscribers(REQUEST_RETRY):
-                    facts = {
-                        "request_id": ctx.request_id,
-                        "provider": provider,
-                        "model": model,
-                        "attempt": retry + 1,
-                        "error": code,
-                        "delay_ms": delay * 1000.0,
-                    }
-                    self._events.publish(Event(REQUEST_RETRY, facts))
+                if self._events.has_subscribers(RequestRetried):
+                    retried = RequestRetried(
+                        request_id=ctx.request_id,
+                        provider=provider,
+                        model=model,
+                        attempt=retry + 1,
+                        error=code,
+                        delay_ms=delay * 1000.0,
+                    )
+                    self._events.publish(retried)
                 await asyncio.sleep(delay)
                 continue
             except BaseException as exc:  # cancelled, client gone: no verdict on the provider
@@ -226,24 +241,34 @@ class AttemptRunner:
         self, ctx: RequestContext, from_model: str, to_model: str, error: UpstreamError | None
     ) -> None:
         ctx.fallbacks += 1
-        if self._events.has_subscribers(REQUEST_FALLBACK):
-            facts = {
-                "request_id": ctx.request_id,
-                "from_model": from_model,
-                "to_model": to_model,
-                "error": (error.code or error.error_type) if error is not None else None,
-            }
-            self._events.publish(Event(REQUEST_FALLBACK, facts))
+        if self._events.has_subscribers(RequestFellBack):
+            fell_back = RequestFellBack(
+                request_id=ctx.request_id,
+                from_model=from_model,
+                to_model=to_model,
+                error=(error.code or error.error_type) if error is not None else None,
+            )
+            self._events.publish(fell_back)
 
     def stream_broke(self, ctx: RequestContext, error: UpstreamError) -> None:
         """The stream of the attempt that answered broke off after its first chunk: a failure
         of that provider, though the attempt was recorded as a success when it started."""
+        self._scrub_error(error)  # its message goes to the client as the stream's last event
         if not ctx.attempt_spans:
             return  # a replayed cache hit: no provider was involved
         span = ctx.attempt_spans[-1]
         self.breakers.record_broken_stream(span.provider, span.model, error)
         latency_s = self._clock.monotonic() - span.started_at
         self.health.record_call(span.provider, span.model, latency_s, error)
+
+    def _scrub_error(self, error: UpstreamError) -> None:
+        """Scrub what of `error` a client reads: its message and the field it names."""
+        if self._scrub is None:
+            return
+        error.message = self._scrub(error.message)
+        error.args = (error.message,)
+        if error.param is not None:
+            error.param = self._scrub(error.param)
 
     def _record(self, target: Target, started: float, error: UpstreamError | None) -> float:
         """Feed the attempt's outcome to routing stats, breakers and health; returns when it

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from stellara._clock import Clock, SystemClock
 from stellara.config.models import KeyConfig, TierConfig
 from stellara.errors import AuthenticationError, PermissionDeniedError, StoreUnavailableError
+from stellara.principal import Principal
 from stellara.state.base import KeySync
 from stellara.store.keys import KeyRecord, key_digest
 
@@ -32,26 +33,6 @@ MAX_CACHED_KEYS = 100_000
 # An unknown key is remembered as unknown this long at most: brief, so a key created on
 # another process (without a KeySync to say so) works within a second.
 UNKNOWN_KEY_TTL_S = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """The caller behind a key. `allowed_models` None means every public model; `tier` is
-    the key's tier, used when the limits config gives the user none; `limits` are the key's
-    own limits, checked in addition to the user's tier."""
-
-    user: str
-    key_id: str
-    allowed_models: frozenset[str] | None = None
-    is_master: bool = False
-    tier: str | None = None
-    team: str | None = None
-    key_prefix: str | None = None
-    expires_at: float | None = None  # epoch seconds
-    limits: TierConfig | None = None
-
-    def may_use(self, model: str) -> bool:
-        return self.allowed_models is None or model in self.allowed_models
 
 
 class KeyLookup(Protocol):

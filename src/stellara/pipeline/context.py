@@ -8,7 +8,8 @@ from typing import NamedTuple
 from stellara.cache.stage import CacheControl
 from stellara.config.models import Strategy
 from stellara.limits import Ticket
-from stellara.pipeline.auth import Principal
+from stellara.limits.guard import ConcurrencySlot
+from stellara.principal import Principal
 from stellara.schema.chat import Usage
 
 NO_CACHE_CONTROL = CacheControl()
@@ -42,9 +43,10 @@ class RequestContext:
     is_streaming: bool = False
     usage: Usage | None = None
     cost_usd: float = 0.0  # priced from the catalog when the request ends
+    usage_estimated: bool = False  # `usage` counted by the gateway: the provider sent none
     session_id: str | None = None  # `X-Session-Id`, for session quotas
     ticket: Ticket | None = None  # the limits' admission, settled when the request ends
-    is_settled: bool = False
+    slot: ConcurrencySlot | None = None  # its place in its tenant's concurrency, when limited
     cache_control: CacheControl = NO_CACHE_CONTROL  # what the client asked of the cache
     cache_status: str = "miss"  # `x-stellara-cache`: miss, hit or semantic
     route: str = ""  # `x-stellara-route`: the strategy's choice and why
@@ -54,14 +56,13 @@ class RequestContext:
     attempt_spans: list[AttemptSpan] = field(default_factory=list)
     started_epoch_s: float = 0.0  # wall clock, for usage records
     first_byte_at: float | None = None  # monotonic: the answer (or its first chunk) in hand
-    is_recorded: bool = False  # its request.completed / request.failed event went out
     prompt_text: str | None = None  # kept only with usage_store.log_content
     completion_text: str | None = None
 
-    @property
-    def is_unlimited_by_failure(self) -> bool:
-        """The state backend failed and `on_failure: open` let the request through."""
-        return self.ticket is not None and self.ticket.is_degraded
+    def release(self) -> None:
+        """Give back the request's concurrency slot (its end; again is harmless)."""
+        if self.slot is not None:
+            self.slot.release()
 
     def remaining_s(self, now: float) -> float:
         return self.deadline - now

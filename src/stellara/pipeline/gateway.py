@@ -8,33 +8,35 @@ answering still yields a proper HTTP error status instead of a broken stream.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from stellara import _json
 from stellara._clock import Clock
+from stellara._tasks import BackgroundTasks
 from stellara.cache.assemble import StreamAssembler
 from stellara.cache.replay import replay_stream
 from stellara.cache.stage import AnswerCache, CachePlan
 from stellara.catalog import Catalog
 from stellara.errors import (
-    ClientDisconnectedError,
+    ConcurrencyLimitedError,
     InvalidRequestError,
     StellaraError,
     UpstreamError,
     UpstreamProtocolError,
     UpstreamTimeoutError,
 )
-from stellara.limits import Estimator, Limiter, PriceKey
+from stellara.events import EventBus
+from stellara.limits import Estimator, Limiter, PriceKey, RequestEstimate
 from stellara.pipeline.attempts import AttemptRunner, Call
 from stellara.pipeline.context import RequestContext
+from stellara.pipeline.relayed import RelayedUsage
+from stellara.pipeline.scope import Recorder, RequestScope, client_left
 from stellara.providers.base import EmbeddingsAdapter
 from stellara.routing.models import ModelTable, PublicModel, Target
 from stellara.schema.chat import ChatCompletion, ChatCompletionChunk, ChatRequest, Usage
 from stellara.schema.embeddings import EmbeddingsRequest, EmbeddingsResponse, EmbeddingsUsage
-from stellara.telemetry.events import REQUEST_COMPLETED, REQUEST_FAILED, Event, EventBus
 from stellara.tokens import TokenCounter
 
 T = TypeVar("T")
@@ -60,37 +62,78 @@ class Gateway:
         path altogether. `log_content` puts prompt and answer text into the request events
         (for usage records); off by default, as they may hold personal data."""
         self.models = models
-        self.events = events
         self.clock = clock
-        self.catalog = catalog
         self.tokens = tokens
         self.limiter = limiter
         self.cache = cache
         self.attempts = attempts
         self.log_content = log_content
-        self.in_flight = 0  # requests between model resolution and their recorded end
-        self._background: set[asyncio.Task[None]] = set()
+        self._background = BackgroundTasks()  # settles and cache writes after the answer
+        self.recorder = Recorder(events, clock, catalog, self._background, log_content=log_content)
         self.estimator = Estimator(
             tokens,
             catalog,
             default_reserve=limiter.policy.default_max_tokens_reserve if limiter else 0,
         )
 
+    @property
+    def in_flight(self) -> int:
+        """Requests between model resolution and their recorded end."""
+        return self.recorder.in_flight
+
+    def admit_early(self, ctx: RequestContext) -> None:
+        """Before the request's body is read: refuse it when a limit it cannot pass refused its
+        caller moments ago, or when its caller has its concurrency in flight (`limits.guard`),
+        recorded like any refusal; otherwise hold its concurrency slot (`ctx.slot`, given back
+        when it ends). Costs no state call."""
+        limiter = self.limiter
+        if limiter is None:
+            return
+        try:
+            remembered, ctx.slot = limiter.guard.check(ctx.principal)
+        except ConcurrencyLimitedError as exc:
+            principal = ctx.principal
+            tier = limiter.policy.tier_of(principal.user, principal.tier)
+            limiter.events.concurrency_refused(
+                principal.user, tier, exc, ctx.request_id, self.clock.time()
+            )
+            self.recorder.open(ctx).fail(exc)
+            raise
+        if remembered is not None:
+            if remembered.event is not None:
+                limiter.events.refused_again(remembered.event, ctx.request_id)
+            error = remembered.error(self.clock.monotonic())
+            self.recorder.open(ctx).fail(error)
+            raise error
+
     def _resolve(self, ctx: RequestContext, name: str) -> PublicModel:
-        """The public model, once per request: 404 or 403 before anything else is spent."""
+        """The public model, once per request: 404 or 403 before anything else is spent (and
+        before the request counts as in flight)."""
         public = self.models.resolve(ctx.principal, name)
         ctx.public_model = public.name
-        self.in_flight += 1
         return public
 
-    async def _admit(
-        self, ctx: RequestContext, public: PublicModel, request: ChatRequest | EmbeddingsRequest
-    ) -> None:
+    def _estimate(
+        self, public: PublicModel, request: ChatRequest | EmbeddingsRequest
+    ) -> RequestEstimate:
+        """What the request will use, counted when the limits stage or the `cost` strategy
+        first asks, with the tokenizer and prices of the model's first target that serves it
+        (see `limits.estimate`)."""
+        if isinstance(request, ChatRequest):
+            first = public.targets[0]
+            return self.estimator.chat(request, PriceKey(first.provider_type, first.model))
+        serving = next(
+            (t for t in public.targets if isinstance(t.adapter, EmbeddingsAdapter)), None
+        )
+        # No embeddings target: the route refuses it next, so only the request is counted.
+        price = PriceKey(serving.provider_type, serving.model) if serving is not None else None
+        return self.estimator.embeddings(request, price)
+
+    async def _admit(self, ctx: RequestContext, estimate: RequestEstimate) -> None:
         """The limits stage: reserve the request's estimate, or raise the refusal (429).
 
         Runs after the model name is known to be valid and allowed (a 404 or 403 costs the
-        caller nothing) and before any provider is chosen, so the estimate is priced at the
-        model's first target (see `limits.estimate`).
+        caller nothing) and before any provider is chosen.
         """
         limiter = self.limiter
         if limiter is None:
@@ -105,50 +148,19 @@ class Gateway:
         )
         if policy is None:
             return
-        targets = public.targets
-        if isinstance(request, EmbeddingsRequest):
-            targets = tuple(t for t in targets if isinstance(t.adapter, EmbeddingsAdapter))
-            first = targets[0] if targets else None
-        else:
-            first = targets[0]
-        # No embeddings target: the route refuses it next, so only the request is counted.
-        price = PriceKey(first.provider_type, first.model) if first else PriceKey("", "")
-        needs_tokens = policy.needs_estimate and first is not None
-        if isinstance(request, EmbeddingsRequest):
-            amounts = self.estimator.embeddings(request, price, needs_tokens=needs_tokens)
-        else:
-            amounts = self.estimator.chat(request, price, needs_tokens=needs_tokens)
+        amounts = estimate.amounts(needs_tokens=policy.needs_estimate)
         ticket = await limiter.admit(policy, amounts, ctx.request_id)
         ctx.ticket = ticket
         ticket.raise_if_refused()
 
-    def settle(self, ctx: RequestContext) -> None:
-        """Settle the request's limits to what it used (zero tokens when it failed before any
-        usage was known; the request itself always counts).
-
-        In the background: the answer need not wait a state round trip for it. `drain` waits
-        for the pending ones on shutdown, so none is lost.
-        """
-        ticket = ctx.ticket
-        if ticket is None or ctx.is_settled:  # once, whichever end path comes first
-            return
-        ctx.is_settled = True
-        self._in_background(ticket.settle(ctx.usage, ctx.cost_usd))
-
     def store_later(self, plan: CachePlan, completion: ChatCompletion) -> None:
         """Cache an answer after it was sent (the L2 write need not delay it)."""
         if self.cache is not None:
-            self._in_background(self.cache.store(plan, completion))
-
-    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(work)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+            self._background.run(self.cache.store(plan, completion))
 
     async def drain(self) -> None:
         """Wait for every pending settle and cache store (clean shutdown)."""
-        while self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
+        await self._background.drain()
 
     def _cache_plan(self, ctx: RequestContext, request: ChatRequest) -> CachePlan | None:
         if self.cache is None:
@@ -168,7 +180,6 @@ class Gateway:
         ctx.cache_status = hit.kind
         ctx.provider_id = "cache"
         ctx.first_byte_at = self.clock.monotonic()
-        self.publish_completed(ctx, hit.completion)
         return hit.completion
 
     def _candidates(
@@ -192,12 +203,19 @@ class Gateway:
         return [m for m in serving if m.targets]
 
     async def _run(
-        self, ctx: RequestContext, models: list[PublicModel], call: Call[T], *, stream: bool
+        self,
+        ctx: RequestContext,
+        models: list[PublicModel],
+        call: Call[T],
+        *,
+        price: RequestEstimate,
+        stream: bool,
     ) -> T:
         answer = await self.attempts.run(
             ctx,
             models,
             call,
+            price=price,
             stream=stream,
             strategy=ctx.routing_strategy,
             providers=ctx.routing_providers,
@@ -209,72 +227,62 @@ class Gateway:
         """Answer a non-streaming request or raise a `StellaraError`."""
         public = self._resolve(ctx, request.model)
         self._keep_prompt(ctx, request.messages)
-        with self._ending(ctx):
-            await self._admit(ctx, public, request)
+        scope = self.recorder.open(ctx)
+        try:
+            estimate = self._estimate(public, request)
+            await self._admit(ctx, estimate)
             plan = self._cache_plan(ctx, request)
             hit = await self._cache_hit(ctx, plan)
             if hit is not None:
+                scope.succeed(hit)
                 return hit
             models = self._candidates(public)
 
             async def call(target: Target, timeout_s: float) -> ChatCompletion:
                 return await target.adapter.chat(request, target.model, timeout_s=timeout_s)
 
-            completion = await self._run(ctx, models, call, stream=False)
-            ctx.usage = completion.usage
-            self.publish_completed(ctx, completion)
-            if plan is not None:
-                self.store_later(plan, completion)
-            return completion
-
-    @contextlib.contextmanager
-    def _ending(self, ctx: RequestContext) -> Iterator[None]:
-        """Around a whole non-streaming call: however it ends, it is recorded once (a
-        cancellation as the client leaving) and its limits are settled."""
-        try:
-            yield
-        except StellaraError as exc:
-            self.publish_failure(ctx, exc)
+            completion = await self._run(ctx, models, call, price=estimate, stream=False)
+        except BaseException as exc:
+            scope.end_by(exc)
             raise
-        except asyncio.CancelledError:
-            self.publish_failure(ctx, _client_left())
-            raise
-        finally:
-            self.settle(ctx)
+        ctx.usage = completion.usage
+        scope.succeed(completion)
+        if plan is not None:
+            self.store_later(plan, completion)
+        return completion
 
     async def open_stream(self, ctx: RequestContext, request: ChatRequest) -> ChunkStream:
         """Start a streaming request; raises before any byte is sent if the provider fails.
 
-        The returned stream settles the request's limits when it ends, however it ends."""
+        The returned stream holds the request's scope: the request ends when the stream does,
+        however it does."""
         ctx.is_streaming = True
         public = self._resolve(ctx, request.model)
         self._keep_prompt(ctx, request.messages)
+        scope = self.recorder.open(ctx)
         try:
-            await self._admit(ctx, public, request)
+            estimate = self._estimate(public, request)
+            await self._admit(ctx, estimate)
             plan = self._cache_plan(ctx, request)
             hit = await self._cache_hit(ctx, plan)
             if hit is not None:
                 replay = replay_stream(hit, include_usage=True)
                 first = await anext(replay)
                 return ChunkStream(
-                    self, ctx, first, replay, forward_usage=request.wants_stream_usage
+                    self, scope, first, replay, forward_usage=request.wants_stream_usage
                 )
-            return await self._start_stream(ctx, request, public, plan)
-        except StellaraError as exc:
-            self.publish_failure(ctx, exc)
-            self.settle(ctx)
-            raise
-        except BaseException:
-            self.publish_failure(ctx, _client_left())
-            self.settle(ctx)
+            return await self._start_stream(scope, request, public, plan, estimate)
+        except BaseException as exc:
+            scope.end_by(exc)
             raise
 
     async def _start_stream(
         self,
-        ctx: RequestContext,
+        scope: RequestScope,
         request: ChatRequest,
         public: PublicModel,
         plan: CachePlan | None,
+        estimate: RequestEstimate,
     ) -> ChunkStream:
         """The first target that delivers a first chunk wins; failures before it fail over
         silently, since the client has seen nothing yet."""
@@ -285,15 +293,16 @@ class Gateway:
         ) -> tuple[ChatCompletionChunk, AsyncGenerator[ChatCompletionChunk, None]]:
             return await _first_chunk(target, request, timeout_s)
 
-        first, upstream = await self._run(ctx, models, start, stream=True)
+        first, upstream = await self._run(scope.ctx, models, start, price=estimate, stream=True)
         return ChunkStream(
             self,
-            ctx,
+            scope,
             first,
             upstream,
             forward_usage=request.wants_stream_usage,
             cache_plan=plan,
             assemble=self.log_content,
+            relayed=RelayedUsage(self.tokens, estimate),
         )
 
     async def embed(self, ctx: RequestContext, request: EmbeddingsRequest) -> EmbeddingsResponse:
@@ -301,12 +310,23 @@ class Gateway:
         public = self._resolve(ctx, request.model)
         if self.log_content:
             ctx.prompt_text = _json.encode(request.texts()).decode()
-        with self._ending(ctx):
-            await self._admit(ctx, public, request)
-            return await self._embed(ctx, request, public)
+        scope = self.recorder.open(ctx)
+        try:
+            estimate = self._estimate(public, request)
+            await self._admit(ctx, estimate)
+            response = await self._embed(ctx, request, public, estimate)
+        except BaseException as exc:
+            scope.end_by(exc)
+            raise
+        scope.succeed()
+        return response
 
     async def _embed(
-        self, ctx: RequestContext, request: EmbeddingsRequest, public: PublicModel
+        self,
+        ctx: RequestContext,
+        request: EmbeddingsRequest,
+        public: PublicModel,
+        estimate: RequestEstimate,
     ) -> EmbeddingsResponse:
         models = self._candidates(public, for_embeddings=True)
 
@@ -315,110 +335,19 @@ class Gateway:
             assert isinstance(adapter, EmbeddingsAdapter)  # _candidates kept only those
             return await adapter.embed(request, target.model, timeout_s=timeout_s)
 
-        response = await self._run(ctx, models, call, stream=False)
+        response = await self._run(ctx, models, call, price=estimate, stream=False)
         prompt_tokens = response.usage.prompt_tokens
         texts = request.texts()
         if prompt_tokens == 0 and texts:  # the provider reports no usage (Gemini): estimate it
-            prompt_tokens = sum(self.tokens.count_text(t, ctx.provider_model) for t in texts)
+            prompt_tokens = self.tokens.count_texts(texts, ctx.provider_model)
             response.usage = EmbeddingsUsage(prompt_tokens, prompt_tokens)
+            ctx.usage_estimated = True
         ctx.usage = Usage(prompt_tokens=prompt_tokens, total_tokens=prompt_tokens)
-        self.publish_completed(ctx)
         return response
 
     def _keep_prompt(self, ctx: RequestContext, messages: object) -> None:
         if self.log_content:
             ctx.prompt_text = _json.encode(messages).decode()
-
-    def publish_completed(
-        self, ctx: RequestContext, completion: ChatCompletion | None = None
-    ) -> None:
-        """Record that `ctx` was answered in full (once per request, like `publish_failure`).
-        `completion` is the answer, for `log_content`."""
-        if ctx.is_recorded:
-            return
-        ctx.is_recorded = True
-        self.in_flight -= 1
-        ctx.cost_usd = self._cost_usd(ctx)
-        if self.events.has_subscribers(REQUEST_COMPLETED):
-            if self.log_content and completion is not None:
-                ctx.completion_text = _answer_text(completion)
-            self.events.publish(Event(REQUEST_COMPLETED, self._facts(ctx, 200)))
-
-    def publish_failure(self, ctx: RequestContext, error: StellaraError) -> None:
-        """Record that `ctx` ended in `error`, unless its end was recorded already (the HTTP
-        layer calls it for its own failures)."""
-        if ctx.is_recorded:
-            return
-        ctx.is_recorded = True
-        self.in_flight -= 1
-        # A stream cut after its usage chunk still consumed (and cost) tokens.
-        ctx.cost_usd = self._cost_usd(ctx)
-        if self.events.has_subscribers(REQUEST_FAILED):
-            facts = self._facts(ctx, error.status_code)
-            facts.update(error=error.code or error.error_type, message=error.message)
-            self.events.publish(Event(REQUEST_FAILED, facts))
-
-    def _cost_usd(self, ctx: RequestContext) -> float:
-        if not ctx.provider_type:
-            return 0.0  # failed before a target was chosen
-        return self.catalog.cost_usd(ctx.provider_type, ctx.provider_model, ctx.usage)
-
-    def _facts(self, ctx: RequestContext, status: int) -> dict[str, Any]:
-        """What usage records, metrics and webhooks know of a finished request."""
-        usage = ctx.usage
-        details = usage.prompt_tokens_details if usage else None
-        principal = ctx.principal
-        first_byte_at = ctx.first_byte_at
-        facts: dict[str, Any] = {
-            "request_id": ctx.request_id,
-            "started_at": ctx.started_epoch_s,
-            "user": principal.user,
-            "team": principal.team,
-            "key_id": principal.key_id,
-            "key_prefix": principal.key_prefix,
-            "tier": ctx.ticket.policy.tier if ctx.ticket is not None else principal.tier,
-            "session_id": ctx.session_id,
-            "model": ctx.public_model,
-            "provider": ctx.provider_id,
-            "provider_model": ctx.provider_model,
-            "attempts": ctx.attempts,
-            "retries": ctx.retries,
-            "fallbacks": ctx.fallbacks,
-            "cache": ctx.cache_status,
-            "stream": ctx.is_streaming,
-            "prompt_tokens": usage.prompt_tokens if usage else 0,
-            "completion_tokens": usage.completion_tokens if usage else 0,
-            "cached_tokens": (details.cached_tokens or 0) if details else 0,
-            "cost_usd": ctx.cost_usd,
-            "latency_ms": (self.clock.monotonic() - ctx.started_at) * 1000.0,
-            "ttfb_ms": (first_byte_at - ctx.started_at) * 1000.0 if first_byte_at else None,
-            "status": status,
-            "error": None,
-            "attempt_spans": [
-                {
-                    "provider": span.provider,
-                    "model": span.model,
-                    "start_ms": (span.started_at - ctx.started_at) * 1000.0,
-                    "duration_ms": (span.ended_at - span.started_at) * 1000.0,
-                    "error": span.error,
-                }
-                for span in ctx.attempt_spans
-            ],
-        }
-        if self.log_content:
-            facts["prompt"] = ctx.prompt_text
-            facts["completion"] = ctx.completion_text
-        return facts
-
-
-def _client_left() -> ClientDisconnectedError:
-    return ClientDisconnectedError("the client closed the connection before the answer")
-
-
-def _answer_text(completion: ChatCompletion) -> str | None:
-    """The answer's text (every choice's, in order), for `log_content`."""
-    texts = [c.message.content for c in completion.choices if c.message.content]
-    return "\n".join(texts) if texts else None
 
 
 async def _first_chunk(
@@ -445,31 +374,37 @@ class ChunkStream:
     """The rest of a started stream. Iterate it to the end, or `aclose` it if the client left.
 
     The usage chunk the gateway asked for is withheld from clients that did not ask for it,
-    but its numbers are kept for accounting either way.
+    but its numbers are kept for accounting either way; a stream that ends without one is
+    charged what it relayed (`RelayedUsage`).
     """
 
     def __init__(
         self,
         gateway: Gateway,
-        ctx: RequestContext,
+        scope: RequestScope,
         first: ChatCompletionChunk,
         upstream: AsyncGenerator[ChatCompletionChunk, None],
         *,
         forward_usage: bool,
         cache_plan: CachePlan | None = None,
         assemble: bool = False,
+        relayed: RelayedUsage | None = None,
     ) -> None:
         """With a `cache_plan`, the answer is assembled as it streams and stored once it has
         ended normally; a broken stream is never stored. `assemble` assembles it anyway
-        (for `log_content`)."""
+        (for `log_content`). A provider's stream counts what it relays in `relayed`, charged
+        if it ends without the provider's usage (a replayed cache hit costs nothing)."""
         self._gateway = gateway
-        self._ctx = ctx
+        self._scope = scope
+        self._ctx = scope.ctx
         self._first: ChatCompletionChunk | None = first
         self._upstream = upstream
         self._forward_usage = forward_usage
-        self._is_finished = False
         self._cache_plan = cache_plan
         self._assembler = StreamAssembler() if cache_plan is not None or assemble else None
+        self._relayed = relayed
+        if relayed is not None:
+            scope.charge_relayed(relayed)
 
     def __aiter__(self) -> AsyncIterator[ChatCompletionChunk]:
         return self._relay()
@@ -485,33 +420,32 @@ class ChunkStream:
                 if self._keep(chunk):
                     yield chunk
         except UpstreamError as exc:
-            self._is_finished = True
             self._gateway.attempts.stream_broke(ctx, exc)
-            self._gateway.publish_failure(ctx, exc)
-            self._gateway.settle(ctx)  # with the usage seen, if the cut came after it
+            self._scope.fail(exc)  # with the usage seen, if the cut came after it
             raise
-        self._is_finished = True
         completion = self._assembler.result() if self._assembler is not None else None
-        self._gateway.publish_completed(ctx, completion)
-        self._gateway.settle(ctx)
+        self._scope.succeed(completion)
         if completion is not None and self._cache_plan is not None:
             self._gateway.store_later(self._cache_plan, completion)
 
     def _keep(self, chunk: ChatCompletionChunk) -> bool:
         if self._assembler is not None:
             self._assembler.feed(chunk)
+        if self._relayed is not None:
+            self._relayed.feed(chunk)
         if chunk.usage is not None:
             self._ctx.usage = chunk.usage
             if not chunk.choices:
                 return self._forward_usage
         return True
 
+    def fail(self, error: StellaraError) -> None:
+        """The answer cannot go on (`error`, met while relaying it): that ends the request,
+        not the client leaving, when the stream is closed."""
+        self._scope.fail(error)
+
     async def aclose(self) -> None:
-        """Stop reading upstream (the client went away) and record why."""
+        """Stop reading upstream; a request not ended yet ends as the client leaving. Call it
+        however the answer ended (a no-op after a complete or failed stream)."""
         await self._upstream.aclose()
-        if not self._is_finished:
-            self._is_finished = True
-            self._gateway.publish_failure(
-                self._ctx, ClientDisconnectedError("the client closed the stream")
-            )
-            self._gateway.settle(self._ctx)
+        self._scope.fail(client_left())

@@ -8,8 +8,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from stellara.config.models import ProviderSettings
 from stellara.providers import anthropic, azure, google, openai
-from stellara.providers.base import ProviderAdapter, ProviderSettings, ProviderType
+from stellara.providers.base import ProviderAdapter, ProviderType
 
 _TYPES: Mapping[str, ProviderType] = MappingProxyType(
     {
@@ -33,7 +34,6 @@ def create_adapter(settings: ProviderSettings) -> ProviderAdapter:
 
 __all__ = [
     "ProviderAdapter",
-    "ProviderSettings",
     "ProviderType",
     "create_adapter",
     "provider_types",

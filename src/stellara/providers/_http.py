@@ -12,8 +12,8 @@ from contextlib import asynccontextmanager
 import aiohttp
 from yarl import URL
 
+from stellara.config.models import ProviderSettings
 from stellara.errors import UpstreamProtocolError, UpstreamTimeoutError, UpstreamUnavailableError
-from stellara.providers.base import ProviderSettings
 
 # aiohttp refuses lines longer than twice its read buffer; one SSE event can carry a whole
 # answer (or an audio delta) on one line, so the buffer is sized for that.

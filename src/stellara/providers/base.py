@@ -1,4 +1,4 @@
-"""What every provider adapter offers the gateway, and the settings they all share.
+"""What every provider adapter offers the gateway, and what the registry knows of each type.
 
 An adapter is a thin HTTP client around pure translation functions: it turns a canonical
 `ChatRequest` into one provider's wire request, sends it over its own pooled connection, and
@@ -9,31 +9,11 @@ of routing, limits or caching.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable
-from typing import Annotated, Any, NamedTuple, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
-
+from stellara.config.models import ProviderSettings
 from stellara.schema.chat import ChatCompletion, ChatCompletionChunk, ChatRequest
 from stellara.schema.embeddings import EmbeddingsRequest, EmbeddingsResponse
-
-ProviderId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")]
-
-
-class ProviderSettings(BaseModel):
-    """The config keys every provider entry accepts; a provider type may add its own."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    id: ProviderId
-    type: str
-    api_key: SecretStr | None = None
-    base_url: str | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
-    connect_timeout_s: float = Field(default=10.0, gt=0)
-    max_connections: int = Field(default=256, ge=1)
-    # The model an active health probe asks (a 1-token answer); default: the first model any
-    # public model routes to on this provider. `false` turns probes off for this provider.
-    probe_model: str | bool | None = None
 
 
 class ProviderAdapter(Protocol):

@@ -64,7 +64,7 @@ _BUCKETS = 30
 
 @dataclass(frozen=True, slots=True)
 class BreakerSettings:
-    """Thresholds of every breaker on a board (DESIGN §2 `resilience.circuit_breaker`).
+    """Thresholds of every breaker on a board (`resilience.circuit_breaker`).
 
     Attributes:
         failure_threshold: failures within `window_s` that open the breaker.
@@ -187,6 +187,13 @@ class CircuitBreaker:
         self._permits.append(now)
         return True
 
+    def wait_s(self, now: float) -> float:
+        """Seconds until `allow` may let a call through: until the half-open time while open,
+        else 0 (a half-open breaker lets one through as soon as a probe permit is free)."""
+        if self.advance(now) == "open" and self._opened_at is not None:
+            return max(0.0, self._opened_at + self._settings.open_s - now)
+        return 0.0
+
     def record(self, success: bool, now: float, *, latency_s: float | None = None) -> None:
         """Report the outcome of a call `allow` let through.
 
@@ -278,7 +285,7 @@ class CircuitBreaker:
 class BreakerBoard:
     """Every breaker of one gateway, created on first use; built once by `create_app`.
 
-    Ids follow DESIGN §7: the provider id, or `provider/model` with `scope: target`.
+    Ids are the provider id, or `provider/model` with `scope: target`.
     """
 
     def __init__(
@@ -319,6 +326,12 @@ class BreakerBoard:
         """
         breaker = self._breakers.get(self.breaker_id(provider_id, model))
         return breaker is not None and breaker.advance(self._clock.monotonic()) == "open"
+
+    def wait_s(self, provider_id: str, model: str) -> float:
+        """Seconds until the breaker guarding `model` on `provider_id` may let a call through
+        (0: it may now); what a refused client is told to wait (`Retry-After`)."""
+        breaker = self._breakers.get(self.breaker_id(provider_id, model))
+        return 0.0 if breaker is None else breaker.wait_s(self._clock.monotonic())
 
     def record(
         self,

@@ -6,16 +6,29 @@ this order:
 
 1. `unhealthy` when every breaker guarding it is open;
 2. `unhealthy` when its last active probe failed and nothing (call or probe) succeeded since;
-3. `unhealthy` when ≥ 50 % of its calls in the window failed (at least `min_volume` calls);
+3. `unhealthy` when ≥ 50 % of its counted calls failed (at least `min_volume` calls);
 4. `degraded` when a breaker guarding it is open or half-open (with `scope: target`, one model
-   down), or > 20 % of its calls in the window failed (at least `min_volume` calls);
+   down), or > 20 % of its counted calls failed (at least `min_volume` calls);
 5. `healthy` otherwise, including a provider nothing is known about yet: it gets traffic, and
    the first calls or probe tell.
+
+The counted calls are those of the last `window_s` seconds since the provider last recovered.
+It recovers when it answers `recovery_successes` times in a row (calls and probes alike)
+after counted calls of which at least half failed, however few: the calls before that run stop
+counting. So the status follows a recovery within a few answers (once its breaker has closed
+and calls or probes succeed) rather than when the failures leave the window, while a provider
+that still fails often cannot flip to healthy on a lucky call: any failure restarts the run.
+The same number of answers that condemns a provider by its rate (`min_volume`) acquits it by
+default. A provider that fails now and then (`degraded`, under the unhealthy line) keeps its
+whole window: runs of successes are common there and would hide its error rate.
 
 What counts as an error: any `UpstreamError` except the caller's own 4xx
 (`UpstreamBadRequestError` and its subclasses), which shows the provider answering. Auth and
 not-found errors count: they break every call to that provider or model. Errors that are not
 `UpstreamError`s (a client leaving) say nothing of the provider and are not recorded.
+
+Statuses are derived, so a change shows when someone looks: a call, a probe, a breaker change
+or a read of the board (`report`, `status`, `healthy_providers`) tells `on_change` of it.
 """
 
 from __future__ import annotations
@@ -41,9 +54,11 @@ class HealthSettings:
     """Thresholds of the status rule (see the module docstring).
 
     Attributes:
-        window_s: error rates count the calls of this many last seconds.
+        window_s: error rates count the calls of this many last seconds (since a recovery).
         max_samples: calls kept per provider (latency percentiles use their successes).
-        min_volume: fewer calls in the window than this never make a provider look bad.
+        min_volume: fewer counted calls than this never make a provider look bad.
+        recovery_successes: answers in a row (calls or probes) after a bad spell that make
+            its failures stop counting.
         degraded_error_rate: an error rate above this is `degraded`.
         unhealthy_error_rate: an error rate at or above this is `unhealthy`.
     """
@@ -51,12 +66,14 @@ class HealthSettings:
     window_s: float = 300.0
     max_samples: int = 256
     min_volume: int = 5
+    recovery_successes: int = 5
     degraded_error_rate: float = 0.2
     unhealthy_error_rate: float = 0.5
 
 
 @dataclass(frozen=True, slots=True)
 class _Call:
+    seq: int  # the provider's calls in order: a recovery cuts by it, as calls may share a time
     at: float  # monotonic
     ok: bool
     latency_s: float | None
@@ -86,6 +103,10 @@ class ProviderHealth:
         self._last_probe: _Event | None = None
         # Set by a failed probe, cleared by any later success (call or probe).
         self._probe_failed = False
+        self._recorded = 0  # calls recorded so far: the next call's `seq`
+        self._counted_from = 0  # the first call's `seq` the error rate counts (a recovery)
+        self._run = 0  # successes in a row, calls and probes alike
+        self._run_from = 0  # the first call's `seq` of that run
 
     def record_call(
         self, now: float, wall: float, model: str, latency_s: float, error: BaseException | None
@@ -94,13 +115,16 @@ class ProviderHealth:
         if error is not None and not isinstance(error, UpstreamError):
             return
         failed = error is not None and not isinstance(error, UpstreamBadRequestError)
-        self._calls.append(_Call(now, not failed, None if failed else max(0.0, latency_s)))
         if failed and error is not None:
+            self._run = 0
             self._last_error = _Event(
                 now, wall, False, _message(error), latency_s, model, _code(error)
             )
         else:
-            self._probe_failed = False
+            self._answered(now)
+        latency = None if failed else max(0.0, latency_s)
+        self._calls.append(_Call(self._recorded, now, not failed, latency))
+        self._recorded += 1
 
     def record_probe(
         self,
@@ -114,17 +138,38 @@ class ProviderHealth:
         message = None if error is None else (error if isinstance(error, str) else _message(error))
         code = _code(error) if isinstance(error, BaseException) else None
         self._last_probe = _Event(now, wall, ok, message, latency_s, None, code)
-        self._probe_failed = not ok
-        if not ok and message is not None:
+        if ok:
+            self._answered(now)
+            return
+        self._probe_failed = True
+        self._run = 0
+        if message is not None:
             self._last_error = _Event(now, wall, False, message, latency_s, None, code)
 
+    def _answered(self, now: float) -> None:
+        """Count a success into the run; the run that reaches `recovery_successes` after calls
+        of which at least half failed (any number of them) ends that bad spell."""
+        self._probe_failed = False
+        if self._run == 0:
+            self._run_from = self._recorded
+        self._run += 1
+        if self._run == self._settings.recovery_successes:
+            rate, volume = self._error_rate(now, self._run_from)
+            if volume and rate >= self._settings.unhealthy_error_rate:
+                self._counted_from = self._run_from
+
     def error_rate(self, now: float) -> tuple[float, int]:
-        """`(share of failed calls, number of calls)` within the window."""
+        """`(share of failed calls, number of calls)` among the counted calls: those of the
+        window since the last recovery."""
+        return self._error_rate(now, self._recorded)
+
+    def _error_rate(self, now: float, before_seq: int) -> tuple[float, int]:
         since = now - self._settings.window_s
-        recent = [c for c in self._calls if c.at >= since]
-        if not recent:
+        first = self._counted_from
+        outcomes = [c.ok for c in self._calls if c.at >= since and first <= c.seq < before_seq]
+        if not outcomes:
             return 0.0, 0
-        return sum(1 for c in recent if not c.ok) / len(recent), len(recent)
+        return outcomes.count(False) / len(outcomes), len(outcomes)
 
     def latency_percentiles(self) -> tuple[float | None, float | None]:
         """`(p50, p95)` in seconds of the kept successful calls; `None` without any."""
@@ -133,13 +178,11 @@ class ProviderHealth:
             return None, None
         return _percentile(samples, 0.50), _percentile(samples, 0.95)
 
-    def status(self, now: float, breakers: Sequence[BreakerState] = ()) -> HealthStatus:
-        """The derived status (rule in the module docstring)."""
-        return self.status_and_reason(now, breakers)[0]
-
     def status_and_reason(
         self, now: float, breakers: Sequence[BreakerState]
     ) -> tuple[HealthStatus, str]:
+        """The derived status (rule in the module docstring) and why, given the states of the
+        breakers guarding this provider."""
         s = self._settings
         if breakers and all(b == "open" for b in breakers):
             return "unhealthy", "circuit breaker open"
@@ -155,10 +198,14 @@ class ProviderHealth:
         return "healthy", "ok"
 
     def report(
-        self, now: float, wall: float, breakers: Sequence[BreakerState] = ()
+        self,
+        now: float,
+        wall: float,
+        breakers: Sequence[BreakerState],
+        verdict: tuple[HealthStatus, str],
     ) -> dict[str, object]:
-        """JSON-ready state of this provider."""
-        status, reason = self.status_and_reason(now, breakers)
+        """JSON-ready state of this provider, whose `(status, reason)` is `verdict`."""
+        status, reason = verdict
         rate, volume = self.error_rate(now)
         p50, p95 = self.latency_percentiles()
         return {
@@ -189,7 +236,8 @@ class HealthBoard:
         on_change: StatusChange | None = None,
     ) -> None:
         """`on_change(provider, old, new, reason)` hears every status change that a call, a
-        probe or `check` reveals (statuses are derived, so a change shows when looked for)."""
+        probe, `check` or a read reveals (statuses are derived, so a change shows when looked
+        for)."""
         self._clock = clock
         self._breakers = breakers
         self._settings = settings or HealthSettings()
@@ -229,22 +277,26 @@ class HealthBoard:
     def check(self, provider: str) -> None:
         """Tell `on_change` if `provider`'s status moved since last looked at (breaker changes
         call it too)."""
-        if self._on_change is None:
-            return
-        health = self.provider(provider)
-        status, reason = health.status_and_reason(
-            self._clock.monotonic(), self._breaker_states(provider)
-        )
+        self._verdict(provider, self._clock.monotonic(), self._breaker_states(provider))
+
+    def _verdict(
+        self, provider: str, now: float, breakers: Sequence[BreakerState]
+    ) -> tuple[HealthStatus, str]:
+        """`(status, reason)` of `provider` now, told to `on_change` if the status moved since
+        last looked at: whoever derives a status publishes its change, so the events (and the
+        metric they drive) never lag behind what the health routes show."""
+        status, reason = self.provider(provider).status_and_reason(now, breakers)
         old = self._last_status.get(provider, "healthy")
         if status != old:
             self._last_status[provider] = status
-            self._on_change(provider, old, status, reason)
+            if self._on_change is not None:
+                self._on_change(provider, old, status, reason)
+        return status, reason
 
     def status(self, provider: str) -> HealthStatus:
         """The derived status of `provider` now."""
-        return self.provider(provider).status(
-            self._clock.monotonic(), self._breaker_states(provider)
-        )
+        breakers = self._breaker_states(provider)
+        return self._verdict(provider, self._clock.monotonic(), breakers)[0]
 
     def is_usable(self, provider: str) -> bool:
         """Whether routing should offer `provider` traffic: anything but `unhealthy`."""
@@ -257,10 +309,11 @@ class HealthBoard:
     def report(self) -> dict[str, dict[str, object]]:
         """JSON-ready health per provider id, for `GET /ai-orchestration/health`."""
         now, wall = self._clock.monotonic(), self._clock.time()
-        return {
-            pid: health.report(now, wall, self._breaker_states(pid))
-            for pid, health in sorted(self._providers.items())
-        }
+        report: dict[str, dict[str, object]] = {}
+        for pid, health in sorted(self._providers.items()):
+            breakers = self._breaker_states(pid)
+            report[pid] = health.report(now, wall, breakers, self._verdict(pid, now, breakers))
+        return report
 
     def _breaker_states(self, provider: str) -> list[BreakerState]:
         return [] if self._breakers is None else self._breakers.states_for(provider)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from stellara.config.models import ModelConfig, Strategy
 from stellara.errors import ModelNotFoundError, PermissionDeniedError
-from stellara.pipeline.auth import Principal
+from stellara.principal import Principal
 from stellara.providers.base import ProviderAdapter
 
 

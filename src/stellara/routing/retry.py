@@ -1,6 +1,6 @@
 """What the attempt loop does after a failed call: wait and retry, move on, or give up.
 
-DESIGN §7: `retry.max_attempts` counts attempts on one target, the first included; then the
+`retry.max_attempts` counts attempts on one target, the first included; then the
 next target; then the model's `fallbacks` in order. The whole request lives within
 `resilience.timeout_s`, and `max_total_attempts` caps the calls of one request across targets
 and fallbacks. A target whose breaker refuses the call costs no attempt: the loop simply does
@@ -42,7 +42,7 @@ Decision = Literal["retry_same", "next_target", "next_provider", "larger_window"
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """Retry timing and limits (DESIGN §2 `resilience.retry`), in seconds.
+    """Retry timing and limits (`resilience.retry`), in seconds.
 
     Attributes:
         max_attempts: attempts on one target, the first included.
@@ -158,7 +158,7 @@ class RetryPolicy:
         if isinstance(error, ContentFilterError):
             return "next_provider"
         if isinstance(error, UpstreamTimeoutError):
-            return "next_target"  # DESIGN §7: a timed-out target is followed by the next one
+            return "next_target"  # a timed-out target is followed by the next one
         if self.should_retry_same_target(error, attempts_made, remaining_s=remaining_s):
             return "retry_same"
         if self.should_try_next_target(error):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 Dimension = Literal["requests", "tokens", "cost_usd"]
 Amounts = Mapping[Dimension, float]
@@ -139,6 +139,23 @@ class StateBackend(Protocol):
         one process)."""
         ...
 
+    @property
+    def event_channel(self) -> EventChannel | None:
+        """Where the gateway's events are published for tools outside it; None when the
+        backend has no pub/sub (memory)."""
+        ...
+
+    @property
+    def stats(self) -> StatsShare | None:
+        """Where each process shares its monitoring statistics with the others; None when
+        there are none (memory: one process)."""
+        ...
+
+    @property
+    def sessions(self) -> SessionStore:
+        """The dashboard's sign-in sessions, seen by every process sharing the backend."""
+        ...
+
     async def ping(self) -> bool:
         """Whether the backend answers now (readiness)."""
         ...
@@ -241,4 +258,92 @@ class KeySync(Protocol):
 
     async def start(self) -> bool:
         """Start listening now; False if not subscribed in time (it keeps trying)."""
+        ...
+
+
+class Epoch(NamedTuple):
+    """A reset of the deployment's statistics: its id and when it happened (epoch seconds)."""
+
+    id: str
+    at: float
+
+
+class StatsShare(Protocol):
+    """Each gateway process's monitoring snapshot, shared so that any process can answer for
+    the whole deployment, and resets that reach every process. Calls raise
+    `StateBackendError` when the backend fails; `announce` never raises."""
+
+    async def write(self, epoch: str, snapshot: Mapping[str, Any]) -> Epoch | None:
+        """Store this process's `snapshot`, counted since the reset `epoch`. Refused when
+        another reset happened since: then the current epoch is returned, to start again."""
+        ...
+
+    async def read(self) -> tuple[Epoch | None, list[dict[str, Any]]]:
+        """The current epoch (None before the first reset) and the live snapshots of the
+        other processes."""
+        ...
+
+    async def current_epoch(self) -> Epoch | None: ...
+
+    async def reset(self, epoch: str) -> Epoch:
+        """Start the epoch `epoch`: drop every snapshot. Then `announce` it."""
+        ...
+
+    async def announce(self, epoch: Epoch) -> None:
+        """Tell the listening processes to start `epoch` now (best effort)."""
+        ...
+
+    async def remove(self) -> None:
+        """Withdraw this process's snapshot (it is stopping)."""
+        ...
+
+    def on_reset(self, callback: Callable[[Epoch], None]) -> None:
+        """Call `callback(epoch)` for each reset another process announces."""
+        ...
+
+    async def start(self) -> bool:
+        """Listen for resets; False when not subscribed in time (it keeps trying)."""
+        ...
+
+    async def close(self) -> None:
+        """Stop listening."""
+        ...
+
+
+class SessionStore(Protocol):
+    """Dashboard sessions, kept where every gateway process checks them, so that ending one
+    (sign-out) ends it everywhere at once.
+
+    A session is known by the `digest` of its token, never the token itself, and holds the
+    `key_fingerprint` of the master key that opened it (the caller compares it with its own,
+    so a new master key ends every session). Each session expires `ttl_s` after it was
+    opened, by the backend's clock, and leaves the store by itself. Calls raise
+    `StateBackendError` when the backend fails.
+    """
+
+    async def open(self, digest: str, key_fingerprint: str, ttl_s: float) -> None:
+        """Start the session `digest` for `ttl_s` seconds."""
+        ...
+
+    async def find(self, digest: str) -> str | None:
+        """The key fingerprint of the live session `digest`; None when there is none (never
+        opened, expired, revoked, or pushed out of a full memory store)."""
+        ...
+
+    async def revoke(self, digest: str) -> None:
+        """End the session `digest` now, if it is live."""
+        ...
+
+
+class EventChannel(Protocol):
+    """A pub/sub channel: whoever listens hears what is published, from every process;
+    nothing is stored."""
+
+    @property
+    def name(self) -> str:
+        """The channel's name, for status and log lines."""
+        ...
+
+    async def publish(self, messages: Sequence[bytes]) -> None:
+        """Publish `messages` in order; `StateBackendError` when the backend fails."""
         ...

@@ -1,4 +1,4 @@
-"""The in-process state backend: exact limits for one gateway process.
+"""The in-process state backend: exact limits and dashboard sessions for one gateway process.
 
 Sliding windows are sliding logs with running totals: every admitted request is an entry
 `(time, reservation, amount)`; entries older than the window leave it and their amounts leave
@@ -26,6 +26,7 @@ from stellara.state.periods import period_bounds
 # Float sums of costs drift by ~1e-12; a limit is not exceeded by rounding alone.
 EPSILON = 1e-9
 SWEEP_EVERY = 10_000  # admissions between sweeps of expired periods and empty windows
+MAX_SESSIONS = 1_000  # dashboard sessions kept at once; a sign-in past it ends the oldest
 
 
 @dataclass(slots=True)
@@ -209,11 +210,51 @@ def _matches(key: tuple[str, ...], scope: str, names: Sequence[str] | None) -> b
     return key[0] == scope and (names is None or key[1] in names)
 
 
+class MemorySessionStore:
+    """`SessionStore` for one process, holding at most `max_sessions`.
+
+    Only the master key opens a session, so the cap is against a script that signs in in a
+    loop: when full, expired sessions go first, then the oldest ones.
+    """
+
+    def __init__(self, clock: Clock | None = None, *, max_sessions: int = MAX_SESSIONS) -> None:
+        self._clock = clock or SystemClock()
+        self._max_sessions = max_sessions
+        # digest → (expires at, key fingerprint), oldest first
+        self._sessions: dict[str, tuple[float, str]] = {}
+
+    async def open(self, digest: str, key_fingerprint: str, ttl_s: float) -> None:
+        now = self._clock.time()
+        if len(self._sessions) >= self._max_sessions:
+            self._sweep(now)
+        while len(self._sessions) >= self._max_sessions:
+            del self._sessions[next(iter(self._sessions))]
+        self._sessions[digest] = (now + ttl_s, key_fingerprint)
+
+    async def find(self, digest: str) -> str | None:
+        session = self._sessions.get(digest)
+        if session is None:
+            return None
+        expires_at, key_fingerprint = session
+        if expires_at <= self._clock.time():
+            del self._sessions[digest]
+            return None
+        return key_fingerprint
+
+    async def revoke(self, digest: str) -> None:
+        self._sessions.pop(digest, None)
+
+    def _sweep(self, now: float) -> None:
+        for digest in [d for d, (expires_at, _) in self._sessions.items() if expires_at <= now]:
+            del self._sessions[digest]
+
+
 class MemoryBackend:
     """The `memory` state backend: nothing to connect to, always ready."""
 
     def __init__(self, clock: Clock | None = None) -> None:
         self._limits = MemoryLimitStore(clock)
+        self._sessions = MemorySessionStore(clock)
 
     @property
     def name(self) -> str:
@@ -234,6 +275,18 @@ class MemoryBackend:
     @property
     def breakers(self) -> None:
         return None  # one process: its breaker board is the only one
+
+    @property
+    def event_channel(self) -> None:
+        return None  # one process: nothing outside it listens
+
+    @property
+    def stats(self) -> None:
+        return None  # one process: its own statistics are the deployment's
+
+    @property
+    def sessions(self) -> MemorySessionStore:
+        return self._sessions
 
     async def ping(self) -> bool:
         return True

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 metadata = MetaData()
@@ -71,6 +72,8 @@ usage_records = Table(
     Column("error_type", String(64)),
     Column("prompt", Text),  # only with usage_store.log_content
     Column("completion", Text),
+    # The provider sent no usage (a stream cut short): tokens and cost are the gateway's count.
+    Column("usage_estimated", Boolean, nullable=False, server_default=false()),
     Index("ix_usage_started_at", "started_at"),
     Index("ix_usage_user_started_at", "user_id", "started_at"),
     Index("ix_usage_model_started_at", "model", "started_at"),

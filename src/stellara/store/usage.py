@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy.dialects import postgresql, sqlite
@@ -23,9 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from stellara._clock import Clock, SystemClock
 from stellara._tasks import finish_within
 from stellara.config.models import UsageStoreConfig
+from stellara.events import EventBus, RequestEnded
 from stellara.store.db import Database
 from stellara.store.tables import usage_records
-from stellara.telemetry.events import REQUEST_COMPLETED, REQUEST_FAILED, Event, EventBus
 
 logger = logging.getLogger(__name__)
 
@@ -38,41 +37,41 @@ CLOSE_TIMEOUT_S = 10.0
 # 50 rows keep each stop well under a millisecond (500 showed as +1 ms at p99, unloaded).
 SQLITE_ROWS_PER_STATEMENT = 50
 
+_CONTENT_COLUMNS = ("prompt", "completion")  # only with `log_content`
+
 Row = dict[str, Any]
 
 
-def usage_row(facts: Mapping[str, Any], *, failed: bool, now: float, log_content: bool) -> Row:
-    """The `usage_records` row for a `request.completed` / `request.failed` event's facts.
-
-    Facts a publisher left out get neutral values rather than losing the record; `message`
-    is never stored (it may echo the prompt), nor the content unless `log_content`.
-    """
+def usage_row(event: RequestEnded, *, log_content: bool) -> Row:
+    """The `usage_records` row of a request's end. The error's `message` is never stored (it
+    may echo the prompt), nor the content unless `log_content`."""
     row: Row = {
-        "request_id": facts["request_id"],
-        "started_at": float(facts.get("started_at", now)),
-        "user_id": facts["user"],
-        "team": facts.get("team"),
-        "key_id": facts.get("key_id"),
-        "key_prefix": facts.get("key_prefix"),
-        "session_id": facts.get("session_id"),
-        "model": facts["model"],
-        "provider": facts.get("provider") or None,  # "": failed before a target was chosen
-        "provider_model": facts.get("provider_model") or None,
-        "attempts": int(facts.get("attempts", 0)),
-        "cache": facts.get("cache", "miss"),
-        "stream": bool(facts.get("stream", False)),
-        "prompt_tokens": int(facts.get("prompt_tokens", 0)),
-        "completion_tokens": int(facts.get("completion_tokens", 0)),
-        "cached_tokens": int(facts.get("cached_tokens", 0)),
-        "cost_usd": float(facts.get("cost_usd", 0.0)),
-        "latency_ms": float(facts.get("latency_ms", 0.0)),
-        "ttfb_ms": facts.get("ttfb_ms"),
-        "status": int(facts.get("status", 500 if failed else 200)),
-        "error_type": facts.get("error") if failed else None,
+        "request_id": event.request_id,
+        "started_at": event.started_at,
+        "user_id": event.user,
+        "team": event.team,
+        "key_id": event.key_id,
+        "key_prefix": event.key_prefix,
+        "session_id": event.session_id,
+        "model": event.model,
+        "provider": event.provider or None,  # "": failed before a target was chosen
+        "provider_model": event.provider_model or None,
+        "attempts": event.attempts,
+        "cache": event.cache,
+        "stream": event.stream,
+        "prompt_tokens": event.prompt_tokens,
+        "completion_tokens": event.completion_tokens,
+        "cached_tokens": event.cached_tokens,
+        "cost_usd": event.cost_usd,
+        "usage_estimated": event.usage_estimated,
+        "latency_ms": event.latency_ms,
+        "ttfb_ms": event.ttfb_ms,
+        "status": event.status,
+        "error_type": event.error,
     }
     if log_content:  # every row of a writer has the same keys: one executemany per batch
-        row["prompt"] = facts.get("prompt")
-        row["completion"] = facts.get("completion")
+        row["prompt"] = event.prompt
+        row["completion"] = event.completion
     return row
 
 
@@ -92,14 +91,11 @@ class _BatchInsert:
         statement = (
             insert(usage_records).inline().on_conflict_do_nothing(index_elements=["request_id"])
         )
-        columns = list(
-            usage_row(
-                {"request_id": "", "user": "", "model": ""},
-                failed=False,
-                now=0.0,
-                log_content=log_content,
-            )
-        )
+        columns = [
+            column.name
+            for column in usage_records.columns
+            if column.name != "id" and (log_content or column.name not in _CONTENT_COLUMNS)
+        ]
         compiled = statement.compile(dialect=database.engine.dialect, column_keys=columns)
         self._sql = compiled.string
         self._order = tuple(compiled.positiontup or ())
@@ -198,20 +194,14 @@ class UsageWriter:
         }
 
     def attach(self, events: EventBus) -> None:
-        events.subscribe(REQUEST_COMPLETED, self._record)
-        events.subscribe(REQUEST_FAILED, self._record)
+        events.subscribe(RequestEnded, self._record)
 
-    def _record(self, event: Event) -> None:
+    def _record(self, event: RequestEnded) -> None:
         """The subscriber: runs on the request path, so no I/O and nothing to wait for."""
         if self._is_closed:
             self._drop(1, "after the usage writer closed")
             return
-        row = usage_row(
-            event.data,
-            failed=event.name == REQUEST_FAILED,
-            now=self._clock.time(),
-            log_content=self._config.log_content,
-        )
+        row = usage_row(event, log_content=self._config.log_content)
         if len(self._buffer) == self._buffer.maxlen:  # append drops the oldest
             self._drop(1, f"the buffer of {self._config.buffer_records} records is full")
         self._buffer.append(row)

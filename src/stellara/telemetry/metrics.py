@@ -3,10 +3,12 @@
 Two kinds of source feed them. Events (`attach`) move counters and histograms on the request
 path: each handler updates children cached by label tuple, a few microseconds per request.
 Readings the gateway keeps itself (breaker states, requests in flight, cache counts, the usage
-writer's buffer) are pulled by `refresh`, which the `/metrics` route calls before rendering.
+writer's buffer, the event bus's subscriber failures) are pulled by `refresh`, which the
+`/metrics` route calls before rendering.
 
 Labels stay bounded: provider ids, public model names, tiers, breaker ids and limit names all
-come from the config; user ids, keys, prompts and error messages never become labels.
+come from the config, event names from the code; user ids, keys, prompts and error messages
+never become labels.
 
 One process (`stellara serve`): `registry` holds the metrics and prometheus-client's process,
 platform and GC collectors. Several (`--workers N`): prometheus-client's multiprocess mode, set
@@ -39,20 +41,18 @@ from prometheus_client import (
     multiprocess,
 )
 
-from stellara.telemetry.events import (
-    BREAKER_CHANGED,
-    PROVIDER_HEALTHY,
-    PROVIDER_UNHEALTHY,
-    QUOTA_EXCEEDED,
-    QUOTA_WARNING,
-    RATE_LIMIT_EXCEEDED,
-    REQUEST_COMPLETED,
-    REQUEST_FAILED,
-    REQUEST_FALLBACK,
-    REQUEST_RETRY,
-    STATE_BACKEND_ERROR,
-    Event,
+from stellara.events import (
+    BreakerChanged,
     EventBus,
+    LimitRefused,
+    ProviderHealthChanged,
+    ProviderHealthy,
+    QuotaExceeded,
+    QuotaWarning,
+    RequestEnded,
+    RequestFellBack,
+    RequestRetried,
+    StateBackendFailed,
 )
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -68,6 +68,7 @@ _BLOCKED = "blocked"  # the limit that refuses a user blocked after a burst spik
 
 BreakerStates = Callable[[], Mapping[str, str]]
 CacheStats = Callable[[], Mapping[str, Any]]
+LocalLimitsReading = Callable[[], tuple[bool, Mapping[str, int]]]
 UsageStatus = Callable[[], Mapping[str, Any]]
 
 
@@ -135,6 +136,8 @@ class GatewayMetrics:
         cache_stats: `AnswerCache.stats`, when a cache is configured.
         in_flight: the number of requests in flight.
         usage_status: `UsageWriter.status`.
+        local_limits: whether this process enforces limits on its own now (the state backend
+            is down), and how many requests it admitted so, by tier (`limits.fallback`).
     """
 
     def __init__(
@@ -146,6 +149,7 @@ class GatewayMetrics:
         cache_stats: CacheStats | None = None,
         in_flight: Callable[[], int] | None = None,
         usage_status: UsageStatus | None = None,
+        local_limits: LocalLimitsReading | None = None,
     ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.multiprocess_dir = multiprocess_dir()
@@ -153,6 +157,7 @@ class GatewayMetrics:
         self._cache_stats = cache_stats
         self._in_flight_reading = in_flight
         self._usage_status = usage_status
+        self._local_limits = local_limits
         own_registry = None if self.multiprocess_dir else self.registry
         self._define_traffic(own_registry)
         self._define_state(own_registry)
@@ -171,6 +176,7 @@ class GatewayMetrics:
         self._usage: dict[tuple[str, str, str | None], _UsageSeries] = {}
         self._retries: dict[str, Counter] = {}
         self._followers: dict[tuple[Counter, str | None], _CountFollower] = {}
+        self._bus: EventBus | None = None  # set by `attach`: its subscriber failures are read
 
     def _define_traffic(self, registry: CollectorRegistry | None) -> None:
         """The metrics events move on every request. In multiprocess mode they are registered
@@ -247,6 +253,16 @@ class GatewayMetrics:
         self.state_backend_errors = counter(
             "stellara_state_backend_errors", "Failed state backend calls", ["operation"]
         )
+        self.limits_local = gauge(
+            "stellara_limits_local",
+            "1 while this process enforces limits on its own (the state backend is down)",
+            multiprocess_mode="livemax",
+        )
+        self.limits_local_admissions = counter(
+            "stellara_limits_local_admissions",
+            "Requests admitted on a process's own limits while the state backend was down",
+            ["tier"],
+        )
         self.cache_hits = counter("stellara_cache_hits", "Answer cache hits", ["level"])
         self.cache_misses = counter("stellara_cache_misses", "Answer cache misses", ["level"])
         self.cache_evictions = counter(
@@ -263,20 +279,23 @@ class GatewayMetrics:
         self.usage_dropped = counter(
             "stellara_usage_records_dropped", "Usage records dropped (buffer full, writer closed)"
         )
+        self.event_subscriber_failures = counter(
+            "stellara_event_subscriber_failures",
+            "Events a subscriber failed to take (a bug; the log has its traceback), by event",
+            ["event"],
+        )
 
     def attach(self, events: EventBus) -> None:
         """Subscribe to the gateway's events; call once, before serving."""
-        events.subscribe(REQUEST_COMPLETED, self._on_request)
-        events.subscribe(REQUEST_FAILED, self._on_request)
-        events.subscribe(REQUEST_RETRY, self._on_retry)
-        events.subscribe(REQUEST_FALLBACK, self._on_fallback)
-        events.subscribe(BREAKER_CHANGED, self._on_breaker)
-        events.subscribe(PROVIDER_HEALTHY, self._on_health)
-        events.subscribe(PROVIDER_UNHEALTHY, self._on_health)
-        events.subscribe(RATE_LIMIT_EXCEEDED, self._on_refusal)
-        events.subscribe(QUOTA_EXCEEDED, self._on_refusal)
-        events.subscribe(QUOTA_WARNING, self._on_quota_warning)
-        events.subscribe(STATE_BACKEND_ERROR, self._on_backend_error)
+        events.subscribe(RequestEnded, self._on_request)
+        events.subscribe(RequestRetried, self._on_retry)
+        events.subscribe(RequestFellBack, self._on_fallback)
+        events.subscribe(BreakerChanged, self._on_breaker)
+        events.subscribe(ProviderHealthChanged, self._on_health)
+        events.subscribe(LimitRefused, self._on_refusal)
+        events.subscribe(QuotaWarning, self._on_quota_warning)
+        events.subscribe(StateBackendFailed, self._on_backend_error)
+        self._bus = events
 
     def refresh(self) -> None:
         """Pull the readings the gateway keeps itself. Runs on the event loop (the sources
@@ -286,6 +305,14 @@ class GatewayMetrics:
                 self.breaker_state.labels(breaker).set(BREAKER_LEVELS[state])
         if self._in_flight_reading is not None:
             self.in_flight.set(self._in_flight_reading())
+        if self._bus is not None:
+            for name, failures in self._bus.subscriber_failures().items():
+                self._follow(self.event_subscriber_failures, name, failures)
+        if self._local_limits is not None:
+            is_local, by_tier = self._local_limits()
+            self.limits_local.set(1 if is_local else 0)
+            for tier, admitted in by_tier.items():
+                self._follow(self.limits_local_admissions, tier, admitted)
         if self._usage_status is not None:
             status = self._usage_status()
             self.usage_pending.set(status["pending"])
@@ -302,21 +329,20 @@ class GatewayMetrics:
                 if "evictions" in counts:
                     self._follow(self.cache_evictions, level, counts["evictions"])
 
-    def _follow(self, counter: Counter, level: str | None, total: float) -> None:
-        follower = self._followers.get((counter, level))
+    def _follow(self, counter: Counter, label: str | None, total: float) -> None:
+        follower = self._followers.get((counter, label))
         if follower is None:
-            child = counter if level is None else counter.labels(level)
-            follower = self._followers[(counter, level)] = _CountFollower(child)
+            child = counter if label is None else counter.labels(label)
+            follower = self._followers[(counter, label)] = _CountFollower(child)
         follower.follow(total)
 
-    def _on_request(self, event: Event) -> None:
-        data = event.data
-        model, provider, tier = data["model"], data["provider"], data["tier"]
-        key = (model, provider, data["status"], data["cache"])
+    def _on_request(self, event: RequestEnded) -> None:
+        model, provider, tier, status = event.model, event.provider, event.tier, event.status
+        key = (model, provider, status, event.cache)
         requests = self._requests.get(key)
         if requests is None:
             requests = self._requests[key] = self.requests.labels(
-                model, provider, str(data["status"]), data["cache"]
+                model, provider, str(status), event.cache
             )
         requests.inc()
         series = self._request_series.get(provider)
@@ -324,12 +350,12 @@ class GatewayMetrics:
             series = self._request_series[provider] = _RequestSeries(
                 self.request_duration.labels(provider), self.time_to_first_byte.labels(provider)
             )
-        series.duration.observe(data["latency_ms"] / 1000.0)
-        ttfb_ms = data["ttfb_ms"]
+        series.duration.observe(event.latency_ms / 1000.0)
+        ttfb_ms = event.ttfb_ms
         if ttfb_ms is not None:
             series.ttfb.observe(ttfb_ms / 1000.0)
-        prompt, completion = data["prompt_tokens"], data["completion_tokens"]
-        cached, cost = data["cached_tokens"], data["cost_usd"]
+        prompt, completion = event.prompt_tokens, event.completion_tokens
+        cached, cost = event.cached_tokens, event.cost_usd
         if not (prompt or completion or cached or cost):
             return  # refused or failed before any token: no usage series for it
         usage = self._usage.get((provider, model, tier))
@@ -353,43 +379,42 @@ class GatewayMetrics:
             self.cost.labels(provider, model, tier_label),
         )
 
-    def _on_retry(self, event: Event) -> None:
-        provider = event.data["provider"]
+    def _on_retry(self, event: RequestRetried) -> None:
+        provider = event.provider
         retries = self._retries.get(provider)
         if retries is None:
             retries = self._retries[provider] = self.retries.labels(provider)
         retries.inc()
 
-    def _on_fallback(self, event: Event) -> None:
-        self.fallbacks.labels(event.data["from_model"], event.data["to_model"]).inc()
+    def _on_fallback(self, event: RequestFellBack) -> None:
+        self.fallbacks.labels(event.from_model, event.to_model).inc()
 
-    def _on_breaker(self, event: Event) -> None:
-        breaker, state = event.data["breaker"], event.data["to"]
+    def _on_breaker(self, event: BreakerChanged) -> None:
+        breaker, state = event.breaker, event.to_state
         self.breaker_transitions.labels(breaker, state).inc()
         # At once, not only at the next refresh: other workers' scrapes see it too.
         self.breaker_state.labels(breaker).set(BREAKER_LEVELS[state])
 
-    def _on_health(self, event: Event) -> None:
-        is_healthy = event.name == PROVIDER_HEALTHY
-        self.provider_healthy.labels(event.data["provider"]).set(1 if is_healthy else 0)
+    def _on_health(self, event: ProviderHealthChanged) -> None:
+        is_healthy = isinstance(event, ProviderHealthy)
+        self.provider_healthy.labels(event.provider).set(1 if is_healthy else 0)
 
-    def _on_refusal(self, event: Event) -> None:
-        data = event.data
-        name = _bounded_limit(data["limit"])
-        if event.name == QUOTA_EXCEEDED:
+    def _on_refusal(self, event: LimitRefused) -> None:
+        name = _bounded_limit(event.limit)
+        if isinstance(event, QuotaExceeded):
             kind = "quota"
         elif name == _BLOCKED or name.startswith("burst:"):
             kind = "burst"
         else:
             kind = "rate"
-        counter = self.limit_shadow_rejections if data.get("shadow") else self.limit_rejections
+        counter = self.limit_shadow_rejections if event.shadow else self.limit_rejections
         counter.labels(kind, name).inc()
 
-    def _on_quota_warning(self, event: Event) -> None:
-        self.quota_warnings.labels(_bounded_limit(event.data["limit"])).inc()
+    def _on_quota_warning(self, event: QuotaWarning) -> None:
+        self.quota_warnings.labels(_bounded_limit(event.limit)).inc()
 
-    def _on_backend_error(self, event: Event) -> None:
-        self.state_backend_errors.labels(event.data["operation"]).inc()
+    def _on_backend_error(self, event: StateBackendFailed) -> None:
+        self.state_backend_errors.labels(event.operation).inc()
 
 
 def _bounded_limit(name: str) -> str:

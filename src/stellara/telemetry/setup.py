@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING, Any
 from stellara._clock import Clock
 from stellara.config.models import TelemetryConfig, TracingConfig
 from stellara.errors import ConfigError
+from stellara.events import EventBus
 from stellara.state.base import StateBackend
-from stellara.telemetry.events import EventBus
 from stellara.telemetry.sinks import QueueSink
+from stellara.telemetry.sinks.channel import ChannelEventSink
 from stellara.telemetry.sinks.log import EventLogSink
 from stellara.telemetry.sinks.webhook import WebhookClient, WebhookSink
 
 if TYPE_CHECKING:
-    from stellara.telemetry.sinks.redis import RedisEventSink
     from stellara.telemetry.tracing import RequestTracer
 
 CLOSE_TIMEOUT_S = 5.0
@@ -31,7 +31,7 @@ class Sinks:
         *,
         log: EventLogSink | None,
         webhooks: list[WebhookSink],
-        redis: RedisEventSink | None,
+        redis: ChannelEventSink | None,
         tracer: RequestTracer | None,
         client: WebhookClient,
     ) -> None:
@@ -70,7 +70,7 @@ def attach_sinks(
 ) -> Sinks:
     """Build the sinks `config` asks for and subscribe them to `events`.
 
-    Redis events need the Redis state backend (its client and key prefix). Raises
+    Redis events need a state backend with an event channel (Redis); others have none. Raises
     `ConfigError` when tracing is on without the packages it needs; nothing is subscribed then.
     """
     log = EventLogSink(config.log_events, clock=clock) if config.log_events.enabled else None
@@ -86,14 +86,9 @@ def attach_sinks(
     return sinks
 
 
-def _redis_sink(state: StateBackend, clock: Clock) -> RedisEventSink | None:
-    # Imported here: redis-py loads only in gateways that use Redis.
-    from stellara.state.redis import RedisBackend
-    from stellara.telemetry.sinks.redis import RedisEventSink, events_channel
-
-    if not isinstance(state, RedisBackend):
-        return None
-    return RedisEventSink(state.commands, events_channel(state.key_prefix), clock=clock)
+def _redis_sink(state: StateBackend, clock: Clock) -> ChannelEventSink | None:
+    channel = state.event_channel
+    return None if channel is None else ChannelEventSink(channel, clock=clock)
 
 
 def _tracer(config: TracingConfig, clock: Clock) -> RequestTracer:

@@ -26,14 +26,13 @@ from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
 from stellara._clock import Clock
-from stellara.telemetry.events import (
-    BREAKER_CHANGED,
-    QUOTA_EXCEEDED,
-    RATE_LIMIT_EXCEEDED,
-    REQUEST_COMPLETED,
-    REQUEST_FAILED,
-    Event,
+from stellara.events import (
+    BreakerChanged,
     EventBus,
+    LimitRefused,
+    QuotaExceeded,
+    RequestEnded,
+    RequestFailed,
 )
 
 SNAPSHOT_VERSION = 1  # snapshots of another layout (a rolling upgrade) are left out of a merge
@@ -444,11 +443,9 @@ class StatsCollector:
 
     def attach(self, events: EventBus) -> None:
         """Subscribe to the events counted."""
-        events.subscribe(REQUEST_COMPLETED, self._on_request)
-        events.subscribe(REQUEST_FAILED, self._on_request)
-        events.subscribe(BREAKER_CHANGED, self._on_breaker)
-        events.subscribe(RATE_LIMIT_EXCEEDED, self._on_refusal)
-        events.subscribe(QUOTA_EXCEEDED, self._on_refusal)
+        events.subscribe(RequestEnded, self._on_request)
+        events.subscribe(BreakerChanged, self._on_breaker)
+        events.subscribe(LimitRefused, self._on_refusal)
 
     @property
     def epoch(self) -> str:
@@ -473,36 +470,35 @@ class StatsCollector:
         self._stats.at = self._clock.time()
         return self._stats.snapshot()
 
-    def _on_request(self, event: Event) -> None:
-        data = event.data
+    def _on_request(self, event: RequestEnded) -> None:
         stats = self._stats
-        is_failed = event.name == REQUEST_FAILED
-        cost = data["cost_usd"]
-        fallbacks = data["fallbacks"]
+        is_failed = isinstance(event, RequestFailed)
+        cost = event.cost_usd
+        fallbacks = event.fallbacks
         stats.requests += 1
         stats.errors += is_failed
-        stats.prompt_tokens += data["prompt_tokens"]
-        stats.completion_tokens += data["completion_tokens"]
+        stats.prompt_tokens += event.prompt_tokens
+        stats.completion_tokens += event.completion_tokens
         stats.cost_usd += cost
-        stats.retries += data["retries"]
+        stats.retries += event.retries
         stats.fallbacks += fallbacks
-        cache = data["cache"]
+        cache = event.cache
         if cache == "hit":
             stats.cache_hits += 1
         elif cache == "semantic":
             stats.semantic_hits += 1
         else:
             stats.cache_misses += 1
-        model = stats.model(data["model"])
+        model = stats.model(event.model)
         model.requests += 1
         model.errors += is_failed
         model.fallbacks += fallbacks
         model.cost_usd += cost
-        user = stats.user(data["user"])
+        user = stats.user(event.user)
         user.requests += 1
         user.cost_usd += cost
-        _count_providers(stats, data, cost)
-        self._count_series(stats, is_failed, cost, data["latency_ms"])
+        _count_providers(stats, event)
+        self._count_series(stats, is_failed, cost, event.latency_ms)
 
     def _count_series(self, stats: Stats, is_failed: bool, cost: float, latency_ms: float) -> None:
         at = int(self._clock.time()) // SERIES_STEP_S * SERIES_STEP_S
@@ -517,17 +513,16 @@ class StatsCollector:
         bucket.cost_usd += cost
         bucket.latency.add(latency_ms)
 
-    def _on_breaker(self, event: Event) -> None:
-        data = event.data
-        change = BreakerChange(self._clock.time(), data["breaker"], data["from"], data["to"])
+    def _on_breaker(self, event: BreakerChanged) -> None:
+        at = self._clock.time()
+        change = BreakerChange(at, event.breaker, event.from_state, event.to_state)
         self._stats.breakers.append(change)
 
-    def _on_refusal(self, event: Event) -> None:
-        data = event.data
-        if data["shadow"]:  # reported, not enforced: nobody was refused
+    def _on_refusal(self, event: LimitRefused) -> None:
+        if event.shadow:  # reported, not enforced: nobody was refused
             return
-        limit = data["limit"]
-        if event.name == QUOTA_EXCEEDED:
+        limit = event.limit
+        if isinstance(event, QuotaExceeded):
             kind = "quota"
         elif limit.startswith("burst:") or limit == _BLOCKED:
             kind = "burst"
@@ -535,33 +530,34 @@ class StatsCollector:
             kind = "rate"
         stats = self._stats
         stats.rejections[kind] += 1
-        stats.user(data["user"]).rejections += 1
+        stats.user(event.user).rejections += 1
 
 
-def _count_providers(stats: Stats, data: Mapping[str, Any], cost: float) -> None:
+def _count_providers(stats: Stats, event: RequestEnded) -> None:
     """Each attempt to its provider and provider model; usage to the one that answered."""
-    for span in data["attempt_spans"]:
-        provider = stats.provider(span["provider"])
-        target = provider.target(span["model"])
-        duration_ms = span["duration_ms"]
+    for span in event.attempt_spans:
+        provider = stats.provider(span.provider)
+        target = provider.target(span.model)
+        duration_ms = span.duration_ms
         provider.requests += 1
         provider.latency.add(duration_ms)
         target.requests += 1
         target.latency.add(duration_ms)
-        error = span["error"]
+        error = span.error
         if error is not None:
             provider.errors += 1
             target.errors += 1
             by_type = provider.errors_by_type
             by_type[error] = by_type.get(error, 0) + 1
-    provider_id = data["provider"]
+    provider_id = event.provider
     if not provider_id or provider_id == CACHE_PROVIDER:
         return
+    cost = event.cost_usd
     provider = stats.provider(provider_id)
-    provider.prompt_tokens += data["prompt_tokens"]
-    provider.completion_tokens += data["completion_tokens"]
+    provider.prompt_tokens += event.prompt_tokens
+    provider.completion_tokens += event.completion_tokens
     provider.cost_usd += cost
-    provider.target(data["provider_model"]).cost_usd += cost
-    ttfb_ms = data["ttfb_ms"]
+    provider.target(event.provider_model).cost_usd += cost
+    ttfb_ms = event.ttfb_ms
     if ttfb_ms is not None:
         provider.ttfb.add(ttfb_ms)

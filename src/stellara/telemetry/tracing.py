@@ -21,7 +21,6 @@ import contextlib
 import importlib
 import sys
 import threading
-from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry import trace
@@ -34,43 +33,53 @@ from stellara import __version__
 from stellara._clock import Clock
 from stellara.config.models import TracingConfig
 from stellara.errors import ConfigError
-from stellara.telemetry.events import REQUEST_COMPLETED, REQUEST_FAILED
+from stellara.events import Attempt, RequestCompleted, RequestEnded, RequestFailed
 from stellara.telemetry.sinks import EventPatterns, Queued, QueueSink
 
 OTLP_MODULE = "opentelemetry.exporter.otlp.proto.http.trace_exporter"
 _SPANS_PER_TURN = 100  # a burst is traced in slices, letting requests run in between
 
-# (span attribute, event fact): set when the fact is present and not empty
-_REQUEST_ATTRIBUTES = (
-    ("gen_ai.request.model", "model"),
-    ("gen_ai.response.model", "provider_model"),
-    ("gen_ai.usage.input_tokens", "prompt_tokens"),
-    ("gen_ai.usage.output_tokens", "completion_tokens"),
-    ("gen_ai.usage.cache_read.input_tokens", "cached_tokens"),
-    ("http.response.status_code", "status"),
-    ("error.type", "error"),
-    ("stellara.request_id", "request_id"),
-    ("stellara.user", "user"),
-    ("stellara.team", "team"),
-    ("stellara.tier", "tier"),
-    ("stellara.provider", "provider"),
-    ("stellara.cache", "cache"),
-    ("stellara.stream", "stream"),
-    ("stellara.attempts", "attempts"),
-    ("stellara.retries", "retries"),
-    ("stellara.fallbacks", "fallbacks"),
-    ("stellara.cost_usd", "cost_usd"),
-    ("stellara.ttfb_ms", "ttfb_ms"),
-)
-_ATTEMPT_ATTRIBUTES = (
-    ("gen_ai.request.model", "model"),
-    ("stellara.provider", "provider"),
-    ("error.type", "error"),
-)
+
+def _request_attributes(event: RequestEnded) -> dict[str, Any]:
+    return _present(
+        {
+            "gen_ai.request.model": event.model,
+            "gen_ai.response.model": event.provider_model,
+            "gen_ai.usage.input_tokens": event.prompt_tokens,
+            "gen_ai.usage.output_tokens": event.completion_tokens,
+            "gen_ai.usage.cache_read.input_tokens": event.cached_tokens,
+            "http.response.status_code": event.status,
+            "error.type": event.error,
+            "stellara.request_id": event.request_id,
+            "stellara.user": event.user,
+            "stellara.team": event.team,
+            "stellara.tier": event.tier,
+            "stellara.provider": event.provider,
+            "stellara.cache": event.cache,
+            "stellara.stream": event.stream,
+            "stellara.attempts": event.attempts,
+            "stellara.retries": event.retries,
+            "stellara.fallbacks": event.fallbacks,
+            "stellara.cost_usd": event.cost_usd,
+            "stellara.usage_estimated": event.usage_estimated,
+            "stellara.ttfb_ms": event.ttfb_ms,
+        }
+    )
 
 
-def _attributes(pairs: tuple[tuple[str, str], ...], facts: Mapping[str, Any]) -> dict[str, Any]:
-    return {name: facts[fact] for name, fact in pairs if facts.get(fact) not in (None, "")}
+def _attempt_attributes(attempt: Attempt) -> dict[str, Any]:
+    return _present(
+        {
+            "gen_ai.request.model": attempt.model,
+            "stellara.provider": attempt.provider,
+            "error.type": attempt.error,
+        }
+    )
+
+
+def _present(attributes: dict[str, Any]) -> dict[str, Any]:
+    """The attributes whose fact is known: neither None nor empty."""
+    return {name: value for name, value in attributes.items() if value not in (None, "")}
 
 
 class RequestTracer(QueueSink):
@@ -92,7 +101,7 @@ class RequestTracer(QueueSink):
     ) -> None:
         super().__init__(
             "request tracer",
-            EventPatterns([REQUEST_COMPLETED, REQUEST_FAILED]),
+            EventPatterns([RequestCompleted.name, RequestFailed.name]),
             clock=clock,
             queue_max=queue_max,
             batch_max=_SPANS_PER_TURN,
@@ -113,36 +122,37 @@ class RequestTracer(QueueSink):
             await _shut_down(self._owned, max(0.0, deadline - loop.time()))
 
     async def _send(self, batch: list[Queued]) -> None:
-        for name, at, data in batch:
-            self._trace(name == REQUEST_FAILED, at, data)
+        for at, event in batch:
+            assert isinstance(event, RequestEnded)  # the only kinds its patterns take
+            self._trace(event, at)
         self._traced += len(batch)
         await asyncio.sleep(0)
 
-    def _trace(self, failed: bool, at: float, facts: Mapping[str, Any]) -> None:
-        latency_ns = int(float(facts.get("latency_ms") or 0.0) * 1e6)
-        started_at = facts.get("started_at")
-        start_ns = int(float(started_at) * 1e9) if started_at else int(at * 1e9) - latency_ns
+    def _trace(self, event: RequestEnded, at: float) -> None:
+        latency_ns = int(event.latency_ms * 1e6)
+        started_at = event.started_at
+        start_ns = int(started_at * 1e9) if started_at else int(at * 1e9) - latency_ns
         span = self._tracer.start_span(
             "stellara.request",
             kind=SpanKind.SERVER,
             start_time=start_ns,
-            attributes=_attributes(_REQUEST_ATTRIBUTES, facts),
+            attributes=_request_attributes(event),
         )
-        if failed:
-            span.set_status(Status(StatusCode.ERROR, str(facts.get("error") or "")))
+        if isinstance(event, RequestFailed):
+            span.set_status(Status(StatusCode.ERROR, event.error))
         parent = trace.set_span_in_context(span)
-        for attempt in facts.get("attempt_spans") or ():
-            begin_ns = start_ns + int(float(attempt.get("start_ms") or 0.0) * 1e6)
+        for attempt in event.attempt_spans:
+            begin_ns = start_ns + int(attempt.start_ms * 1e6)
             child = self._tracer.start_span(
                 "stellara.attempt",
                 context=parent,
                 kind=SpanKind.CLIENT,
                 start_time=begin_ns,
-                attributes=_attributes(_ATTEMPT_ATTRIBUTES, attempt),
+                attributes=_attempt_attributes(attempt),
             )
-            if attempt.get("error"):
-                child.set_status(Status(StatusCode.ERROR, str(attempt["error"])))
-            child.end(end_time=begin_ns + int(float(attempt.get("duration_ms") or 0.0) * 1e6))
+            if attempt.error:
+                child.set_status(Status(StatusCode.ERROR, attempt.error))
+            child.end(end_time=begin_ns + int(attempt.duration_ms * 1e6))
         span.end(end_time=start_ns + latency_ns)
 
 

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from importlib import resources
 from typing import TYPE_CHECKING
 
@@ -31,11 +32,15 @@ import tiktoken
 from stellara.schema.chat import (
     AssistantMessage,
     ChatRequest,
+    FunctionCall,
     FunctionMessage,
     ImagePart,
     Message,
     TextPart,
+    Tool,
+    ToolCall,
 )
+from stellara.tokens.budget import BoundedCount
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -184,73 +189,81 @@ class TokenCounter:
             self.encoding(model)
 
     def count_text(self, text: str, model: str) -> int:
-        """Tokens in `text` for `model`.
+        """Tokens in `text` for `model`: exact up to `budget.COUNTED_BYTES`, estimated from
+        samples past that (see `stellara.tokens.budget`)."""
+        return self.count_texts((text,), model)
 
-        Special-token text such as `<|endoftext|>` in user input counts as the plain text it
-        is, as the providers treat it, instead of raising the way `Encoding.encode` would.
-        """
-        return len(self.encoding(model).encode_ordinary(text))
+    def count_texts(self, texts: Sequence[str], model: str) -> int:
+        """Tokens in all of `texts` for `model`, within one request's budgets."""
+        count = BoundedCount(self.encoding(model))
+        count.each(texts, count.text)
+        return count.total()
 
     def count_prompt(self, request: ChatRequest, model: str) -> int:
         """Estimated prompt tokens of `request` sent to `model`, by OpenAI's chat accounting.
 
-        Text is counted exactly; images by a fixed estimate; tool and response-format
+        Text is counted exactly within the budgets of `stellara.tokens.budget`, and estimated
+        from samples beyond them; images by a fixed estimate; tool and response-format
         schemas by their JSON. Audio and file parts are not counted (their size is only
         known after decoding them).
         """
-        encoding = self.encoding(model)
-        total = REPLY_PRIMING_TOKENS
-        for message in request.messages:
-            total += TOKENS_PER_MESSAGE + _message_tokens(encoding, message)
-        for tool in request.tools or ():
-            function = tool.function
-            total += TOKENS_PER_TOOL + _count(encoding, function.name)
-            total += _count(encoding, function.description or "")
-            total += _count_json(encoding, function.parameters)
+        count = BoundedCount(self.encoding(model))
+        count.fixed(REPLY_PRIMING_TOKENS)
+        count.each(request.messages, partial(_add_message, count))
+        count.each(request.tools or (), partial(_add_tool, count))
         if request.response_format is not None and request.response_format.json_schema:
-            total += _count_json(encoding, request.response_format.json_schema.schema)
-        return total
+            _add_json(count, request.response_format.json_schema.schema)
+        return count.total()
 
 
-def _message_tokens(encoding: tiktoken.Encoding, message: Message) -> int:
-    """A message's role, name and content; the per-message framing is the caller's."""
+def _add_message(count: BoundedCount, message: Message) -> None:
+    """A message's framing, role, name and content."""
     role = type(message).__struct_config__.tag
-    total = _count(encoding, role if isinstance(role, str) else "")
+    count.fixed(TOKENS_PER_MESSAGE)
+    count.text(role if isinstance(role, str) else "")
     name = getattr(message, "name", None)
     if name and not isinstance(message, FunctionMessage):
-        total += TOKENS_PER_NAME + _count(encoding, name)
+        count.fixed(TOKENS_PER_NAME)
+        count.text(name)
     elif isinstance(message, FunctionMessage):
-        total += _count(encoding, message.name)
+        count.text(message.name)
     content = message.content
     if isinstance(content, str):
-        total += _count(encoding, content)
+        count.text(content)
     elif content is not None:
-        total += sum(_part_tokens(encoding, part) for part in content)
+        count.each(content, partial(_add_part, count))
     if isinstance(message, AssistantMessage):
-        for call in message.tool_calls or ():
-            total += _count(encoding, call.function.name)
-            total += _count(encoding, call.function.arguments)
+        count.each(message.tool_calls or (), partial(_add_call, count))
         if message.function_call is not None:
-            total += _count(encoding, message.function_call.name)
-            total += _count(encoding, message.function_call.arguments)
-    return total
+            _add_call(count, message.function_call)
 
 
-def _part_tokens(encoding: tiktoken.Encoding, part: object) -> int:
+def _add_part(count: BoundedCount, part: object) -> None:
     if isinstance(part, TextPart):
-        return _count(encoding, part.text)
-    if isinstance(part, ImagePart):
-        return IMAGE_TOKENS_LOW if part.image_url.detail == "low" else IMAGE_TOKENS_DEFAULT
-    refusal = getattr(part, "refusal", None)
-    return _count(encoding, refusal) if isinstance(refusal, str) else 0
+        count.text(part.text)
+    elif isinstance(part, ImagePart):
+        count.fixed(IMAGE_TOKENS_LOW if part.image_url.detail == "low" else IMAGE_TOKENS_DEFAULT)
+    else:
+        refusal = getattr(part, "refusal", None)
+        if isinstance(refusal, str):
+            count.text(refusal)
 
 
-def _count(encoding: tiktoken.Encoding, text: str) -> int:
-    return len(encoding.encode_ordinary(text)) if text else 0
+def _add_call(count: BoundedCount, call: ToolCall | FunctionCall) -> None:
+    function = call.function if isinstance(call, ToolCall) else call
+    count.text(function.name)
+    count.text(function.arguments)
 
 
-def _count_json(encoding: tiktoken.Encoding, value: object) -> int:
-    if value is None:
-        return 0
-    # Compact JSON: the schema as it appears in the rendered prompt, give or take spacing.
-    return _count(encoding, msgspec.json.encode(value).decode())
+def _add_tool(count: BoundedCount, tool: Tool) -> None:
+    function = tool.function
+    count.fixed(TOKENS_PER_TOOL)
+    count.text(function.name)
+    count.text(function.description or "")
+    _add_json(count, function.parameters)
+
+
+def _add_json(count: BoundedCount, value: object) -> None:
+    if value is not None:
+        # Compact JSON: the schema as it appears in the rendered prompt, give or take spacing.
+        count.text(msgspec.json.encode(value).decode())

@@ -17,7 +17,7 @@ from stellara.errors import (
     UpstreamUnavailableError,
 )
 from stellara.providers.anthropic.errors import error_from_event, error_from_response
-from stellara.providers.anthropic.wire import ErrorDetail
+from stellara.wire.anthropic import ErrorDetail
 
 
 def body(error_type: str, message: str) -> bytes:

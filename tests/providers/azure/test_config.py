@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stellara.config import parse_config
+from stellara.assembly.config import parse_config
 from stellara.errors import ConfigError
 from stellara.providers.azure import AzureSettings
 

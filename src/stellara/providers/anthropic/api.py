@@ -7,12 +7,13 @@ from collections.abc import AsyncGenerator
 
 from pydantic import Field
 
+from stellara.config.models import ProviderSettings
 from stellara.providers._http import UpstreamHTTP, parse_url
 from stellara.providers._sse import iter_sse
 from stellara.providers.anthropic.chat import build_messages_body, parse_message
 from stellara.providers.anthropic.errors import error_from_response
 from stellara.providers.anthropic.stream import AnthropicStreamParser
-from stellara.providers.base import ProviderAdapter, ProviderSettings
+from stellara.providers.base import ProviderAdapter
 from stellara.schema.chat import ChatCompletion, ChatCompletionChunk, ChatRequest
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"

@@ -34,7 +34,6 @@ from msgspec import UNSET
 
 from stellara import _json
 from stellara.errors import InvalidRequestError, UpstreamProtocolError
-from stellara.providers.anthropic import wire
 from stellara.schema.chat import (
     AssistantMessage,
     ChatCompletion,
@@ -59,6 +58,7 @@ from stellara.schema.chat import (
     UserContentPart,
     UserMessage,
 )
+from stellara.wire import anthropic as wire
 
 Role = Literal["user", "assistant"]
 

@@ -15,7 +15,7 @@ from stellara.errors import (
 )
 from stellara.providers._retry_after import parse_retry_after
 from stellara.providers._status import MAX_RELAYED_MESSAGE, error_for_status
-from stellara.providers.anthropic.wire import ErrorDetail, error_decoder
+from stellara.wire.anthropic import ErrorDetail, error_decoder
 
 # How Anthropic words a prompt that does not fit: "prompt is too long: 215000 tokens > 200000
 # maximum", and "input length and `max_tokens` exceed context limit: 198000 + 4096 > 200000".

@@ -21,7 +21,6 @@ from typing import get_args
 import msgspec
 
 from stellara.errors import UpstreamProtocolError
-from stellara.providers.anthropic import wire
 from stellara.providers.anthropic.chat import canonical_usage, completion_id, finish_reason_of
 from stellara.providers.anthropic.errors import error_from_event
 from stellara.schema.chat import (
@@ -31,6 +30,7 @@ from stellara.schema.chat import (
     FunctionCallDelta,
     ToolCallDelta,
 )
+from stellara.wire import anthropic as wire
 
 Chunks = tuple[ChatCompletionChunk, ...]
 _NOTHING: Chunks = ()

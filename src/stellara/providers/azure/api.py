@@ -6,7 +6,8 @@ from urllib.parse import quote
 
 from pydantic import Field
 
-from stellara.providers.base import ProviderAdapter, ProviderSettings
+from stellara.config.models import ProviderSettings
+from stellara.providers.base import ProviderAdapter
 from stellara.providers.openai.api import OpenAIAdapter
 
 

@@ -9,10 +9,11 @@ import aiohttp
 from yarl import URL
 
 from stellara._clock import Clock, SystemClock
+from stellara.config.models import ProviderSettings
 from stellara.errors import UpstreamError
 from stellara.providers._http import UpstreamHTTP, parse_url
 from stellara.providers._sse import iter_sse
-from stellara.providers.base import ProviderAdapter, ProviderSettings
+from stellara.providers.base import ProviderAdapter
 from stellara.providers.google.chat import (
     build_generate_body,
     parse_generate_response,

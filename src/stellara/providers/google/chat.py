@@ -31,25 +31,6 @@ import msgspec
 
 from stellara import _json
 from stellara.errors import ContentFilterError, InvalidRequestError, UpstreamProtocolError
-from stellara.providers.google.wire import (
-    Blob,
-    Candidate,
-    Content,
-    FileData,
-    FunctionCall,
-    FunctionCallingConfig,
-    FunctionDeclaration,
-    FunctionResponse,
-    GeminiTool,
-    GenerateContentRequest,
-    GenerateContentResponse,
-    GenerationConfig,
-    Part,
-    ToolConfig,
-    UsageMetadata,
-    request_encoder,
-    response_decoder,
-)
 from stellara.schema.chat import (
     AssistantMessage,
     AudioPart,
@@ -75,6 +56,25 @@ from stellara.schema.chat import (
     UserMessage,
 )
 from stellara.schema.chat import FunctionCall as CanonicalFunctionCall
+from stellara.wire.google import (
+    Blob,
+    Candidate,
+    Content,
+    FileData,
+    FunctionCall,
+    FunctionCallingConfig,
+    FunctionDeclaration,
+    FunctionResponse,
+    GeminiTool,
+    GenerateContentRequest,
+    GenerateContentResponse,
+    GenerationConfig,
+    Part,
+    ToolConfig,
+    UsageMetadata,
+    request_encoder,
+    response_decoder,
+)
 
 Role = Literal["system", "user", "model"]
 

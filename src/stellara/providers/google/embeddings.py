@@ -16,35 +16,13 @@ from stellara.schema.embeddings import (
     EmbeddingsResponse,
     EmbeddingsUsage,
 )
-
-
-class _Part(msgspec.Struct):
-    text: str
-
-
-class _Content(msgspec.Struct):
-    parts: list[_Part]
-
-
-class EmbedContentRequest(msgspec.Struct, rename="camel", omit_defaults=True):
-    model: str
-    content: _Content
-    output_dimensionality: int | None = None
-
-
-class BatchEmbedRequest(msgspec.Struct):
-    requests: list[EmbedContentRequest]
-
-
-class ContentEmbedding(msgspec.Struct):
-    values: list[float]
-
-
-class BatchEmbedResponse(msgspec.Struct):
-    embeddings: list[ContentEmbedding]
-
-
-_response_decoder = msgspec.json.Decoder(BatchEmbedResponse)
+from stellara.wire.google import (
+    BatchEmbedRequest,
+    Content,
+    EmbedContentRequest,
+    Part,
+    batch_embed_response_decoder,
+)
 
 
 def build_batch_embed_body(request: EmbeddingsRequest, model: str) -> bytes:
@@ -56,7 +34,7 @@ def build_batch_embed_body(request: EmbeddingsRequest, model: str) -> bytes:
         )
     name = f"models/{model.removeprefix('models/')}"
     requests = [
-        EmbedContentRequest(name, _Content([_Part(text)]), request.dimensions) for text in texts
+        EmbedContentRequest(name, Content([Part(text)]), request.dimensions) for text in texts
     ]
     return _json.encode(BatchEmbedRequest(requests))
 
@@ -66,7 +44,7 @@ def to_embeddings_response(
 ) -> EmbeddingsResponse:
     """The canonical list; base64 when the client asked for it, as OpenAI encodes it."""
     try:
-        answer = _response_decoder.decode(body)
+        answer = batch_embed_response_decoder.decode(body)
     except msgspec.DecodeError as exc:
         raise UpstreamProtocolError(
             f"provider {provider!r} sent an invalid embeddings answer: {exc}", provider=provider

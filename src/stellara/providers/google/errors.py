@@ -21,7 +21,7 @@ from stellara.errors import (
 )
 from stellara.providers._retry_after import parse_retry_after
 from stellara.providers._status import MAX_RELAYED_MESSAGE, error_for_status
-from stellara.providers.google.wire import GoogleErrorBody, GoogleErrorDetail, error_body_decoder
+from stellara.wire.google import GoogleErrorBody, GoogleErrorDetail, error_body_decoder
 
 _RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
 _AUTH_REASONS = frozenset(

@@ -18,12 +18,6 @@ from stellara.providers.google.chat import (
     to_usage,
 )
 from stellara.providers.google.errors import error_from_status, parse_error_body
-from stellara.providers.google.wire import (
-    Candidate,
-    GenerateContentResponse,
-    UsageMetadata,
-    response_decoder,
-)
 from stellara.schema.chat import (
     ChatCompletionChunk,
     ChunkChoice,
@@ -32,6 +26,12 @@ from stellara.schema.chat import (
     ToolCall,
     ToolCallDelta,
     Usage,
+)
+from stellara.wire.google import (
+    Candidate,
+    GenerateContentResponse,
+    UsageMetadata,
+    response_decoder,
 )
 
 

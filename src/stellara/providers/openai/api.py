@@ -6,9 +6,10 @@ from collections.abc import AsyncGenerator
 
 from yarl import URL
 
+from stellara.config.models import ProviderSettings
 from stellara.providers._http import UpstreamHTTP, parse_url
 from stellara.providers._sse import iter_sse
-from stellara.providers.base import ProviderAdapter, ProviderSettings
+from stellara.providers.base import ProviderAdapter
 from stellara.providers.openai.chat import build_chat_body, parse_chat_response
 from stellara.providers.openai.embeddings import build_embeddings_body, parse_embeddings_response
 from stellara.providers.openai.errors import error_from_response

@@ -12,7 +12,7 @@ from stellara.errors import (
 )
 from stellara.providers._retry_after import parse_retry_after
 from stellara.providers._status import MAX_RELAYED_MESSAGE, error_for_status
-from stellara.providers.openai.wire import OpenAIErrorDetail, error_body_decoder
+from stellara.wire.openai import OpenAIErrorDetail, error_body_decoder
 
 # OpenAI's `context_length_exceeded`; Azure's `content_filter` (its prompt filter).
 _BAD_REQUEST_KINDS: dict[str, type[UpstreamBadRequestError]] = {

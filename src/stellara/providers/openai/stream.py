@@ -5,8 +5,8 @@ from __future__ import annotations
 import msgspec
 
 from stellara.errors import UpstreamError, UpstreamProtocolError, UpstreamUnavailableError
-from stellara.providers.openai.wire import error_body_decoder
 from stellara.schema.chat import ChatCompletionChunk, chunk_decoder
+from stellara.wire.openai import error_body_decoder
 
 _DONE = b"[DONE]"
 

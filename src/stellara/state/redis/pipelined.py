@@ -30,12 +30,23 @@ from redis.exceptions import ResponseError
 Arg = bytes | str | int | float
 
 
+# A watchdog that fires this much later than it was due found the event loop busy: the time
+# was spent in this process, not waiting for Redis (whose reply may already sit in the socket).
+LOOP_STALL_S = 0.005
+
+
 class _Protocol(asyncio.Protocol):
     """The wire: writes batched per loop iteration, replies handed to waiters in order.
 
     One watchdog timer, not one per command (a timer per command was a tenth of the CPU in
     the profile): replies come in order, so the oldest waiter is the only one to watch. When
     it has waited `timeout_s`, the connection is closed and every waiter fails.
+
+    The wait is measured on the wire, not on a busy loop: when the watchdog fires late (the
+    loop was running something else, a large request body, say), every deadline moves by the
+    delay and the watchdog looks again after the loop has read its sockets. Otherwise a
+    process that stalls itself would blame Redis, and `on_failure: open` would then treat a
+    healthy Redis as down.
     """
 
     def __init__(self, timeout_s: float) -> None:
@@ -48,6 +59,7 @@ class _Protocol(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self._lost: BaseException | None = None
         self._watchdog: asyncio.TimerHandle | None = None
+        self._watchdog_due = 0.0
 
     @property
     def is_open(self) -> bool:
@@ -81,22 +93,34 @@ class _Protocol(asyncio.Protocol):
         deadline = self._loop.time() + self._timeout_s
         self._waiters.append((waiter, deadline))
         if self._watchdog is None:
-            self._watchdog = self._loop.call_at(deadline, self._watch)
+            self._arm(deadline)
         if not self._outgoing:
             self._loop.call_soon(self._flush)
         # hiredis' stub types the argument as a one-element tuple; any length is packed
         self._outgoing.append(hiredis.pack_command(tuple(args)))  # type: ignore[arg-type]
         return waiter
 
+    def _arm(self, due: float) -> None:
+        self._watchdog_due = due
+        self._watchdog = self._loop.call_at(due, self._watch)
+
     def _watch(self) -> None:
         self._watchdog = None
         if not self._waiters or self._lost is not None:
             return
+        now = self._loop.time()
+        stalled_s = now - self._watchdog_due
+        if stalled_s > LOOP_STALL_S:
+            # Look again once the loop has read its sockets, whatever the deadlines say: a
+            # reply that came in during the stall is still unread.
+            self._waiters = deque((waiter, at + stalled_s) for waiter, at in self._waiters)
+            self._arm(max(self._waiters[0][1], now + LOOP_STALL_S))
+            return
         _, deadline = self._waiters[0]
-        if deadline <= self._loop.time():
+        if deadline <= now:
             self.abort(TimeoutError(f"no reply from redis within {self._timeout_s:g} s"))
         else:
-            self._watchdog = self._loop.call_at(deadline, self._watch)
+            self._arm(deadline)
 
     def _flush(self) -> None:
         data, self._outgoing = b"".join(self._outgoing), []

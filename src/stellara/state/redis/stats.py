@@ -25,7 +25,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 import msgspec
 from redis.asyncio import Redis
@@ -33,6 +33,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from stellara.errors import StateBackendError
+from stellara.state.base import Epoch
 from stellara.state.redis.broadcast import Broadcast
 from stellara.state.redis.pubsub import SUBSCRIBE_TIMEOUT_S
 
@@ -100,13 +101,6 @@ return at
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
-
-
-class Epoch(NamedTuple):
-    """A reset: its id and when it happened (epoch seconds, Redis time)."""
-
-    id: str
-    at: float
 
 
 class RedisStatsShare:

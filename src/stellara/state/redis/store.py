@@ -36,8 +36,11 @@ from stellara.errors import StateBackendError
 from stellara.state.base import Admission, Amounts, Limit, LimitState, WindowLimit
 from stellara.state.redis.breakers import RedisBreakerSync
 from stellara.state.redis.cache import RedisCacheStore
+from stellara.state.redis.events import RedisEventChannel
 from stellara.state.redis.keys import RedisKeySync
 from stellara.state.redis.pipelined import PipelinedRedis
+from stellara.state.redis.sessions import RedisSessionStore
+from stellara.state.redis.stats import RedisStatsShare
 
 _RESET_ATTEMPTS = 5  # a reset races only with the creation of new keys in the same scope
 _PERIOD_KINDS = {"daily": "d", "monthly": "m", "session": "s"}
@@ -202,8 +205,8 @@ class RedisBackend:
     connection gets longer (`connect_timeout_s`): a burst of requests on a cold pool opens
     dozens at once, and a loaded process that timed those out would fail open needlessly.
     Dropped connections are replaced on the next call, so the backend recovers by itself.
-    `cache`, `breakers` and `keys` share the client; each one's listener holds one connection of its
-    own.
+    `cache`, `breakers`, `keys` and `sessions` share the client; each listener holds one connection
+    of its own.
     """
 
     def __init__(
@@ -242,6 +245,9 @@ class RedisBackend:
         )
         self._breakers = RedisBreakerSync(self._client, key_prefix=key_prefix, where=redact(url))
         self._keys = RedisKeySync(self._client, key_prefix=key_prefix, where=redact(url))
+        self._stats = RedisStatsShare(self._client, key_prefix=key_prefix)
+        self._events = RedisEventChannel(self._commands, key_prefix=key_prefix, where=where)
+        self._sessions = RedisSessionStore(self._client, key_prefix=key_prefix, where=where)
 
     @property
     def name(self) -> str:
@@ -264,10 +270,16 @@ class RedisBackend:
         return self._keys
 
     @property
-    def commands(self) -> PipelinedRedis:
-        """The pipelined connection of the request path, for publishers beside the state (the
-        Redis event sink)."""
-        return self._commands
+    def event_channel(self) -> RedisEventChannel:
+        return self._events
+
+    @property
+    def stats(self) -> RedisStatsShare:
+        return self._stats
+
+    @property
+    def sessions(self) -> RedisSessionStore:
+        return self._sessions
 
     @property
     def client(self) -> Redis:
@@ -288,6 +300,7 @@ class RedisBackend:
         # first: their listeners must not reconnect to a closing pool
         await self._breakers.close()
         await self._keys.close()
+        await self._stats.close()
         await self._cache.close()
         await self._commands.aclose()
         await self._client.aclose()

@@ -6,7 +6,8 @@ background task per sink takes events off that queue and does the I/O. A slow or
 destination therefore never slows a request: it only loses the events that no longer fit.
 `telemetry.setup.attach_sinks` builds the configured sinks.
 
-Facts that may echo a prompt (`message`, `prompt`, `completion`) never leave through a sink.
+Facts that may echo a prompt (`message`, `prompt`, `completion`) never leave through a sink:
+sinks encode `Event.public()`, on their task.
 """
 
 from __future__ import annotations
@@ -16,43 +17,43 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-import orjson
+import msgspec
 
 from stellara._clock import Clock
 from stellara._tasks import finish_within
-from stellara.telemetry.events import Event, EventBus, Subscriber
+from stellara.events import Event, EventBus
 
 logger = logging.getLogger(__name__)
-
-PRIVATE_FACTS = frozenset({"message", "prompt", "completion"})
 
 
 class Queued(NamedTuple):
     """An event waiting in a sink's queue, stamped when it was published."""
 
-    name: str
     at: float  # epoch s
-    data: Mapping[str, Any]
+    event: Event
 
 
-def public_facts(data: Mapping[str, Any]) -> dict[str, Any]:
-    """`data` without the facts that may carry content."""
-    return {key: value for key, value in data.items() if key not in PRIVATE_FACTS}
+class Envelope(msgspec.Struct, frozen=True, gc=False):
+    """An event as webhooks and Redis subscribers receive it."""
+
+    event: str
+    at: str  # ISO 8601
+    data: Event
+
+    @classmethod
+    def of(cls, queued: Queued) -> Envelope:
+        """`queued` without its content facts (`Event.public`)."""
+        event = queued.event
+        return cls(event.name, iso_time(queued.at), event.public())
 
 
 def iso_time(at: float) -> str:
     """`at` (epoch s) as ISO 8601 UTC with milliseconds, e.g. `2026-01-01T00:00:00.000Z`."""
     return datetime.fromtimestamp(at, tz=UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
-
-
-def to_json(value: Any) -> bytes:
-    """JSON for a sink: a fact of a type JSON lacks becomes its `str` rather than losing the
-    whole batch."""
-    return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS)
 
 
 class EventPatterns:
@@ -67,22 +68,10 @@ class EventPatterns:
     def matches(self, name: str) -> bool:
         return self._is_all or name in self._names or name.startswith(self._prefixes)
 
-    def subscribe(self, bus: EventBus, subscriber: Subscriber) -> None:
-        """Subscribe by exact name when the patterns allow it: publishers skip building events
-        nobody subscribed to by name, and a `*` subscription would make them build all."""
-        if self._is_all:
-            bus.subscribe("*", subscriber)
-        elif self._prefixes:
-            matches = self.matches
-
-            def filtered(event: Event) -> None:
-                if matches(event.name):
-                    subscriber(event)
-
-            bus.subscribe("*", filtered)
-        else:
-            for name in sorted(self._names):
-                bus.subscribe(name, subscriber)
+    def subscribe(self, bus: EventBus, subscriber: Callable[[Event], None]) -> None:
+        """Subscribe to the kinds the patterns match: publishers still skip building the
+        others (unless `*` asks for every event)."""
+        bus.subscribe_all(subscriber, matching=None if self._is_all else self.matches)
 
 
 class QueueSink(abc.ABC):
@@ -142,7 +131,7 @@ class QueueSink(abc.ABC):
         events = self._events
         if len(events) == events.maxlen:  # append drops the oldest
             self._drop(1, f"its queue of {events.maxlen} events is full")
-        events.append(Queued(event.name, self._clock.time(), event.data))
+        events.append(Queued(self._clock.time(), event))
         if len(events) >= self._batch_max or self._interval_s is None:
             self._wake.set()
 

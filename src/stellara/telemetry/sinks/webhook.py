@@ -26,16 +26,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
+from stellara import _json
 from stellara._clock import Clock
 from stellara.config.models import WebhookConfig
-from stellara.telemetry.sinks import (
-    EventPatterns,
-    Queued,
-    QueueSink,
-    iso_time,
-    public_facts,
-    to_json,
-)
+from stellara.telemetry.sinks import Envelope, EventPatterns, Queued, QueueSink
 
 logger = logging.getLogger(__name__)
 
@@ -129,9 +123,7 @@ class WebhookSink(QueueSink):
         }
 
     async def _send(self, batch: list[Queued]) -> None:
-        body = to_json(
-            [{"event": name, "at": iso_time(at), "data": public_facts(d)} for name, at, d in batch]
-        )
+        body = _json.encode([Envelope.of(queued) for queued in batch])
         retry_after_s: float | None = None
         for attempt in range(1 + self._config.max_retries):
             if attempt:

@@ -1,0 +1,78 @@
+"""The OpenAI dialect: `POST /v1/chat/completions`, `POST /v1/embeddings`, `GET /v1/models`."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from stellara import _json
+from stellara.schema.chat import ChatCompletion, ChatCompletionChunk, ChatRequest, request_decoder
+from stellara.schema.embeddings import (
+    EmbeddingsRequest,
+    EmbeddingsResponse,
+    embeddings_request_decoder,
+)
+from stellara.server.intake import json_response, open_model_call, response_headers
+from stellara.server.schemas import ErrorBody, ModelList
+from stellara.server.spec import Access, Call, Reply, Route
+from stellara.server.sse import OpenAIFrames, relay
+
+
+async def chat_completions(call: Call) -> web.StreamResponse:
+    ctx, chat = await open_model_call(call, request_decoder)
+    gateway = call.runtime.gateway
+    if chat.is_streaming:
+        return await relay(call, await gateway.open_stream(ctx, chat), OpenAIFrames())
+    completion = await gateway.complete(ctx, chat)
+    return web.Response(body=_json.encode(completion), headers=response_headers(call, is_json=True))
+
+
+async def embeddings(call: Call) -> web.StreamResponse:
+    ctx, request = await open_model_call(call, embeddings_request_decoder)
+    response = await call.runtime.gateway.embed(ctx, request)
+    return web.Response(body=_json.encode(response), headers=response_headers(call, is_json=True))
+
+
+async def list_models(call: Call) -> web.StreamResponse:
+    runtime = call.runtime
+    created = int(runtime.clock.time())
+    data = [
+        {"id": name, "object": "model", "created": created, "owned_by": "stellara"}
+        for name in runtime.models.visible_to(call.caller)
+    ]
+    return json_response(call, {"object": "list", "data": data})
+
+
+ROUTES = (
+    Route(
+        "POST",
+        "/v1/chat/completions",
+        chat_completions,
+        Access.MODEL,
+        "OpenAI Chat Completions",
+        Reply(
+            "A chat.completion, or with `stream: true` an SSE stream of chat.completion.chunk "
+            "events ending with `data: [DONE]`, or with an error event when the provider breaks "
+            "off. The `text/event-stream` schema is each event's `data`",
+            ChatCompletion,
+            stream=(ChatCompletionChunk, ErrorBody),
+        ),
+        body=ChatRequest,
+    ),
+    Route(
+        "POST",
+        "/v1/embeddings",
+        embeddings,
+        Access.MODEL,
+        "OpenAI Embeddings",
+        Reply("Embeddings", EmbeddingsResponse),
+        body=EmbeddingsRequest,
+    ),
+    Route(
+        "GET",
+        "/v1/models",
+        list_models,
+        Access.KEYED,
+        "The public models this key may use",
+        Reply("Model list", ModelList),
+    ),
+)

@@ -1,0 +1,117 @@
+"""The one way a streamed answer goes out: canonical chunks in, a dialect's SSE frames out.
+
+`relay` owns the upstream stream for the whole answer: however the answer ends (complete,
+broken upstream, client gone, a bug), the stream is closed, so its request is recorded and
+settled once and the provider stops generating tokens nobody reads.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+from aiohttp import web
+
+from stellara import _json
+from stellara.errors import InternalError, StellaraError, UpstreamError
+from stellara.inbound.anthropic import AnthropicStreamWriter
+from stellara.pipeline.gateway import ChunkStream
+from stellara.schema.chat import ChatCompletionChunk
+from stellara.server.errors import error_event
+from stellara.server.intake import response_headers
+from stellara.server.spec import Call, Dialect
+from stellara.wire import anthropic
+
+logger = logging.getLogger(__name__)
+
+
+class FrameEncoder(Protocol):
+    """Turns canonical chunks into one dialect's SSE frames; a fresh one per answer."""
+
+    dialect: Dialect
+
+    def feed(self, chunk: ChatCompletionChunk) -> bytes:
+        """The frames for `chunk` (empty when it adds nothing to send yet)."""
+        ...
+
+    def finish(self) -> bytes:
+        """The frames that end a complete answer."""
+        ...
+
+
+class OpenAIFrames:
+    """`data: <chunk>` per chunk, `data: [DONE]` at the end."""
+
+    dialect = Dialect.OPENAI
+
+    def feed(self, chunk: ChatCompletionChunk) -> bytes:
+        return b"data: " + _json.encode(chunk) + b"\n\n"
+
+    def finish(self) -> bytes:
+        return b"data: [DONE]\n\n"
+
+
+class AnthropicFrames:
+    """`event: <type>` + `data: <event>` for each Messages event the writer makes of a chunk."""
+
+    dialect = Dialect.ANTHROPIC
+
+    def __init__(self, writer: AnthropicStreamWriter) -> None:
+        self._writer = writer
+
+    def feed(self, chunk: ChatCompletionChunk) -> bytes:
+        return _frames(self._writer.feed(chunk))
+
+    def finish(self) -> bytes:
+        return _frames(self._writer.finish())
+
+
+def _frames(events: list[anthropic.StreamEvent]) -> bytes:
+    return b"".join(
+        b"event: %s\ndata: %s\n\n"
+        % (str(event.__struct_config__.tag).encode(), _json.encode(event))
+        for event in events
+    )
+
+
+async def relay(call: Call, stream: ChunkStream, encoder: FrameEncoder) -> web.StreamResponse:
+    """Send `stream` as SSE: one write per chunk; a stream broken upstream ends with the
+    dialect's error event, never with a normal end."""
+    headers = response_headers(call)
+    headers["Content-Type"] = "text/event-stream"
+    headers["Cache-Control"] = "no-cache"
+    response = web.StreamResponse(headers=headers)
+    try:
+        await response.prepare(call.request)
+        await _send(call, response, stream, encoder)
+    except (ConnectionError, OSError):
+        pass  # the client went away; closing the stream below stops paying for tokens
+    finally:
+        await stream.aclose()
+    return response
+
+
+async def _send(
+    call: Call, response: web.StreamResponse, stream: ChunkStream, encoder: FrameEncoder
+) -> None:
+    try:
+        async for chunk in stream:
+            frames = encoder.feed(chunk)
+            if frames:
+                await response.write(frames)
+    except UpstreamError as exc:
+        await response.write(error_event(encoder.dialect, exc))
+        return
+    except StellaraError as exc:  # the encoder refused what the provider sent
+        stream.fail(exc)
+        await response.write(error_event(encoder.dialect, exc))
+        return
+    except (ConnectionError, OSError):
+        raise  # the client left, not a bug: `relay` ends the stream as that
+    except Exception:  # headers are out: the error can only be an event now
+        logger.exception("unexpected error in the stream of request %s", call.request_id)
+        error = InternalError.of_request(call.request_id)
+        stream.fail(error)
+        await response.write(error_event(encoder.dialect, error))
+        return
+    await response.write(encoder.finish())
