@@ -328,6 +328,15 @@ async def test_limiter_remembers_a_refusal_no_request_can_pass():
     assert r.limiter.guard.check(principal) == (None, None)
 
 
+async def test_limiter_does_not_remember_a_refusal_of_the_local_fallback():
+    """Refused by this process's own limits during an outage: once Redis answers again, its
+    count decides at once, not a memory of the outage."""
+    r = rig({"rate": {"window_s": 60, "requests": 1}}, store=DownStore())
+    assert (await r.admit()).refusal is None
+    assert (await r.admit()).refusal is not None
+    assert r.limiter.guard.check(Principal("alice", "key_a")) == (None, None)
+
+
 async def test_limiter_does_not_remember_a_refusal_a_smaller_request_could_pass():
     r = rig({"rate": {"window_s": 60, "tokens": 100}})
     assert (await r.admit({"requests": 1, "tokens": 150})).refusal is not None

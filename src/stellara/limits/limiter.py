@@ -205,7 +205,9 @@ class Limiter:
             event = self.events.refused(policy, denied, admission, reservation)
             if not policy.is_shadow:
                 ticket.refusal = refusal = _refusal(denied, admission)
-                if _passes_no_request(denied, policy):
+                # Only the shared count is remembered: a refusal by this process's fallback
+                # limits would outlive the outage, refusing what Redis admits once back.
+                if store is self._store and _passes_no_request(denied, policy):
                     until = self._clock.monotonic() + refusal.retry_after_s
                     memo = Refusal(until, type(refusal), refusal.message, event)
                     self.guard.remember(policy.user, denied.name, memo)
