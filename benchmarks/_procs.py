@@ -1,5 +1,5 @@
-"""Subprocess helpers the benchmark scripts share: free ports, core pinning, and a process
-that is up (listening) for the length of a `with` block."""
+"""Subprocess helpers the benchmark scripts share: free ports, core pinning, a process that is
+up (listening) for the length of a `with` block, and a Redis of a script's own."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 STELLARA = [sys.executable, "-m", "stellara.cli"]
 
@@ -46,3 +47,31 @@ def process(args: list[str], port: int) -> Iterator[None]:
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+class PrivateRedis:
+    """A Redis of the suite's own on a free port, so it may stop it (the machine's is not ours)."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._log = workdir / "redis.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
+        args += ["--save", "", "--appendonly", "no", "--logfile", str(self._log)]
+        self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL)
+        wait_for_port(self.port)
+
+    def crash(self) -> None:
+        """SIGKILL: no goodbye to its clients, and it comes back empty."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+
+    def keys(self) -> int:
+        out = subprocess.run(
+            ["redis-cli", "-p", str(self.port), "DBSIZE"], capture_output=True, text=True
+        )
+        return int(out.stdout.strip() or 0)

@@ -1,5 +1,6 @@
-"""Reliability suite: upstream faults, a steady soak and a shutdown under load, against real
-processes (`stellara simulate` and `stellara serve`), printed as one table.
+"""Reliability suite: upstream faults, a steady soak, a shutdown under load, backend outages
+and hostile tenants, against real processes (`stellara simulate` and `stellara serve`),
+printed as one table.
 
     .venv/bin/python benchmarks/reliability.py            # full: 10-minute soak
     .venv/bin/python benchmarks/reliability.py --short    # CI: 20-second soak
@@ -8,8 +9,8 @@ Every fault runs non-streaming and streaming, against a model with a healthy sec
 (the client must get an answer from it) and against a model with one target (the client must
 get the documented error status). Afterwards every request a client saw answered must have
 exactly one usage record, and the gateway's file descriptors must be back where they were.
-The soak reports RSS and fd growth after warm-up and p99 per third of the run. The exit status
-is 1 when any figure that must be zero is not.
+The soak reports RSS and fd growth after warm-up and p99 per third of the run. The hostile
+tenants' rows are `hostile.py`'s. The exit status is 1 when any figure that must be zero is not.
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ import aiohttp
 import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _procs import free_port, wait_for_port
+from _procs import PrivateRedis, free_port
+from _report import Row, table
+from hostile import hostile_tenants
 
 STELLARA = [sys.executable, "-m", "stellara.cli"]
 KEY = "sk-reliability-key-0001"
@@ -102,17 +105,6 @@ FAULTS: list[Fault] = [
         *_500,
     ),
 ]
-
-
-@dataclass
-class Row:
-    scenario: str
-    outcome: str
-    requests: int
-    server_errors: int = 0  # 5xx the scenario did not promise
-    lost_records: int | None = None
-    growth: str = ""
-    is_ok: bool = True
 
 
 @dataclass
@@ -404,34 +396,6 @@ async def records_row(usage_url: str, answered: list[str], scenario: str) -> Row
     )
 
 
-class PrivateRedis:
-    """A Redis of the suite's own on a free port, so it may stop it (the machine's is not ours)."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self._log = workdir / "redis.log"
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
-        args += ["--save", "", "--appendonly", "no", "--logfile", str(self._log)]
-        self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL)
-        wait_for_port(self.port)
-
-    def crash(self) -> None:
-        """SIGKILL: no goodbye to its clients, and it comes back empty."""
-        if self._process is not None and self._process.poll() is None:
-            self._process.kill()
-            self._process.wait()
-
-    def keys(self) -> int:
-        out = subprocess.run(
-            ["redis-cli", "-p", str(self.port), "DBSIZE"], capture_output=True, text=True
-        )
-        return int(out.stdout.strip() or 0)
-
-
 class PrivatePostgres:
     """A PostgreSQL cluster of the suite's own (initdb in a temporary folder, as the
     `postgres` user when run as root), so it may stop and restart it."""
@@ -629,28 +593,10 @@ async def run(short: bool, soak_s: float) -> list[Row]:
             gateway.stop()
         rows.append(await records_row(usage_url, seen.answered, "usage records (SQLite)"))
         rows += await backend_outages(timeout, Path(tmp))
+        hostile = Path(tmp) / "hostile"
+        hostile.mkdir()
+        rows += await hostile_tenants(hostile)
         return rows
-
-
-def table(rows: list[Row]) -> str:
-    header = ("scenario", "outcome", "requests", "5xx!", "lost", "growth", "ok")
-    cells = [
-        (
-            r.scenario,
-            r.outcome,
-            str(r.requests),
-            str(r.server_errors),
-            "" if r.lost_records is None else str(r.lost_records),
-            r.growth,
-            "yes" if r.is_ok else "NO",
-        )
-        for r in rows
-    ]
-    widths = [max(len(c[i]) for c in [header, *cells]) for i in range(len(header))]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(cell, widths, strict=True)) for cell in cells]
-    return "\n".join(lines)
 
 
 def main() -> int:

@@ -1,6 +1,7 @@
 """The reliability suite's short form (`benchmarks/reliability.py --short`): every fault
 scenario gives the promised outcome and counts against the breaker, Redis and PostgreSQL crashed
-under load change no answer, SIGTERM under load exits 0, no usage record is lost.
+under load change no answer, SIGTERM under load exits 0, no usage record is lost, and every
+hostile tenant's attack is held off.
 
 Resource growth is judged by the full run only: a soak of a few seconds cannot tell warm-up
 from growth, and the full run's table in the README says where it stands."""
@@ -40,3 +41,5 @@ def test_reliability_suite_short_form_keeps_every_promise(tmp_path: Path) -> Non
     assert len(records) == 2, report
     outages = [row for row in rows if "crashed 3 s under load" in row]
     assert len(outages) == 2, report
+    attacks = ("over-limit tenant floods", "client hangs up mid-stream", "access log on")
+    assert all(any(row.startswith(attack) for row in rows) for attack in attacks), report
