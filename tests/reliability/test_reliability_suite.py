@@ -3,8 +3,9 @@ scenario gives the promised outcome and counts against the breaker, Redis and Po
 under load change no answer, SIGTERM under load exits 0, no usage record is lost, and every
 hostile tenant's attack is held off.
 
-Resource growth is judged by the full run only: a soak of a few seconds cannot tell warm-up
-from growth, and the full run's table in the README says where it stands."""
+Resource growth and the flooded tenant's p99 are judged by the full run only: a soak of a few
+seconds cannot tell warm-up from growth, a timing swings on a loaded machine, and the full run's
+table in the README says where they stand."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 SUITE = Path(__file__).parents[2] / "benchmarks" / "reliability.py"
-GROWTH_ROWS = ("after the fault matrix", "soak ")
+# Judged on the full run only: growth needs a long soak, and the other tenant's p99 under a
+# flood is a timing (asserted on its own by tests/reliability/test_large_body_flood.py).
+FULL_RUN_ROWS = ("after the fault matrix", "soak ", "other tenant during that flood")
 
 
 @pytest.mark.timeout(330)  # the suite's own run (~50 s, more on a loaded machine), bounded at 300
@@ -33,7 +36,7 @@ def test_reliability_suite_short_form_keeps_every_promise(tmp_path: Path) -> Non
     rows = [line for line in result.stdout.splitlines() if line.rstrip().endswith((" yes", " NO"))]
     assert len(rows) > 60, report
     broken = [
-        row for row in rows if row.rstrip().endswith(" NO") and not row.startswith(GROWTH_ROWS)
+        row for row in rows if row.rstrip().endswith(" NO") and not row.startswith(FULL_RUN_ROWS)
     ]
     assert broken == [], report
     assert "SKIPPED" not in result.stdout, report  # CI has redis-server and PostgreSQL

@@ -56,7 +56,8 @@ async def gateway(
         slow_sim.url,
         limits={"tiers": {"default": TIER}},
         usage_store={"url": f"sqlite:///{tmp_path / 'usage.db'}", "flush_interval_s": 0.05},
-        resilience={"timeout_s": 1, "retry": {"base_delay_ms": 1, "max_delay_ms": 5}},
+        # Time enough for the 24 chunks 20 ms apart on a loaded machine; the stall test waits it.
+        resilience={"timeout_s": 3, "retry": {"base_delay_ms": 1, "max_delay_ms": 5}},
     )
     return await start_gateway(config)
 

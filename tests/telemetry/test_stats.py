@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import random
-import time
 from typing import Any
 
 import msgspec
@@ -373,20 +372,3 @@ def test_adopt_joins_an_epoch_without_clearing(bus: EventBus, collector: StatsCo
     collector.adopt("e1")
     assert collector.epoch == "e1"
     assert current(collector).requests == 1
-
-
-def test_request_event_costs_under_ten_microseconds(clock: ManualClock) -> None:
-    """The target on the request path; best of five runs, so a busy machine rarely fails it."""
-    collector = StatsCollector(clock)
-    rng = random.Random(1)
-    events = [
-        request(user=f"u{i % 300}", latency_ms=rng.uniform(5, 900), ttfb_ms=3.0)
-        for i in range(5000)
-    ]
-    best = math.inf
-    for _ in range(5):
-        started = time.perf_counter()
-        for event in events:
-            collector._on_request(event)
-        best = min(best, (time.perf_counter() - started) / len(events))
-    assert best < 10e-6, f"{best * 1e6:.1f} µs per event"

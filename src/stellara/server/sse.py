@@ -28,7 +28,9 @@ logger = logging.getLogger(__name__)
 class FrameEncoder(Protocol):
     """Turns canonical chunks into one dialect's SSE frames; a fresh one per answer."""
 
-    dialect: Dialect
+    def start(self) -> bytes:
+        """The frames sent before the first chunk (empty when the dialect has none)."""
+        ...
 
     def feed(self, chunk: ChatCompletionChunk) -> bytes:
         """The frames for `chunk` (empty when it adds nothing to send yet)."""
@@ -38,8 +40,24 @@ class FrameEncoder(Protocol):
         """The frames that end a complete answer."""
         ...
 
+    def fail(self, error: StellaraError) -> bytes:
+        """The frames that end an answer broken after it started."""
+        ...
 
-class OpenAIFrames:
+
+class _ErrorEventEnd:
+    """No opening frames; a broken answer ends with the dialect's error event."""
+
+    dialect: Dialect
+
+    def start(self) -> bytes:
+        return b""
+
+    def fail(self, error: StellaraError) -> bytes:
+        return error_event(self.dialect, error)
+
+
+class OpenAIFrames(_ErrorEventEnd):
     """`data: <chunk>` per chunk, `data: [DONE]` at the end."""
 
     dialect = Dialect.OPENAI
@@ -51,7 +69,7 @@ class OpenAIFrames:
         return b"data: [DONE]\n\n"
 
 
-class AnthropicFrames:
+class AnthropicFrames(_ErrorEventEnd):
     """`event: <type>` + `data: <event>` for each Messages event the writer makes of a chunk."""
 
     dialect = Dialect.ANTHROPIC
@@ -83,6 +101,9 @@ async def relay(call: Call, stream: ChunkStream, encoder: FrameEncoder) -> web.S
     response = web.StreamResponse(headers=headers)
     try:
         await response.prepare(call.request)
+        opening = encoder.start()
+        if opening:
+            await response.write(opening)
         await _send(call, response, stream, encoder)
     except (ConnectionError, OSError):
         pass  # the client went away; closing the stream below stops paying for tokens
@@ -100,11 +121,11 @@ async def _send(
             if frames:
                 await response.write(frames)
     except UpstreamError as exc:
-        await response.write(error_event(encoder.dialect, exc))
+        await response.write(encoder.fail(exc))
         return
     except StellaraError as exc:  # the encoder refused what the provider sent
         stream.fail(exc)
-        await response.write(error_event(encoder.dialect, exc))
+        await response.write(encoder.fail(exc))
         return
     except (ConnectionError, OSError):
         raise  # the client left, not a bug: `relay` ends the stream as that
@@ -112,6 +133,6 @@ async def _send(
         logger.exception("unexpected error in the stream of request %s", call.request_id)
         error = InternalError.of_request(call.request_id)
         stream.fail(error)
-        await response.write(error_event(encoder.dialect, error))
+        await response.write(encoder.fail(error))
         return
     await response.write(encoder.finish())
