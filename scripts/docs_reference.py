@@ -293,7 +293,7 @@ def _value_text(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return f"{value:g}"
+        return f"{value:.15g}"  # `g` alone rounds to 6 digits and writes 2592000 as 2.592e+06
     if isinstance(value, int | str):
         return str(value)
     return json.dumps(value)

@@ -10,6 +10,7 @@ StellaraError                     .status_code .error_type .code .param
 │   ├── RouteNotFoundError        404, an unknown path
 │   ├── MethodNotAllowedError     405
 │   ├── PayloadTooLargeError      413
+│   │   └── StoredResponseTooLargeError  a response to store is larger than the whole store
 │   └── RateLimitedError          429, .retry_after_s (a rate limit, a burst)
 │       ├── QuotaExceededError    429, `insufficient_quota`: a daily, monthly or session quota
 │       └── ConcurrencyLimitedError  429: as many calls in flight as the tier allows
@@ -108,6 +109,22 @@ class PayloadTooLargeError(ClientError):
     status_code = 413
     error_type = "invalid_request_error"
     code = "payload_too_large"
+
+
+class StoredResponseTooLargeError(PayloadTooLargeError):
+    """A Responses API response to store (with its input and conversation) is larger on its
+    own than `responses.max_stored_bytes`, so no eviction could make room for it. Raised
+    before anything is stored or evicted; the client can send the request with
+    `store: false` instead."""
+
+    def __init__(self, size: int, max_stored_bytes: int) -> None:
+        super().__init__(
+            f"The response and its input come to {size} bytes, more than the "
+            f"{max_stored_bytes} bytes this gateway stores in all; send it with store: false.",
+            param="store",
+        )
+        self.size = size
+        self.max_stored_bytes = max_stored_bytes
 
 
 class RateLimitedError(ClientError):

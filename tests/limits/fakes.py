@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from stellara.errors import StateBackendError
-from stellara.state.base import Admission, Amounts, Limit, LimitState, SessionStore
+from stellara.state.base import (
+    Admission,
+    Amounts,
+    Limit,
+    LimitState,
+    SessionStore,
+    StoredResponse,
+)
 
 START = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
@@ -51,14 +58,30 @@ class DownSessionStore:
         raise StateBackendError("redis state backend: connection refused")
 
 
+class DownResponsesStore:
+    """A `ResponsesStore` whose backend is unreachable."""
+
+    async def put(
+        self, response_id: str, user: str, blob: bytes, ttl_s: float, *, max_stored_bytes: int
+    ) -> None:
+        raise StateBackendError("redis state backend: connection refused")
+
+    async def get(self, response_id: str) -> StoredResponse | None:
+        raise StateBackendError("redis state backend: connection refused")
+
+    async def delete(self, response_id: str) -> bool:
+        raise StateBackendError("redis state backend: connection refused")
+
+
 class DownBackend:
-    """A `StateBackend` whose server is unreachable: every limit and session call fails,
-    `ping` says no. `sessions` replaces the failing session store (a test of the limits
+    """A `StateBackend` whose server is unreachable: every limit, session and responses call
+    fails, `ping` says no. `sessions` replaces the failing session store (a test of the limits
     alone that needs a signed-in dashboard)."""
 
     def __init__(self, sessions: SessionStore | None = None) -> None:
         self.limits = DownStore()
         self.sessions = sessions or DownSessionStore()
+        self.responses = DownResponsesStore()
 
     @property
     def name(self) -> str:

@@ -330,6 +330,31 @@ class CacheConfig(StrictModel):
     semantic: SemanticCacheConfig = Field(default_factory=SemanticCacheConfig)
 
 
+class ResponsesConfig(StrictModel):
+    """The Responses API's stored responses: with `store: true` in a request (OpenAI's
+    default) the response, its input and the conversation so far are kept in the state
+    backend, so `GET /v1/responses/{id}` and `previous_response_id` work on every gateway
+    process sharing it (with `state.backend: memory`, in this process only, and lost on
+    restart).
+
+    Attributes:
+        store: `false` stores nothing, whatever a request asks; its `store` is then answered
+            `false`.
+        retention_s: How long a response stays stored after it was answered (OpenAI keeps
+            them 30 days); then reading or continuing it is a 404.
+        max_stored_bytes: The most that every stored response together may hold (each
+            counted by its id, user and encoded content); storing past it evicts the oldest
+            first. A response larger than this on its own is refused with 413. With the
+            memory backend it is held in the process's memory.
+    """
+
+    store: bool = True
+    # At most a year: a longer one is likelier milliseconds written for seconds than meant.
+    retention_s: float = Field(default=2_592_000.0, gt=0, le=366 * 86_400)
+    # At least a mebibyte: a smaller cap would refuse ordinary conversations outright.
+    max_stored_bytes: int = Field(default=1024**3, ge=1024**2, le=1024**4)
+
+
 class CatalogEntryConfig(StrictModel):
     """A `catalog:` entry: overrides the shipped entry for `provider_model`, or adds one.
 
@@ -407,3 +432,4 @@ class StellaraConfig(StrictModel):
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     catalog: list[CatalogEntryConfig] = Field(default_factory=list)
     cache: CacheConfig | None = None
+    responses: ResponsesConfig = Field(default_factory=ResponsesConfig)

@@ -1,6 +1,6 @@
-"""Shared state: where limits and quotas, breakers, key changes, caches, statistics and
-dashboard sessions keep what all gateway processes must agree on. `memory` for one process,
-`redis` for many."""
+"""Shared state: where limits and quotas, breakers, key changes, caches, statistics,
+dashboard sessions and stored Responses API responses keep what all gateway processes must
+agree on. `memory` for one process, `redis` for many."""
 
 from __future__ import annotations
 

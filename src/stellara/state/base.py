@@ -156,6 +156,11 @@ class StateBackend(Protocol):
         """The dashboard's sign-in sessions, seen by every process sharing the backend."""
         ...
 
+    @property
+    def responses(self) -> ResponsesStore:
+        """The Responses API's stored responses, seen by every process sharing the backend."""
+        ...
+
     async def ping(self) -> bool:
         """Whether the backend answers now (readiness)."""
         ...
@@ -332,6 +337,59 @@ class SessionStore(Protocol):
 
     async def revoke(self, digest: str) -> None:
         """End the session `digest` now, if it is live."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    """What `ResponsesStore.get` finds: the `user` who stored it and the caller's `blob`."""
+
+    user: str
+    blob: bytes
+
+
+def stored_bytes(response_id: str, user: str, blob: bytes) -> int:
+    """What one stored response counts against `max_stored_bytes`: its id, user and blob, in
+    bytes. The backends' own bookkeeping is not counted, so the cap is in the caller's terms
+    and the same on every backend."""
+    return len(response_id.encode()) + len(user.encode()) + len(blob)
+
+
+class ResponsesStore(Protocol):
+    """The Responses API's stored responses (`store: true`), kept where every gateway process
+    finds them, so that `previous_response_id` continues a conversation on any of them.
+
+    Values are opaque bytes: the caller encodes what it stores (the response, its input
+    items, the conversation so far). Each entry expires `ttl_s` after it was stored, by the
+    backend's clock. All entries together hold at most `max_stored_bytes` (as
+    `stored_bytes` counts them): storing past it evicts the oldest-stored entries first, so
+    the conversations that go on keep their latest turns. The store keeps the `user` but
+    does not scope by it: the caller answers 404 for another user's response. Calls raise
+    `StateBackendError` when the backend fails.
+    """
+
+    async def put(
+        self, response_id: str, user: str, blob: bytes, ttl_s: float, *, max_stored_bytes: int
+    ) -> None:
+        """Store `blob` under `response_id` for `ttl_s` seconds, replacing any entry of that
+        id, after evicting the oldest entries until all fit in `max_stored_bytes`.
+
+        The cap comes with each call, as the TTL does, so that it is the current
+        configuration's whichever backend instance serves it.
+
+        Raises:
+            StoredResponseTooLargeError: the entry alone is larger than `max_stored_bytes`;
+                nothing was stored or evicted.
+        """
+        ...
+
+    async def get(self, response_id: str) -> StoredResponse | None:
+        """The live entry `response_id`; None when there is none (never stored, expired,
+        deleted or evicted)."""
+        ...
+
+    async def delete(self, response_id: str) -> bool:
+        """Remove the entry `response_id` now; whether there was a live one."""
         ...
 
 

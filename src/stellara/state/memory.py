@@ -1,4 +1,5 @@
-"""The in-process state backend: exact limits and dashboard sessions for one gateway process.
+"""The in-process state backend: exact limits, dashboard sessions and stored Responses API
+responses for one gateway process.
 
 Sliding windows are sliding logs with running totals: every admitted request is an entry
 `(time, reservation, amount)`; entries older than the window leave it and their amounts leave
@@ -8,18 +9,21 @@ request, since each entry is added once and removed once.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from stellara._clock import Clock, SystemClock
+from stellara.errors import StoredResponseTooLargeError
 from stellara.state.base import (
     Admission,
     Amounts,
     Limit,
     LimitState,
     PeriodLimit,
+    StoredResponse,
     WindowLimit,
+    stored_bytes,
 )
 from stellara.state.periods import period_bounds
 
@@ -27,6 +31,9 @@ from stellara.state.periods import period_bounds
 EPSILON = 1e-9
 SWEEP_EVERY = 10_000  # admissions between sweeps of expired periods and empty windows
 MAX_SESSIONS = 1_000  # dashboard sessions kept at once; a sign-in past it ends the oldest
+# Expired responses a `put` drops from the oldest end at most, beyond those it evicts for room:
+# bounds one call's work; the rest go at later calls (and first, when room is needed).
+PRUNE_RESPONSES = 100
 
 
 @dataclass(slots=True)
@@ -249,12 +256,72 @@ class MemorySessionStore:
             del self._sessions[digest]
 
 
+@dataclass(frozen=True, slots=True)
+class _StoredEntry:
+    response: StoredResponse
+    expires_at: float
+    size: int
+
+
+class MemoryResponsesStore:
+    """`ResponsesStore` for one process: entries in the order they were stored, with a running
+    total of their bytes, so evicting the oldest is O(1) and each entry is counted once.
+
+    An expired entry leaves when it is read or deleted, or when it is the oldest at a `put`;
+    until then its bytes count. Entries stored with one TTL expire oldest first, so the
+    expired ones are always the first to go, as on Redis.
+    """
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self._clock = clock or SystemClock()
+        self._entries: OrderedDict[str, _StoredEntry] = OrderedDict()  # oldest first
+        self._bytes = 0
+
+    async def put(
+        self, response_id: str, user: str, blob: bytes, ttl_s: float, *, max_stored_bytes: int
+    ) -> None:
+        size = stored_bytes(response_id, user, blob)
+        if size > max_stored_bytes:
+            raise StoredResponseTooLargeError(size, max_stored_bytes)
+        now = self._clock.time()
+        self._remove(response_id)
+        for _ in range(PRUNE_RESPONSES):
+            oldest = next(iter(self._entries.values()), None)
+            if oldest is None or oldest.expires_at > now:
+                break
+            self._bytes -= self._entries.popitem(last=False)[1].size
+        while self._bytes + size > max_stored_bytes:
+            self._bytes -= self._entries.popitem(last=False)[1].size
+        self._entries[response_id] = _StoredEntry(StoredResponse(user, blob), now + ttl_s, size)
+        self._bytes += size
+
+    async def get(self, response_id: str) -> StoredResponse | None:
+        entry = self._entries.get(response_id)
+        if entry is None:
+            return None
+        if entry.expires_at <= self._clock.time():
+            self._remove(response_id)
+            return None
+        return entry.response
+
+    async def delete(self, response_id: str) -> bool:
+        entry = self._remove(response_id)
+        return entry is not None and entry.expires_at > self._clock.time()
+
+    def _remove(self, response_id: str) -> _StoredEntry | None:
+        entry = self._entries.pop(response_id, None)
+        if entry is not None:
+            self._bytes -= entry.size
+        return entry
+
+
 class MemoryBackend:
     """The `memory` state backend: nothing to connect to, always ready."""
 
     def __init__(self, clock: Clock | None = None) -> None:
         self._limits = MemoryLimitStore(clock)
         self._sessions = MemorySessionStore(clock)
+        self._responses = MemoryResponsesStore(clock)
 
     @property
     def name(self) -> str:
@@ -287,6 +354,10 @@ class MemoryBackend:
     @property
     def sessions(self) -> MemorySessionStore:
         return self._sessions
+
+    @property
+    def responses(self) -> MemoryResponsesStore:
+        return self._responses
 
     async def ping(self) -> bool:
         return True

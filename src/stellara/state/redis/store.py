@@ -39,6 +39,7 @@ from stellara.state.redis.cache import RedisCacheStore
 from stellara.state.redis.events import RedisEventChannel
 from stellara.state.redis.keys import RedisKeySync
 from stellara.state.redis.pipelined import PipelinedRedis
+from stellara.state.redis.responses import RedisResponsesStore
 from stellara.state.redis.sessions import RedisSessionStore
 from stellara.state.redis.stats import RedisStatsShare
 
@@ -205,8 +206,8 @@ class RedisBackend:
     connection gets longer (`connect_timeout_s`): a burst of requests on a cold pool opens
     dozens at once, and a loaded process that timed those out would fail open needlessly.
     Dropped connections are replaced on the next call, so the backend recovers by itself.
-    `cache`, `breakers`, `keys` and `sessions` share the client; each listener holds one connection
-    of its own.
+    `cache`, `breakers`, `keys`, `sessions` and `responses` share the client; each listener holds
+    one connection of its own.
     """
 
     def __init__(
@@ -248,6 +249,7 @@ class RedisBackend:
         self._stats = RedisStatsShare(self._client, key_prefix=key_prefix)
         self._events = RedisEventChannel(self._commands, key_prefix=key_prefix, where=where)
         self._sessions = RedisSessionStore(self._client, key_prefix=key_prefix, where=where)
+        self._responses = RedisResponsesStore(self._client, key_prefix=key_prefix, where=where)
 
     @property
     def name(self) -> str:
@@ -280,6 +282,10 @@ class RedisBackend:
     @property
     def sessions(self) -> RedisSessionStore:
         return self._sessions
+
+    @property
+    def responses(self) -> RedisResponsesStore:
+        return self._responses
 
     @property
     def client(self) -> Redis:
