@@ -32,6 +32,7 @@ from stellara.sim.config import SimConfig, parse_faults
 from stellara.sim.faults import FaultBook, StreamCut, enact
 from stellara.sim.google import GoogleSim
 from stellara.sim.openai import OpenAISim
+from stellara.sim.responses import OpenAIResponsesSim
 
 RECORDED_REQUESTS = 200
 """How many model requests ``GET /_sim/requests`` keeps."""
@@ -93,6 +94,7 @@ class _Simulator:
         self.dialects: tuple[SimDialect, ...] = (
             AnthropicSim(config),
             GoogleSim(config),
+            OpenAIResponsesSim(config),
             OpenAISim(config),
         )
         self.stopping = asyncio.Event()

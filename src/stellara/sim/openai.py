@@ -12,12 +12,10 @@ import asyncio
 import base64
 import itertools
 import os
-import re
 import struct
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 import msgspec
 import orjson
@@ -26,6 +24,14 @@ from aiohttp import web
 from stellara.sim import text
 from stellara.sim.config import SimConfig
 from stellara.sim.faults import StreamCut
+from stellara.sim.openai_chat import (
+    ChatRequest,
+    Choice,
+    InvalidRequestError,
+    answer,
+    decode,
+    prompt_tokens,
+)
 from stellara.sim.peek import peek_body
 
 MODELS = (
@@ -42,13 +48,10 @@ MODELS = (
 DEFAULT_DIMENSIONS = 256
 """Embedding size when the request gives no ``dimensions``."""
 
-_T = TypeVar("_T")
 _CREATED = 1715367049
 _FINGERPRINT = "fp_5f3c7e2a1b"
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 _DONE = b"data: [DONE]\n\n"
-_ERROR_PATH = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
-_MISSING_FIELD = re.compile(r"missing required field `(?P<field>[^`]+)`")
 
 # status -> (message, type, code) of the real API's error bodies.
 _STATUS_ERRORS: dict[int, tuple[str, str, str | None]] = {
@@ -102,71 +105,15 @@ def error_body(
     return orjson.dumps({"error": error})
 
 
-def _error(
+def error_response(
     status: int, message: str, *, param: str | None = None, code: str | None = None
 ) -> web.Response:
+    """Answer ``status`` with an OpenAI error body; arguments as :func:`error_body`."""
     return web.Response(
         status=status,
         body=error_body(status, message, param=param, code=code),
         content_type="application/json",
     )
-
-
-class _Message(msgspec.Struct, kw_only=True):
-    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
-    content: str | list[dict[str, Any]] | None = None
-    name: str | None = None
-    tool_calls: list[dict[str, Any]] | None = None
-    tool_call_id: str | None = None
-
-
-class _Function(msgspec.Struct, kw_only=True):
-    name: str
-    description: str | None = None
-    parameters: dict[str, Any] = msgspec.field(default_factory=dict)
-
-
-class _Tool(msgspec.Struct, kw_only=True):
-    type: str = "function"
-    function: _Function | None = None
-
-
-class _Named(msgspec.Struct):
-    name: str
-
-
-class _ToolChoice(msgspec.Struct, kw_only=True):
-    type: str = "function"
-    function: _Named | None = None
-    name: str | None = None
-
-
-class _JsonSchema(msgspec.Struct, kw_only=True):
-    name: str = "response"
-    schema: dict[str, Any] | None = None
-
-
-class _ResponseFormat(msgspec.Struct, kw_only=True):
-    type: Literal["text", "json_object", "json_schema"]
-    json_schema: _JsonSchema | None = None
-
-
-class _StreamOptions(msgspec.Struct, kw_only=True):
-    include_usage: bool | None = None
-
-
-class _ChatRequest(msgspec.Struct, kw_only=True):
-    model: str
-    messages: Annotated[list[_Message], msgspec.Meta(min_length=1)]
-    n: Annotated[int, msgspec.Meta(ge=1, le=128)] | None = None
-    max_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
-    max_completion_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
-    stop: str | Annotated[list[str], msgspec.Meta(max_length=4)] | None = None
-    stream: bool | None = None
-    stream_options: _StreamOptions | None = None
-    tools: list[_Tool] | None = None
-    tool_choice: str | _ToolChoice | None = None
-    response_format: _ResponseFormat | None = None
 
 
 class _EmbeddingsRequest(msgspec.Struct, kw_only=True):
@@ -176,45 +123,52 @@ class _EmbeddingsRequest(msgspec.Struct, kw_only=True):
     encoding_format: Literal["float", "base64"] = "float"
 
 
-@dataclass(frozen=True, slots=True)
-class _ToolCall:
-    id: str
-    name: str
-    arguments: str
-
-    @property
-    def fragments(self) -> list[str]:
-        # Streamed four characters at a time: one token each, by text.count_tokens' measure.
-        return [self.arguments[at : at + 4] for at in range(0, len(self.arguments), 4)]
-
-
-@dataclass(frozen=True, slots=True)
-class _Choice:
-    index: int
-    pieces: tuple[str, ...]
-    finish_reason: str
-    tool_call: _ToolCall | None = None
-
-    @property
-    def completion_tokens(self) -> int:
-        if self.tool_call is not None:
-            return text.count_tokens(self.tool_call.arguments)
-        return len(self.pieces)
-
-
-class _InvalidRequestError(Exception):
-    def __init__(self, message: str, param: str | None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.param = param
-
-
 AZURE_PREFIX = "/openai/deployments/"
 
 
 def _azure_error(status: int, message: str) -> web.Response:
     body = orjson.dumps({"error": {"code": str(status), "message": message}})
     return web.Response(status=status, body=body, content_type="application/json")
+
+
+def auth_refusal(request: web.Request, api_key: str | None) -> web.Response | None:
+    """The OpenAI API's 401 for a request without the right key, or ``None`` to go on.
+
+    Every OpenAI route checks with this; under Azure's deployment paths, Azure's rules apply.
+
+    Args:
+        request: The request to check.
+        api_key: The only key accepted; ``None`` accepts any bearer token.
+    """
+    if request.path.startswith(AZURE_PREFIX):
+        return _azure_refusal(request, api_key)
+    authorization = request.headers.get("Authorization")
+    if authorization is None or not authorization.startswith("Bearer "):
+        message = (
+            "You didn't provide an API key. You need to provide your API key in an "
+            "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
+        )
+        return error_response(401, message, code="invalid_api_key")
+    if api_key is not None and authorization != f"Bearer {api_key}":
+        key = _mask(authorization.removeprefix("Bearer "))
+        return error_response(401, f"Incorrect API key provided: {key}.", code="invalid_api_key")
+    return None
+
+
+def _azure_refusal(request: web.Request, api_key: str | None) -> web.Response | None:
+    """Azure OpenAI: the same schema under a deployment path, an `api-key` header and a
+    required `api-version` query parameter, with Azure's own error wording."""
+    if "api-version" not in request.query:
+        return _azure_error(404, "Resource not found")
+    key = request.headers.get("api-key")
+    if key is None or (api_key is not None and key != api_key):
+        return _azure_error(
+            401,
+            "Access denied due to invalid subscription key or wrong API endpoint. Make sure "
+            "to provide a valid key for an active subscription and use a correct regional "
+            "API endpoint for your resource.",
+        )
+    return None
 
 
 class OpenAISim:
@@ -226,11 +180,10 @@ class OpenAISim:
 
     def __init__(self, config: SimConfig) -> None:
         self._config = config
-        self._expected_auth = None if config.api_key is None else f"Bearer {config.api_key}"
         self._ids = itertools.count()
         # A random prefix keeps ids unique across simulator restarts, a counter across requests.
         self._id_prefix = os.urandom(4).hex()
-        self._chat_decoder = msgspec.json.Decoder(_ChatRequest)
+        self._chat_decoder = msgspec.json.Decoder(ChatRequest)
         self._embeddings_decoder = msgspec.json.Decoder(_EmbeddingsRequest)
         self._model_list = orjson.dumps(
             {"object": "list", "data": [_model_object(model) for model in MODELS]}
@@ -258,7 +211,7 @@ class OpenAISim:
             raw: Its body.
             cut: When set, the stream breaks off after ``cut.after_chunks`` content chunks.
         """
-        refusal = self._check_auth(request)
+        refusal = auth_refusal(request, self._config.api_key)
         if refusal is not None:
             return refusal
         method, path = request.method, request.path
@@ -272,53 +225,22 @@ class OpenAISim:
         if method == "GET" and found and model:
             if model not in MODELS:
                 message = f"The model `{model}` does not exist or you do not have access to it."
-                return _error(404, message, code="model_not_found")
+                return error_response(404, message, code="model_not_found")
             return web.Response(
                 body=orjson.dumps(_model_object(model)), content_type="application/json"
             )
-        return _error(404, f"Invalid URL ({method} {path})")
-
-    def _check_auth(self, request: web.Request) -> web.Response | None:
-        if request.path.startswith(AZURE_PREFIX):
-            return self._check_azure(request)
-        authorization = request.headers.get("Authorization")
-        if authorization is None or not authorization.startswith("Bearer "):
-            message = (
-                "You didn't provide an API key. You need to provide your API key in an "
-                "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
-            )
-            return _error(401, message, code="invalid_api_key")
-        if self._expected_auth is not None and authorization != self._expected_auth:
-            key = _mask(authorization.removeprefix("Bearer "))
-            return _error(401, f"Incorrect API key provided: {key}.", code="invalid_api_key")
-        return None
-
-    def _check_azure(self, request: web.Request) -> web.Response | None:
-        """Azure OpenAI: the same schema under a deployment path, an `api-key` header and a
-        required `api-version` query parameter, with Azure's own error wording."""
-        if "api-version" not in request.query:
-            return _azure_error(404, "Resource not found")
-        key = request.headers.get("api-key")
-        if key is None or (self._config.api_key is not None and key != self._config.api_key):
-            return _azure_error(
-                401,
-                "Access denied due to invalid subscription key or wrong API endpoint. Make sure "
-                "to provide a valid key for an active subscription and use a correct regional "
-                "API endpoint for your resource.",
-            )
-        return None
+        return error_response(404, f"Invalid URL ({method} {path})")
 
     async def _chat(
         self, request: web.Request, raw: bytes, cut: StreamCut | None
     ) -> web.StreamResponse:
         try:
-            chat = _decode(self._chat_decoder, raw)
-            choices = self._choices(chat)
-        except _InvalidRequestError as exc:
-            return _error(400, exc.message, param=exc.param)
+            chat = decode(self._chat_decoder, raw)
+            choices = answer(chat, default_answer_tokens=self._config.default_answer_tokens)
+        except InvalidRequestError as exc:
+            return error_response(400, exc.message, param=exc.param)
         completion_tokens = sum(choice.completion_tokens for choice in choices)
-        prompt_tokens = _prompt_tokens(chat)
-        usage = _usage(prompt_tokens, completion_tokens)
+        usage = _usage(prompt_tokens(chat), completion_tokens)
         head: dict[str, Any] = {
             "id": f"chatcmpl-{self._id_prefix}{next(self._ids):012x}",
             "object": "chat.completion.chunk" if chat.stream else "chat.completion",
@@ -338,41 +260,12 @@ class OpenAISim:
         head["usage"] = usage
         return web.Response(body=orjson.dumps(head), content_type="application/json")
 
-    def _choices(self, chat: _ChatRequest) -> list[_Choice]:
-        prompt = msgspec.json.encode(chat.messages)
-        last = chat.messages[-1]
-        user_text = next(
-            (_text_of(m.content) for m in reversed(chat.messages) if m.role == "user"), ""
-        )
-        function = _chosen_function(chat)
-        choices = []
-        for index in range(chat.n or 1):
-            seed = text.seed_of(prompt, index.to_bytes(2, "little"))
-            if function is not None:
-                choices.append(_tool_choice(index, seed, function, user_text))
-                continue
-            n_tokens = self._config.default_answer_tokens
-            if last.role == "tool":
-                lead = f"Tool result: {_text_of(last.content)}"
-                n_tokens = max(n_tokens, len(text.split_pieces(lead)))
-            else:
-                lead = text.echo_of(user_text)
-            pieces = text.prose_pieces(seed, lead, n_tokens)
-            if chat.response_format is not None and chat.response_format.type != "text":
-                answer = _json_answer(chat.response_format, "".join(pieces), user_text)
-                pieces = text.split_pieces(answer)
-            stop = [chat.stop] if isinstance(chat.stop, str) else chat.stop or []
-            max_tokens = chat.max_completion_tokens or chat.max_tokens
-            completion = text.finish(pieces, max_tokens=max_tokens, stop=stop)
-            choices.append(_Choice(index, completion.pieces, completion.finish_reason))
-        return choices
-
     def _embeddings(self, raw: bytes) -> web.Response:
         try:
-            request = _decode(self._embeddings_decoder, raw)
+            request = decode(self._embeddings_decoder, raw)
             inputs = _embedding_inputs(request.input)
-        except _InvalidRequestError as exc:
-            return _error(400, exc.message, param=exc.param)
+        except InvalidRequestError as exc:
+            return error_response(400, exc.message, param=exc.param)
         dimensions = request.dimensions or DEFAULT_DIMENSIONS
         data = []
         for index, item in enumerate(inputs):
@@ -405,7 +298,7 @@ class _ChunkWriter:
     async def send(
         self,
         request: web.Request,
-        choices: list[_Choice],
+        choices: list[Choice],
         usage: dict[str, Any],
         *,
         cut: StreamCut | None,
@@ -423,7 +316,7 @@ class _ChunkWriter:
         self,
         request: web.Request,
         response: web.StreamResponse,
-        choices: list[_Choice],
+        choices: list[Choice],
         usage: dict[str, Any],
         cut: StreamCut | None,
         delay_s: float,
@@ -455,7 +348,7 @@ class _ChunkWriter:
         await response.write_eof()
 
 
-def _deltas(choice: _Choice) -> Iterator[tuple[dict[str, Any], str | None]]:
+def _deltas(choice: Choice) -> Iterator[tuple[dict[str, Any], str | None]]:
     call = choice.tool_call
     if call is None:
         yield {"role": "assistant", "content": "", "refusal": None}, None
@@ -468,91 +361,6 @@ def _deltas(choice: _Choice) -> Iterator[tuple[dict[str, Any], str | None]]:
         for fragment in call.fragments:
             yield {"tool_calls": [{"index": 0, "function": {"arguments": fragment}}]}, None
     yield {}, choice.finish_reason
-
-
-def _decode(decoder: msgspec.json.Decoder[_T], raw: bytes) -> _T:
-    try:
-        return decoder.decode(raw)
-    except msgspec.ValidationError as exc:
-        raise _InvalidRequestError(str(exc), _param_of(str(exc))) from exc
-    except msgspec.DecodeError as exc:
-        message = "We could not parse the JSON body of your request. The body must be valid JSON."
-        raise _InvalidRequestError(message, None) from exc
-
-
-def _param_of(message: str) -> str | None:
-    found = _ERROR_PATH.search(message)
-    path = found.group("path") if found else ""
-    missing = _MISSING_FIELD.search(message)
-    if missing:
-        path = f"{path}.{missing.group('field')}" if path else missing.group("field")
-    return path or None
-
-
-def _chosen_function(chat: _ChatRequest) -> _Function | None:
-    if not chat.tools or chat.tool_choice == "none" or chat.messages[-1].role != "user":
-        return None
-    functions = [tool.function for tool in chat.tools if tool.function is not None]
-    if not functions:
-        return None
-    choice = chat.tool_choice
-    wanted = None
-    if isinstance(choice, _ToolChoice):
-        wanted = choice.function.name if choice.function is not None else choice.name
-    if wanted is None:
-        return functions[0]
-    for function in functions:
-        if function.name == wanted:
-            return function
-    message = f"Invalid value for 'tool_choice': no function named '{wanted}' in 'tools'."
-    raise _InvalidRequestError(message, "tool_choice")
-
-
-def _tool_choice(index: int, seed: bytes, function: _Function, user_text: str) -> _Choice:
-    arguments = text.sample_object(function.parameters, text.words_of(user_text))
-    call_id = "call_" + text.seed_of(seed, b"call").hex()[:24]
-    call = _ToolCall(call_id, function.name, orjson.dumps(arguments).decode())
-    return _Choice(index, (), "tool_calls", call)
-
-
-def _json_answer(response_format: _ResponseFormat, prose: str, user_text: str) -> str:
-    json_schema = response_format.json_schema
-    if json_schema is not None and json_schema.schema and json_schema.schema.get("properties"):
-        value = text.sample_object(json_schema.schema, text.words_of(user_text))
-    else:
-        value = {"answer": prose}
-    return orjson.dumps(value).decode()
-
-
-def _text_of(content: str | list[dict[str, Any]] | None) -> str:
-    if isinstance(content, str):
-        return content
-    if not content:
-        return ""
-    return " ".join(part["text"] for part in content if isinstance(part.get("text"), str))
-
-
-def _prompt_tokens(chat: _ChatRequest) -> int:
-    tokens = text.REPLY_PRIMING_TOKENS
-    for message in chat.messages:
-        tokens += text.MESSAGE_OVERHEAD_TOKENS
-        content = message.content
-        if isinstance(content, str):
-            tokens += text.count_tokens(content)
-        elif content:
-            for part in content:
-                part_text = part.get("text")
-                if isinstance(part_text, str):
-                    tokens += text.count_tokens(part_text)
-                else:
-                    tokens += text.IMAGE_TOKENS
-        if message.name:
-            tokens += 1
-        if message.tool_calls:
-            tokens += text.count_tokens(orjson.dumps(message.tool_calls).decode())
-    if chat.tools:
-        tokens += text.count_tokens(msgspec.json.encode(chat.tools).decode())
-    return tokens
 
 
 def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
@@ -570,7 +378,7 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
     }
 
 
-def _choice_object(choice: _Choice) -> dict[str, Any]:
+def _choice_object(choice: Choice) -> dict[str, Any]:
     message: dict[str, Any] = {
         "role": "assistant",
         "content": None if choice.tool_call else "".join(choice.pieces),
@@ -599,7 +407,7 @@ def _embedding_inputs(raw_input: str | list[str | int | list[int]]) -> list[str]
         if isinstance(item, list):
             item = " ".join(str(token) for token in item)
         if not isinstance(item, str) or not item:
-            raise _InvalidRequestError(f"'$.input[{at}]' is invalid.", "input")
+            raise InvalidRequestError(f"'$.input[{at}]' is invalid.", "input")
         inputs.append(item)
     return inputs
 
