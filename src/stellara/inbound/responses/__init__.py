@@ -33,8 +33,9 @@ Every request parameter of the spec is honoured or refused with a 400 naming it:
   and `include: message.output_text.logprobs` (canonical logprobs are not translated),
   `reasoning.mode`, `reasoning.context`, `stream_options.include_obfuscation: true`, tools
   other than functions (built-in, MCP, custom tools run only on OpenAI's own Responses API)
-  and tool choices naming them, and the function-tool fields `defer_loading`,
-  `output_schema`, `allowed_callers`.
+  and tool choices naming them, the function-tool fields `defer_loading`, `output_schema`,
+  `allowed_callers`, and `tool_choice` `required` or naming a function without such a tool
+  (OpenAI refuses those too).
 
 Where the two formats do not line up:
 
@@ -48,8 +49,8 @@ Where the two formats do not line up:
 - `reasoning` items and an assistant message's `phase` are stored but not sent: only the
   provider that made them can read reasoning, and the canonical form has no place for either.
 - `item_reference` is refused (the store keeps conversations, not items by id); images by
-  `file_id`, `detail: "original"` and files by `file_url` too. A file by `file_id` is sent as
-  a file id, which only OpenAI can resolve.
+  `file_id`, `detail: "original"`, files by `file_url` and a file `detail` other than `auto`
+  too. A file by `file_id` is sent as a file id, which only OpenAI can resolve.
 - An assistant message's text parts are concatenated as they are; system and developer
   messages keep their parts.
 - Finish reasons: `stop` and `tool_calls` complete the response; `length` leaves it
