@@ -22,6 +22,7 @@ from stellara.errors import InvalidRequestError
 from stellara.schema.chat import AssistantMessage, ChatRequest
 from stellara.schema.embeddings import EmbeddingsRequest
 from stellara.wire import anthropic as wire
+from stellara.wire import responses
 
 MAX_MESSAGES = 20_000
 # Across all messages: content parts and tool calls (OpenAI), or content blocks, system
@@ -39,10 +40,13 @@ MAX_MODALITIES = 16  # "text", "audio"
 ERROR_CODE = "array_above_max_length"  # OpenAI's code for a list that is too long
 
 
-def check_bounds(request: ChatRequest | wire.MessagesRequest | EmbeddingsRequest) -> None:
+def check_bounds(
+    request: ChatRequest | wire.MessagesRequest | responses.ResponsesRequest | EmbeddingsRequest,
+) -> None:
     """Refuse a decoded request that holds more than the bounds allow.
 
-    Embeddings requests are bounded by their schema (2,048 inputs).
+    Embeddings requests are bounded by their schema (2,048 inputs). A Responses request's
+    content parts are counted as its items are decoded (`inbound.responses.input_items`).
 
     Raises:
         InvalidRequestError: 400 naming the field, how many it holds and the bound.
@@ -51,6 +55,10 @@ def check_bounds(request: ChatRequest | wire.MessagesRequest | EmbeddingsRequest
         _check_chat(request)
     elif isinstance(request, wire.MessagesRequest):
         _check_messages(request)
+    elif isinstance(request, responses.ResponsesRequest):
+        if isinstance(request.input, list):
+            _at_most("input", "items", request.input, MAX_MESSAGES)
+        _at_most("tools", "tools", request.tools, MAX_TOOLS)
 
 
 def _check_chat(request: ChatRequest) -> None:

@@ -7,8 +7,8 @@ the gateway speaks are not here but in `stellara.schema`; `openai.py` holds only
 wire adds to them (the error body).
 
 A module here is pure types and codecs: no translation, no I/O, no canonical types. A new
-dialect's schema goes here first (`openai_responses.py` for OpenAI's Responses API, say), and a
-new direction of an existing dialect reuses its module, as Gemini-native inbound reuses
+dialect's schema goes here first (as `responses.py` holds OpenAI's Responses API), and a new
+direction of an existing dialect reuses its module, as Gemini-native inbound reuses
 `google.py`. Translators to and from the canonical types stay with their users: the adapter in
 `providers/<name>/`, the inbound dialect in `inbound/`.
 """
