@@ -1,21 +1,12 @@
-"""The oracle for Responses shapes: OpenAI's OpenAPI description and the official SDK's types.
-
-`validate` is the one place that loads the spec. Until the vendored copy lands
-(`tests/specs/openai_schema.py`, whose `validate(component, value)` this mirrors), it reads the
-`openapi.json` that `STELLARA_OPENAI_SPEC` names and skips the test when that is unset.
-"""
+"""The oracle for Responses shapes: OpenAI's OpenAPI description (vendored in `tests/specs/`)
+and the official SDK's types."""
 
 from __future__ import annotations
 
-import functools
 import json
-import os
-from pathlib import Path
 from typing import Any
 
-import jsonschema_rs
 import msgspec
-import pytest
 from openai import omit
 from openai.lib.streaming.responses import ResponseStreamState
 from openai.types.responses import Response as SDKResponse
@@ -23,8 +14,7 @@ from openai.types.responses import ResponseStreamEvent as SDKStreamEvent
 from pydantic import TypeAdapter
 
 from stellara.wire import responses as wire
-
-SPEC_ENV = "STELLARA_OPENAI_SPEC"
+from tests.specs.openai_schema import validate
 
 # The spec's component for each event type the gateway sends.
 EVENT_COMPONENTS = {
@@ -47,31 +37,6 @@ EVENT_COMPONENTS = {
 }
 
 _sdk_event = TypeAdapter[Any](SDKStreamEvent)
-
-
-@functools.cache
-def _components(path: str) -> dict[str, Any]:
-    components: dict[str, Any] = json.loads(Path(path).read_text())["components"]
-    return components
-
-
-@functools.cache
-def _validator(component: str) -> jsonschema_rs.Validator:
-    path = os.environ.get(SPEC_ENV)
-    if not path:
-        pytest.skip(f"{SPEC_ENV} does not name OpenAI's openapi.json")
-    document = {"$ref": f"#/components/schemas/{component}", "components": _components(path)}
-    return jsonschema_rs.Draft202012Validator(document)
-
-
-def validate(component: str, value: Any) -> None:
-    """Fail unless `value` (JSON as Python builtins) is a valid `component` of the spec."""
-    errors = [
-        f"{'/'.join(map(str, error.instance_path)) or '(root)'}: {error.message}"
-        for error in _validator(component).iter_errors(value)
-    ]
-    if errors:
-        pytest.fail(f"not a valid {component}:\n" + "\n".join(errors))
 
 
 def as_json(value: msgspec.Struct | list[Any]) -> Any:
