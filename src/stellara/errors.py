@@ -8,6 +8,7 @@ StellaraError                     .status_code .error_type .code .param
 │   ├── PermissionDeniedError     403
 │   ├── ModelNotFoundError        404
 │   ├── RouteNotFoundError        404, an unknown path
+│   ├── ResponseNotFoundError     404, no stored response of that id for this caller
 │   ├── MethodNotAllowedError     405
 │   ├── PayloadTooLargeError      413
 │   │   └── StoredResponseTooLargeError  a response to store is larger than the whole store
@@ -88,6 +89,15 @@ class ModelNotFoundError(ClientError):
 
 
 class RouteNotFoundError(ClientError):
+    status_code = 404
+    error_type = "invalid_request_error"
+    code = "not_found"
+
+
+class ResponseNotFoundError(ClientError):
+    """No stored Responses API response of that id for this caller: never stored, expired,
+    deleted, evicted, or another user's (which must not tell that it exists)."""
+
     status_code = 404
     error_type = "invalid_request_error"
     code = "not_found"

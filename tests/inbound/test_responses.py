@@ -26,7 +26,8 @@ from stellara.schema.chat import (
     completion_decoder,
 )
 from stellara.wire import responses as wire
-from tests.inbound.responses_oracle import as_json, check_response, validate
+from tests.inbound.responses_oracle import as_json, check_response
+from tests.specs.openai_schema import validate
 
 RESPONSE_ID = "resp_" + "0" * 32
 WEATHER = {

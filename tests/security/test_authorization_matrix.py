@@ -47,6 +47,7 @@ from tests.conftest import (
 
 MODEL = "other-model"  # allowed for alice and bob alike
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "Who may call me?"}]}
+RESPONSE = {"model": MODEL, "input": "Who may read me?"}
 IDENTITIES = ("none", "wrong", "revoked", "alice", "bob", "master")
 INVALID = ("none", "wrong", "revoked")
 
@@ -95,6 +96,10 @@ SAMPLES: dict[tuple[str, str], Call] = {
     ("POST", "/v1/messages"): Call(
         json={"model": MODEL, "max_tokens": 16, "messages": CHAT["messages"]}
     ),
+    ("POST", "/v1/responses"): Call(json=RESPONSE),
+    ("GET", "/v1/responses/{response_id}"): Call(),
+    ("DELETE", "/v1/responses/{response_id}"): Call(),
+    ("GET", "/v1/responses/{response_id}/input_items"): Call(),
     ("POST", "/ai-orchestration/generate"): Call(json=CHAT),
     ("POST", "/ai-orchestration/generate-with-fallback"): Call(json=CHAT),
     ("GET", "/v1/models"): Call(),
@@ -209,7 +214,14 @@ async def make_caller(gateway: RunningGateway, http: aiohttp.ClientSession) -> C
     return caller
 
 
-async def resolve_path(caller: Caller, method: str, canonical: str, call: Call) -> str:
+async def resolve_path(caller: Caller, who: str, canonical: str, call: Call) -> str:
+    if "{response_id}" in canonical:
+        # A fresh stored response per request, of the caller's own user where it has one
+        # (the master key reads alice's): DELETE removes it, and another user's is a 404.
+        owner = who if who in ("alice", "bob") else "alice"
+        status, body = await caller.send("POST", "/v1/responses", owner, json=RESPONSE)
+        assert status == 200, body
+        return canonical.replace("{response_id}", _loads(body)["id"])
     if "{key_id}" not in canonical:
         return call.path or canonical
     # A fresh key per request: DELETE revokes it, and PATCH / GET must find it live.
@@ -245,7 +257,7 @@ async def run_matrix(
     for served in routes:
         call = SAMPLES[served.key]
         for who in identities:
-            path = await resolve_path(caller, served.method, served.path, call)
+            path = await resolve_path(caller, who, served.path, call)
             status, body = await caller.send(
                 served.method, path, who, json=call.json, form=call.form
             )

@@ -34,6 +34,7 @@ from stellara.limits import Limiter, LimitEvents, LimitsPolicy
 from stellara.pipeline.attempts import AttemptRunner
 from stellara.pipeline.auth import Authenticator
 from stellara.pipeline.gateway import Gateway
+from stellara.pipeline.responses import StoredResponses
 from stellara.pipeline.sessions import DashboardSessions
 from stellara.providers import create_adapter
 from stellara.providers.base import ProviderAdapter
@@ -74,6 +75,7 @@ class Runtime:
     key_store: KeyStore
     auth: Authenticator
     sessions: DashboardSessions
+    responses: StoredResponses
     usage: UsageWriter
     usage_query: UsageQuery
     usage_totals: UsageTotals
@@ -180,6 +182,7 @@ def build_runtime(
         key_store=key_store,
         auth=auth,
         sessions=DashboardSessions(_master_key(config), state.sessions),
+        responses=StoredResponses(state.responses, config.responses),
         usage=usage,
         usage_query=UsageQuery(database),
         usage_totals=UsageTotals(database),

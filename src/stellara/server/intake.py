@@ -24,9 +24,12 @@ from stellara.schema.chat import ChatRequest
 from stellara.schema.embeddings import EmbeddingsRequest
 from stellara.server.spec import Call
 from stellara.wire.anthropic import MessagesRequest
+from stellara.wire.responses import ResponsesRequest
 
 T = TypeVar("T")
-ModelRequest = TypeVar("ModelRequest", bound=ChatRequest | MessagesRequest | EmbeddingsRequest)
+ModelRequest = TypeVar(
+    "ModelRequest", bound=ChatRequest | MessagesRequest | ResponsesRequest | EmbeddingsRequest
+)
 
 REQUEST_ID = "x-stellara-request-id"
 PROVIDER = "x-stellara-provider"

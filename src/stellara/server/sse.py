@@ -8,19 +8,23 @@ settled once and the provider stops generating tokens nobody reads.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
+import msgspec
 from aiohttp import web
 
 from stellara import _json
+from stellara._clock import Clock
 from stellara.errors import InternalError, StellaraError, UpstreamError
 from stellara.inbound.anthropic import AnthropicStreamWriter
+from stellara.inbound.responses import ResponsesStreamWriter
 from stellara.pipeline.gateway import ChunkStream
 from stellara.schema.chat import ChatCompletionChunk
 from stellara.server.errors import error_event
 from stellara.server.intake import response_headers
 from stellara.server.spec import Call, Dialect
-from stellara.wire import anthropic
+from stellara.wire import responses
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +40,9 @@ class FrameEncoder(Protocol):
         """The frames for `chunk` (empty when it adds nothing to send yet)."""
         ...
 
-    def finish(self) -> bytes:
-        """The frames that end a complete answer."""
+    async def finish(self) -> bytes:
+        """The frames that end a complete answer (async: a dialect may keep the answer before
+        telling the client it is complete)."""
         ...
 
     def fail(self, error: StellaraError) -> bytes:
@@ -65,7 +70,7 @@ class OpenAIFrames(_ErrorEventEnd):
     def feed(self, chunk: ChatCompletionChunk) -> bytes:
         return b"data: " + _json.encode(chunk) + b"\n\n"
 
-    def finish(self) -> bytes:
+    async def finish(self) -> bytes:
         return b"data: [DONE]\n\n"
 
 
@@ -80,11 +85,42 @@ class AnthropicFrames(_ErrorEventEnd):
     def feed(self, chunk: ChatCompletionChunk) -> bytes:
         return _frames(self._writer.feed(chunk))
 
-    def finish(self) -> bytes:
+    async def finish(self) -> bytes:
         return _frames(self._writer.finish())
 
 
-def _frames(events: list[anthropic.StreamEvent]) -> bytes:
+class ResponsesFrames:
+    """`event: <type>` + `data: <event>` for each Responses event the writer makes; a complete
+    answer is kept (`keep`, for `store: true`) before its last event goes out, so a client
+    continuing it at once finds it."""
+
+    def __init__(
+        self,
+        writer: ResponsesStreamWriter,
+        clock: Clock,
+        keep: Callable[[responses.Response], Awaitable[None]] | None,
+    ) -> None:
+        self._writer = writer
+        self._clock = clock
+        self._keep = keep
+
+    def start(self) -> bytes:
+        return _frames(self._writer.start())
+
+    def feed(self, chunk: ChatCompletionChunk) -> bytes:
+        return _frames(self._writer.feed(chunk))
+
+    async def finish(self) -> bytes:
+        events = self._writer.finish(completed_at=int(self._clock.time()))
+        if self._keep is not None:
+            await self._keep(self._writer.response)
+        return _frames(events)
+
+    def fail(self, error: StellaraError) -> bytes:
+        return _frames(self._writer.fail(error))
+
+
+def _frames(events: Sequence[msgspec.Struct]) -> bytes:
     return b"".join(
         b"event: %s\ndata: %s\n\n"
         % (str(event.__struct_config__.tag).encode(), _json.encode(event))
@@ -135,4 +171,4 @@ async def _send(
         stream.fail(error)
         await response.write(encoder.fail(error))
         return
-    await response.write(encoder.finish())
+    await response.write(await encoder.finish())

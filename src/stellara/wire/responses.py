@@ -517,6 +517,18 @@ StreamEvent = (
 
 # ---------------------------------------------------------------- codecs
 
+
+class InputItemList(Struct, kw_only=True):
+    """A page of a stored response's input items (`GET /v1/responses/{id}/input_items`);
+    `first_id` and `last_id` are empty for an empty page (the spec's are strings)."""
+
+    object: Literal["list"] = "list"
+    data: list[InputItem]
+    first_id: str
+    last_id: str
+    has_more: bool
+
+
 request_decoder = msgspec.json.Decoder(ResponsesRequest)
 response_decoder = msgspec.json.Decoder(Response)
 event_decoder = msgspec.json.Decoder(StreamEvent)

@@ -20,6 +20,7 @@ from stellara.server.routes import (
     orchestration,
     probes,
     rebuild,
+    responses,
     usage,
 )
 from stellara.server.spec import Route
@@ -27,6 +28,7 @@ from stellara.server.spec import Route
 ROUTES: tuple[Route, ...] = (
     *openai.ROUTES,
     *anthropic.ROUTES,
+    *responses.ROUTES,
     *orchestration.ROUTES,
     *limits.ROUTES,
     *cache.ROUTES,

@@ -1,0 +1,94 @@
+"""Stored responses of the Responses API: what `store: true` keeps, and who may read it.
+
+One entry per answered response, in the state backend's `ResponsesStore` (Redis when the
+state backend is Redis, so `previous_response_id` continues a conversation on any gateway
+process): the `Response` as answered, the request's input items (normalized, with their ids:
+what `GET /v1/responses/{id}/input_items` lists) and the canonical messages of the whole
+conversation through this response (what the next turn's request starts from, so history is
+never translated twice). Entries expire `responses.retention_s` after they were stored; all of
+them together hold at most `responses.max_stored_bytes`, the oldest evicted first.
+
+A key sees its own user's responses only; another user's id is answered as an unknown one
+(404, never 403: an id must not tell whether it exists). The master key sees every user's.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from stellara.config.models import ResponsesConfig
+from stellara.errors import ResponseNotFoundError
+from stellara.principal import Principal
+from stellara.schema.chat import Message
+from stellara.state.base import ResponsesStore
+from stellara.wire import responses as wire
+
+
+class StoredTurn(msgspec.Struct, frozen=True):
+    """One stored response: the answer, its input items and the conversation through it."""
+
+    response: wire.Response
+    items: list[wire.InputItem]
+    messages: list[Message]
+
+
+_encode = msgspec.json.Encoder().encode
+_decode_turn = msgspec.json.Decoder(StoredTurn).decode
+
+
+class StoredResponses:
+    """Reads and writes `StoredTurn`s for callers; every method raises `StateBackendError`
+    when the backend fails (the boundary answers 503)."""
+
+    def __init__(self, store: ResponsesStore, config: ResponsesConfig) -> None:
+        self._store = store
+        self._config = config
+
+    def will_store(self, request: wire.ResponsesRequest) -> bool:
+        """Whether this request's response is kept: OpenAI's default is yes; the config's
+        `responses.store: false` keeps nothing whatever a request asks."""
+        return self._config.store and request.store is not False
+
+    async def conversation(self, previous_id: str | None, caller: Principal) -> list[Message]:
+        """The canonical messages a request continuing `previous_id` starts from (none
+        without one); 404 when that response is not the caller's to continue."""
+        if previous_id is None:
+            return []
+        return (await self.find(previous_id, caller, param="previous_response_id")).messages
+
+    async def save(self, turn: StoredTurn, user: str) -> None:
+        """Keep `turn` under its response's id for `responses.retention_s`.
+
+        Raises:
+            StoredResponseTooLargeError: 413, the turn alone is larger than the whole store.
+        """
+        await self._store.put(
+            turn.response.id,
+            user,
+            _encode(turn),
+            self._config.retention_s,
+            max_stored_bytes=self._config.max_stored_bytes,
+        )
+
+    async def find(
+        self, response_id: str, caller: Principal, *, param: str | None = None
+    ) -> StoredTurn:
+        stored = await self._store.get(response_id)
+        if stored is None or not _may_read(caller, stored.user):
+            raise _not_found(response_id, param)
+        return _decode_turn(stored.blob)
+
+    async def delete(self, response_id: str, caller: Principal) -> None:
+        stored = await self._store.get(response_id)
+        if stored is None or not _may_read(caller, stored.user):
+            raise _not_found(response_id, None)
+        if not await self._store.delete(response_id):
+            raise _not_found(response_id, None)  # it expired or was deleted meanwhile
+
+
+def _may_read(caller: Principal, owner: str) -> bool:
+    return caller.is_master or caller.user == owner
+
+
+def _not_found(response_id: str, param: str | None) -> ResponseNotFoundError:
+    return ResponseNotFoundError(f"Response with id '{response_id}' not found.", param=param)
