@@ -101,6 +101,7 @@ TARGET_ADDED_P50_MS = 0.5
 TARGET_ADDED_P99_MS = 2.0
 TARGET_FIXED_ADDED_P99_MS = 3.0
 TARGET_TTFB_ADDED_MS = 1.0
+TARGET_RESPONSES_OVER_CHAT_MS = 0.2  # issue 17: a Responses request costs what a chat one does
 TARGET_SCALE_2W = 1.8
 TARGET_RSS_MB = 120.0
 TARGET_COLD_START_S = 1.5
@@ -237,9 +238,25 @@ def chat_body(tag: str, counter: int | str, *, stream: bool = False) -> str:
     return json.dumps(body, separators=(",", ":"))
 
 
-def wrk_script(path: Path, headers: dict[str, str], tag: str) -> Path:
-    """A wrk script sending ``chat_body`` with a per-request counter and printing JSON figures."""
-    left, right = chat_body(tag, COUNTER).split(COUNTER)
+def responses_body(tag: str, counter: int | str) -> str:
+    """``chat_body``'s request as a Responses request (Stellara's `/v1/responses`)."""
+    body = {
+        "model": MODEL,
+        "input": f"Say hello to the benchmark ({tag}, request {counter}).",
+        "max_output_tokens": MAX_TOKENS,
+    }
+    return json.dumps(body, separators=(",", ":"))
+
+
+def wrk_script(
+    path: Path,
+    headers: dict[str, str],
+    tag: str,
+    body: Callable[[str, int | str], str] = chat_body,
+) -> Path:
+    """A wrk script sending ``body`` (``chat_body``) with a per-request counter and printing
+    JSON figures."""
+    left, right = body(tag, COUNTER).split(COUNTER)
     lines = ['wrk.method = "POST"']
     lines += [f'wrk.headers["{name}"] = "{value}"' for name, value in headers.items()]
     lines += [
@@ -492,6 +509,7 @@ class Result:
     cold_start_s: float | None = None
     capacity: WrkResult | None = None
     single: WrkResult | None = None
+    responses_single: WrkResult | None = None  # Stellara's /v1/responses, one connection
     fixed: dict[str, OpenLoopResult] = field(default_factory=dict)
     fixed_skipped: dict[str, str] = field(default_factory=dict)
     stream: StreamResult | None = None
@@ -512,6 +530,7 @@ class Target:
     stream_headers: dict[str, str]
     service: TreeService
     watch: list[Service]
+    responses_url: str | None = None  # Stellara's /v1/responses
 
 
 @dataclass
@@ -534,12 +553,18 @@ def measure(bench: Bench, name: str, target: Target, result: Result, *, full: bo
     """Capacity always; with ``full`` also unloaded latency, fixed rates and streams."""
     options, workdir = bench.options, bench.workdir
 
-    def wrk(scenario: str, connections: int, duration_s: float) -> WrkResult:
+    def wrk(
+        scenario: str, connections: int, duration_s: float, *, responses: bool = False
+    ) -> WrkResult:
         script = wrk_script(
-            workdir / f"{name}-{scenario}.lua", target.headers, bench.tag(name, scenario)
+            workdir / f"{name}-{scenario}.lua",
+            target.headers,
+            bench.tag(name, scenario),
+            responses_body if responses else chat_body,
         )
+        url = target.responses_url if responses and target.responses_url else target.url
         return run_wrk(
-            target.url,
+            url,
             script,
             connections=connections,
             duration_s=duration_s,
@@ -562,6 +587,9 @@ def measure(bench: Bench, name: str, target: Target, result: Result, *, full: bo
         return
     result.single = wrk("single", 1, options.duration_s)
     log(f"{name:12s} 1 conn   {_wrk_text(result.single)}")
+    if target.responses_url is not None:
+        result.responses_single = wrk("responses", 1, options.duration_s, responses=True)
+        log(f"{name:12s} Responses 1 conn {_wrk_text(result.responses_single)}")
     for rate in options.rates:
         label = f"{rate:g}"
         if result.capacity.rps < 1.25 * rate:
@@ -711,7 +739,7 @@ def bench_stellara(bench: Bench, name: str, services: Services, result: Result) 
     service = start(services, name, cmd)
     result.cold_start_s = wait_ready(service, probe, spawned)
     headers = json_headers(keys["key"])
-    target = Target(url, headers, url, headers, service, [service])
+    target = Target(url, headers, url, headers, service, [service], f"{base}/v1/responses")
     measure(bench, name, target, result, full=workers == 1)
     if workers > 1:
         result.exact = exactness(bench, name, base, user)
@@ -948,6 +976,15 @@ def added(direct: Result, *figures: Figure) -> Cell:
     return cell
 
 
+def over_chat(r: Result) -> str:
+    """How much more a Responses request takes than a chat completion, one connection."""
+    if r.responses_single is None or r.single is None:
+        return ""
+    return " / ".join(
+        _signed(getattr(r.responses_single, n) - getattr(r.single, n)) for n in ("p50_ms", "p99_ms")
+    )
+
+
 def ratio(top: Result | None, direct: Result) -> Cell:
     """A cell showing ``top``'s capacity divided by this column's."""
     capacity = fig("capacity", "rps")
@@ -996,6 +1033,11 @@ def table_rows(results: dict[str, Result], options: Options) -> list[list[str]]:
         row("  Stellara on ÷ this", ratio(on, d)),
         row("1 conn p50 / p99 ms", values(fig("single", "p50_ms"), fig("single", "p99_ms"))),
         row("  added p50 / p99 ms", added(d, fig("single", "p50_ms"), fig("single", "p99_ms"))),
+        row(
+            "Responses 1 conn p50 / p99",
+            values(fig("responses_single", "p50_ms"), fig("responses_single", "p99_ms")),
+        ),
+        row("  over chat p50 / p99 ms", over_chat),
     ]
     for rate in options.rates:
         label = f"{rate:g}"
@@ -1075,6 +1117,14 @@ def target_lines(results: dict[str, Result]) -> list[str]:
             p99,
             f"{p99:+.3f} ms",
             p99 <= TARGET_ADDED_P99_MS,
+        )
+    if on.single and on.responses_single:
+        over = on.responses_single.p50_ms - on.single.p50_ms
+        check(
+            f"Responses p50 within {TARGET_RESPONSES_OVER_CHAT_MS:g} ms of chat",
+            over,
+            f"{over:+.3f} ms",
+            over <= TARGET_RESPONSES_OVER_CHAT_MS,
         )
     for label, fixed in on.fixed.items():
         ref = d.fixed.get(label)
