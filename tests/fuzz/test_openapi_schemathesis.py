@@ -84,6 +84,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         resilience={"retry": {"base_delay_ms": 1, "max_delay_ms": 5}},
     )
     config["server"]["master_key_model_calls"] = True
+    # The model names of the document's request examples, which the explicit phase sends.
+    target = config["models"][0]["targets"]
+    config["models"] += [
+        {"name": "my-model", "targets": target},
+        {"name": "my-embedding-model", "targets": target},
+    ]
 
     async def serve() -> web.AppRunner:
         runner = web.AppRunner(create_app(check_config(config)), access_log=None)

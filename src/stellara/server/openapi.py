@@ -124,9 +124,12 @@ def _operation(route: Route) -> dict[str, Any]:
     if parameters:
         operation["parameters"] = parameters
     if route.body is not None:
+        media: dict[str, Any] = {"schema": _schema(route.body, route.dialect)}
+        if route.example is not None:
+            media["example"] = dict(route.example)
         operation["requestBody"] = {
             "required": route.body_required,
-            "content": {route.body_media: {"schema": _schema(route.body, route.dialect)}},
+            "content": {route.body_media: media},
         }
     operation["responses"] = {**_reply(route), **_errors(route)}
     return operation

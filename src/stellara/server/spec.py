@@ -94,6 +94,8 @@ class Route:
         path: aiohttp's pattern (`{name}` or `{name:regex}` for a path parameter).
         body: the request body's schema; None for no body.
         query: the query parameters it reads, for the description.
+        example: a request body the route answers, shown in the OpenAPI document (and sent
+            by the schema fuzzer first).
         errors: error statuses particular to this route, beyond those its access, body and
             path parameters imply, with what they mean.
     """
@@ -109,4 +111,5 @@ class Route:
     body_required: bool = True
     body_media: str = "application/json"
     query: tuple[str, ...] = ()
+    example: Mapping[str, Any] | None = None
     errors: Mapping[int, str] = field(default_factory=lambda: NO_ERRORS)

@@ -48,5 +48,10 @@ ROUTES = (
         ),
         dialect=Dialect.ANTHROPIC,
         body=wire.MessagesRequest,
+        example={
+            "model": "my-model",
+            "max_tokens": 256,
+            "messages": [{"role": "user", "content": "Hello!"}],
+        },
     ),
 )

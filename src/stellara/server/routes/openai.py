@@ -57,6 +57,7 @@ ROUTES = (
             stream=(ChatCompletionChunk, ErrorBody),
         ),
         body=ChatRequest,
+        example={"model": "my-model", "messages": [{"role": "user", "content": "Hello!"}]},
     ),
     Route(
         "POST",
@@ -66,6 +67,7 @@ ROUTES = (
         "OpenAI Embeddings",
         Reply("Embeddings", EmbeddingsResponse),
         body=EmbeddingsRequest,
+        example={"model": "my-embedding-model", "input": "Hello!"},
     ),
     Route(
         "GET",

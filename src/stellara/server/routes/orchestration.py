@@ -158,6 +158,7 @@ ROUTES = (
         "Chat with routing control and a report",
         Reply(_GENERATE, OBJECT),
         body=GenerateRequest,
+        example={"model": "my-model", "messages": [{"role": "user", "content": "Hello!"}]},
     ),
     Route(
         "POST",
@@ -167,6 +168,7 @@ ROUTES = (
         "Chat that always answers 200 (degraded: true when every route failed)",
         Reply(_GENERATE, OBJECT),
         body=GenerateRequest,
+        example={"model": "my-model", "messages": [{"role": "user", "content": "Hello!"}]},
     ),
     Route(
         "GET",

@@ -173,6 +173,7 @@ ROUTES = (
             stream=get_args(wire.StreamEvent),
         ),
         body=wire.ResponsesRequest,
+        example={"model": "my-model", "input": "Hello!"},
         errors={
             404: "`previous_response_id` names no stored response of this key's user",
             413: "The response is larger than the whole store (`responses.max_stored_bytes`)",
