@@ -67,6 +67,7 @@ class RequestEnded(Event, frozen=True, kw_only=True, omit_defaults=True):
     key_prefix: str | None
     tier: str | None
     session_id: str | None
+    endpoint: str  # the inbound API's declared path (/v1/messages, …); empty: not through HTTP
     model: str  # the public model; empty when the request failed before naming a valid one
     provider: str  # the provider id that answered or failed last; "cache"; empty: none chosen
     provider_model: str

@@ -87,5 +87,6 @@ def test_pages_cover_every_config_key_route_command_and_metric(generator: Module
     assert "## `DELETE /admin/keys/{key_id}`" in pages["api.md"]
     assert "`stellara keys revoke`" in pages["cli.md"]
     assert "usage: stellara config check" in pages["cli.md"]
-    requests = "| `stellara_requests_total` | counter | `model`, `provider`, `status`, `cache` |"
+    labels = "`model`, `provider`, `status`, `cache`, `endpoint`"
+    requests = f"| `stellara_requests_total` | counter | {labels} |"
     assert requests in pages["metrics.md"]

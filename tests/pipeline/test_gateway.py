@@ -201,6 +201,14 @@ async def test_gateway_complete_answers_and_records_the_providers_usage() -> Non
     assert await r.used("tokens") == 19  # the reservation settled to what was used
 
 
+async def test_gateway_records_the_endpoint_the_call_came_through() -> None:
+    r = rig(ScriptedAdapter("a", ANSWER))
+    ctx = request_context(r.clock, endpoint="/v1/messages")
+    await r.gateway.complete(ctx, chat_request())
+    record = await r.ended_once(ctx)
+    assert record.endpoint == "/v1/messages"
+
+
 async def test_gateway_stream_relays_every_chunk_and_keeps_the_usage_it_withholds() -> None:
     chunks = stream_chunks("one two three", usage=usage(9, 3))
     a = ScriptedAdapter("a", ScriptedStream(chunks))

@@ -71,6 +71,33 @@ async def test_upgrade_keeps_existing_usage_records_as_reported_by_their_provide
         await database.close()
 
 
+async def test_upgrade_leaves_the_endpoint_of_existing_usage_records_unknown(
+    database_url: str,
+) -> None:
+    """0003 adds `endpoint` to a store that already holds records: nothing recorded which
+    API they came through, so they keep NULL; and it can be taken back."""
+    database = Database(database_url)
+    row = (
+        "INSERT INTO usage_records (request_id, started_at, user_id, model, attempts, cache, "
+        "stream, prompt_tokens, completion_tokens, cached_tokens, cost_usd, latency_ms, status) "
+        "VALUES ('old', 0, 'alice', 'smart', 1, 'miss', false, 10, 20, 0, 0.001, 5, 200)"
+    )
+    try:
+        async with database.engine.begin() as connection:
+            await connection.run_sync(_migrate, "upgrade", "0002")
+            await connection.execute(text(row))
+        assert await upgrade(database) == ("0002", HEAD_REVISION)
+        async with database.engine.begin() as connection:
+            endpoints = await connection.execute(text("SELECT endpoint FROM usage_records"))
+            assert list(endpoints) == [(None,)]
+            await connection.run_sync(_migrate, "downgrade", "0002")
+            assert "endpoint" not in await connection.run_sync(_usage_columns)
+            kept = await connection.execute(text("SELECT request_id FROM usage_records"))
+            assert list(kept) == [("old",)]
+    finally:
+        await database.close()
+
+
 def test_head_revision_is_the_newest_migration() -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))

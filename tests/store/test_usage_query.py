@@ -45,7 +45,7 @@ async def test_filters_select_matching_records(database: Database) -> None:
         completed("a1", started_at=NEW_YEAR - 1),
         completed("a2", started_at=NEW_YEAR, model="other", provider="p2", key_id="key_2"),
         failed("a3", started_at=NEW_YEAR + 10, status=429, error="rate_limit_exceeded"),
-        completed("b1", started_at=NEW_YEAR + 20, user="bob", team=None),
+        completed("b1", started_at=NEW_YEAR + 20, user="bob", team=None, endpoint="/v1/messages"),
     )
     query = UsageQuery(database)
 
@@ -60,6 +60,7 @@ async def test_filters_select_matching_records(database: Database) -> None:
     assert await matching(model="other") == ["a2"]
     assert await matching(provider="p2") == ["a2"]
     assert await matching(key_id="key_2") == ["a2"]
+    assert await matching(endpoint="/v1/messages") == ["b1"]
     assert await matching(status=429) == ["a3"]
     assert await matching(since=NEW_YEAR, until=NEW_YEAR + 20) == ["a2", "a3"]  # [since, until)
     assert await matching(user="alice", since=NEW_YEAR + 5) == ["a3"]
@@ -135,6 +136,12 @@ async def test_spend_sums_each_group_costliest_first(database: Database) -> None
     assert [g["group"] for g in by_key] == ["key_b", "key_1"]
     by_provider = await query.spend(UsageFilters(status=502), "provider")
     assert [(g["group"], g["errors"]) for g in by_provider] == [("sim", 1)]
+    await seed(database, completed("r1", endpoint="/v1/responses", cost_usd=1.0))
+    by_endpoint = await query.spend(UsageFilters(), "endpoint")
+    assert [(g["group"], g["requests"]) for g in by_endpoint] == [
+        ("/v1/chat/completions", 4),
+        ("/v1/responses", 1),
+    ]
 
 
 async def test_spend_by_day_splits_at_utc_midnight(database: Database) -> None:

@@ -135,6 +135,18 @@ async def test_writer_stores_each_event_once_without_message_or_content(database
     }
 
 
+async def test_writer_stores_the_endpoint_and_null_for_a_call_outside_http(
+    database: Database,
+) -> None:
+    bus = EventBus()
+    writer = writer_on(database, bus)
+    writer.start()
+    bus.publish(completed("req_messages", endpoint="/v1/messages"))
+    bus.publish(completed("req_library", endpoint=""))
+    await writer.close()
+    assert [row["endpoint"] for row in await stored_rows(database)] == ["/v1/messages", None]
+
+
 async def test_writer_stores_content_only_when_configured(sqlite_database: Database) -> None:
     bus = EventBus()
     writer = writer_on(sqlite_database, bus, log_content=True)

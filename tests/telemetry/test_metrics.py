@@ -123,6 +123,24 @@ def test_metrics_request_events_count_requests_latency_tokens_and_cost(bus: Even
     assert total(s, "stellara_tokens_total", provider="cache", kind="prompt") == 12
 
 
+def test_metrics_count_and_time_requests_by_their_endpoint(bus: EventBus) -> None:
+    metrics = attached(bus)
+    publish(bus, [request_event(endpoint="/v1/responses")] * 2)
+    publish(bus, [request_event(endpoint="/v1/messages", latency_ms=3000.0)])
+    s = scrape(metrics)
+    requests = "stellara_requests_total"
+    assert total(s, requests, provider="openai", endpoint="/v1/responses") == 2
+    assert total(s, requests, provider="openai", endpoint="/v1/messages") == 1
+    duration = "stellara_request_duration_seconds"
+    assert total(s, f"{duration}_count", provider="openai", endpoint="/v1/responses") == 2
+    assert total(s, f"{duration}_bucket", endpoint="/v1/messages", le="2.5") == 0
+    assert total(s, f"{duration}_bucket", endpoint="/v1/messages", le="5.0") == 1
+    # Time to first byte stays by provider alone: every label multiplies a histogram's 18 series.
+    assert {tuple(labels) for labels in series(s, "stellara_time_to_first_byte_seconds_count")} == {
+        ("provider",)
+    }
+
+
 def test_metrics_failed_requests_count_by_status_without_usage_series(bus: EventBus) -> None:
     metrics = attached(bus)
     refused = {"provider": "", "status": 429, "error": "rate_limit_exceeded", "tier": None}

@@ -86,6 +86,7 @@ async def test_log_sink_writes_one_json_line_per_event_without_content(caplog_ev
             "key_prefix": "sk-stl-abcde",
             "tier": None,
             "session_id": None,
+            "endpoint": "/v1/chat/completions",
             "model": "test-model",
             "provider": "sim",
             "provider_model": "gpt-4o-mini",

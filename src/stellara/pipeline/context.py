@@ -33,6 +33,8 @@ class RequestContext:
     principal: Principal
     started_at: float
     deadline: float
+    # The inbound API's declared path (`/v1/messages`, …); empty outside the HTTP API.
+    endpoint: str = ""
     public_model: str = ""
     provider_id: str = ""
     provider_type: str = ""

@@ -98,6 +98,7 @@ class Recorder:
             key_prefix=principal.key_prefix,
             tier=ctx.ticket.policy.tier if ctx.ticket is not None else principal.tier,
             session_id=ctx.session_id,
+            endpoint=ctx.endpoint,
             model=ctx.public_model,
             provider=ctx.provider_id,
             provider_model=ctx.provider_model,

@@ -53,7 +53,7 @@ class RouteHandler:
         self._runtime = runtime
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        call = Call(request, new_request_id(), self._runtime)
+        call = Call(self.route, request, new_request_id(), self._runtime)
         try:
             check_headers(request, self._runtime.config.server.max_header_bytes)
             call.principal = await admit(self.route.access, call)

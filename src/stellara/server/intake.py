@@ -116,7 +116,9 @@ async def open_model_call(
 
 
 def new_context(call: Call) -> RequestContext:
-    """The pipeline's context for a model call, with its `X-Session-Id` and cache directives."""
+    """The pipeline's context for a model call: the route it came through (its declared path,
+    never the requested one, so records and metric labels stay a handful of values), its
+    `X-Session-Id` and cache directives."""
     runtime = call.runtime
     headers = call.request.headers
     now = runtime.clock.monotonic()
@@ -130,6 +132,7 @@ def new_context(call: Call) -> RequestContext:
         call.caller,
         now,
         now + runtime.config.resilience.timeout_s,
+        endpoint=call.route.path,
         session_id=session_id,
         started_epoch_s=runtime.clock.time(),
     )

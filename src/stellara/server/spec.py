@@ -65,11 +65,13 @@ class Reply:
 
 @dataclass(slots=True)
 class Call:
-    """One request to a route, as its endpoint sees it: the HTTP request, its id, the running
-    gateway, and the caller the route's access admitted (None on public and cookie routes).
+    """One request to a route, as its endpoint sees it: the route as declared, the HTTP
+    request, its id, the running gateway, and the caller the route's access admitted (None on
+    public and cookie routes).
     A model call's endpoint sets `context` once the pipeline's context is open, so that an
     error answer carries the same `x-stellara-*` headers as a success."""
 
+    route: Route
     request: web.Request
     request_id: str
     runtime: Runtime

@@ -74,6 +74,8 @@ usage_records = Table(
     Column("completion", Text),
     # The provider sent no usage (a stream cut short): tokens and cost are the gateway's count.
     Column("usage_estimated", Boolean, nullable=False, server_default=false()),
+    # The inbound API's declared path (/v1/messages, …); NULL on records older than it.
+    Column("endpoint", String(256)),
     Index("ix_usage_started_at", "started_at"),
     Index("ix_usage_user_started_at", "user_id", "started_at"),
     Index("ix_usage_model_started_at", "model", "started_at"),

@@ -53,6 +53,7 @@ def usage_row(event: RequestEnded, *, log_content: bool) -> Row:
         "key_id": event.key_id,
         "key_prefix": event.key_prefix,
         "session_id": event.session_id,
+        "endpoint": event.endpoint or None,  # "": not through the HTTP API
         "model": event.model,
         "provider": event.provider or None,  # "": failed before a target was chosen
         "provider_model": event.provider_model or None,

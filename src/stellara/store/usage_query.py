@@ -23,7 +23,7 @@ from stellara.errors import StoreUnavailableError
 from stellara.store.db import Database
 from stellara.store.tables import usage_records
 
-GroupBy = Literal["user", "team", "model", "provider", "key", "day"]
+GroupBy = Literal["user", "team", "model", "provider", "key", "endpoint", "day"]
 GROUP_BY: tuple[str, ...] = get_args(GroupBy)
 SECONDS_PER_DAY = 86_400
 
@@ -42,6 +42,7 @@ class UsageFilters:
     model: str | None = None
     provider: str | None = None
     key_id: str | None = None
+    endpoint: str | None = None
     since: float | None = None
     until: float | None = None
     status: int | None = None
@@ -53,6 +54,7 @@ class UsageFilters:
             _t.model: self.model,
             _t.provider: self.provider,
             _t.key_id: self.key_id,
+            _t.endpoint: self.endpoint,
             _t.status: self.status,
         }
         out = [column == value for column, value in equal.items() if value is not None]
@@ -138,6 +140,7 @@ class UsageQuery:
             "model": _t.model,
             "provider": _t.provider,
             "key": _t.key_id,
+            "endpoint": _t.endpoint,
         }
         return columns[group_by]
 

@@ -7,8 +7,8 @@ writer's buffer, the event bus's subscriber failures) are pulled by `refresh`, w
 `/metrics` route calls before rendering.
 
 Labels stay bounded: provider ids, public model names, tiers, breaker ids and limit names all
-come from the config, event names from the code; user ids, keys, prompts and error messages
-never become labels.
+come from the config, event names and endpoints (the model routes' declared paths, six) from
+the code; user ids, keys, prompts, error messages and requested paths never become labels.
 
 One process (`stellara serve`): `registry` holds the metrics and prometheus-client's process,
 platform and GC collectors. Several (`--workers N`): prometheus-client's multiprocess mode, set
@@ -171,8 +171,8 @@ class GatewayMetrics:
         for provider in providers:
             self.provider_healthy.labels(provider).set(1)
         # Children by label tuple: `.labels()` costs more than the update itself.
-        self._requests: dict[tuple[str, str, int, str], Counter] = {}
-        self._request_series: dict[str, _RequestSeries] = {}
+        self._requests: dict[tuple[str, str, int, str, str], Counter] = {}
+        self._request_series: dict[tuple[str, str], _RequestSeries] = {}
         self._usage: dict[tuple[str, str, str | None], _UsageSeries] = {}
         self._retries: dict[str, Counter] = {}
         self._followers: dict[tuple[Counter, str | None], _CountFollower] = {}
@@ -186,13 +186,13 @@ class GatewayMetrics:
         self.requests = counter(
             "stellara_requests",
             "Model calls by public model, provider id (cache: answered from the cache; empty: "
-            "none chosen), HTTP status and cache outcome",
-            ["model", "provider", "status", "cache"],
+            "none chosen), HTTP status, cache outcome and endpoint (the inbound API's path)",
+            ["model", "provider", "status", "cache", "endpoint"],
         )
         self.request_duration = histogram(
             "stellara_request_duration_seconds",
-            "Model calls from arrival to the last byte, by provider id",
-            ["provider"],
+            "Model calls from arrival to the last byte, by provider id and endpoint",
+            ["provider", "endpoint"],
         )
         self.time_to_first_byte = histogram(
             "stellara_time_to_first_byte_seconds",
@@ -338,17 +338,19 @@ class GatewayMetrics:
 
     def _on_request(self, event: RequestEnded) -> None:
         model, provider, tier, status = event.model, event.provider, event.tier, event.status
-        key = (model, provider, status, event.cache)
+        endpoint = event.endpoint
+        key = (model, provider, status, event.cache, endpoint)
         requests = self._requests.get(key)
         if requests is None:
             requests = self._requests[key] = self.requests.labels(
-                model, provider, str(status), event.cache
+                model, provider, str(status), event.cache, endpoint
             )
         requests.inc()
-        series = self._request_series.get(provider)
+        series = self._request_series.get((provider, endpoint))
         if series is None:
-            series = self._request_series[provider] = _RequestSeries(
-                self.request_duration.labels(provider), self.time_to_first_byte.labels(provider)
+            series = self._request_series[(provider, endpoint)] = _RequestSeries(
+                self.request_duration.labels(provider, endpoint),
+                self.time_to_first_byte.labels(provider),
             )
         series.duration.observe(event.latency_ms / 1000.0)
         ttfb_ms = event.ttfb_ms

@@ -44,9 +44,10 @@ class EventRecorder:
 
 
 def request_completed(**facts: Any) -> RequestCompleted:
-    """A `request.completed` event of one answered call: alice asked `smart`, openai's
-    `gpt-4o` answered in 120 ms. `facts` replaces any field; the one attempt span follows the
-    provider, model and latency given unless `attempt_spans` is passed too."""
+    """A `request.completed` event of one answered call: alice asked `smart` through
+    `/v1/chat/completions`, openai's `gpt-4o` answered in 120 ms. `facts` replaces any field;
+    the one attempt span follows the provider, model and latency given unless `attempt_spans`
+    is passed too."""
     return _ended(RequestCompleted, facts)
 
 
@@ -73,6 +74,7 @@ def _ended(kind: type[R], facts: dict[str, Any]) -> R:
         "key_prefix": None,
         "tier": None,
         "session_id": None,
+        "endpoint": "/v1/chat/completions",
         "model": "smart",
         "provider": "openai",
         "provider_model": "gpt-4o",

@@ -1,10 +1,11 @@
 """Usage and spend for operators (master key): records, CSV export, totals, writer status.
 
 `GET /admin/usage` lists records oldest first: filters `user`, `team`, `model`, `provider`,
-`key_id`, `status`, `since` / `until` (ISO-8601 or epoch seconds; `since` ≤ started < `until`),
-`limit` (1..10000) and `after` (the previous page's `next_after`); `format=csv` downloads every
-matching record instead. `GET /admin/spend` adds `group_by` (user, team, model, provider, key,
-or day in UTC). `GET /admin/usage/status` shows the background writer's state.
+`key_id`, `endpoint` (the inbound API's path, such as `/v1/messages`), `status`, `since` /
+`until` (ISO-8601 or epoch seconds; `since` ≤ started < `until`), `limit` (1..10000) and `after`
+(the previous page's `next_after`); `format=csv` downloads every matching record instead.
+`GET /admin/spend` adds `group_by` (user, team, model, provider, key, endpoint, or day in UTC).
+`GET /admin/usage/status` shows the background writer's state.
 """
 
 from __future__ import annotations
@@ -121,6 +122,7 @@ def parse_filters(params: MultiMapping[str]) -> UsageFilters:
         model=params.get("model"),
         provider=params.get("provider"),
         key_id=params.get("key_id"),
+        endpoint=params.get("endpoint"),
         since=since,
         until=until,
         status=status,
