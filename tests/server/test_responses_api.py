@@ -20,7 +20,14 @@ from openai.types.responses import (
 from pydantic import BaseModel
 
 from stellara.sim import RunningSimulator
-from tests.conftest import MASTER_KEY, UPSTREAM_KEY, USER_KEY, RunningGateway, StartGateway
+from tests.conftest import (
+    MASTER_KEY,
+    UPSTREAM_KEY,
+    USER_KEY,
+    RunningGateway,
+    StartGateway,
+    set_faults,
+)
 from tests.specs.openai_schema import validate, validate_event
 
 OTHER_KEY = "sk-test-other-user-key-0003"
@@ -330,3 +337,22 @@ async def test_responses_bad_requests_get_openai_4xx_errors(
     assert answer["error"]["message"]
     if param is not None:
         assert answer["error"]["param"] == param
+
+
+@pytest.mark.parametrize("model", ["gpt", "claude"])
+async def test_responses_stream_broken_by_the_provider_ends_failed(
+    gateway: RunningGateway, sim: RunningSimulator, model: str
+) -> None:
+    await set_faults(sim, {"kind": "cut_stream", "after_chunks": 3})
+    events = await raw_stream(gateway, {"model": model, "input": "Tell me about rivers."})
+    types = [event["type"] for event in events]
+    assert types[-2:] == ["error", "response.failed"]
+    assert "response.completed" not in types
+    failed = events[-1]["response"]
+    assert failed["status"] == "failed"
+    assert failed["error"]["message"]
+    async with openai.AsyncOpenAI(
+        base_url=gateway.base_url, api_key=USER_KEY, max_retries=0
+    ) as sdk:
+        with pytest.raises(openai.NotFoundError):  # a failed response is not stored
+            await sdk.responses.retrieve(failed["id"])
