@@ -182,8 +182,19 @@ def test_no_server_error_and_responses_match_the_schema(
     assert not outcome.failures, "\n\n".join(outcome.failures)
     assert len(outcome.statuses) >= 40  # every route and method of the document was called
     if mode is GenerationMode.POSITIVE:
-        # The model routes were really exercised, with either key, not refused at the door.
-        for path in ("/v1/chat/completions", "/v1/messages", "/v1/embeddings"):
+        # The model routes take either key (not refused at the door): each answers its
+        # documented example. (Whether the fuzzer's own cases reach a 2xx depends on what
+        # hypothesis generates, which is not stable across test orders.)
+        document = requests.get(f"{served.url}/openapi.json", timeout=10).json()
+        for path in ("/v1/chat/completions", "/v1/messages", "/v1/responses", "/v1/embeddings"):
+            example = document["paths"][path]["post"]["requestBody"]["content"]["application/json"][
+                "example"
+            ]
             for key in (MASTER_KEY, USER_KEY):
-                answered = outcome.statuses[f"POST {path}", key]
-                assert any(200 <= status < 300 for status in answered), (path, answered)
+                answer = requests.post(
+                    served.url + path,
+                    json=example,
+                    headers={"Authorization": f"Bearer {key}"},
+                    timeout=10,
+                )
+                assert answer.status_code == 200, (path, answer.text)
