@@ -20,7 +20,7 @@ from stellara.config.models import ResponsesConfig
 from stellara.errors import ResponseNotFoundError
 from stellara.principal import Principal
 from stellara.schema.chat import Message
-from stellara.state.base import ResponsesStore
+from stellara.state.base import ResponsesStore, StoredResponse
 from stellara.wire import responses as wire
 
 
@@ -73,17 +73,21 @@ class StoredResponses:
     async def find(
         self, response_id: str, caller: Principal, *, param: str | None = None
     ) -> StoredTurn:
+        return _decode_turn((await self._owned(response_id, caller, param)).blob)
+
+    async def delete(self, response_id: str, caller: Principal) -> None:
+        await self._owned(response_id, caller, None)
+        if not await self._store.delete(response_id):
+            raise _not_found(response_id, None)  # it expired or was deleted meanwhile
+
+    async def _owned(
+        self, response_id: str, caller: Principal, param: str | None
+    ) -> StoredResponse:
+        """The stored entry, when it is the caller's to read; else 404."""
         stored = await self._store.get(response_id)
         if stored is None or not _may_read(caller, stored.user):
             raise _not_found(response_id, param)
-        return _decode_turn(stored.blob)
-
-    async def delete(self, response_id: str, caller: Principal) -> None:
-        stored = await self._store.get(response_id)
-        if stored is None or not _may_read(caller, stored.user):
-            raise _not_found(response_id, None)
-        if not await self._store.delete(response_id):
-            raise _not_found(response_id, None)  # it expired or was deleted meanwhile
+        return stored
 
 
 def _may_read(caller: Principal, owner: str) -> bool:
