@@ -314,7 +314,7 @@ def test_message_has_text_tool_use_and_mapped_usage() -> None:
         "prompt_tokens": 100,
         "completion_tokens": 7,
         "total_tokens": 107,
-        "prompt_tokens_details": {"cached_tokens": 60},
+        "prompt_tokens_details": {"cached_tokens": 60, "cache_write_tokens": 15},
     }
     message = to_message(
         completion({"content": "Checking.", "tool_calls": [call]}, "tool_calls", usage=usage),
@@ -332,9 +332,9 @@ def test_message_has_text_tool_use_and_mapped_usage() -> None:
         "stop_reason": "tool_use",
         "stop_sequence": None,
         "usage": {
-            "input_tokens": 40,
+            "input_tokens": 25,
             "output_tokens": 7,
-            "cache_creation_input_tokens": 0,
+            "cache_creation_input_tokens": 15,
             "cache_read_input_tokens": 60,
         },
     }
@@ -467,6 +467,7 @@ def test_stream_writer_turns_text_and_two_tool_calls_into_blocks() -> None:
         "output_tokens": 20,
         "input_tokens": 40,
         "cache_read_input_tokens": 10,
+        "cache_creation_input_tokens": 0,
     }
 
 

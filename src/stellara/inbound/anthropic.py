@@ -315,7 +315,8 @@ def stop_reason(finish_reason: str | None) -> wire.StopReason:
 
 
 def usage_of(usage: Usage | None) -> wire.Usage:
-    """Anthropic counts cached prompt tokens apart from `input_tokens`; OpenAI includes them."""
+    """Anthropic counts prompt tokens read from and written to the cache apart from
+    `input_tokens`; OpenAI includes them."""
     if usage is None:
         return wire.Usage(
             input_tokens=0,
@@ -325,10 +326,11 @@ def usage_of(usage: Usage | None) -> wire.Usage:
         )
     details = usage.prompt_tokens_details
     cached = (details.cached_tokens or 0) if details else 0
+    written = (details.cache_write_tokens or 0) if details else 0
     return wire.Usage(
-        input_tokens=max(0, usage.prompt_tokens - cached),
+        input_tokens=max(0, usage.prompt_tokens - cached - written),
         output_tokens=usage.completion_tokens,
-        cache_creation_input_tokens=0,
+        cache_creation_input_tokens=written,
         cache_read_input_tokens=cached,
     )
 
@@ -407,6 +409,7 @@ class AnthropicStreamWriter:
         if self._usage is not None:  # message_start could only say 0: correct it here
             delta_usage.input_tokens = usage.input_tokens
             delta_usage.cache_read_input_tokens = usage.cache_read_input_tokens
+            delta_usage.cache_creation_input_tokens = usage.cache_creation_input_tokens
         body = wire.MessageDeltaBody(stop_reason=stop_reason(self._finish_reason))
         events.append(wire.MessageDeltaEvent(body, delta_usage))
         events.append(wire.MessageStopEvent())

@@ -223,8 +223,10 @@ class ChatRequest(Struct, omit_defaults=True):
 
 
 class PromptTokensDetails(Struct, omit_defaults=True):
-    cached_tokens: int | None = None
+    cached_tokens: int | None = None  # read from the provider's prompt cache
     audio_tokens: int | None = None
+    # Written to the provider's prompt cache (Anthropic bills them above the input rate).
+    cache_write_tokens: int | None = None
 
 
 class CompletionTokensDetails(Struct, omit_defaults=True):

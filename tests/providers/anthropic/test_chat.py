@@ -493,6 +493,7 @@ def test_response_usage_counts_cached_input_as_prompt_tokens():
     assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (175, 10, 185)
     assert usage.prompt_tokens_details is not None
     assert usage.prompt_tokens_details.cached_tokens == 50
+    assert usage.prompt_tokens_details.cache_write_tokens == 25
 
 
 @pytest.mark.parametrize(

@@ -168,7 +168,7 @@ def test_stream_usage_merges_message_delta_counts_with_message_start():
         "prompt_tokens": 117,
         "completion_tokens": 30,
         "total_tokens": 147,
-        "prompt_tokens_details": {"cached_tokens": 100},
+        "prompt_tokens_details": {"cached_tokens": 100, "cache_write_tokens": 5},
     }
 
 

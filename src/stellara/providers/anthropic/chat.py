@@ -370,10 +370,13 @@ def canonical_usage(usage: wire.Usage) -> Usage:
     `prompt_tokens` counts all of it and reports the cached part inside it.
     """
     cache_read = usage.cache_read_input_tokens or 0
-    prompt = usage.input_tokens + cache_read + (usage.cache_creation_input_tokens or 0)
+    cache_write = usage.cache_creation_input_tokens or 0
+    prompt = usage.input_tokens + cache_read + cache_write
     details = None
-    if usage.cache_read_input_tokens is not None:
-        details = PromptTokensDetails(cached_tokens=cache_read)
+    if usage.cache_read_input_tokens is not None or cache_write:
+        details = PromptTokensDetails(
+            cached_tokens=cache_read, cache_write_tokens=cache_write or None
+        )
     return Usage(
         prompt_tokens=prompt,
         completion_tokens=usage.output_tokens,
