@@ -27,6 +27,11 @@ class Weather(BaseModel):
     sky: str
 
 
+class Forecast(BaseModel):
+    today: Weather
+    later: list[Weather]
+
+
 class GetWeather(BaseModel):
     """Current weather for a city."""
 
@@ -91,6 +96,18 @@ async def test_parse_streamed_gives_the_model_from_content_deltas(
     [choice] = final.choices
     assert choice.message.parsed == Weather(city="Oslo", degrees=1, sky="in")
     assert choice.finish_reason == "stop"
+
+
+async def test_parse_of_a_nested_model_keeps_its_defs(
+    sdk: openai.AsyncOpenAI, sim: RunningSimulator
+) -> None:
+    completion = await sdk.chat.completions.parse(
+        model="smart", messages=OSLO, response_format=Forecast
+    )
+    oslo = Weather(city="Oslo", degrees=1, sky="in")
+    assert completion.choices[0].message.parsed == Forecast(today=oslo, later=[oslo])
+    [body] = await sent_bodies(sim)
+    assert body["tools"][0]["input_schema"]["$defs"].keys() == {"Weather"}
 
 
 async def test_json_object_answers_one_json_object(sdk: openai.AsyncOpenAI) -> None:

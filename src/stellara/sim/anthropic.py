@@ -4,8 +4,9 @@
 ``max_tokens``, roles, ``tool_result`` blocks without their ``tool_use``, the API key (in
 ``x-api-key`` or, as SDKs since 2.0 send it, ``Authorization: Bearer``) and the
 ``anthropic-version`` header, whose value decides what is refused (version 2026-10-21 refuses
-``temperature``, ``top_p`` and ``top_k``); ``strict`` tools on models older than structured
-outputs (``claude-3…``, Sonnet and Opus 4.0), and a forced ``tool_choice`` with thinking on.
+``temperature``, ``top_p`` and ``top_k``); a tool ``input_schema`` that is not an object,
+``strict`` tools on models older than structured outputs (``claude-3…``, Sonnet and Opus 4.0),
+and a forced ``tool_choice`` with thinking on.
 It answers with the same deterministic text as the OpenAI format (:mod:`stellara.sim.text`),
 as a ``message`` object or as Anthropic's event stream.
 
@@ -419,6 +420,11 @@ def _validate(messages_request: _Request) -> None:
 
 def _check_tools(messages_request: _Request) -> None:
     tools = messages_request.tools or []
+    for at, tool in enumerate(tools):
+        if tool.input_schema.get("type") != "object":
+            raise _InvalidRequestError(
+                f"tools.{at}.custom.input_schema.type: Input should be 'object'"
+            )
     choice = messages_request.tool_choice
     if isinstance(choice, _ChooseTool) and choice.name not in {tool.name for tool in tools}:
         raise _InvalidRequestError(f"tool_choice.name: Tool '{choice.name}' not found in tools")
