@@ -256,12 +256,19 @@ class ResponseMessage(Struct, omit_defaults=True):
 
 FinishReason = str  # "stop" | "length" | "tool_calls" | "content_filter" | "function_call"
 
+# Which stop ended the answer, beside finish_reason "stop": the stop sequence (a string) or, from
+# vLLM, a stop token id. Not in OpenAI's schema: the name and meaning are vLLM's, so answers of
+# OpenAI-compatible servers carry it in; Anthropic reports its `stop_sequence` here. Absent when
+# unknown (OpenAI itself never says), so OpenAI-shaped answers are unchanged.
+StopReason = str | int | None | UnsetType
+
 
 class Choice(Struct):
     index: int
     message: ResponseMessage
     finish_reason: FinishReason | None = None
     logprobs: OpaqueJSON = UNSET
+    stop_reason: StopReason = UNSET
 
 
 class ChatCompletion(Struct, omit_defaults=True):
@@ -303,6 +310,7 @@ class ChunkChoice(Struct):
     delta: Delta
     finish_reason: FinishReason | None = None
     logprobs: OpaqueJSON = UNSET
+    stop_reason: StopReason = UNSET
 
 
 class ChatCompletionChunk(Struct, omit_defaults=True):

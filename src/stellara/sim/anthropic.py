@@ -4,8 +4,17 @@
 ``max_tokens``, roles, ``tool_result`` blocks without their ``tool_use``, the API key (in
 ``x-api-key`` or, as SDKs since 2.0 send it, ``Authorization: Bearer``) and the
 ``anthropic-version`` header, whose value decides what is refused (version 2026-10-21 refuses
-``temperature``, ``top_p`` and ``top_k``). It answers with the same deterministic text as the
-OpenAI format (:mod:`stellara.sim.text`), as a ``message`` object or as Anthropic's event stream.
+``temperature``, ``top_p`` and ``top_k``); a tool ``input_schema`` that is not an object,
+``strict`` tools on models older than structured outputs (``claude-3…``, Sonnet and Opus 4.0),
+and a forced ``tool_choice`` with thinking on.
+It answers with the same deterministic text as the OpenAI format (:mod:`stellara.sim.text`),
+as a ``message`` object or as Anthropic's event stream.
+
+Tools are called as the real API's ``tool_choice`` demands: ``tool`` always calls the named
+tool; ``any`` always calls one, the first before any tool result came back and the last after
+(a deterministic stand-in for the model's choice); ``auto`` (or none) calls the first tool
+until results came back, then answers in text. A call's ``input`` is sampled from the tool's
+``input_schema`` (:func:`stellara.sim.text.sample_object`), so it always matches the schema.
 
 It is written from Anthropic's API reference, not from the gateway's wire types, so that a
 mistake in those types shows up as a failing test instead of being mirrored here.
@@ -39,6 +48,8 @@ _INDEX = re.compile(r"\[(\d+)\]")
 _VERSIONS = ("2023-01-01", "2023-06-01", "2026-10-21")
 _NO_SAMPLING_SINCE = "2026-10-21"
 """The API version that refuses ``temperature``, ``top_p`` and ``top_k``, even at defaults."""
+_NO_STRICT_TOOLS = re.compile(r"^claude-(3|(sonnet|opus)-4-(0|2025))")
+"""Models from before structured outputs, which refuse ``strict`` tools."""
 
 # status -> (type, message) of the real API's error bodies.
 _STATUS_ERRORS: dict[int, tuple[str, str]] = {
@@ -139,6 +150,7 @@ class _Tool(_Strict):
     input_schema: dict[str, Any]
     description: str | None = None
     type: Literal["custom"] | None = None
+    strict: bool | None = None
     cache_control: dict[str, Any] | None = None
 
 
@@ -403,10 +415,26 @@ def _validate(messages_request: _Request) -> None:
         if isinstance(content, list) and any(isinstance(b, _Text) and not b.text for b in content):
             raise _InvalidRequestError("messages: text content blocks must be non-empty")
     _check_tool_pairs(_turns(messages_request.messages))
+    _check_tools(messages_request)
+
+
+def _check_tools(messages_request: _Request) -> None:
+    tools = messages_request.tools or []
+    for at, tool in enumerate(tools):
+        if tool.input_schema.get("type") != "object":
+            raise _InvalidRequestError(
+                f"tools.{at}.custom.input_schema.type: Input should be 'object'"
+            )
     choice = messages_request.tool_choice
-    names = {tool.name for tool in messages_request.tools or ()}
-    if isinstance(choice, _ChooseTool) and choice.name not in names:
+    if isinstance(choice, _ChooseTool) and choice.name not in {tool.name for tool in tools}:
         raise _InvalidRequestError(f"tool_choice.name: Tool '{choice.name}' not found in tools")
+    model = messages_request.model
+    if any(tool.strict for tool in tools) and _NO_STRICT_TOOLS.match(model):
+        raise _InvalidRequestError(f"'{model}' does not support strict tools.")
+    thinking = messages_request.thinking
+    is_forced = isinstance(choice, _ChooseAny | _ChooseTool)
+    if is_forced and thinking is not None and thinking.type == "enabled":
+        raise _InvalidRequestError("Thinking may not be enabled when tool_choice forces tool use.")
 
 
 def _validate_2026_10_21(messages_request: _Request) -> None:
@@ -457,11 +485,13 @@ def _check_tool_pairs(turns: list[tuple[str, list[_Block]]]) -> None:
 def _chosen_tool(messages_request: _Request, role: str, *, has_results: bool) -> _Tool | None:
     tools = messages_request.tools
     choice = messages_request.tool_choice
-    if not tools or isinstance(choice, _ChooseNone) or role != "user" or has_results:
+    if not tools or isinstance(choice, _ChooseNone) or role != "user":
         return None
     if isinstance(choice, _ChooseTool):
         return next(tool for tool in tools if tool.name == choice.name)
-    return tools[0]
+    if isinstance(choice, _ChooseAny):
+        return tools[-1] if has_results else tools[0]
+    return None if has_results else tools[0]
 
 
 def _finish(pieces: list[str], max_tokens: int, stop: list[str]) -> _Answer:
