@@ -520,3 +520,25 @@ async def test_gemini_calls_are_recorded_by_endpoint(
         await asyncio.sleep(0.05)
     assert {record["endpoint"] for record in records} == expected
     assert {record["model"] for record in records} == {"gem", "embed-gem"}
+
+
+async def test_gemini_rate_limit_is_resource_exhausted_with_retry_info(
+    sim: RunningSimulator, start_gateway: StartGateway
+) -> None:
+    config = three_providers(sim.url)
+    config["limits"] = {"tiers": {"default": {"rate": {"window_s": 60, "requests": 1}}}}
+    gateway = await start_gateway(config)
+    async with sdk(gateway).aio as client:
+        await client.models.generate_content(model="gpt", contents="hi")
+        with pytest.raises(errors.ClientError) as caught:
+            await client.models.generate_content(model="gpt", contents="hi")
+    error = caught.value
+    assert (error.code, error.status) == (429, "RESOURCE_EXHAUSTED")
+    assert error.response is not None
+    retry_after = int(error.response.headers["Retry-After"])
+    assert retry_after >= 1
+    [detail] = error.details["error"]["details"]
+    assert detail == {
+        "@type": "type.googleapis.com/google.rpc.RetryInfo",
+        "retryDelay": f"{retry_after}s",
+    }
