@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import msgspec
-
+from stellara.inbound.anthropic import tool_input
 from stellara.schema.chat import ChatCompletion, ResponseMessage, ToolCall, Usage
 from stellara.wire.google import (
     Candidate,
@@ -15,9 +12,6 @@ from stellara.wire.google import (
     Part,
     UsageMetadata,
 )
-
-RAW_ARGUMENTS_KEY = "_raw_arguments"
-"""Where a functionCall keeps arguments a model wrote that are not a JSON object."""
 
 _FINISH_REASONS = {
     "stop": "STOP",
@@ -59,21 +53,11 @@ def message_parts(message: ResponseMessage) -> list[Part]:
 
 
 def function_call_part(call: ToolCall) -> Part:
-    """The call's id travels with it, so the client's functionResponse can name it."""
-    args = function_args(call.function.arguments)
+    """The call's id travels with it, so the client's functionResponse can name it. Arguments
+    a model wrote that are not a JSON object are kept under `_raw_arguments`, as the
+    Anthropic dialect keeps them, rather than lost (a tool is never run with none)."""
+    args = tool_input(call.function.arguments)
     return Part(function_call=FunctionCall(name=call.function.name, args=args, id=call.id or None))
-
-
-def function_args(arguments: str) -> dict[str, Any]:
-    """Tool-call arguments as a functionCall's `args` object; a model's malformed output is
-    kept under `_raw_arguments` rather than lost (a tool is never run with none)."""
-    if not arguments.strip():
-        return {}
-    try:
-        value = msgspec.json.decode(arguments)
-    except msgspec.DecodeError:
-        return {RAW_ARGUMENTS_KEY: arguments}
-    return value if isinstance(value, dict) else {RAW_ARGUMENTS_KEY: arguments}
 
 
 def finish_reason(reason: str | None, *, refused: bool = False) -> str | None:
