@@ -542,3 +542,37 @@ async def test_gemini_rate_limit_is_resource_exhausted_with_retry_info(
         "@type": "type.googleapis.com/google.rpc.RetryInfo",
         "retryDelay": f"{retry_after}s",
     }
+
+
+async def test_gemini_generation_config_reaches_openai_and_gemini_upstreams(
+    client: genai.client.AsyncClient, sim: RunningSimulator
+) -> None:
+    config = types.GenerateContentConfig(
+        temperature=0.3,
+        top_p=0.8,
+        max_output_tokens=5,
+        stop_sequences=["zzz"],
+        seed=3,
+        presence_penalty=0.5,
+        system_instruction="Be brief.",
+    )
+    await client.models.generate_content(model="gpt", contents="hi", config=config)
+    await client.models.generate_content(model="gem", contents="hi", config=config)
+    openai_body, gemini_body = [request["body"] for request in await upstream_requests(sim)]
+    assert {key: openai_body[key] for key in ("temperature", "top_p", "stop", "seed")} == {
+        "temperature": 0.3,
+        "top_p": 0.8,
+        "stop": ["zzz"],
+        "seed": 3,
+    }
+    assert openai_body["presence_penalty"] == 0.5
+    assert openai_body["messages"][0] == {"role": "system", "content": "Be brief."}
+    assert gemini_body["generationConfig"] == {
+        "temperature": 0.3,
+        "topP": 0.8,
+        "maxOutputTokens": 5,
+        "stopSequences": ["zzz"],
+        "seed": 3,
+        "presencePenalty": 0.5,
+    }
+    assert gemini_body["systemInstruction"] == {"parts": [{"text": "Be brief."}]}

@@ -133,12 +133,12 @@ async def admit(access: Access, call: Call) -> Principal | None:
 def _caller_key(call: Call) -> str | None:
     """The key a caller sent: as a bearer token or `x-api-key`, and on Gemini routes also as
     Google's SDKs send it, `x-goog-api-key` or `?key=` (those come first there)."""
+    request = call.request
     if call.route.dialect is Dialect.GEMINI:
-        request = call.request
         key = google_api_key(request)
         if key:
             return key
-    return bearer_token(call.request)
+    return bearer_token(request)
 
 
 async def unknown_route(call: Call) -> web.StreamResponse:
