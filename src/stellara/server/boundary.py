@@ -15,6 +15,7 @@ suggests.
 from __future__ import annotations
 
 import logging
+import re
 
 from aiohttp import web
 
@@ -33,6 +34,7 @@ from stellara.server.intake import (
     REQUEST_ID,
     bearer_token,
     check_headers,
+    google_api_key,
     new_request_id,
     response_headers,
 )
@@ -42,6 +44,8 @@ logger = logging.getLogger(__name__)
 
 SESSION_COOKIE = "stellara_dashboard"
 _ANTHROPIC_PATHS = ("/v1/messages",)
+# Gemini's API lives under /v1beta/, and its model actions under /v1/ too (`models/x:action`).
+_GEMINI_PATH = re.compile(r"/v1beta/|/v1/models/[^/]*:")
 UNKNOWN_ROUTE_PATH = "/{tail}"  # the catch-all's canonical form, registered last
 
 
@@ -86,6 +90,8 @@ class UnknownRouteHandler(RouteHandler):
     def dialect(self, request: web.Request) -> Dialect:
         if request.path.startswith(_ANTHROPIC_PATHS):
             return Dialect.ANTHROPIC
+        if _GEMINI_PATH.match(request.path):
+            return Dialect.GEMINI
         return Dialect.OPENAI
 
 
@@ -117,11 +123,22 @@ async def admit(access: Access, call: Call) -> Principal | None:
             raise AuthenticationError("Sign in to the dashboard first.")
         return None
     principal = await runtime.auth.authenticate(
-        bearer_token(call.request), model_call=access is Access.MODEL
+        _caller_key(call), model_call=access is Access.MODEL
     )
     if access is Access.MASTER and not principal.is_master:
         raise PermissionDeniedError("This route needs the master key.", code="master_key_required")
     return principal
+
+
+def _caller_key(call: Call) -> str | None:
+    """The key a caller sent: as a bearer token or `x-api-key`, and on Gemini routes also as
+    Google's SDKs send it, `x-goog-api-key` or `?key=` (those come first there)."""
+    request = call.request
+    if call.route.dialect is Dialect.GEMINI:
+        key = google_api_key(request)
+        if key:
+            return key
+    return bearer_token(request)
 
 
 async def unknown_route(call: Call) -> web.StreamResponse:

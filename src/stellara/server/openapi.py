@@ -2,9 +2,9 @@
 
 Every path, method, access and body comes from the routes' declarations, and every schema
 from the very msgspec structs that decode requests and encode answers, so the description
-cannot drift from what the server does. Anthropic's wire types share names with the canonical
-ones (Usage, Message, ErrorDetail), so the components of Anthropic-dialect routes carry an
-`Anthropic` prefix.
+cannot drift from what the server does. Anthropic's and Gemini's wire types share names with
+the canonical ones (Usage, Message, ErrorDetail), so the components of their routes carry an
+`Anthropic` or `Gemini` prefix.
 """
 
 from __future__ import annotations
@@ -19,14 +19,15 @@ from aiohttp import web
 from stellara import __version__, _json
 from stellara.server.schemas import ErrorBody
 from stellara.server.spec import Access, Dialect, Route, Schema
-from stellara.wire import anthropic
+from stellara.wire import anthropic, google
 
 OPENAPI_DOCUMENT = web.AppKey("openapi_document", bytes)
 
-_PREFIX = {Dialect.OPENAI: "", Dialect.ANTHROPIC: "Anthropic"}
+_PREFIX = {Dialect.OPENAI: "", Dialect.ANTHROPIC: "Anthropic", Dialect.GEMINI: "Gemini"}
 _ERROR_SCHEMA: Mapping[Dialect, type] = {
     Dialect.OPENAI: ErrorBody,
     Dialect.ANTHROPIC: anthropic.ErrorEvent,
+    Dialect.GEMINI: google.GoogleErrorBody,
 }
 _PARAMETER = re.compile(r"\{(\w+)(?::[^}]*)?\}")
 _MODEL_CALL_ERRORS = {
@@ -66,7 +67,7 @@ def build_openapi(routes: Sequence[Route]) -> dict[str, Any]:
         "info": {
             "title": "Stellara",
             "version": __version__,
-            "description": "An AI gateway speaking the OpenAI and Anthropic APIs.",
+            "description": "An AI gateway speaking the OpenAI, Anthropic and Gemini APIs.",
         },
         "paths": paths,
         "components": {
@@ -74,6 +75,8 @@ def build_openapi(routes: Sequence[Route]) -> dict[str, Any]:
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+                "googApiKey": {"type": "apiKey", "in": "header", "name": "x-goog-api-key"},
+                "keyQuery": {"type": "apiKey", "in": "query", "name": "key"},
             },
         },
     }
@@ -113,6 +116,8 @@ def _operation(route: Route) -> dict[str, Any]:
         security: list[dict[str, list[str]]] = [{"bearer": []}]
         if route.dialect is Dialect.ANTHROPIC:
             security.append({"apiKey": []})
+        if route.dialect is Dialect.GEMINI:
+            security += [{"googApiKey": []}, {"keyQuery": []}]
         operation["security"] = security
     parameters = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}

@@ -42,6 +42,7 @@ class Dialect(enum.Enum):
 
     OPENAI = "openai"  # {"error": {"message", "type", "param", "code"}}
     ANTHROPIC = "anthropic"  # {"type": "error", "error": {"type", "message"}}
+    GEMINI = "gemini"  # {"error": {"code", "message", "status"}}; keys also by x-goog-api-key
 
 
 Schema = type | Mapping[str, Any]

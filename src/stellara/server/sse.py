@@ -18,6 +18,7 @@ from stellara import _json
 from stellara._clock import Clock
 from stellara.errors import InternalError, StellaraError, UpstreamError
 from stellara.inbound.anthropic import AnthropicStreamWriter
+from stellara.inbound.gemini import GeminiStreamWriter
 from stellara.inbound.responses import ResponsesStreamWriter
 from stellara.pipeline.gateway import ChunkStream
 from stellara.schema.chat import ChatCompletionChunk
@@ -87,6 +88,26 @@ class AnthropicFrames(_ErrorEventEnd):
 
     async def finish(self) -> bytes:
         return _frames(self._writer.finish())
+
+
+class GeminiFrames(_ErrorEventEnd):
+    """`data: <GenerateContentResponse>` per piece the writer makes, CRLF-ended as Google's;
+    no end marker (the last piece carries the finish reasons)."""
+
+    dialect = Dialect.GEMINI
+
+    def __init__(self, writer: GeminiStreamWriter) -> None:
+        self._writer = writer
+
+    def feed(self, chunk: ChatCompletionChunk) -> bytes:
+        return _data_frames(self._writer.feed(chunk))
+
+    async def finish(self) -> bytes:
+        return _data_frames(self._writer.finish())
+
+
+def _data_frames(pieces: Sequence[msgspec.Struct]) -> bytes:
+    return b"".join(b"data: " + _json.encode(piece) + b"\r\n\r\n" for piece in pieces)
 
 
 class ResponsesFrames:

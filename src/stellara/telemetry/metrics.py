@@ -7,7 +7,7 @@ writer's buffer, the event bus's subscriber failures) are pulled by `refresh`, w
 `/metrics` route calls before rendering.
 
 Labels stay bounded: provider ids, public model names, tiers, breaker ids and limit names all
-come from the config, event names and endpoints (the model routes' declared paths, six) from
+come from the config, event names and endpoints (the model routes' declared paths) from
 the code; user ids, keys, prompts, error messages and requested paths never become labels.
 
 One process (`stellara serve`): `registry` holds the metrics and prometheus-client's process,

@@ -12,6 +12,7 @@ from stellara.server.routes import (
     cache,
     dashboard,
     docs,
+    gemini,
     keys,
     limits,
     metrics,
@@ -28,6 +29,7 @@ from stellara.server.spec import Route
 ROUTES: tuple[Route, ...] = (
     *openai.ROUTES,
     *anthropic.ROUTES,
+    *gemini.ROUTES,
     *responses.ROUTES,
     *orchestration.ROUTES,
     *limits.ROUTES,
