@@ -219,21 +219,7 @@ async def test_gemini_function_call_and_response_round(
     assert "sunny, 21C" in sent_upstream(await upstream_requests(sim))
 
 
-@pytest.mark.parametrize(
-    "model",
-    [
-        "gpt",
-        pytest.param(
-            "claude",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="the Anthropic provider sends response_format as an instruction only "
-                "(issue 18, Claude structured outputs: another branch)",
-            ),
-        ),
-        "gem",
-    ],
-)
+@pytest.mark.parametrize("model", ["gpt", "claude", "gem"])
 async def test_gemini_response_schema_answers_json(
     client: genai.client.AsyncClient, model: str
 ) -> None:
