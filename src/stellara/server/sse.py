@@ -63,12 +63,24 @@ class _ErrorEventEnd:
 
 
 class OpenAIFrames(_ErrorEventEnd):
-    """`data: <chunk>` per chunk, `data: [DONE]` at the end."""
+    """`data: <chunk>` per chunk, `data: [DONE]` at the end.
+
+    With `include_usage` (the request's `stream_options.include_usage`) every chunk carries
+    `usage`, null on all but the last, as OpenAI's API sends them.
+    """
 
     dialect = Dialect.OPENAI
 
+    def __init__(self, *, include_usage: bool = False) -> None:
+        self._include_usage = include_usage
+
     def feed(self, chunk: ChatCompletionChunk) -> bytes:
-        return b"data: " + _json.encode(chunk) + b"\n\n"
+        body = _json.encode(chunk)
+        if self._include_usage and chunk.usage is None:
+            # The chunk is a JSON object: `usage` goes in before its closing brace, cheaper
+            # than a second chunk type for the one field `omit_defaults` leaves out.
+            body = body[:-1] + b',"usage":null}'
+        return b"data: " + body + b"\n\n"
 
     async def finish(self) -> bytes:
         return b"data: [DONE]\n\n"

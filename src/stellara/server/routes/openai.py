@@ -21,7 +21,8 @@ async def chat_completions(call: Call) -> web.StreamResponse:
     ctx, chat = await open_model_call(call, request_decoder)
     gateway = call.runtime.gateway
     if chat.is_streaming:
-        return await relay(call, await gateway.open_stream(ctx, chat), OpenAIFrames())
+        frames = OpenAIFrames(include_usage=chat.wants_stream_usage)
+        return await relay(call, await gateway.open_stream(ctx, chat), frames)
     completion = await gateway.complete(ctx, chat)
     return web.Response(body=_json.encode(completion), headers=response_headers(call, is_json=True))
 
