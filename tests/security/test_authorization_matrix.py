@@ -96,6 +96,9 @@ SAMPLES: dict[tuple[str, str], Call] = {
     ("POST", "/v1/messages"): Call(
         json={"model": MODEL, "max_tokens": 16, "messages": CHAT["messages"]}
     ),
+    ("POST", "/v1/messages/count_tokens"): Call(
+        json={"model": MODEL, "messages": CHAT["messages"]}
+    ),
     ("POST", "/v1/responses"): Call(json=RESPONSE),
     ("GET", "/v1/responses/{response_id}"): Call(),
     ("DELETE", "/v1/responses/{response_id}"): Call(),
