@@ -106,6 +106,7 @@ SAMPLES: dict[tuple[str, str], Call] = {
     ("POST", "/ai-orchestration/generate"): Call(json=CHAT),
     ("POST", "/ai-orchestration/generate-with-fallback"): Call(json=CHAT),
     ("GET", "/v1/models"): Call(),
+    ("GET", "/v1/models/{model_id}"): Call(f"/v1/models/{MODEL}"),
     ("GET", "/ai-orchestration/health"): Call(),
     ("GET", "/ai-orchestration/healthy-providers"): Call(),
     ("GET", "/ai-orchestration/stats"): Call(),

@@ -44,6 +44,15 @@ class Dialect(enum.Enum):
     ANTHROPIC = "anthropic"  # {"type": "error", "error": {"type", "message"}}
 
 
+ANTHROPIC_VERSION = "anthropic-version"
+
+
+def client_dialect(request: web.Request) -> Dialect:
+    """The dialect the client speaks, where a path is shared (`GET /v1/models`): Anthropic's
+    when it sends `anthropic-version`, as every Anthropic SDK does, else OpenAI's."""
+    return Dialect.ANTHROPIC if ANTHROPIC_VERSION in request.headers else Dialect.OPENAI
+
+
 Schema = type | Mapping[str, Any]
 """A body's schema in the OpenAPI document: a msgspec struct (a named component) or a raw
 JSON schema."""
@@ -61,6 +70,7 @@ class Reply:
     status: int = 200
     media: str = "application/json"
     stream: tuple[type, ...] = ()  # with `stream: true`: each text/event-stream event's data
+    anthropic: type | None = None  # a `speaks_client_dialect` route's answer to Anthropic's
 
 
 @dataclass(slots=True)
@@ -100,6 +110,8 @@ class Route:
             by the schema fuzzer first).
         errors: error statuses particular to this route, beyond those its access, body and
             path parameters imply, with what they mean.
+        speaks_client_dialect: answers, errors included, in the dialect of the client
+            (`client_dialect`) rather than in `dialect`, which is then what is documented.
     """
 
     method: str
@@ -115,3 +127,4 @@ class Route:
     query: tuple[str, ...] = ()
     example: Mapping[str, Any] | None = None
     errors: Mapping[int, str] = field(default_factory=lambda: NO_ERRORS)
+    speaks_client_dialect: bool = False

@@ -15,6 +15,7 @@ from stellara.server.routes import (
     keys,
     limits,
     metrics,
+    models,
     monitoring,
     openai,
     orchestration,
@@ -28,6 +29,7 @@ from stellara.server.spec import Route
 ROUTES: tuple[Route, ...] = (
     *openai.ROUTES,
     *anthropic.ROUTES,
+    *models.ROUTES,
     *responses.ROUTES,
     *orchestration.ROUTES,
     *limits.ROUTES,

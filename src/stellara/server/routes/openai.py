@@ -1,4 +1,4 @@
-"""The OpenAI dialect: `POST /v1/chat/completions`, `POST /v1/embeddings`, `GET /v1/models`."""
+"""The OpenAI dialect: `POST /v1/chat/completions`, `POST /v1/embeddings`."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from stellara.schema.embeddings import (
     EmbeddingsResponse,
     embeddings_request_decoder,
 )
-from stellara.server.intake import json_response, open_model_call, response_headers
-from stellara.server.schemas import ErrorBody, ModelList
+from stellara.server.intake import open_model_call, response_headers
+from stellara.server.schemas import ErrorBody
 from stellara.server.spec import Access, Call, Reply, Route
 from stellara.server.sse import OpenAIFrames, relay
 
@@ -31,16 +31,6 @@ async def embeddings(call: Call) -> web.StreamResponse:
     ctx, request = await open_model_call(call, embeddings_request_decoder)
     response = await call.runtime.gateway.embed(ctx, request)
     return web.Response(body=_json.encode(response), headers=response_headers(call, is_json=True))
-
-
-async def list_models(call: Call) -> web.StreamResponse:
-    runtime = call.runtime
-    created = int(runtime.clock.time())
-    data = [
-        {"id": name, "object": "model", "created": created, "owned_by": "stellara"}
-        for name in runtime.models.visible_to(call.caller)
-    ]
-    return json_response(call, {"object": "list", "data": data})
 
 
 ROUTES = (
@@ -69,13 +59,5 @@ ROUTES = (
         Reply("Embeddings", EmbeddingsResponse),
         body=EmbeddingsRequest,
         example={"model": "my-embedding-model", "input": "Hello!"},
-    ),
-    Route(
-        "GET",
-        "/v1/models",
-        list_models,
-        Access.KEYED,
-        "The public models this key may use",
-        Reply("Model list", ModelList),
     ),
 )
