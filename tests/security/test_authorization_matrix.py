@@ -92,6 +92,7 @@ SAMPLES: dict[tuple[str, str], Call] = {
     ("POST", "/dashboard/logout"): Call(ok=303),
     ("GET", "/dashboard/data"): Call(),
     ("POST", "/v1/chat/completions"): Call(json=CHAT),
+    ("POST", "/v1/completions"): Call(json={"model": MODEL, "prompt": "Who may call me?"}),
     ("POST", "/v1/embeddings"): Call(json={"model": MODEL, "input": "hello"}),
     ("POST", "/v1/messages"): Call(
         json={"model": MODEL, "max_tokens": 16, "messages": CHAT["messages"]}

@@ -131,3 +131,39 @@ async def test_error_body_is_valid(http: aiohttp.ClientSession, gateway: Running
     status, body = await post(http, gateway, "/chat/completions", {"model": "m", "messages": []})
     assert status == 400
     validate("ErrorResponse", body)
+
+
+async def test_text_completion_is_valid(
+    http: aiohttp.ClientSession, gateway: RunningGateway
+) -> None:
+    request = {"model": "m", "prompt": "Hello spec", "echo": True}
+    status, body = await post(http, gateway, "/completions", request)
+    assert status == 200
+    validate("CreateCompletionResponse", body)
+    assert body["choices"][0]["text"].startswith("Hello spec")
+    status, body = await post(http, gateway, "/completions", {"model": "m", "prompt": "Hi"})
+    assert status == 200
+    validate("CreateCompletionResponse", body)
+
+
+async def test_text_completion_stream_is_valid(
+    http: aiohttp.ClientSession, gateway: RunningGateway
+) -> None:
+    request = {
+        "model": "m",
+        "prompt": "Hello spec",
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    chunks = [chunk async for chunk in events(http, gateway, "/completions", request)]
+    *texts, usage = chunks
+    reasons = [chunk["choices"][0]["finish_reason"] for chunk in texts]
+    # null until the last, as OpenAI streams it though its spec has no null (module docstring)
+    assert reasons[-1] == "stop"
+    assert set(reasons[:-1]) <= {None}
+    for chunk in texts:
+        choice = {**chunk["choices"][0], "finish_reason": "stop"}
+        validate("CreateCompletionResponse", {**chunk, "choices": [choice]})
+    validate("CreateCompletionResponse", usage)
+    assert usage["choices"] == []
+    assert usage["usage"]["completion_tokens"] > 0

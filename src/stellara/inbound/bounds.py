@@ -20,6 +20,7 @@ from collections.abc import Sized
 
 from stellara.errors import InvalidRequestError
 from stellara.schema.chat import AssistantMessage, ChatRequest
+from stellara.schema.completions import CompletionRequest
 from stellara.schema.embeddings import EmbeddingsRequest
 from stellara.wire import anthropic as wire
 from stellara.wire import responses
@@ -41,7 +42,11 @@ ERROR_CODE = "array_above_max_length"  # OpenAI's code for a list that is too lo
 
 
 def check_bounds(
-    request: ChatRequest | wire.MessagesRequest | responses.ResponsesRequest | EmbeddingsRequest,
+    request: ChatRequest
+    | wire.MessagesRequest
+    | responses.ResponsesRequest
+    | EmbeddingsRequest
+    | CompletionRequest,
 ) -> None:
     """Refuse a decoded request that holds more than the bounds allow.
 
@@ -59,6 +64,10 @@ def check_bounds(
         if isinstance(request.input, list):
             _at_most("input", "items", request.input, MAX_MESSAGES)
         _at_most("tools", "tools", request.tools, MAX_TOOLS)
+    elif isinstance(request, CompletionRequest):
+        if isinstance(request.stop, list):
+            _at_most("stop", "stop sequences", request.stop, MAX_STOP_SEQUENCES)
+        _at_most("logit_bias", "entries", request.logit_bias, MAX_LOGIT_BIAS)
 
 
 def _check_chat(request: ChatRequest) -> None:

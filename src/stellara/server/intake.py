@@ -21,6 +21,7 @@ from stellara.inbound.bounds import check_bounds
 from stellara.limits import ratelimit_headers
 from stellara.pipeline.context import RequestContext
 from stellara.schema.chat import ChatRequest
+from stellara.schema.completions import CompletionRequest
 from stellara.schema.embeddings import EmbeddingsRequest
 from stellara.server.spec import Call
 from stellara.wire.anthropic import MessagesRequest
@@ -28,7 +29,8 @@ from stellara.wire.responses import ResponsesRequest
 
 T = TypeVar("T")
 ModelRequest = TypeVar(
-    "ModelRequest", bound=ChatRequest | MessagesRequest | ResponsesRequest | EmbeddingsRequest
+    "ModelRequest",
+    bound=ChatRequest | MessagesRequest | ResponsesRequest | EmbeddingsRequest | CompletionRequest,
 )
 
 REQUEST_ID = "x-stellara-request-id"

@@ -18,6 +18,7 @@ from stellara import _json
 from stellara._clock import Clock
 from stellara.errors import InternalError, StellaraError, UpstreamError
 from stellara.inbound.anthropic import AnthropicStreamWriter
+from stellara.inbound.completions import TextCompletionStreamWriter
 from stellara.inbound.responses import ResponsesStreamWriter
 from stellara.pipeline.gateway import ChunkStream
 from stellara.schema.chat import ChatCompletionChunk
@@ -81,6 +82,23 @@ class OpenAIFrames(_ErrorEventEnd):
             # than a second chunk type for the one field `omit_defaults` leaves out.
             body = body[:-1] + b',"usage":null}'
         return b"data: " + body + b"\n\n"
+
+    async def finish(self) -> bytes:
+        return b"data: [DONE]\n\n"
+
+
+class TextCompletionFrames(_ErrorEventEnd):
+    """Legacy completions: `data: <text_completion>` per event the writer makes of a chunk,
+    `data: [DONE]` at the end."""
+
+    dialect = Dialect.OPENAI
+
+    def __init__(self, writer: TextCompletionStreamWriter) -> None:
+        self._writer = writer
+
+    def feed(self, chunk: ChatCompletionChunk) -> bytes:
+        event = self._writer.feed(chunk)
+        return b"" if event is None else b"data: " + _json.encode(event) + b"\n\n"
 
     async def finish(self) -> bytes:
         return b"data: [DONE]\n\n"
