@@ -13,7 +13,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from stellara.providers import provider_types
 from stellara.sim import RunningSimulator
@@ -23,6 +25,7 @@ from tests.specs.openai_schema import validate
 KINDS = sorted(provider_types())
 HEADERS = {"Authorization": f"Bearer {USER_KEY}"}
 MESSAGES = [{"role": "user", "content": "Hello spec"}]
+TYPED_MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Hello spec"}]
 
 
 @pytest.fixture(params=KINDS)
@@ -167,3 +170,29 @@ async def test_text_completion_stream_is_valid(
     validate("CreateCompletionResponse", usage)
     assert usage["choices"] == []
     assert usage["usage"]["completion_tokens"] > 0
+
+
+async def test_the_openai_sdk_reads_every_answer_strictly(gateway: RunningGateway) -> None:
+    async with openai.AsyncOpenAI(
+        base_url=gateway.base_url,
+        api_key=USER_KEY,
+        max_retries=0,
+        _strict_response_validation=True,
+    ) as sdk:
+        chat = await sdk.chat.completions.create(model="m", messages=TYPED_MESSAGES)
+        assert chat.choices[0].message.refusal is None
+        assert chat.choices[0].logprobs is None
+        stream = await sdk.chat.completions.create(
+            model="m",
+            messages=TYPED_MESSAGES,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        usages = [chunk.usage async for chunk in stream]
+        assert all(usage is None for usage in usages[:-1])
+        assert usages[-1] is not None
+        legacy = await sdk.completions.create(model="m", prompt="Hello spec")
+        assert legacy.choices[0].text
+        models = await sdk.models.list()
+        assert [model.id for model in models.data] == ["m"]
+        assert (await sdk.models.retrieve("m")).id == "m"
