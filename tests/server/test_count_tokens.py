@@ -90,6 +90,35 @@ async def test_anthropic_model_is_counted_by_its_provider(
     assert sent["body"]["system"] == "Be brief."
 
 
+async def test_the_beta_count_claude_code_calls(
+    client: anthropic.AsyncAnthropic,
+    gateway: RunningGateway,
+    http: aiohttp.ClientSession,
+    sim: RunningSimulator,
+) -> None:
+    """Claude Code counts through the beta resource: an `anthropic-beta` header, and (from
+    the TypeScript SDK) `?beta=true`."""
+    raw = await client.beta.messages.with_raw_response.count_tokens(
+        model="claude",
+        messages=[{"role": "user", "content": "How long is this prompt, in tokens?"}],
+        betas=["token-counting-2024-11-01"],
+    )
+    assert "token-counting-2024-11-01" in raw.http_request.headers["anthropic-beta"]
+    assert raw.headers["x-stellara-token-count"] == "provider"
+    counted = (await raw.parse()).input_tokens
+    headers = {"x-api-key": USER_KEY, "anthropic-version": "2023-06-01"}
+    async with http.post(
+        f"{gateway.url}/v1/messages/count_tokens?beta=true",
+        json={"model": "claude", "messages": PROMPT},
+        headers=headers,
+    ) as response:
+        assert response.status == 200
+        assert await response.json() == {"input_tokens": counted}
+    assert [sent["path"] for sent in await upstream_requests(sim)] == [
+        "/v1/messages/count_tokens"
+    ] * 2
+
+
 async def test_other_models_get_the_gateways_estimate(
     client: anthropic.AsyncAnthropic, sim: RunningSimulator
 ) -> None:

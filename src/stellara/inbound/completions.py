@@ -61,7 +61,7 @@ def to_chat_request(request: CompletionRequest) -> ChatRequest:
         model=request.model,
         messages=[UserMessage(content=prompt_text(request))],
         stream=request.stream,
-        stream_options=request.stream_options if request.stream else None,
+        stream_options=request.stream_options,
         temperature=request.temperature,
         top_p=request.top_p,
         n=request.n,

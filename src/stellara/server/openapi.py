@@ -155,15 +155,16 @@ def _reply(route: Route) -> dict[str, Any]:
 
 
 def _errors(route: Route) -> dict[str, Any]:
-    errors = dict(_ACCESS_ERRORS[route.access])
+    errors: dict[int, str | None] = dict(_ACCESS_ERRORS[route.access])
     if route.body is not None and route.access is not Access.PUBLIC:
         errors = {**_BODY_ERRORS, **errors}
     errors.update(route.errors)
+    answered = {status: text for status, text in errors.items() if text is not None}
     dialects = tuple(Dialect) if route.speaks_client_dialect else (route.dialect,)
     shapes = [_schema(_ERROR_SCHEMA[dialect], dialect) for dialect in dialects]
     schema = shapes[0] if len(shapes) == 1 else {"anyOf": shapes}
     content = {"application/json": {"schema": schema}}
     return {
         str(status): {"description": text, "content": content}
-        for status, text in sorted(errors.items())
+        for status, text in sorted(answered.items())
     }

@@ -57,7 +57,7 @@ Schema = type | Mapping[str, Any]
 """A body's schema in the OpenAPI document: a msgspec struct (a named component) or a raw
 JSON schema."""
 
-NO_ERRORS: Mapping[int, str] = MappingProxyType({})
+NO_ERRORS: Mapping[int, str | None] = MappingProxyType({})
 OBJECT: Mapping[str, Any] = MappingProxyType({"type": "object"})  # a JSON object, free-form
 
 
@@ -109,7 +109,8 @@ class Route:
         example: a request body the route answers, shown in the OpenAPI document (and sent
             by the schema fuzzer first).
         errors: error statuses particular to this route, beyond those its access, body and
-            path parameters imply, with what they mean.
+            path parameters imply, with what they mean; None for one of those it never
+            answers (a route with a model key's access that calls no model).
         speaks_client_dialect: answers, errors included, in the dialect of the client
             (`client_dialect`) rather than in `dialect`, which is then what is documented.
     """
@@ -126,5 +127,5 @@ class Route:
     body_media: str = "application/json"
     query: tuple[str, ...] = ()
     example: Mapping[str, Any] | None = None
-    errors: Mapping[int, str] = field(default_factory=lambda: NO_ERRORS)
+    errors: Mapping[int, str | None] = field(default_factory=lambda: NO_ERRORS)
     speaks_client_dialect: bool = False

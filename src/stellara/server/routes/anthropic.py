@@ -90,5 +90,7 @@ ROUTES = (
         dialect=Dialect.ANTHROPIC,
         body=anthropic_count.CountTokensRequest,
         example={"model": "my-model", "messages": [{"role": "user", "content": "Hello!"}]},
+        # Not a model call: no limits, and an upstream that cannot count yields an estimate.
+        errors={429: None, 502: None, 503: None, 504: None},
     ),
 )
