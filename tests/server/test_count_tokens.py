@@ -61,7 +61,7 @@ async def gateway(sim: RunningSimulator, start_gateway: StartGateway) -> Running
 @pytest.fixture
 async def client(gateway: RunningGateway) -> AsyncIterator[anthropic.AsyncAnthropic]:
     async with anthropic.AsyncAnthropic(
-        base_url=gateway.url, api_key=USER_KEY, max_retries=0
+        base_url=gateway.url, api_key=USER_KEY, max_retries=0, _strict_response_validation=True
     ) as sdk:
         yield sdk
 
