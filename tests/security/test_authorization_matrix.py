@@ -94,9 +94,13 @@ SAMPLES: dict[tuple[str, str], Call] = {
     ("POST", "/dashboard/logout"): Call(ok=303),
     ("GET", "/dashboard/data"): Call(),
     ("POST", "/v1/chat/completions"): Call(json=CHAT),
+    ("POST", "/v1/completions"): Call(json={"model": MODEL, "prompt": "Who may call me?"}),
     ("POST", "/v1/embeddings"): Call(json={"model": MODEL, "input": "hello"}),
     ("POST", "/v1/messages"): Call(
         json={"model": MODEL, "max_tokens": 16, "messages": CHAT["messages"]}
+    ),
+    ("POST", "/v1/messages/count_tokens"): Call(
+        json={"model": MODEL, "messages": CHAT["messages"]}
     ),
     ("POST", "/v1/responses"): Call(json=RESPONSE),
     ("GET", "/v1/responses/{response_id}"): Call(),
@@ -105,6 +109,7 @@ SAMPLES: dict[tuple[str, str], Call] = {
     ("POST", "/ai-orchestration/generate"): Call(json=CHAT),
     ("POST", "/ai-orchestration/generate-with-fallback"): Call(json=CHAT),
     ("GET", "/v1/models"): Call(),
+    ("GET", "/v1/models/{model_id}"): Call(f"/v1/models/{MODEL}"),
     ("GET", "/ai-orchestration/health"): Call(),
     ("GET", "/ai-orchestration/healthy-providers"): Call(),
     ("GET", "/ai-orchestration/stats"): Call(),

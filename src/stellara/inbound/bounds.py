@@ -20,6 +20,7 @@ from collections.abc import Sized
 
 from stellara.errors import InvalidRequestError
 from stellara.schema.chat import AssistantMessage, ChatRequest
+from stellara.schema.completions import CompletionRequest
 from stellara.schema.embeddings import EmbeddingsRequest
 from stellara.wire import anthropic as wire
 from stellara.wire import google_inbound as gemini
@@ -49,7 +50,8 @@ def check_bounds(
     | gemini.GenerateContentParams
     | gemini.CountTokensParams
     | gemini.EmbedContentParams
-    | gemini.BatchEmbedContentsParams,
+    | gemini.BatchEmbedContentsParams
+    | CompletionRequest,
 ) -> None:
     """Refuse a decoded request that holds more than the bounds allow.
 
@@ -67,6 +69,10 @@ def check_bounds(
         if isinstance(request.input, list):
             _at_most("input", "items", request.input, MAX_MESSAGES)
         _at_most("tools", "tools", request.tools, MAX_TOOLS)
+    elif isinstance(request, CompletionRequest):
+        if isinstance(request.stop, list):
+            _at_most("stop", "stop sequences", request.stop, MAX_STOP_SEQUENCES)
+        _at_most("logit_bias", "entries", request.logit_bias, MAX_LOGIT_BIAS)
     elif isinstance(request, gemini.CountTokensParams):
         if request.generate_content_request is not None:
             _check_gemini(request.generate_content_request)

@@ -20,6 +20,18 @@ OpaqueJSON = Raw | UnsetType
 
 # Constant fields such as `object` and `type` have no default on purpose: `omit_defaults`
 # would drop them from the output, and clients rely on seeing them.
+# Fields OpenAI's spec requires but lets be null (a message's `refusal`, a choice's `logprobs`)
+# default through a factory instead: `omit_defaults` omits a value equal to a plain default,
+# never one a factory made, so they go out as `null` while translators may leave them unset.
+
+
+def _null() -> None:
+    return None
+
+
+def _raw_null() -> Raw:
+    return Raw(b"null")
+
 
 # ---------------------------------------------------------------- request: message content
 
@@ -247,7 +259,7 @@ class Usage(Struct, omit_defaults=True):
 class ResponseMessage(Struct, omit_defaults=True):
     role: Literal["assistant"]
     content: str | None
-    refusal: str | None = None
+    refusal: str | None = msgspec.field(default_factory=_null)
     tool_calls: list[ToolCall] | None = None
     annotations: OpaqueJSON = UNSET
     audio: OpaqueJSON = UNSET
@@ -267,7 +279,7 @@ class Choice(Struct):
     index: int
     message: ResponseMessage
     finish_reason: FinishReason | None = None
-    logprobs: OpaqueJSON = UNSET
+    logprobs: OpaqueJSON = msgspec.field(default_factory=_raw_null)
     stop_reason: StopReason = UNSET
 
 

@@ -38,7 +38,7 @@ from stellara.server.intake import (
     new_request_id,
     response_headers,
 )
-from stellara.server.spec import NO_ERRORS, Access, Call, Dialect, Reply, Route
+from stellara.server.spec import NO_ERRORS, Access, Call, Dialect, Reply, Route, client_dialect
 
 logger = logging.getLogger(__name__)
 
@@ -80,19 +80,22 @@ class RouteHandler:
 
     def dialect(self, request: web.Request) -> Dialect:
         """Whose error body this route answers with."""
+        if self.route.speaks_client_dialect:
+            return client_dialect(request)
         return self.route.dialect
 
 
 class UnknownRouteHandler(RouteHandler):
-    """The catch-all: its errors speak the dialect the path suggests (an Anthropic client's
-    typo gets Anthropic's error body)."""
+    """The catch-all: its errors speak the dialect the path or the client suggests (an
+    Anthropic client's typo, or its call to an Anthropic route the gateway does not serve
+    such as `/v1/messages/batches`, gets Anthropic's error body)."""
 
     def dialect(self, request: web.Request) -> Dialect:
         if request.path.startswith(_ANTHROPIC_PATHS):
             return Dialect.ANTHROPIC
         if _GEMINI_PATH.match(request.path):
             return Dialect.GEMINI
-        return Dialect.OPENAI
+        return client_dialect(request)
 
 
 def _forget_frames(error: BaseException) -> None:

@@ -21,6 +21,7 @@ from stellara.inbound.bounds import check_bounds
 from stellara.limits import ratelimit_headers
 from stellara.pipeline.context import RequestContext
 from stellara.schema.chat import ChatRequest
+from stellara.schema.completions import CompletionRequest
 from stellara.schema.embeddings import EmbeddingsRequest
 from stellara.server.spec import Call
 from stellara.wire import google_inbound as gemini
@@ -38,7 +39,8 @@ ModelRequest = TypeVar(
     | gemini.GenerateContentParams
     | gemini.CountTokensParams
     | gemini.EmbedContentParams
-    | gemini.BatchEmbedContentsParams,
+    | gemini.BatchEmbedContentsParams
+    | CompletionRequest,
 )
 
 REQUEST_ID = "x-stellara-request-id"

@@ -56,7 +56,7 @@ def build_openapi(routes: Sequence[Route]) -> dict[str, Any]:
     """The OpenAPI 3.1 document of `routes`."""
     components: dict[str, Any] = {}
     for dialect in Dialect:
-        own = [r for r in routes if r.dialect is dialect]
+        own = [r for r in routes if r.dialect is dialect or r.speaks_client_dialect]
         components.update(_components(dialect, _types(own, dialect)))
     paths: dict[str, Any] = {}
     for route in routes:
@@ -90,9 +90,11 @@ def _types(routes: Iterable[Route], dialect: Dialect) -> list[type]:
     """Every struct `routes` name, once each, in order of appearance."""
     found: dict[type, None] = {_ERROR_SCHEMA[dialect]: None}
     for route in routes:
-        for schema in (route.body, route.reply.schema, *route.reply.stream):
-            if isinstance(schema, type):
-                found[schema] = None
+        if route.dialect is dialect:
+            schemas = (route.body, route.reply.schema, *route.reply.stream)
+        else:  # a route speaking the client's dialect, this being its other one
+            schemas = (route.reply.anthropic,) if dialect is Dialect.ANTHROPIC else ()
+        found.update((schema, None) for schema in schemas if isinstance(schema, type))
     return list(found)
 
 
@@ -114,7 +116,7 @@ def _operation(route: Route) -> dict[str, Any]:
     operation: dict[str, Any] = {"summary": route.summary, "x-stellara-access": route.access.value}
     if route.access.needs_key:
         security: list[dict[str, list[str]]] = [{"bearer": []}]
-        if route.dialect is Dialect.ANTHROPIC:
+        if route.dialect is Dialect.ANTHROPIC or route.speaks_client_dialect:
             security.append({"apiKey": []})
         if route.dialect is Dialect.GEMINI:
             security += [{"googApiKey": []}, {"keyQuery": []}]
@@ -145,7 +147,10 @@ def _reply(route: Route) -> dict[str, Any]:
     answer: dict[str, Any] = {"description": reply.description}
     content: dict[str, Any] = {}
     if reply.schema is not None:
-        content[reply.media] = {"schema": _schema(reply.schema, route.dialect)}
+        schema = _schema(reply.schema, route.dialect)
+        if reply.anthropic is not None:
+            schema = {"anyOf": [schema, _schema(reply.anthropic, Dialect.ANTHROPIC)]}
+        content[reply.media] = {"schema": schema}
     if reply.stream:
         events = [_schema(event, route.dialect) for event in reply.stream]
         content["text/event-stream"] = {"schema": {"anyOf": events}}
@@ -155,12 +160,16 @@ def _reply(route: Route) -> dict[str, Any]:
 
 
 def _errors(route: Route) -> dict[str, Any]:
-    errors = dict(_ACCESS_ERRORS[route.access])
+    errors: dict[int, str | None] = dict(_ACCESS_ERRORS[route.access])
     if route.body is not None and route.access is not Access.PUBLIC:
         errors = {**_BODY_ERRORS, **errors}
     errors.update(route.errors)
-    content = {"application/json": {"schema": _schema(_ERROR_SCHEMA[route.dialect], route.dialect)}}
+    answered = {status: text for status, text in errors.items() if text is not None}
+    dialects = tuple(Dialect) if route.speaks_client_dialect else (route.dialect,)
+    shapes = [_schema(_ERROR_SCHEMA[dialect], dialect) for dialect in dialects]
+    schema = shapes[0] if len(shapes) == 1 else {"anyOf": shapes}
+    content = {"application/json": {"schema": schema}}
     return {
         str(status): {"description": text, "content": content}
-        for status, text in sorted(errors.items())
+        for status, text in sorted(answered.items())
     }

@@ -45,11 +45,20 @@ class Dialect(enum.Enum):
     GEMINI = "gemini"  # {"error": {"code", "message", "status"}}; keys also by x-goog-api-key
 
 
+ANTHROPIC_VERSION = "anthropic-version"
+
+
+def client_dialect(request: web.Request) -> Dialect:
+    """The dialect the client speaks, where a path is shared (`GET /v1/models`): Anthropic's
+    when it sends `anthropic-version`, as every Anthropic SDK does, else OpenAI's."""
+    return Dialect.ANTHROPIC if ANTHROPIC_VERSION in request.headers else Dialect.OPENAI
+
+
 Schema = type | Mapping[str, Any]
 """A body's schema in the OpenAPI document: a msgspec struct (a named component) or a raw
 JSON schema."""
 
-NO_ERRORS: Mapping[int, str] = MappingProxyType({})
+NO_ERRORS: Mapping[int, str | None] = MappingProxyType({})
 OBJECT: Mapping[str, Any] = MappingProxyType({"type": "object"})  # a JSON object, free-form
 
 
@@ -62,6 +71,7 @@ class Reply:
     status: int = 200
     media: str = "application/json"
     stream: tuple[type, ...] = ()  # with `stream: true`: each text/event-stream event's data
+    anthropic: type | None = None  # a `speaks_client_dialect` route's answer to Anthropic's
 
 
 @dataclass(slots=True)
@@ -100,7 +110,10 @@ class Route:
         example: a request body the route answers, shown in the OpenAPI document (and sent
             by the schema fuzzer first).
         errors: error statuses particular to this route, beyond those its access, body and
-            path parameters imply, with what they mean.
+            path parameters imply, with what they mean; None for one of those it never
+            answers (a route with a model key's access that calls no model).
+        speaks_client_dialect: answers, errors included, in the dialect of the client
+            (`client_dialect`) rather than in `dialect`, which is then what is documented.
     """
 
     method: str
@@ -115,4 +128,5 @@ class Route:
     body_media: str = "application/json"
     query: tuple[str, ...] = ()
     example: Mapping[str, Any] | None = None
-    errors: Mapping[int, str] = field(default_factory=lambda: NO_ERRORS)
+    errors: Mapping[int, str | None] = field(default_factory=lambda: NO_ERRORS)
+    speaks_client_dialect: bool = False

@@ -425,8 +425,13 @@ def test_response_text_message_becomes_completion():
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": "Hi! My name is Claude."},
+                "message": {
+                    "role": "assistant",
+                    "content": "Hi! My name is Claude.",
+                    "refusal": None,
+                },
                 "finish_reason": "stop",
+                "logprobs": None,
             }
         ],
         "usage": {

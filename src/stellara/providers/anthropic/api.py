@@ -11,6 +11,7 @@ from stellara.config.models import ProviderSettings
 from stellara.providers._http import UpstreamHTTP, parse_url
 from stellara.providers._sse import iter_sse
 from stellara.providers.anthropic.chat import build_messages_body, parse_message
+from stellara.providers.anthropic.count import build_count_body, parse_count
 from stellara.providers.anthropic.errors import error_from_response
 from stellara.providers.anthropic.stream import AnthropicStreamParser
 from stellara.providers.anthropic.tools import answer_tool_name
@@ -46,6 +47,7 @@ class AnthropicAdapter:
         self._id = settings.id
         base_url = (settings.base_url or DEFAULT_BASE_URL).rstrip("/")
         self._url = parse_url(f"{base_url}/v1/messages")
+        self._count_url = parse_url(f"{base_url}/v1/messages/count_tokens")
         self._default_max_tokens = settings.default_max_tokens
         # Versions are ISO dates, so they compare as strings.
         self._allows_sampling = settings.anthropic_version < SAMPLING_REMOVED_IN
@@ -97,6 +99,26 @@ class AnthropicAdapter:
                 if parser.is_done:
                     break
             parser.finish()
+
+    async def count_tokens(self, request: ChatRequest, model: str, *, timeout_s: float) -> int:
+        body = build_count_body(
+            request,
+            model,
+            default_max_tokens=self._default_max_tokens,
+            allows_sampling=self._allows_sampling,
+        )
+        async with self._http.post(
+            self._count_url, body, timeout_s=timeout_s, is_streaming=False
+        ) as response:
+            payload = await response.read()
+            if response.status != 200:
+                raise error_from_response(
+                    response.status,
+                    payload,
+                    provider=self._id,
+                    retry_after=response.headers.get("Retry-After"),
+                )
+        return parse_count(payload, self._id)
 
     def _body(self, request: ChatRequest, model: str) -> bytes:
         return build_messages_body(
