@@ -369,8 +369,11 @@ async def test_gemini_embed_on_a_chat_only_model_is_refused(
     assert (caught.value.code, caught.value.status) == (400, "INVALID_ARGUMENT")
 
 
-async def test_gemini_models_list_and_get(gateway: RunningGateway) -> None:
-    async with sdk(gateway, api_version="v1beta").aio as client:
+@pytest.mark.parametrize("version", ["v1beta", "v1"])  # v1: google-genai's default
+async def test_gemini_models_list_and_get(gateway: RunningGateway, version: str) -> None:
+    """On v1 the paths are the OpenAI and Anthropic clients' too (`/v1/models`): the gateway
+    knows a Gemini client by how it sends its key."""
+    async with sdk(gateway, api_version=version).aio as client:
         listed = [model async for model in await client.models.list(config={"page_size": 2})]
         assert [model.name for model in listed] == [
             "models/gpt",
@@ -389,7 +392,7 @@ async def test_gemini_models_list_and_get(gateway: RunningGateway) -> None:
         with pytest.raises(errors.ClientError) as caught:
             await client.models.get(model="nope")
         assert (caught.value.code, caught.value.status) == (404, "NOT_FOUND")
-    async with sdk(gateway, key=LIMITED_KEY, api_version="v1beta").aio as limited:
+    async with sdk(gateway, key=LIMITED_KEY, api_version=version).aio as limited:
         assert [m.name async for m in await limited.models.list()] == ["models/gpt"]
 
 

@@ -134,10 +134,13 @@ async def admit(access: Access, call: Call) -> Principal | None:
 
 
 def _caller_key(call: Call) -> str | None:
-    """The key a caller sent: as a bearer token or `x-api-key`, and on Gemini routes also as
-    Google's SDKs send it, `x-goog-api-key` or `?key=` (those come first there)."""
+    """The key a caller sent: as a bearer token or `x-api-key`, and from Gemini clients (on
+    their routes, or on a shared one) also as Google's SDKs send it, `x-goog-api-key` or
+    `?key=` (those come first there)."""
     request = call.request
-    if call.route.dialect is Dialect.GEMINI:
+    route = call.route
+    dialect = client_dialect(request) if route.speaks_client_dialect else route.dialect
+    if dialect is Dialect.GEMINI:
         key = google_api_key(request)
         if key:
             return key

@@ -93,7 +93,7 @@ def _types(routes: Iterable[Route], dialect: Dialect) -> list[type]:
         if route.dialect is dialect:
             schemas = (route.body, route.reply.schema, *route.reply.stream)
         else:  # a route speaking the client's dialect, this being its other one
-            schemas = (route.reply.anthropic,) if dialect is Dialect.ANTHROPIC else ()
+            schemas = (route.reply.in_dialect(dialect),)
         found.update((schema, None) for schema in schemas if isinstance(schema, type))
     return list(found)
 
@@ -118,7 +118,7 @@ def _operation(route: Route) -> dict[str, Any]:
         security: list[dict[str, list[str]]] = [{"bearer": []}]
         if route.dialect is Dialect.ANTHROPIC or route.speaks_client_dialect:
             security.append({"apiKey": []})
-        if route.dialect is Dialect.GEMINI:
+        if route.dialect is Dialect.GEMINI or route.speaks_client_dialect:
             security += [{"googApiKey": []}, {"keyQuery": []}]
         operation["security"] = security
     parameters = [
@@ -148,8 +148,10 @@ def _reply(route: Route) -> dict[str, Any]:
     content: dict[str, Any] = {}
     if reply.schema is not None:
         schema = _schema(reply.schema, route.dialect)
-        if reply.anthropic is not None:
-            schema = {"anyOf": [schema, _schema(reply.anthropic, Dialect.ANTHROPIC)]}
+        others = [(d, reply.in_dialect(d)) for d in Dialect if d is not route.dialect]
+        shapes = [_schema(other, d) for d, other in others if other is not None]
+        if shapes:
+            schema = {"anyOf": [schema, *shapes]}
         content[reply.media] = {"schema": schema}
     if reply.stream:
         events = [_schema(event, route.dialect) for event in reply.stream]

@@ -46,12 +46,21 @@ class Dialect(enum.Enum):
 
 
 ANTHROPIC_VERSION = "anthropic-version"
+_GOOGLE_KEY = "x-goog-api-key"
+_GOOGLE_CLIENT = "x-goog-api-client"
 
 
 def client_dialect(request: web.Request) -> Dialect:
     """The dialect the client speaks, where a path is shared (`GET /v1/models`): Anthropic's
-    when it sends `anthropic-version`, as every Anthropic SDK does, else OpenAI's."""
-    return Dialect.ANTHROPIC if ANTHROPIC_VERSION in request.headers else Dialect.OPENAI
+    when it sends `anthropic-version`, as every Anthropic SDK does; Gemini's when it sends its
+    key as Google's SDKs do (`x-goog-api-key` or `?key=`) or names itself in
+    `x-goog-api-client`; else OpenAI's."""
+    headers = request.headers
+    if ANTHROPIC_VERSION in headers:
+        return Dialect.ANTHROPIC
+    if _GOOGLE_KEY in headers or _GOOGLE_CLIENT in headers or "key" in request.query:
+        return Dialect.GEMINI
+    return Dialect.OPENAI
 
 
 Schema = type | Mapping[str, Any]
@@ -71,7 +80,13 @@ class Reply:
     status: int = 200
     media: str = "application/json"
     stream: tuple[type, ...] = ()  # with `stream: true`: each text/event-stream event's data
-    anthropic: type | None = None  # a `speaks_client_dialect` route's answer to Anthropic's
+    # A `speaks_client_dialect` route's answers to the clients of other dialects than its own.
+    anthropic: type | None = None
+    gemini: type | None = None
+
+    def in_dialect(self, dialect: Dialect) -> type | None:
+        """The answer's schema for a client of `dialect`, other than the route's own."""
+        return {Dialect.ANTHROPIC: self.anthropic, Dialect.GEMINI: self.gemini}.get(dialect)
 
 
 @dataclass(slots=True)

@@ -22,9 +22,6 @@ from stellara.errors import InvalidRequestError
 from stellara.inbound.bounds import check_bounds
 from stellara.inbound.gemini import (
     GeminiStreamWriter,
-    PublicModelInfo,
-    model_page,
-    model_resource,
     to_batch_embed_response,
     to_chat_request,
     to_embed_response,
@@ -32,7 +29,6 @@ from stellara.inbound.gemini import (
     to_generate_response,
 )
 from stellara.pipeline.context import RequestContext
-from stellara.providers.base import EmbeddingsAdapter
 from stellara.server.intake import (
     BodyDecoder,
     ModelRequest,
@@ -109,33 +105,8 @@ async def batch_embed_contents(call: Call) -> web.StreamResponse:
     return _answer(call, _json.encode(to_batch_embed_response(response)))
 
 
-async def list_models(call: Call) -> web.StreamResponse:
-    query = call.request.query
-    infos = [_info(call, name) for name in call.runtime.models.visible_to(call.caller)]
-    page = model_page(infos, query.get("pageSize"), query.get("pageToken"))
-    return _answer(call, _json.encode(page))
-
-
-async def get_model(call: Call) -> web.StreamResponse:
-    public = call.runtime.models.resolve(call.caller, _model(call))
-    return _answer(call, _json.encode(model_resource(_info(call, public.name))))
-
-
 def _model(call: Call) -> str:
     return call.request.match_info["model"]
-
-
-def _info(call: Call, name: str) -> PublicModelInfo:
-    public = call.runtime.models.get(name)
-    assert public is not None, "visible and resolved names are configured models"
-    first = public.targets[0]
-    entry = call.runtime.catalog.lookup(first.provider_type, first.model)
-    return PublicModelInfo(
-        name,
-        embeds=any(isinstance(target.adapter, EmbeddingsAdapter) for target in public.targets),
-        input_token_limit=entry.context_window if entry else None,
-        output_token_limit=entry.max_output_tokens if entry else None,
-    )
 
 
 async def _open(
@@ -238,28 +209,9 @@ _ACTIONS = (
         },
     ),
 )
-# google-genai calls `/v1/…` by default (`api_version` "v1"), and Google serves both. The model
-# list stays on `/v1beta` only: `GET /v1/models` is the OpenAI route's.
+# google-genai calls `/v1/…` by default (`api_version` "v1"), and Google serves both. Its
+# model list and model (`GET …/models[/{model}]`) are `routes.models`', with every dialect's.
 ROUTES = (
     *_ACTIONS,
     *(replace(route, path=route.path.replace(_MODELS, _V1_MODELS, 1)) for route in _ACTIONS),
-    Route(
-        "GET",
-        _MODELS,
-        list_models,
-        Access.KEYED,
-        "The public models this key may use, as Gemini models (`pageSize`, `pageToken`)",
-        Reply("`{models, nextPageToken}`", wire.ListModelsResponse),
-        dialect=Dialect.GEMINI,
-        query=("pageSize", "pageToken"),
-    ),
-    Route(
-        "GET",
-        f"{_MODELS}/{{model:[^/:]+}}",  # `models/x:action` is an action, not a model
-        get_model,
-        Access.KEYED,
-        "One public model, as a Gemini model",
-        Reply("A Model", wire.Model),
-        dialect=Dialect.GEMINI,
-    ),
 )
