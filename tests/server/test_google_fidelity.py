@@ -1,7 +1,8 @@
 """What used to be lost on the way to Gemini, end to end: OpenAI SDK → gateway → Gemini simulator.
 
 Thought signatures across a tool-call loop on a model that requires them (Gemini 3), whole and
-streamed; `reasoning_effort` as `thinkingConfig`; logprobs; `chat.completions.parse`.
+streamed, from the `openai` SDK and from `google-genai`; `reasoning_effort` as `thinkingConfig`;
+logprobs; `chat.completions.parse`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Any
 import openai
 import pydantic
 import pytest
+from google import genai
+from google.genai import types
 from openai.types.chat import ChatCompletionMessageParam, ChatCompletionMessageToolCallParam
 
 from stellara.sim import RunningSimulator
@@ -26,6 +29,15 @@ MODELS = {
     "gem20": "gemini-2.0-flash",
 }
 SEPARATOR = "__thoughtsig__"
+WEATHER_DECLARATION = types.FunctionDeclaration(
+    name="get_weather",
+    description="Current weather for a city",
+    parameters=types.Schema(
+        type=types.Type.OBJECT,
+        properties={"city": types.Schema(type=types.Type.STRING)},
+        required=["city"],
+    ),
+)
 QUESTION: ChatCompletionMessageParam = {"role": "user", "content": "What is the weather in Paris?"}
 
 
@@ -186,7 +198,9 @@ async def test_google_logprobs_come_back_in_openai_shape(
         top_logprobs=2,
     )
     assert (await last_body(sim))["generationConfig"] == {"responseLogprobs": True, "logprobs": 2}
-    choice = json.loads(raw.text)["choices"][0]
+    body = json.loads(raw.text)
+    validate("CreateChatCompletionResponse", body)
+    choice = body["choices"][0]
     assert choice["logprobs"]["refusal"] is None
     content = choice["logprobs"]["content"]
     assert "".join(entry["token"] for entry in content) == choice["message"]["content"]
@@ -262,3 +276,39 @@ async def test_google_schema_an_older_model_cannot_express_is_400(
     assert "'additionalProperties'" in str(caught.value.message)
     assert "#/properties/labels" in str(caught.value.message)
     assert await upstream_requests(sim) == []
+
+
+# ---------------------------------------------------------------- Gemini-native clients
+
+
+@pytest.mark.filterwarnings(
+    "ignore:Inheritance class AiohttpClientSession from ClientSession:DeprecationWarning"
+)
+async def test_google_genai_tool_loop_on_gemini_3_through_the_gateway(
+    gateway: RunningGateway, sim: RunningSimulator
+) -> None:
+    """The Gemini dialect hands the call id back as `functionCall.id`, which google-genai
+    echoes, so the signature inside it reaches Gemini 3 on the next turn."""
+    options = types.HttpOptions(
+        base_url=gateway.url, retry_options=types.HttpRetryOptions(attempts=1)
+    )
+    tools = types.GenerateContentConfig(
+        tools=[types.Tool(function_declarations=[WEATHER_DECLARATION])],
+        automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
+    )
+    question = types.Content(role="user", parts=[types.Part(text="Weather in Paris?")])
+    async with genai.Client(api_key=USER_KEY, http_options=options).aio as client:
+        first = await client.models.generate_content(
+            model="gem3", contents=[question], config=tools
+        )
+        model_turn = (first.candidates or [])[0].content
+        assert model_turn is not None
+        result = types.Part.from_function_response(name="get_weather", response={"t": "sunny"})
+        second = await client.models.generate_content(
+            model="gem3",
+            contents=[question, model_turn, types.Content(role="user", parts=[result])],
+            config=tools,
+        )
+    assert "sunny" in (second.text or "")
+    [sent_call] = (await last_body(sim))["contents"][1]["parts"]
+    assert sent_call["thoughtSignature"]

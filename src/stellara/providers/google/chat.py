@@ -404,13 +404,10 @@ def _choice(candidate: Candidate, position: int, completion_id: str) -> Choice:
         role="assistant", content="".join(texts) if texts else None, tool_calls=calls or None
     )
     reason = finish_reason(candidate.finish_reason or "STOP", has_tool_calls=bool(calls))
-    result = candidate.logprobs_result
-    return Choice(
-        index=index,
-        message=message,
-        finish_reason=reason,
-        logprobs=openai_logprobs(result) if result is not None else msgspec.UNSET,
-    )
+    choice = Choice(index=index, message=message, finish_reason=reason)
+    if candidate.logprobs_result is not None:
+        choice.logprobs = openai_logprobs(candidate.logprobs_result)
+    return choice
 
 
 def candidate_index(candidate: Candidate, position: int) -> int:

@@ -147,8 +147,10 @@ class GeminiStreamParser:
             content="".join(texts) if texts else None,
             tool_calls=_call_deltas(calls, first_call) or None,
         )
-        logprobs = openai_logprobs(result) if result is not None else msgspec.UNSET
-        return ChunkChoice(index=index, delta=delta, finish_reason=reason, logprobs=logprobs)
+        choice = ChunkChoice(index=index, delta=delta, finish_reason=reason)
+        if result is not None:
+            choice.logprobs = openai_logprobs(result)
+        return choice
 
     def _chunk(self, choices: list[ChunkChoice], usage: Usage | None = None) -> ChatCompletionChunk:
         return ChatCompletionChunk(
