@@ -9,6 +9,10 @@ Where the two formats do not line up, these choices hold:
 - `top_k`, `thinking` and `service_tier` have no canonical equivalent and are dropped;
   thinking blocks in the history are dropped too (only the provider that made them can read
   their signatures).
+- `cache_control` stays on the part, tool call, tool message or tool made from the block that
+  carried it (the canonical `CacheControl`); system blocks stay separate parts when one of them
+  carries it. The request-level `cache_control` marks the last block of the last message, which
+  is what Anthropic does with it.
 - Text blocks of an assistant turn are concatenated as they are (Anthropic splits one answer
   into several blocks around citations); system blocks and a tool result's text blocks are
   joined with newlines, as they are separate pieces of text.
@@ -36,7 +40,9 @@ from msgspec import Raw, UnsetType
 
 from stellara.errors import InvalidRequestError, UpstreamProtocolError
 from stellara.schema.chat import (
+    AssistantContentPart,
     AssistantMessage,
+    CacheControl,
     ChatCompletion,
     ChatCompletionChunk,
     ChatRequest,
@@ -92,9 +98,11 @@ def to_chat_request(request: wire.MessagesRequest) -> ChatRequest:
     if not request.messages:
         raise InvalidRequestError("messages: at least one message is required.", param="messages")
     messages: list[Message] = []
-    system = _system_text(request.system)
+    system = _system_content(request.system)
     if system:
         messages.append(SystemMessage(content=system))
+    if request.cache_control is not None:
+        _mark_last_block(request.messages[-1], request.cache_control)
     for at, param in enumerate(request.messages):
         messages.extend(_translate_message(param, f"messages[{at}]"))
     if not messages:
@@ -118,10 +126,25 @@ def to_chat_request(request: wire.MessagesRequest) -> ChatRequest:
     )
 
 
-def _system_text(system: str | list[wire.TextBlock] | None) -> str:
+def _system_content(system: str | list[wire.TextBlock] | None) -> str | list[TextPart]:
     if system is None or isinstance(system, str):
         return system or ""
+    if any(block.cache_control for block in system):
+        return [TextPart(block.text, _cache_control(block.cache_control)) for block in system]
     return "\n".join(block.text for block in system)
+
+
+def _cache_control(cache_control: wire.CacheControl | None) -> CacheControl | None:
+    if cache_control is None:
+        return None
+    return CacheControl(cache_control.type, cache_control.ttl)
+
+
+def _mark_last_block(param: wire.MessageParam, cache_control: wire.CacheControl) -> None:
+    if isinstance(param.content, str):
+        param.content = [wire.TextBlock(param.content, cache_control=cache_control)]
+    elif param.content and not isinstance(param.content[-1], _THINKING_BLOCKS):
+        param.content[-1].cache_control = cache_control
 
 
 def _translate_message(param: wire.MessageParam, path: str) -> list[Message]:
@@ -136,19 +159,30 @@ def _translate_message(param: wire.MessageParam, path: str) -> list[Message]:
 
 
 def _assistant_message(blocks: list[wire.RequestBlock], path: str) -> AssistantMessage | None:
-    texts: list[str] = []
+    texts: list[wire.TextBlock] = []
     calls: list[ToolCall] = []
     for at, block in enumerate(blocks):
         if isinstance(block, wire.TextBlock):
-            texts.append(block.text)
+            texts.append(block)
         elif isinstance(block, wire.ToolUseBlock):
             arguments = _encode_compact(block.input).decode()
-            calls.append(ToolCall(block.id, "function", FunctionCall(block.name, arguments)))
+            function = FunctionCall(block.name, arguments)
+            calls.append(
+                ToolCall(block.id, "function", function, _cache_control(block.cache_control))
+            )
         elif not isinstance(block, _THINKING_BLOCKS):
             raise _misplaced(block, "assistant", f"{path}.content[{at}]")
     if not texts and not calls:
         return None  # only thinking: nothing a canonical provider could read
-    return AssistantMessage(content="".join(texts) if texts else None, tool_calls=calls or None)
+    return AssistantMessage(content=_assistant_content(texts), tool_calls=calls or None)
+
+
+def _assistant_content(texts: list[wire.TextBlock]) -> str | list[AssistantContentPart] | None:
+    if not texts:
+        return None
+    if any(block.cache_control for block in texts):
+        return [TextPart(block.text, _cache_control(block.cache_control)) for block in texts]
+    return "".join(block.text for block in texts)
 
 
 def _user_messages(blocks: list[wire.RequestBlock], path: str) -> list[Message]:
@@ -160,7 +194,7 @@ def _user_messages(blocks: list[wire.RequestBlock], path: str) -> list[Message]:
     # once per block of the request (up to `bounds.MAX_CONTENT_PARTS`).
     for at, block in enumerate(blocks):
         if isinstance(block, wire.TextBlock):
-            parts.append(TextPart(block.text))
+            parts.append(TextPart(block.text, _cache_control(block.cache_control)))
         elif isinstance(block, wire.ToolResultBlock):
             results.append(_tool_message(block))
             if isinstance(block.content, list):
@@ -184,7 +218,11 @@ def _tool_message(block: wire.ToolResultBlock) -> ToolMessage:
         text = "\n".join(item.text for item in content if isinstance(item, wire.TextBlock))
     if block.is_error:
         text = f"Error: {text}" if text else "Error"
-    return ToolMessage(content=text, tool_call_id=block.tool_use_id)
+    return ToolMessage(
+        content=text,
+        tool_call_id=block.tool_use_id,
+        cache_control=_cache_control(block.cache_control),
+    )
 
 
 def _tool_result_media(
@@ -200,17 +238,21 @@ def _tool_result_media(
 def _user_part(
     block: wire.TextBlock | wire.ImageBlock | wire.DocumentBlock, path: str
 ) -> UserContentPart:
+    cache_control = _cache_control(block.cache_control)
     if isinstance(block, wire.TextBlock):
-        return TextPart(block.text)
+        return TextPart(block.text, cache_control)
     if isinstance(block, wire.ImageBlock):
         source = block.source
         if isinstance(source, wire.URLImageSource):
-            return ImagePart(ImageURL(source.url))
-        return ImagePart(ImageURL(f"data:{source.media_type};base64,{source.data}"))
-    return _document_part(block, path)
+            return ImagePart(ImageURL(source.url), cache_control)
+        data_url = f"data:{source.media_type};base64,{source.data}"
+        return ImagePart(ImageURL(data_url), cache_control)
+    part = _document_part(block, path)
+    part.cache_control = cache_control
+    return part
 
 
-def _document_part(block: wire.DocumentBlock, path: str) -> UserContentPart:
+def _document_part(block: wire.DocumentBlock, path: str) -> TextPart | FilePart:
     try:
         source = _document_source_decoder.decode(block.source)
     except msgspec.DecodeError as exc:
@@ -235,7 +277,7 @@ def _tool(tool: wire.ToolParam) -> Tool:
     definition = FunctionDefinition(
         tool.name, tool.description, parameters=tool.input_schema, strict=tool.strict
     )
-    return Tool("function", definition)
+    return Tool("function", definition, _cache_control(tool.cache_control))
 
 
 def _tool_choice(choice: wire.ToolChoiceParam) -> ToolChoice:

@@ -24,6 +24,21 @@ OpaqueJSON = Raw | UnsetType
 # ---------------------------------------------------------------- request: message content
 
 
+class CacheControl(Struct, omit_defaults=True):
+    """A prompt-cache breakpoint: cache the prompt up to and including the part that carries it.
+
+    Not in OpenAI's schema: Anthropic's `cache_control`, which LiteLLM and OpenRouter also take
+    on OpenAI-shaped content parts and tools. It may sit on text, image and file parts, on tool
+    calls and tool messages (Anthropic's `tool_use` and `tool_result` blocks) and on tools.
+    Anthropic targets receive it as it came; OpenAI, Azure and Gemini cache prompt prefixes by
+    themselves, so it does not go to them (its meaning, "this prefix repeats", still holds).
+    `ttl` is "5m" (Anthropic's default) or "1h".
+    """
+
+    type: Literal["ephemeral"]
+    ttl: Literal["5m", "1h"] | None = None
+
+
 class ImageURL(Struct, omit_defaults=True):
     url: str
     detail: Literal["auto", "low", "high"] | None = None
@@ -31,10 +46,12 @@ class ImageURL(Struct, omit_defaults=True):
 
 class TextPart(Struct, tag_field="type", tag="text", omit_defaults=True):
     text: str
+    cache_control: CacheControl | None = None
 
 
 class ImagePart(Struct, tag_field="type", tag="image_url", omit_defaults=True):
     image_url: ImageURL
+    cache_control: CacheControl | None = None
 
 
 class InputAudio(Struct):
@@ -54,6 +71,7 @@ class FileRef(Struct, omit_defaults=True):
 
 class FilePart(Struct, tag_field="type", tag="file", omit_defaults=True):
     file: FileRef
+    cache_control: CacheControl | None = None
 
 
 class RefusalPart(Struct, tag_field="type", tag="refusal", omit_defaults=True):
@@ -71,10 +89,11 @@ class FunctionCall(Struct):
     arguments: str
 
 
-class ToolCall(Struct):
+class ToolCall(Struct, omit_defaults=True):
     id: str
     type: Literal["function"]
     function: FunctionCall
+    cache_control: CacheControl | None = None  # in requests only; see `CacheControl`
 
 
 class FunctionDefinition(Struct, omit_defaults=True):
@@ -85,9 +104,10 @@ class FunctionDefinition(Struct, omit_defaults=True):
     strict: bool | None = None
 
 
-class Tool(Struct):
+class Tool(Struct, omit_defaults=True):
     type: Literal["function"]
     function: FunctionDefinition
+    cache_control: CacheControl | None = None  # see `CacheControl`
 
 
 class ToolChoiceFunction(Struct):
@@ -131,6 +151,7 @@ class AssistantMessage(Struct, tag_field="role", tag="assistant", omit_defaults=
 class ToolMessage(Struct, tag_field="role", tag="tool", omit_defaults=True):
     content: str | list[TextPart]
     tool_call_id: str
+    cache_control: CacheControl | None = None  # see `CacheControl`
 
 
 class FunctionMessage(Struct, tag_field="role", tag="function", omit_defaults=True):

@@ -8,7 +8,9 @@
 ``strict`` tools on models older than structured outputs (``claude-3…``, Sonnet and Opus 4.0),
 and a forced ``tool_choice`` with thinking on.
 It answers with the same deterministic text as the OpenAI format (:mod:`stellara.sim.text`),
-as a ``message`` object or as Anthropic's event stream.
+as a ``message`` object or as Anthropic's event stream. Prompt caching is accounted as the real
+API accounts it (:mod:`stellara.sim.anthropic_cache`): ``cache_control`` breakpoints (at most
+four) write the prompt prefix up to them, a repeated prefix is read, and usage says so.
 
 Tools are called as the real API's ``tool_choice`` demands: ``tool`` always calls the named
 tool; ``any`` always calls one, the first before any tool result came back and the last after
@@ -36,6 +38,7 @@ from aiohttp import web
 from msgspec import Meta, Struct
 
 from stellara.sim import text
+from stellara.sim.anthropic_cache import MAX_BREAKPOINTS, CacheUsage, PromptCache, Segment
 from stellara.sim.config import SimConfig
 from stellara.sim.faults import StreamCut
 from stellara.sim.peek import peek_body
@@ -72,9 +75,14 @@ class _Strict(Struct, kw_only=True, forbid_unknown_fields=True):
     """The real API refuses fields it does not know ("Extra inputs are not permitted")."""
 
 
+class _CacheControl(_Strict):
+    type: Literal["ephemeral"]
+    ttl: Literal["5m", "1h"] = "5m"
+
+
 class _Text(_Strict, tag_field="type", tag="text"):
     text: str
-    cache_control: dict[str, Any] | None = None
+    cache_control: _CacheControl | None = None
     citations: list[dict[str, Any]] | None = None
 
 
@@ -89,7 +97,7 @@ class _URLImage(_Strict, tag_field="type", tag="url"):
 
 class _Image(_Strict, tag_field="type", tag="image"):
     source: _Base64Image | _URLImage
-    cache_control: dict[str, Any] | None = None
+    cache_control: _CacheControl | None = None
 
 
 class _Base64PDF(_Strict, tag_field="type", tag="base64"):
@@ -111,21 +119,21 @@ class _Document(_Strict, tag_field="type", tag="document"):
     title: str | None = None
     context: str | None = None
     citations: dict[str, Any] | None = None
-    cache_control: dict[str, Any] | None = None
+    cache_control: _CacheControl | None = None
 
 
 class _ToolUse(_Strict, tag_field="type", tag="tool_use"):
     id: str
     name: str
     input: dict[str, Any]
-    cache_control: dict[str, Any] | None = None
+    cache_control: _CacheControl | None = None
 
 
 class _ToolResult(_Strict, tag_field="type", tag="tool_result"):
     tool_use_id: str
     content: str | list[_Text | _Image | _Document] | None = None
     is_error: bool | None = None
-    cache_control: dict[str, Any] | None = None
+    cache_control: _CacheControl | None = None
 
 
 class _Thinking(_Strict, tag_field="type", tag="thinking"):
@@ -151,7 +159,7 @@ class _Tool(_Strict):
     description: str | None = None
     type: Literal["custom"] | None = None
     strict: bool | None = None
-    cache_control: dict[str, Any] | None = None
+    cache_control: _CacheControl | None = None
 
 
 class _ChooseAuto(_Strict, tag_field="type", tag="auto"):
@@ -195,6 +203,7 @@ class _Request(_Strict):
     metadata: _Metadata | None = None
     thinking: _ThinkingConfig | None = None
     service_tier: Literal["auto", "standard_only"] | None = None
+    cache_control: _CacheControl | None = None
 
 
 # ---------------------------------------------------------------- answers
@@ -267,6 +276,7 @@ class AnthropicSim:
         # A random prefix keeps ids unique across simulator restarts, a counter across requests.
         self._id_prefix = os.urandom(4).hex()
         self._decoder = msgspec.json.Decoder(_Request)
+        self._prompt_cache = PromptCache()
 
     def serves(self, path: str) -> bool:
         """Requests to ``…/v1/messages`` are in the Anthropic format."""
@@ -309,17 +319,20 @@ class AnthropicSim:
             "role": "assistant",
             "model": messages_request.model,
         }
-        input_tokens = _input_tokens(messages_request)
+        segments = _prompt_segments(messages_request)
+        cache_usage = self._prompt_cache.account(
+            messages_request.model, segments, text.REPLY_PRIMING_TOKENS
+        )
         delay_s = self._config.per_token_ms / 1000
         if messages_request.stream:
-            events = _events(message, answer, input_tokens)
+            events = _events(message, answer, cache_usage)
             return await _send_events(request, events, cut=cut, delay_s=delay_s)
         if delay_s > 0:
             await asyncio.sleep(delay_s * answer.output_tokens)
         message["content"] = _content_blocks(answer)
         message["stop_reason"] = answer.stop_reason
         message["stop_sequence"] = answer.stop_sequence
-        message["usage"] = _usage(input_tokens, answer.output_tokens)
+        message["usage"] = _usage(cache_usage, answer.output_tokens)
         return web.Response(body=orjson.dumps(message), content_type="application/json")
 
     def _check_headers(self, request: web.Request) -> web.Response | None:
@@ -416,6 +429,12 @@ def _validate(messages_request: _Request) -> None:
             raise _InvalidRequestError("messages: text content blocks must be non-empty")
     _check_tool_pairs(_turns(messages_request.messages))
     _check_tools(messages_request)
+    breakpoints = sum(s.ttl is not None for s in _prompt_segments(messages_request))
+    if breakpoints > MAX_BREAKPOINTS:
+        raise _InvalidRequestError(
+            f"A maximum of {MAX_BREAKPOINTS} blocks with cache_control may be provided. "
+            f"Found {breakpoints}."
+        )
 
 
 def _check_tools(messages_request: _Request) -> None:
@@ -517,21 +536,40 @@ def _result_text(result: _ToolResult) -> str:
     return " ".join(block.text for block in content if isinstance(block, _Text))
 
 
-def _input_tokens(messages_request: _Request) -> int:
-    tokens = text.REPLY_PRIMING_TOKENS
+def _prompt_segments(messages_request: _Request) -> list[Segment]:
+    """The prompt's blocks in caching order (tools, system, messages), each with its tokens."""
+    segments: list[Segment] = []
+    tools = messages_request.tools or []
+    counted = 0  # tools count as their JSON together; each adds what it adds to that
+    for at, tool in enumerate(tools):
+        tokens = text.count_tokens(msgspec.json.encode(tools[: at + 1]).decode())
+        segments.append(_segment(tokens - counted, tool, tool.cache_control))
+        counted = tokens
     system = messages_request.system
-    if system:
-        tokens += text.count_tokens(system if isinstance(system, str) else _text_of(list(system)))
+    if isinstance(system, str) and system:
+        segments.append(Segment(text.count_tokens(system), system.encode()))
+    elif system:
+        segments.extend(_segment(_block_tokens(b), b, b.cache_control) for b in system)
     for message in messages_request.messages:
-        tokens += text.MESSAGE_OVERHEAD_TOKENS
         content = message.content
-        if isinstance(content, str):
-            tokens += text.count_tokens(content)
-        else:
-            tokens += sum(_block_tokens(block) for block in content)
-    if messages_request.tools:
-        tokens += text.count_tokens(msgspec.json.encode(messages_request.tools).decode())
-    return tokens
+        blocks: list[_Block] = [_Text(text=content)] if isinstance(content, str) else content
+        for at, block in enumerate(blocks):
+            overhead = text.MESSAGE_OVERHEAD_TOKENS if at == 0 else 0
+            cache_control = getattr(block, "cache_control", None)
+            segment = _segment(_block_tokens(block) + overhead, block, cache_control)
+            role = message.role.encode() if at == 0 else b""
+            segments.append(Segment(segment.tokens, role + segment.content, segment.ttl))
+    top = messages_request.cache_control  # the API puts it on the last block
+    if top is not None and segments[-1].ttl is None:
+        segments[-1] = Segment(segments[-1].tokens, segments[-1].content, top.ttl)
+    return segments
+
+
+def _segment(tokens: int, block: _Strict, cache_control: _CacheControl | None) -> Segment:
+    if cache_control is not None:
+        block = msgspec.structs.replace(block, cache_control=None)
+    ttl = cache_control.ttl if cache_control is not None else None
+    return Segment(tokens, msgspec.json.encode(block), ttl)
 
 
 def _block_tokens(block: _Block) -> int:
@@ -549,11 +587,15 @@ def _block_tokens(block: _Block) -> int:
     return text.IMAGE_TOKENS  # images, documents, redacted thinking
 
 
-def _usage(input_tokens: int, output_tokens: int) -> dict[str, Any]:
+def _usage(cache_usage: CacheUsage, output_tokens: int) -> dict[str, Any]:
     return {
-        "input_tokens": input_tokens,
-        "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": 0,
+        "input_tokens": cache_usage.input_tokens,
+        "cache_creation_input_tokens": cache_usage.written_tokens,
+        "cache_read_input_tokens": cache_usage.read_tokens,
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": cache_usage.written_5m_tokens,
+            "ephemeral_1h_input_tokens": cache_usage.written_1h_tokens,
+        },
         "output_tokens": output_tokens,
         "service_tier": "standard",
     }
@@ -573,10 +615,10 @@ Event = tuple[str, dict[str, Any], bool]
 """An SSE event: its name, its data, and whether it is a content delta (for a ``cut``)."""
 
 
-def _events(message: dict[str, Any], answer: _Answer, input_tokens: int) -> Iterator[Event]:
+def _events(message: dict[str, Any], answer: _Answer, cache_usage: CacheUsage) -> Iterator[Event]:
     """The real API's event sequence for ``answer``."""
     start = {**message, "content": [], "stop_reason": None, "stop_sequence": None}
-    start["usage"] = _usage(input_tokens, 1)
+    start["usage"] = _usage(cache_usage, 1)
     yield "message_start", {"type": "message_start", "message": start}, False
     index = 0
     if answer.pieces:

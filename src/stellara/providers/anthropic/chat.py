@@ -3,7 +3,11 @@
 Where the two APIs do not line up, this module decides:
 
 * `system` and `developer` messages, wherever they stand, become the top-level `system` prompt
-  (Anthropic has no system turn inside the conversation), joined by blank lines.
+  (Anthropic has no system turn inside the conversation), joined by blank lines; when a part
+  of them carries `cache_control`, the system prompt is a list of text blocks instead, one per
+  message or part, so each breakpoint stays where the client put it.
+* `cache_control` (the canonical `CacheControl`) goes on the block made from the part, tool
+  call, tool message or tool that carried it, unchanged.
 * Consecutive turns of the same role are merged into one: Anthropic would combine them anyway,
   and compatible servers that predate that rule reject them. `tool` messages become
   `tool_result` blocks of a user turn, so a run of tool answers is one user turn.
@@ -35,9 +39,10 @@ from msgspec import UNSET, UnsetType
 
 from stellara import _json
 from stellara.errors import InvalidRequestError, UpstreamProtocolError
-from stellara.providers.anthropic.tools import tools_of
+from stellara.providers.anthropic.tools import cache_control_of, tools_of
 from stellara.schema.chat import (
     AssistantMessage,
+    CacheControl,
     ChatCompletion,
     ChatRequest,
     Choice,
@@ -104,7 +109,7 @@ def build_messages_request(
         model=model,
         messages=messages,
         max_tokens=request.max_completion_tokens or request.max_tokens or default_max_tokens,
-        system="\n\n".join(system) or None,
+        system=_system(system),
         stop_sequences=[request.stop] if isinstance(request.stop, str) else request.stop,
         stream=True if request.is_streaming else None,
         # OpenAI allows up to 2, Anthropic up to 1: clamped, not scaled (see the module notes).
@@ -135,12 +140,14 @@ def build_messages_body(
     return _json.encode(messages_request)
 
 
-def _conversation(messages: list[Message]) -> tuple[list[str], list[wire.MessageParam]]:
-    system: list[str] = []
+def _conversation(
+    messages: list[Message],
+) -> tuple[list[wire.TextBlock], list[wire.MessageParam]]:
+    system: list[wire.TextBlock] = []
     turns: list[tuple[Role, list[wire.RequestBlock]]] = []
     for at, message in enumerate(messages):
         if isinstance(message, SystemMessage | DeveloperMessage):
-            system.append(_plain_text(message.content))
+            system.extend(_system_blocks(message.content))
             continue
         role, blocks = _turn(message, at)
         if not blocks:
@@ -149,12 +156,29 @@ def _conversation(messages: list[Message]) -> tuple[list[str], list[wire.Message
             turns[-1][1].extend(blocks)
         else:
             turns.append((role, blocks))
-    return [text for text in system if text], [_message_param(r, b) for r, b in turns]
+    return system, [_message_param(r, b) for r, b in turns]
+
+
+def _system_blocks(content: str | list[TextPart]) -> list[wire.TextBlock]:
+    if isinstance(content, str) or not any(part.cache_control for part in content):
+        text = _plain_text(content)
+        return [wire.TextBlock(text)] if text else []
+    return [
+        wire.TextBlock(part.text, cache_control=cache_control_of(part.cache_control))
+        for part in content
+        if part.text
+    ]
+
+
+def _system(blocks: list[wire.TextBlock]) -> str | list[wire.TextBlock] | None:
+    if any(block.cache_control for block in blocks):
+        return blocks
+    return "\n\n".join(block.text for block in blocks) or None
 
 
 def _message_param(role: Role, blocks: list[wire.RequestBlock]) -> wire.MessageParam:
     # A lone text block goes as a plain string, as Anthropic's own examples write it.
-    if len(blocks) == 1 and isinstance(blocks[0], wire.TextBlock):
+    if len(blocks) == 1 and isinstance(blocks[0], wire.TextBlock) and not blocks[0].cache_control:
         return wire.MessageParam(role, blocks[0].text)
     return wire.MessageParam(role, blocks)
 
@@ -179,9 +203,19 @@ def _tool_result(message: ToolMessage) -> wire.ToolResultBlock:
     if isinstance(content, str):
         result = content
     else:
+        # Anthropic takes cache_control on the tool_result only, never inside its content.
         result = [wire.TextBlock(part.text) for part in content if part.text]
+    breakpoint_ = message.cache_control or _lastcache_control_of(content)
     # An empty result is sent without content: Anthropic refuses empty text blocks.
-    return wire.ToolResultBlock(message.tool_call_id, content=result or UNSET)
+    return wire.ToolResultBlock(
+        message.tool_call_id, content=result or UNSET, cache_control=cache_control_of(breakpoint_)
+    )
+
+
+def _lastcache_control_of(content: str | list[TextPart]) -> CacheControl | None:
+    if isinstance(content, str):
+        return None
+    return next((part.cache_control for part in reversed(content) if part.cache_control), None)
 
 
 def _plain_text(content: str | list[TextPart]) -> str:
@@ -196,11 +230,14 @@ def _user_blocks(content: str | list[UserContentPart], at: int) -> list[wire.Req
         param = f"messages[{at}].content[{index}]"
         if isinstance(part, TextPart):
             if part.text:  # Anthropic refuses empty text blocks
-                blocks.append(wire.TextBlock(part.text))
+                blocks.append(wire.TextBlock(part.text, cache_control_of(part.cache_control)))
         elif isinstance(part, ImagePart):
-            blocks.append(wire.ImageBlock(_image_source(part.image_url.url, param)))
+            source = _image_source(part.image_url.url, param)
+            blocks.append(wire.ImageBlock(source, cache_control_of(part.cache_control)))
         elif isinstance(part, FilePart):
-            blocks.append(_document(part.file, param))
+            document = _document(part.file, param)
+            document.cache_control = cache_control_of(part.cache_control)
+            blocks.append(document)
         else:
             raise InvalidRequestError(
                 "audio input is not supported by this model's provider", param=param
@@ -251,19 +288,25 @@ def _assistant_blocks(message: AssistantMessage, at: int) -> list[wire.RequestBl
             param=f"messages[{at}].function_call",
         )
     content = message.content
-    texts: list[str] = []
+    texts: list[wire.TextBlock] = []
     if isinstance(content, str):
-        texts.append(content)
+        texts.append(wire.TextBlock(content))
     elif content is not None:
         # A refusal in the history is what the assistant said, so it stays in the conversation.
-        texts.extend(part.text if isinstance(part, TextPart) else part.refusal for part in content)
+        texts.extend(
+            wire.TextBlock(part.text, cache_control_of(part.cache_control))
+            if isinstance(part, TextPart)
+            else wire.TextBlock(part.refusal)
+            for part in content
+        )
     if message.refusal:
-        texts.append(message.refusal)
-    blocks: list[wire.RequestBlock] = [wire.TextBlock(text) for text in texts if text]
+        texts.append(wire.TextBlock(message.refusal))
+    blocks: list[wire.RequestBlock] = [block for block in texts if block.text]
     for index, call in enumerate(message.tool_calls or ()):
         param = f"messages[{at}].tool_calls[{index}].function.arguments"
         arguments = _arguments(call.function.arguments, param)
-        blocks.append(wire.ToolUseBlock(call.id, call.function.name, arguments))
+        cache_control = cache_control_of(call.cache_control)
+        blocks.append(wire.ToolUseBlock(call.id, call.function.name, arguments, cache_control))
     return blocks
 
 

@@ -38,7 +38,14 @@ import re
 from typing import Any
 
 from stellara.errors import InvalidRequestError
-from stellara.schema.chat import ChatRequest, NamedToolChoice, ResponseFormat, Tool, ToolChoice
+from stellara.schema.chat import (
+    CacheControl,
+    ChatRequest,
+    NamedToolChoice,
+    ResponseFormat,
+    Tool,
+    ToolChoice,
+)
 from stellara.wire import anthropic as wire
 
 ANSWER_TOOL_PREFIX = "stellara_answer"
@@ -109,7 +116,15 @@ def _client_tool(
         input_schema=function.parameters or _EMPTY_SCHEMA,
         description=function.description,
         strict=True if strict_tools and function.strict else None,
+        cache_control=cache_control_of(tool.cache_control),
     )
+
+
+def cache_control_of(cache_control: CacheControl | None) -> wire.CacheControl | None:
+    """Anthropic's `cache_control` for the canonical one: the same object."""
+    if cache_control is None:
+        return None
+    return wire.CacheControl(cache_control.type, cache_control.ttl)
 
 
 def _answer_tool(

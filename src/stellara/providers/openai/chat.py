@@ -1,12 +1,28 @@
-"""Pure translation between canonical chat types and OpenAI's wire bodies."""
+"""Pure translation between canonical chat types and OpenAI's wire bodies.
+
+The canonical request is OpenAI's, plus `cache_control` on parts, tool calls, tool messages and
+tools (`schema.chat.CacheControl`). OpenAI (and Azure) cache every prompt prefix of 1024 tokens
+or more by themselves and refuse fields they do not know, so those marks are taken off: the
+prefix they name is still cached, automatically.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import msgspec
 
 from stellara import _json
 from stellara.errors import UpstreamProtocolError
-from stellara.schema.chat import ChatCompletion, ChatRequest, StreamOptions, completion_decoder
+from stellara.schema.chat import (
+    AssistantMessage,
+    ChatCompletion,
+    ChatRequest,
+    Message,
+    StreamOptions,
+    ToolMessage,
+    completion_decoder,
+)
 
 _INCLUDE_USAGE = StreamOptions(include_usage=True)
 
@@ -21,7 +37,52 @@ def build_chat_body(request: ChatRequest, model: str) -> bytes:
         request = msgspec.structs.replace(request, model=model, stream_options=_INCLUDE_USAGE)
     else:
         request = msgspec.structs.replace(request, model=model)
+    if _has_cache_control(request):
+        request = _without_cache_control(request)
     return _json.encode(request)
+
+
+def _has_cache_control(request: ChatRequest) -> bool:
+    if any(tool.cache_control for tool in request.tools or ()):
+        return True
+    for message in request.messages:
+        if isinstance(message, ToolMessage) and message.cache_control:
+            return True
+        if isinstance(message, AssistantMessage) and any(
+            call.cache_control for call in message.tool_calls or ()
+        ):
+            return True
+        content = getattr(message, "content", None)
+        if isinstance(content, list) and any(getattr(p, "cache_control", None) for p in content):
+            return True
+    return False
+
+
+def _without_cache_control(request: ChatRequest) -> ChatRequest:
+    """A copy of `request` with no `cache_control` (rare: only then is it rebuilt)."""
+    tools = request.tools and [
+        msgspec.structs.replace(tool, cache_control=None) for tool in request.tools
+    ]
+    messages = [_message_without_cache_control(message) for message in request.messages]
+    return msgspec.structs.replace(request, messages=messages, tools=tools)
+
+
+def _message_without_cache_control(message: Message) -> Message:
+    changes: dict[str, Any] = {}
+    if isinstance(message, ToolMessage):
+        changes["cache_control"] = None
+    if isinstance(message, AssistantMessage) and message.tool_calls:
+        calls = message.tool_calls
+        changes["tool_calls"] = [msgspec.structs.replace(c, cache_control=None) for c in calls]
+    content = message.content
+    if isinstance(content, list):
+        changes["content"] = [
+            msgspec.structs.replace(part, cache_control=None)
+            if getattr(part, "cache_control", None)
+            else part
+            for part in content
+        ]
+    return msgspec.structs.replace(message, **changes) if changes else message
 
 
 def parse_chat_response(body: bytes, provider: str) -> ChatCompletion:
