@@ -81,6 +81,29 @@ class RefusalPart(Struct, tag_field="type", tag="refusal", omit_defaults=True):
 UserContentPart = TextPart | ImagePart | AudioPart | FilePart
 AssistantContentPart = TextPart | RefusalPart
 
+
+class ThinkingBlock(Struct, tag_field="type", tag="thinking", omit_defaults=True):
+    """A block of the model's reasoning with the provider's signature over it.
+
+    Not in OpenAI's schema: Anthropic's thinking block, carried as LiteLLM does, in an
+    assistant message's `thinking_blocks` (answers and requests alike), so a client can hand
+    it back on the next turn, as Anthropic requires within a tool loop. In a stream delta, a
+    block with an empty `thinking` and its `signature` closes the block whose text came in
+    `reasoning_content` deltas.
+    """
+
+    thinking: str
+    signature: str = ""
+
+
+class RedactedThinkingBlock(Struct, tag_field="type", tag="redacted_thinking"):
+    """Reasoning the provider encrypted (`data`); handed back as it came."""
+
+    data: str
+
+
+ThinkingBlocks = list[ThinkingBlock | RedactedThinkingBlock]
+
 # ---------------------------------------------------------------- request: tools
 
 
@@ -146,6 +169,7 @@ class AssistantMessage(Struct, tag_field="role", tag="assistant", omit_defaults=
     tool_calls: list[ToolCall] | None = None
     audio: OpaqueJSON = UNSET
     function_call: FunctionCall | None = None
+    thinking_blocks: ThinkingBlocks | None = None  # see `ThinkingBlock`
 
 
 class ToolMessage(Struct, tag_field="role", tag="tool", omit_defaults=True):
@@ -189,6 +213,19 @@ class StreamOptions(Struct, omit_defaults=True):
     include_usage: bool | None = None
 
 
+class ThinkingConfig(Struct, omit_defaults=True):
+    """Extended thinking, as Anthropic's `thinking` (not in OpenAI's schema).
+
+    `enabled` thinks within `budget_tokens` (at least 1024, below `max_tokens`), `adaptive`
+    lets the model decide how much, `disabled` turns it off. Sent by `/v1/messages` clients
+    (and accepted from OpenAI-shaped ones, as LiteLLM takes it); OpenAI's `reasoning_effort`
+    asks for the same thing in levels.
+    """
+
+    type: Literal["enabled", "disabled", "adaptive"]
+    budget_tokens: Annotated[int, Meta(ge=1)] | None = None
+
+
 Temperature = Annotated[float, Meta(ge=0, le=2)]
 Penalty = Annotated[float, Meta(ge=-2, le=2)]
 PositiveInt = Annotated[int, Meta(ge=1)]
@@ -230,6 +267,10 @@ class ChatRequest(Struct, omit_defaults=True):
     web_search_options: OpaqueJSON = UNSET
     prompt_cache_key: str | None = None
     safety_identifier: str | None = None
+    # Not in OpenAI's schema: Anthropic's (see `ThinkingConfig`), and top-k sampling, which
+    # Anthropic, Gemini and vLLM take.
+    thinking: ThinkingConfig | None = None
+    top_k: Annotated[int, Meta(ge=0)] | None = None
 
     @property
     def is_streaming(self) -> bool:
@@ -273,6 +314,10 @@ class ResponseMessage(Struct, omit_defaults=True):
     annotations: OpaqueJSON = UNSET
     audio: OpaqueJSON = UNSET
     function_call: FunctionCall | None = None
+    # Not in OpenAI's schema: the model's reasoning text, as DeepSeek, vLLM and LiteLLM name
+    # it, and the signed blocks it came in (see `ThinkingBlock`).
+    reasoning_content: str | None = None
+    thinking_blocks: ThinkingBlocks | None = None
 
 
 FinishReason = str  # "stop" | "length" | "tool_calls" | "content_filter" | "function_call"
@@ -324,6 +369,8 @@ class Delta(Struct, omit_defaults=True):
     refusal: str | None = None
     tool_calls: list[ToolCallDelta] | None = None
     function_call: FunctionCallDelta | None = None
+    reasoning_content: str | None = None  # see `ResponseMessage`
+    thinking_blocks: ThinkingBlocks | None = None
 
 
 class ChunkChoice(Struct):

@@ -25,6 +25,7 @@ mistake in those types shows up as a failing test instead of being mirrored here
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import os
 import re
@@ -39,6 +40,14 @@ from msgspec import Meta, Struct
 
 from stellara.sim import text
 from stellara.sim.anthropic_cache import MAX_BREAKPOINTS, CacheUsage, PromptCache, Segment
+from stellara.sim.anthropic_thinking import (
+    ThinkingRefusedError,
+    ThinkingSigner,
+    check_budget,
+    check_last_tool_turn,
+    invalid_signature,
+    thinking_text,
+)
 from stellara.sim.config import SimConfig
 from stellara.sim.faults import StreamCut
 from stellara.sim.peek import peek_body
@@ -184,8 +193,13 @@ class _Metadata(_Strict):
 
 
 class _ThinkingConfig(_Strict):
-    type: Literal["enabled", "disabled"]
+    type: Literal["enabled", "disabled", "adaptive"]
     budget_tokens: Annotated[int, Meta(ge=1024)] | None = None
+    display: Literal["summarized", "omitted"] | None = None
+
+    @property
+    def is_on(self) -> bool:
+        return self.type != "disabled"
 
 
 class _Request(_Strict):
@@ -223,18 +237,33 @@ class _ToolCall:
 
 
 @dataclass(frozen=True, slots=True)
+class _Thought:
+    text: str
+    signature: str
+
+    @property
+    def pieces(self) -> list[str]:
+        return text.split_pieces(self.text)
+
+
+@dataclass(frozen=True, slots=True)
 class _Answer:
     pieces: tuple[str, ...]
     stop_reason: str
     stop_sequence: str | None = None
     tool_call: _ToolCall | None = None
+    thought: _Thought | None = None
 
     @property
     def output_tokens(self) -> int:
         tool_tokens = 0
         if self.tool_call is not None:
             tool_tokens = text.count_tokens(orjson.dumps(self.tool_call.input).decode())
-        return len(self.pieces) + tool_tokens
+        return len(self.pieces) + tool_tokens + self.thinking_tokens
+
+    @property
+    def thinking_tokens(self) -> int:
+        return len(self.thought.pieces) if self.thought is not None else 0
 
 
 class _InvalidRequestError(Exception):
@@ -277,6 +306,7 @@ class AnthropicSim:
         self._id_prefix = os.urandom(4).hex()
         self._decoder = msgspec.json.Decoder(_Request)
         self._prompt_cache = PromptCache()
+        self._signer = ThinkingSigner()
 
     def serves(self, path: str) -> bool:
         """Requests to ``…/v1/messages`` are in the Anthropic format."""
@@ -310,8 +340,9 @@ class AnthropicSim:
             _validate(messages_request)
             if request.headers["anthropic-version"] >= _NO_SAMPLING_SINCE:
                 _validate_2026_10_21(messages_request)
-            answer = self._answer(messages_request)
-        except _InvalidRequestError as exc:
+            self._check_thinking(messages_request)
+            answer = self._think(messages_request, self._answer(messages_request))
+        except (_InvalidRequestError, ThinkingRefusedError) as exc:
             return _error(400, exc.message)
         message: dict[str, Any] = {
             "id": f"msg_01{self._id_prefix}{next(self._ids):014x}",
@@ -332,7 +363,7 @@ class AnthropicSim:
         message["content"] = _content_blocks(answer)
         message["stop_reason"] = answer.stop_reason
         message["stop_sequence"] = answer.stop_sequence
-        message["usage"] = _usage(cache_usage, answer.output_tokens)
+        message["usage"] = _usage(cache_usage, answer.output_tokens) | _thinking_usage(answer)
         return web.Response(body=orjson.dumps(message), content_type="application/json")
 
     def _check_headers(self, request: web.Request) -> web.Response | None:
@@ -351,6 +382,39 @@ class AnthropicSim:
         if version not in _VERSIONS:
             return _error(400, f"anthropic-version: invalid version {version!r}")
         return None
+
+    def _check_thinking(self, messages_request: _Request) -> None:
+        """Signatures of thinking blocks in the history, and with thinking on, its budget and
+        the last tool-calling turn's opening thinking block (:mod:`.anthropic_thinking`)."""
+        last_tool_turn: tuple[int, _Block] | None = None
+        for at, message in enumerate(messages_request.messages):
+            if message.role != "assistant" or isinstance(message.content, str):
+                continue
+            for index, block in enumerate(message.content):
+                if isinstance(block, _Thinking) and not self._signer.verifies(
+                    block.thinking, block.signature
+                ):
+                    raise invalid_signature(at, index)
+            if message.content and any(isinstance(b, _ToolUse) for b in message.content):
+                last_tool_turn = (at, message.content[0])
+        thinking = messages_request.thinking
+        if thinking is None or not thinking.is_on:
+            return
+        if thinking.type == "enabled":
+            check_budget(thinking.budget_tokens, messages_request.max_tokens)
+        if last_tool_turn is not None:
+            at, first = last_tool_turn
+            check_last_tool_turn(at, str(first.__struct_config__.tag))
+
+    def _think(self, messages_request: _Request, answer: _Answer) -> _Answer:
+        thinking = messages_request.thinking
+        if thinking is None or not thinking.is_on:
+            return answer
+        turns = _turns(messages_request.messages)
+        question = next((t for r, b in reversed(turns) if r == "user" and (t := _text_of(b))), "")
+        reasoning = thinking_text(question)
+        thought = _Thought(reasoning, self._signer.sign(reasoning))
+        return dataclasses.replace(answer, thought=thought)
 
     def _answer(self, messages_request: _Request) -> _Answer:
         turns = _turns(messages_request.messages)
@@ -452,7 +516,7 @@ def _check_tools(messages_request: _Request) -> None:
         raise _InvalidRequestError(f"'{model}' does not support strict tools.")
     thinking = messages_request.thinking
     is_forced = isinstance(choice, _ChooseAny | _ChooseTool)
-    if is_forced and thinking is not None and thinking.type == "enabled":
+    if is_forced and thinking is not None and thinking.is_on:
         raise _InvalidRequestError("Thinking may not be enabled when tool_choice forces tool use.")
 
 
@@ -601,8 +665,20 @@ def _usage(cache_usage: CacheUsage, output_tokens: int) -> dict[str, Any]:
     }
 
 
+def _thinking_usage(answer: _Answer) -> dict[str, Any]:
+    """The share of output spent thinking, which the API reports when the model thought."""
+    if answer.thought is None:
+        return {}
+    return {"output_tokens_details": {"thinking_tokens": answer.thinking_tokens}}
+
+
 def _content_blocks(answer: _Answer) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
+    thought = answer.thought
+    if thought is not None:
+        blocks.append(
+            {"type": "thinking", "thinking": thought.text, "signature": thought.signature}
+        )
     if answer.pieces:
         blocks.append({"type": "text", "text": "".join(answer.pieces)})
     call = answer.tool_call
@@ -621,6 +697,13 @@ def _events(message: dict[str, Any], answer: _Answer, cache_usage: CacheUsage) -
     start["usage"] = _usage(cache_usage, 1)
     yield "message_start", {"type": "message_start", "message": start}, False
     index = 0
+    thought = answer.thought
+    if thought is not None:
+        opening: dict[str, Any] = {"type": "thinking", "thinking": "", "signature": ""}
+        deltas = [{"type": "thinking_delta", "thinking": piece} for piece in thought.pieces]
+        deltas.append({"type": "signature_delta", "signature": thought.signature})
+        yield from _block_events(index, opening, deltas)
+        index += 1
     if answer.pieces:
         deltas = [{"type": "text_delta", "text": piece} for piece in answer.pieces]
         yield from _block_events(index, {"type": "text", "text": ""}, deltas)
@@ -631,7 +714,7 @@ def _events(message: dict[str, Any], answer: _Answer, cache_usage: CacheUsage) -
         deltas = [{"type": "input_json_delta", "partial_json": part} for part in call.fragments]
         yield from _block_events(index, block, deltas)
     delta = {"stop_reason": answer.stop_reason, "stop_sequence": answer.stop_sequence}
-    usage = {"output_tokens": answer.output_tokens}
+    usage = {"output_tokens": answer.output_tokens, **_thinking_usage(answer)}
     yield "message_delta", {"type": "message_delta", "delta": delta, "usage": usage}, False
     yield "message_stop", {"type": "message_stop"}, False
 

@@ -84,8 +84,10 @@ class ToolResultBlock(Struct, tag_field="type", tag="tool_result", omit_defaults
     cache_control: CacheControl | None = None
 
 
-class ThinkingBlock(Struct, tag_field="type", tag="thinking", omit_defaults=True):
+class ThinkingBlock(Struct, tag_field="type", tag="thinking"):
     thinking: str
+    # Always written (clients' types require it), empty at a streamed block's start, where
+    # older API versions leave it out.
     signature: str = ""
 
 
@@ -164,12 +166,17 @@ class MessagesRequest(Struct, omit_defaults=True):
 
 # The token counts have no default so that `omit_defaults` never drops a zero: clients read
 # a missing count as None.
+class OutputTokensDetails(Struct):
+    thinking_tokens: int  # within output_tokens
+
+
 class Usage(Struct, omit_defaults=True):
     input_tokens: int
     output_tokens: int
     cache_creation_input_tokens: int | None = None
     cache_read_input_tokens: int | None = None
     service_tier: str | None = None
+    output_tokens_details: OutputTokensDetails | None = None
 
 
 StopReason = str  # end_turn | max_tokens | stop_sequence | tool_use | pause_turn | refusal
@@ -240,6 +247,7 @@ class DeltaUsage(Struct, omit_defaults=True):
     input_tokens: int | None = None
     cache_creation_input_tokens: int | None = None
     cache_read_input_tokens: int | None = None
+    output_tokens_details: OutputTokensDetails | None = None
 
 
 class MessageDeltaEvent(Struct, tag_field="type", tag="message_delta"):

@@ -24,8 +24,11 @@ Where the two APIs do not line up, this module decides:
   back as the message's text content; `tools` holds the rules, also for client tools beside it.
 * `n > 1`, audio input and deprecated `function` messages are refused with a 400; parameters
   Anthropic lacks (`seed`, penalties, `logit_bias`, `logprobs`, …) are not sent.
-* In answers, `thinking` blocks are dropped: the OpenAI schema has no place for them, and the
-  text that follows them is the answer.
+* Extended thinking (`thinking`, or `reasoning_effort` as a budget) and its blocks in the
+  history: see `thinking`. In answers, thinking blocks become the message's
+  `reasoning_content` (their text) and `thinking_blocks` (the signed blocks, to hand back);
+  Anthropic's count of thinking tokens, when it gives one, is the usage's `reasoning_tokens`.
+* `top_k` is sent as it came (not with API version 2026-10-21, which refuses it).
 * A stop on one of the request's stop sequences is finish reason "stop" with the sequence in
   the choice's `stop_reason` (the field OpenAI-compatible servers such as vLLM use for it).
 """
@@ -39,6 +42,12 @@ from msgspec import UNSET, UnsetType
 
 from stellara import _json
 from stellara.errors import InvalidRequestError, UpstreamProtocolError
+from stellara.providers.anthropic.thinking import (
+    canonical_thinking_blocks,
+    check_forced_tool,
+    thinking_blocks_of,
+    thinking_of,
+)
 from stellara.providers.anthropic.tools import cache_control_of, tools_of
 from stellara.schema.chat import (
     AssistantMessage,
@@ -46,6 +55,7 @@ from stellara.schema.chat import (
     ChatCompletion,
     ChatRequest,
     Choice,
+    CompletionTokensDetails,
     DeveloperMessage,
     FilePart,
     FileRef,
@@ -103,20 +113,28 @@ def build_messages_request(
         )
     system, messages = _conversation(request.messages)
     tools, tool_choice = tools_of(request, strict_tools=strict_tools)
+    thinking, max_tokens = thinking_of(
+        request,
+        max_tokens=request.max_completion_tokens or request.max_tokens,
+        default_max_tokens=default_max_tokens,
+    )
+    check_forced_tool(request, thinking, tool_choice)
     user = request.user or request.safety_identifier
     temperature = request.temperature if allows_sampling else None
     return wire.MessagesRequest(
         model=model,
         messages=messages,
-        max_tokens=request.max_completion_tokens or request.max_tokens or default_max_tokens,
+        max_tokens=max_tokens,
         system=_system(system),
         stop_sequences=[request.stop] if isinstance(request.stop, str) else request.stop,
         stream=True if request.is_streaming else None,
         # OpenAI allows up to 2, Anthropic up to 1: clamped, not scaled (see the module notes).
         temperature=None if temperature is None else min(temperature, 1.0),
         top_p=request.top_p if allows_sampling else None,
+        top_k=request.top_k if allows_sampling else None,
         tools=tools,
         tool_choice=tool_choice,
+        thinking=thinking,
         metadata=msgspec.Raw(_json.encode(wire.MetadataParam(user_id=user))) if user else UNSET,
     )
 
@@ -301,7 +319,8 @@ def _assistant_blocks(message: AssistantMessage, at: int) -> list[wire.RequestBl
         )
     if message.refusal:
         texts.append(wire.TextBlock(message.refusal))
-    blocks: list[wire.RequestBlock] = [block for block in texts if block.text]
+    blocks = thinking_blocks_of(message)
+    blocks.extend(block for block in texts if block.text)
     for index, call in enumerate(message.tool_calls or ()):
         param = f"messages[{at}].tool_calls[{index}].function.arguments"
         arguments = _arguments(call.function.arguments, param)
@@ -354,6 +373,7 @@ def completion_from_message(
     """The `chat.completion` for an Anthropic `message`; see `parse_message`."""
     texts: list[str] = []
     calls: list[ToolCall] = []
+    thoughts: list[wire.ThinkingBlock | wire.RedactedThinkingBlock] = []
     for block in message.content:
         if isinstance(block, wire.TextBlock):
             texts.append(block.text)
@@ -363,9 +383,18 @@ def completion_from_message(
                 texts.append(arguments)
             else:
                 calls.append(ToolCall(block.id, "function", FunctionCall(block.name, arguments)))
+        else:
+            thoughts.append(block)
     # OpenAI's convention: content is null when the answer is only tool calls.
     content = "".join(texts) if texts or not calls else None
-    answer = ResponseMessage("assistant", content, tool_calls=calls or None)
+    reasoning = "".join(b.thinking for b in thoughts if isinstance(b, wire.ThinkingBlock))
+    answer = ResponseMessage(
+        "assistant",
+        content,
+        tool_calls=calls or None,
+        reasoning_content=reasoning or None,
+        thinking_blocks=canonical_thinking_blocks(thoughts) or None,
+    )
     return ChatCompletion(
         id=completion_id(message.id),
         object="chat.completion",
@@ -419,9 +448,14 @@ def canonical_usage(usage: wire.Usage) -> Usage:
         details = PromptTokensDetails(
             cached_tokens=cache_read, cache_write_tokens=cache_write or None
         )
+    output_details = usage.output_tokens_details
+    reasoning = None
+    if output_details is not None:
+        reasoning = CompletionTokensDetails(reasoning_tokens=output_details.thinking_tokens)
     return Usage(
         prompt_tokens=prompt,
         completion_tokens=usage.output_tokens,
         total_tokens=prompt + usage.output_tokens,
         prompt_tokens_details=details,
+        completion_tokens_details=reasoning,
     )

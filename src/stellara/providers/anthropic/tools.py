@@ -26,10 +26,9 @@ the message's text content, finish reason "stop". What holds:
   input, which the model fills from the schema as it fills any tool's, without constrained
   decoding.
 * **Extended thinking**: Anthropic refuses a forced tool (`tool` or `any`) while thinking is
-  on. The canonical request carries no thinking today (`reasoning_effort` is not translated
-  and `/v1/messages` drops `thinking`), so the two never meet; a translation of thinking must
-  refuse it with a 400 next to a JSON `response_format`, as an unforced answer tool would make
-  the format a wish again.
+  on, so thinking beside a JSON `response_format` (or a forced client tool) is refused with a
+  400 before the call (`thinking.check_forced_tool`): an unforced answer tool would make the
+  format a wish again.
 """
 
 from __future__ import annotations

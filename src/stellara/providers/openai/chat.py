@@ -1,9 +1,11 @@
 """Pure translation between canonical chat types and OpenAI's wire bodies.
 
 The canonical request is OpenAI's, plus `cache_control` on parts, tool calls, tool messages and
-tools (`schema.chat.CacheControl`). OpenAI (and Azure) cache every prompt prefix of 1024 tokens
-or more by themselves and refuse fields they do not know, so those marks are taken off: the
-prefix they name is still cached, automatically.
+tools (`schema.chat.CacheControl`) and Anthropic's signed `thinking_blocks` on assistant
+messages. OpenAI (and Azure) cache every prompt prefix of 1024 tokens or more by themselves and
+refuse fields they do not know, so the cache marks are taken off: the prefix they name is still
+cached, automatically. Thinking blocks only the provider that signed them can read; they are
+taken off too, as OpenAI keeps its own reasoning apart.
 """
 
 from __future__ import annotations
@@ -37,19 +39,19 @@ def build_chat_body(request: ChatRequest, model: str) -> bytes:
         request = msgspec.structs.replace(request, model=model, stream_options=_INCLUDE_USAGE)
     else:
         request = msgspec.structs.replace(request, model=model)
-    if _has_cache_control(request):
-        request = _without_cache_control(request)
+    if _has_extensions(request):
+        request = _without_extensions(request)
     return _json.encode(request)
 
 
-def _has_cache_control(request: ChatRequest) -> bool:
+def _has_extensions(request: ChatRequest) -> bool:
     if any(tool.cache_control for tool in request.tools or ()):
         return True
     for message in request.messages:
         if isinstance(message, ToolMessage) and message.cache_control:
             return True
-        if isinstance(message, AssistantMessage) and any(
-            call.cache_control for call in message.tool_calls or ()
+        if isinstance(message, AssistantMessage) and (
+            message.thinking_blocks or any(c.cache_control for c in message.tool_calls or ())
         ):
             return True
         content = getattr(message, "content", None)
@@ -58,22 +60,25 @@ def _has_cache_control(request: ChatRequest) -> bool:
     return False
 
 
-def _without_cache_control(request: ChatRequest) -> ChatRequest:
-    """A copy of `request` with no `cache_control` (rare: only then is it rebuilt)."""
+def _without_extensions(request: ChatRequest) -> ChatRequest:
+    """A copy of `request` with no `cache_control` or `thinking_blocks` (rare: only then is it
+    rebuilt)."""
     tools = request.tools and [
         msgspec.structs.replace(tool, cache_control=None) for tool in request.tools
     ]
-    messages = [_message_without_cache_control(message) for message in request.messages]
+    messages = [_message_without_extensions(message) for message in request.messages]
     return msgspec.structs.replace(request, messages=messages, tools=tools)
 
 
-def _message_without_cache_control(message: Message) -> Message:
+def _message_without_extensions(message: Message) -> Message:
     changes: dict[str, Any] = {}
     if isinstance(message, ToolMessage):
         changes["cache_control"] = None
-    if isinstance(message, AssistantMessage) and message.tool_calls:
+    if isinstance(message, AssistantMessage):
+        changes["thinking_blocks"] = None
         calls = message.tool_calls
-        changes["tool_calls"] = [msgspec.structs.replace(c, cache_control=None) for c in calls]
+        if calls:
+            changes["tool_calls"] = [msgspec.structs.replace(c, cache_control=None) for c in calls]
     content = message.content
     if isinstance(content, list):
         changes["content"] = [
