@@ -66,8 +66,22 @@ def _without_extensions(request: ChatRequest) -> ChatRequest:
     tools = request.tools and [
         msgspec.structs.replace(tool, cache_control=None) for tool in request.tools
     ]
-    messages = [_message_without_extensions(message) for message in request.messages]
+    messages = [
+        _message_without_extensions(message)
+        for message in request.messages
+        if not _is_only_thinking(message)
+    ]
     return msgspec.structs.replace(request, messages=messages, tools=tools)
+
+
+def _is_only_thinking(message: Message) -> bool:
+    """An assistant turn of thinking alone says nothing OpenAI could read (and it refuses an
+    empty assistant message)."""
+    return (
+        isinstance(message, AssistantMessage)
+        and bool(message.thinking_blocks)
+        and not (message.content or message.tool_calls or message.function_call or message.refusal)
+    )
 
 
 def _message_without_extensions(message: Message) -> Message:

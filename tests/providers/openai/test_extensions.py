@@ -1,5 +1,6 @@
 """OpenAI caches prompt prefixes by itself and refuses fields it does not know: the canonical
-`cache_control` marks never reach it, and nothing else in the request changes."""
+`cache_control` marks and Anthropic's thinking blocks never reach it, and nothing else in the
+request changes."""
 
 from __future__ import annotations
 
@@ -50,3 +51,24 @@ def test_request_without_cache_control_is_encoded_as_it_came() -> None:
     }
     sent = json.loads(build_chat_body(msgspec.convert(body, ChatRequest), "gpt-4o"))
     assert sent == body | {"model": "gpt-4o"}
+
+
+def test_thinking_blocks_are_taken_off_and_a_thinking_only_turn_left_out() -> None:
+    thinking = [{"type": "thinking", "thinking": "Hm.", "signature": "c2ln"}]
+    body = {
+        "model": "m",
+        "messages": [
+            {"role": "user", "content": "a"},
+            {"role": "assistant", "thinking_blocks": thinking},
+            {"role": "user", "content": "b"},
+            {"role": "assistant", "content": "c", "thinking_blocks": thinking},
+            {"role": "user", "content": "d"},
+        ],
+    }
+    sent = json.loads(build_chat_body(msgspec.convert(body, ChatRequest), "gpt-4o"))
+    assert sent["messages"] == [
+        {"role": "user", "content": "a"},
+        {"role": "user", "content": "b"},
+        {"role": "assistant", "content": "c"},
+        {"role": "user", "content": "d"},
+    ]
