@@ -15,7 +15,9 @@ from stellara.schema.chat import (
     ChatCompletionChunk,
     Choice,
     FunctionCall,
+    RedactedThinkingBlock,
     ResponseMessage,
+    ThinkingBlock,
     ToolCall,
     Usage,
     chunk_decoder,
@@ -259,6 +261,27 @@ LOSSY = msgspec.Raw(b'{"content":[]}')
         pytest.param(
             [Choice(0, _text("Hello there "), "stop", stop_reason="Claude")],
             id="stop-sequence",
+        ),
+        pytest.param(
+            [
+                _choice(
+                    msgspec.structs.replace(
+                        TOOLS,
+                        reasoning_content="First I think. Then I think again, at some length.",
+                        thinking_blocks=[
+                            ThinkingBlock("First I think. ", "c2lnMQ=="),
+                            RedactedThinkingBlock("ZW5jcnlwdGVk"),
+                            ThinkingBlock("Then I think again, at some length.", "c2lnMg=="),
+                        ],
+                    ),
+                    finish="tool_calls",
+                )
+            ],
+            id="thinking-blocks",
+        ),
+        pytest.param(
+            [_choice(msgspec.structs.replace(_text(PROSE), reasoning_content="Unsigned."))],
+            id="unsigned-reasoning",
         ),
     ],
 )

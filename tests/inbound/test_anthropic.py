@@ -102,6 +102,8 @@ def test_request_parameters_map_to_canonical_names() -> None:
         "stop": ["END"],
         "temperature": 0.5,
         "top_p": 0.9,
+        "top_k": 40,
+        "thinking": {"type": "enabled", "budget_tokens": 1024},
         "user": "u-1",
     }
 
@@ -201,6 +203,7 @@ def test_request_tool_round_trip_history_becomes_tool_calls_and_tool_messages() 
                     "function": {"name": "get_weather", "arguments": '{"city":"Rome"}'},
                 },
             ],
+            "thinking_blocks": [{"type": "thinking", "thinking": "hmm", "signature": "sig"}],
         },
         {"role": "tool", "content": "18 C", "tool_call_id": "toolu_1"},
         {"role": "tool", "content": "Error: no\ndata", "tool_call_id": "toolu_2"},
@@ -228,14 +231,17 @@ def test_request_tool_result_image_moves_to_following_user_message() -> None:
     ]
 
 
-def test_request_assistant_with_only_thinking_is_dropped() -> None:
+def test_request_assistant_thinking_is_kept_as_thinking_blocks() -> None:
     messages = [
         {"role": "user", "content": "a"},
         {"role": "assistant", "content": [{"type": "redacted_thinking", "data": "x"}]},
         {"role": "user", "content": "b"},
     ]
     out = translate(messages=messages)
-    assert [m["role"] for m in out["messages"]] == ["user", "user"]
+    assert out["messages"][1] == {
+        "role": "assistant",
+        "thinking_blocks": [{"type": "redacted_thinking", "data": "x"}],
+    }
 
 
 @pytest.mark.parametrize(

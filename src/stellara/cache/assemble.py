@@ -11,6 +11,9 @@ How the pieces merge, per choice ``index``:
 - ``tool_calls``: merged by their ``index``; ``id``, ``type`` and ``function.name`` come from
   the first delta that has them (some servers repeat them), ``arguments`` fragments are
   concatenated. The deprecated ``function_call`` merges the same way.
+- ``reasoning_content``: fragments concatenated; ``thinking_blocks``: each signed block takes
+  the reasoning text that came since the previous block (a stream sends it as
+  ``reasoning_content`` and closes the block with its signature), redacted blocks as they are.
 - ``finish_reason`` and ``stop_reason``: from the chunk that carries a finish reason.
 - ``usage``: from the last chunk that carries one (the ``choices: []`` chunk of
   ``include_usage``; servers that repeat a running total end with the final one).
@@ -45,8 +48,11 @@ from stellara.schema.chat import (
     ChunkChoice,
     FunctionCall,
     FunctionCallDelta,
+    RedactedThinkingBlock,
     ResponseMessage,
     StopReason,
+    ThinkingBlock,
+    ThinkingBlocks,
     ToolCall,
     ToolCallDelta,
     Usage,
@@ -112,12 +118,19 @@ class _ChoiceState:
     function_call: _Call | None = None
     finish_reason: str | None = None
     stop_reason: StopReason = UNSET
+    reasoning: _Text = field(default_factory=_Text)
+    thinking_blocks: ThinkingBlocks = field(default_factory=list)
+    thought_chars: int = 0  # of `reasoning`, taken by the blocks so far
 
     def add(self, choice: ChunkChoice) -> int:
         """Merge one chunk's delta for this choice; return the characters it cost."""
         delta, taken = choice.delta, 0
         if delta.content is not None:
             taken += self.content.add(delta.content)
+        if delta.reasoning_content is not None:
+            taken += self.reasoning.add(delta.reasoning_content)
+        for block in delta.thinking_blocks or ():
+            taken += _ENTRY_CHARS + self._add_thinking(block)
         if delta.refusal is not None:
             taken += self.refusal.add(delta.refusal)
         for call in delta.tool_calls or ():
@@ -131,6 +144,16 @@ class _ChoiceState:
             self.finish_reason = choice.finish_reason
             self.stop_reason = choice.stop_reason
         return taken
+
+    def _add_thinking(self, block: ThinkingBlock | RedactedThinkingBlock) -> int:
+        if isinstance(block, RedactedThinkingBlock):
+            self.thinking_blocks.append(block)
+            return len(block.data)
+        text = self.reasoning.value or ""
+        since = text[self.thought_chars :] + block.thinking
+        self.thought_chars = len(text)
+        self.thinking_blocks.append(ThinkingBlock(since, block.signature))
+        return len(block.thinking) + len(block.signature)
 
     def _add_tool_call(self, delta: ToolCallDelta) -> int:
         call = self.tool_calls.get(delta.index)
@@ -158,6 +181,8 @@ class _ChoiceState:
             refusal=self.refusal.value,
             tool_calls=tool_calls or None,
             function_call=legacy,
+            reasoning_content=self.reasoning.value,
+            thinking_blocks=self.thinking_blocks or None,
         )
         return Choice(
             index=index,

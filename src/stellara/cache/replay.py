@@ -7,8 +7,11 @@ choice the stream is, as OpenAI sends it:
 1. ``{"role": "assistant", "content": ""}`` — ``content`` is left out when the stored message
    has ``content: null`` (a tool-call-only or refusal answer), as OpenAI does, so that
    `StreamAssembler` rebuilds ``null`` rather than ``""``;
-2. the content in pieces of about 16 to 32 characters cut after whitespace (a word longer than
-   32 characters is cut inside), so a client renders a real stream;
+2. the reasoning, if any, as a live stream has it: each thinking block's text as
+   ``reasoning_content`` pieces, then the block with empty text and its signature (a redacted
+   block as it is); then the content in pieces of about 16 to 32 characters cut after
+   whitespace (a word longer than 32 characters is cut inside), so a client renders a real
+   stream;
 3. one chunk per tool call, whole: ``index``, ``id``, ``type``, ``function.name`` and all of
    ``function.arguments`` (then the deprecated ``function_call``, if any, likewise);
 4. the refusal, if any, in pieces like the content;
@@ -37,6 +40,7 @@ from stellara.schema.chat import (
     ChunkChoice,
     Delta,
     FunctionCallDelta,
+    ThinkingBlock,
     ToolCallDelta,
     Usage,
 )
@@ -85,6 +89,19 @@ def _choice_chunks(choice: Choice) -> list[ChunkChoice]:
     message, index = choice.message, choice.index
     first = Delta(role="assistant", content="" if message.content is not None else None)
     out = [ChunkChoice(index=index, delta=first)]
+    for block in message.thinking_blocks or ():
+        if isinstance(block, ThinkingBlock):
+            out.extend(
+                ChunkChoice(index=index, delta=Delta(reasoning_content=piece))
+                for piece in split_text(block.thinking)
+            )
+            block = ThinkingBlock("", block.signature)
+        out.append(ChunkChoice(index=index, delta=Delta(thinking_blocks=[block])))
+    if message.reasoning_content and not message.thinking_blocks:  # unsigned reasoning
+        out.extend(
+            ChunkChoice(index=index, delta=Delta(reasoning_content=piece))
+            for piece in split_text(message.reasoning_content)
+        )
     out.extend(
         ChunkChoice(index=index, delta=Delta(content=piece))
         for piece in split_text(message.content or "")

@@ -6,9 +6,15 @@ I/O; the HTTP layer decodes, encodes and writes SSE.
 
 Where the two formats do not line up, these choices hold:
 
-- `top_k`, `thinking` and `service_tier` have no canonical equivalent and are dropped;
-  thinking blocks in the history are dropped too (only the provider that made them can read
-  their signatures).
+- `thinking` and `top_k` become the canonical extensions of the same names; thinking blocks in
+  an assistant turn become its `thinking_blocks` (only Anthropic reads them; others ignore
+  them). In answers, `thinking_blocks` come back as thinking and redacted_thinking blocks
+  ahead of the text (streamed as `thinking_delta` and `signature_delta`). `service_tier` has
+  no canonical equivalent (OpenAI's takes other values) and is not relayed.
+- `cache_control` stays on the part, tool call, tool message or tool made from the block that
+  carried it (the canonical `CacheControl`); system blocks stay separate parts when one of them
+  carries it. The request-level `cache_control` marks the last block of the last message, which
+  is what Anthropic does with it.
 - Text blocks of an assistant turn are concatenated as they are (Anthropic splits one answer
   into several blocks around citations); system blocks and a tool result's text blocks are
   joined with newlines, as they are separate pieces of text.
@@ -36,7 +42,9 @@ from msgspec import Raw, UnsetType
 
 from stellara.errors import InvalidRequestError, UpstreamProtocolError
 from stellara.schema.chat import (
+    AssistantContentPart,
     AssistantMessage,
+    CacheControl,
     ChatCompletion,
     ChatCompletionChunk,
     ChatRequest,
@@ -49,10 +57,14 @@ from stellara.schema.chat import (
     ImageURL,
     Message,
     NamedToolChoice,
+    RedactedThinkingBlock,
     StopReason,
     StreamOptions,
     SystemMessage,
     TextPart,
+    ThinkingBlock,
+    ThinkingBlocks,
+    ThinkingConfig,
     Tool,
     ToolCall,
     ToolCallDelta,
@@ -92,9 +104,11 @@ def to_chat_request(request: wire.MessagesRequest) -> ChatRequest:
     if not request.messages:
         raise InvalidRequestError("messages: at least one message is required.", param="messages")
     messages: list[Message] = []
-    system = _system_text(request.system)
+    system = _system_content(request.system)
     if system:
         messages.append(SystemMessage(content=system))
+    if request.cache_control is not None:
+        _mark_last_block(request.messages[-1], request.cache_control)
     for at, param in enumerate(request.messages):
         messages.extend(_translate_message(param, f"messages[{at}]"))
     if not messages:
@@ -109,6 +123,8 @@ def to_chat_request(request: wire.MessagesRequest) -> ChatRequest:
         stop=request.stop_sequences or None,
         temperature=request.temperature,
         top_p=request.top_p,
+        top_k=request.top_k,
+        thinking=_thinking(request.thinking),
         user=_user_id(request.metadata),
         stream=True if request.stream else None,
         stream_options=StreamOptions(include_usage=True) if request.stream else None,
@@ -118,10 +134,31 @@ def to_chat_request(request: wire.MessagesRequest) -> ChatRequest:
     )
 
 
-def _system_text(system: str | list[wire.TextBlock] | None) -> str:
+def _system_content(system: str | list[wire.TextBlock] | None) -> str | list[TextPart]:
     if system is None or isinstance(system, str):
         return system or ""
+    if any(block.cache_control for block in system):
+        return [TextPart(block.text, _cache_control(block.cache_control)) for block in system]
     return "\n".join(block.text for block in system)
+
+
+def _thinking(thinking: wire.ThinkingParam | None) -> ThinkingConfig | None:
+    if thinking is None:
+        return None
+    return ThinkingConfig(thinking.type, thinking.budget_tokens)
+
+
+def _cache_control(cache_control: wire.CacheControl | None) -> CacheControl | None:
+    if cache_control is None:
+        return None
+    return CacheControl(cache_control.type, cache_control.ttl)
+
+
+def _mark_last_block(param: wire.MessageParam, cache_control: wire.CacheControl) -> None:
+    if isinstance(param.content, str):
+        param.content = [wire.TextBlock(param.content, cache_control=cache_control)]
+    elif param.content and not isinstance(param.content[-1], _THINKING_BLOCKS):
+        param.content[-1].cache_control = cache_control
 
 
 def _translate_message(param: wire.MessageParam, path: str) -> list[Message]:
@@ -136,19 +173,39 @@ def _translate_message(param: wire.MessageParam, path: str) -> list[Message]:
 
 
 def _assistant_message(blocks: list[wire.RequestBlock], path: str) -> AssistantMessage | None:
-    texts: list[str] = []
+    texts: list[wire.TextBlock] = []
     calls: list[ToolCall] = []
+    thoughts: ThinkingBlocks = []
     for at, block in enumerate(blocks):
         if isinstance(block, wire.TextBlock):
-            texts.append(block.text)
+            texts.append(block)
+        elif isinstance(block, wire.ThinkingBlock):
+            thoughts.append(ThinkingBlock(block.thinking, block.signature))
+        elif isinstance(block, wire.RedactedThinkingBlock):
+            thoughts.append(RedactedThinkingBlock(block.data))
         elif isinstance(block, wire.ToolUseBlock):
             arguments = _encode_compact(block.input).decode()
-            calls.append(ToolCall(block.id, "function", FunctionCall(block.name, arguments)))
-        elif not isinstance(block, _THINKING_BLOCKS):
+            function = FunctionCall(block.name, arguments)
+            calls.append(
+                ToolCall(block.id, "function", function, _cache_control(block.cache_control))
+            )
+        else:
             raise _misplaced(block, "assistant", f"{path}.content[{at}]")
-    if not texts and not calls:
-        return None  # only thinking: nothing a canonical provider could read
-    return AssistantMessage(content="".join(texts) if texts else None, tool_calls=calls or None)
+    if not texts and not calls and not thoughts:
+        return None
+    return AssistantMessage(
+        content=_assistant_content(texts),
+        tool_calls=calls or None,
+        thinking_blocks=thoughts or None,
+    )
+
+
+def _assistant_content(texts: list[wire.TextBlock]) -> str | list[AssistantContentPart] | None:
+    if not texts:
+        return None
+    if any(block.cache_control for block in texts):
+        return [TextPart(block.text, _cache_control(block.cache_control)) for block in texts]
+    return "".join(block.text for block in texts)
 
 
 def _user_messages(blocks: list[wire.RequestBlock], path: str) -> list[Message]:
@@ -160,7 +217,7 @@ def _user_messages(blocks: list[wire.RequestBlock], path: str) -> list[Message]:
     # once per block of the request (up to `bounds.MAX_CONTENT_PARTS`).
     for at, block in enumerate(blocks):
         if isinstance(block, wire.TextBlock):
-            parts.append(TextPart(block.text))
+            parts.append(TextPart(block.text, _cache_control(block.cache_control)))
         elif isinstance(block, wire.ToolResultBlock):
             results.append(_tool_message(block))
             if isinstance(block.content, list):
@@ -184,7 +241,11 @@ def _tool_message(block: wire.ToolResultBlock) -> ToolMessage:
         text = "\n".join(item.text for item in content if isinstance(item, wire.TextBlock))
     if block.is_error:
         text = f"Error: {text}" if text else "Error"
-    return ToolMessage(content=text, tool_call_id=block.tool_use_id)
+    return ToolMessage(
+        content=text,
+        tool_call_id=block.tool_use_id,
+        cache_control=_cache_control(block.cache_control),
+    )
 
 
 def _tool_result_media(
@@ -200,17 +261,21 @@ def _tool_result_media(
 def _user_part(
     block: wire.TextBlock | wire.ImageBlock | wire.DocumentBlock, path: str
 ) -> UserContentPart:
+    cache_control = _cache_control(block.cache_control)
     if isinstance(block, wire.TextBlock):
-        return TextPart(block.text)
+        return TextPart(block.text, cache_control)
     if isinstance(block, wire.ImageBlock):
         source = block.source
         if isinstance(source, wire.URLImageSource):
-            return ImagePart(ImageURL(source.url))
-        return ImagePart(ImageURL(f"data:{source.media_type};base64,{source.data}"))
-    return _document_part(block, path)
+            return ImagePart(ImageURL(source.url), cache_control)
+        data_url = f"data:{source.media_type};base64,{source.data}"
+        return ImagePart(ImageURL(data_url), cache_control)
+    part = _document_part(block, path)
+    part.cache_control = cache_control
+    return part
 
 
-def _document_part(block: wire.DocumentBlock, path: str) -> UserContentPart:
+def _document_part(block: wire.DocumentBlock, path: str) -> TextPart | FilePart:
     try:
         source = _document_source_decoder.decode(block.source)
     except msgspec.DecodeError as exc:
@@ -235,7 +300,7 @@ def _tool(tool: wire.ToolParam) -> Tool:
     definition = FunctionDefinition(
         tool.name, tool.description, parameters=tool.input_schema, strict=tool.strict
     )
-    return Tool("function", definition)
+    return Tool("function", definition, _cache_control(tool.cache_control))
 
 
 def _tool_choice(choice: wire.ToolChoiceParam) -> ToolChoice:
@@ -282,6 +347,7 @@ def to_message(completion: ChatCompletion, *, model: str) -> wire.Message:
     if completion.choices:
         choice = completion.choices[0]
         message = choice.message
+        content.extend(_thinking_blocks(message.thinking_blocks))
         content.extend(wire.TextBlock(text) for text in (message.content, message.refusal) if text)
         content.extend(
             wire.ToolUseBlock(call.id, call.function.name, tool_input(call.function.arguments))
@@ -300,6 +366,15 @@ def to_message(completion: ChatCompletion, *, model: str) -> wire.Message:
         stop_sequence=stop_sequence if reason == "stop_sequence" else None,
         usage=usage_of(completion.usage),
     )
+
+
+def _thinking_blocks(blocks: ThinkingBlocks | None) -> list[wire.ResponseBlock]:
+    return [
+        wire.ThinkingBlock(block.thinking, block.signature)
+        if isinstance(block, ThinkingBlock)
+        else wire.RedactedThinkingBlock(block.data)
+        for block in blocks or ()
+    ]
 
 
 def message_id(completion_id: str) -> str:
@@ -346,11 +421,14 @@ def usage_of(usage: Usage | None) -> wire.Usage:
     details = usage.prompt_tokens_details
     cached = (details.cached_tokens or 0) if details else 0
     written = (details.cache_write_tokens or 0) if details else 0
+    reasoning = usage.completion_tokens_details
+    thinking = reasoning.reasoning_tokens if reasoning else None
     return wire.Usage(
         input_tokens=max(0, usage.prompt_tokens - cached - written),
         output_tokens=usage.completion_tokens,
         cache_creation_input_tokens=written,
         cache_read_input_tokens=cached,
+        output_tokens_details=None if thinking is None else wire.OutputTokensDetails(thinking),
     )
 
 
@@ -370,6 +448,7 @@ def tool_input(arguments: str) -> dict[str, Any]:
 # ---------------------------------------------------------------- stream
 
 _TEXT: Literal[-1] = -1  # the open block is a text block (tool calls have indexes ≥ 0)
+_THINKING: Literal[-2] = -2  # the open block is a thinking block
 
 
 class AnthropicStreamWriter:
@@ -455,6 +534,8 @@ class AnthropicStreamWriter:
         return wire.MessageStartEvent(message)
 
     def _feed_delta(self, delta: Delta, events: list[wire.StreamEvent]) -> None:
+        if delta.reasoning_content or delta.thinking_blocks:
+            self._feed_thinking(delta, events)
         for text in (delta.content, delta.refusal):
             if text:
                 if self._open != _TEXT:
@@ -462,6 +543,26 @@ class AnthropicStreamWriter:
                 events.append(self._block_delta(wire.TextDelta(text)))
         for call in delta.tool_calls or []:
             self._feed_tool_call(call, events)
+
+    def _feed_thinking(self, delta: Delta, events: list[wire.StreamEvent]) -> None:
+        """Reasoning text opens (or continues) a thinking block; a signed block with no text
+        closes it with its `signature_delta`; a redacted block is a block of its own."""
+        if delta.reasoning_content:
+            if self._open != _THINKING:
+                self._open_block(_THINKING, wire.ThinkingBlock("", ""), events)
+            events.append(self._block_delta(wire.ThinkingDelta(delta.reasoning_content)))
+        for block in delta.thinking_blocks or ():
+            if isinstance(block, RedactedThinkingBlock):
+                self._open_block(_THINKING, wire.RedactedThinkingBlock(block.data), events)
+                self._close(events)
+                continue
+            if self._open != _THINKING:
+                self._open_block(_THINKING, wire.ThinkingBlock(block.thinking, ""), events)
+            elif block.thinking:
+                events.append(self._block_delta(wire.ThinkingDelta(block.thinking)))
+            if block.signature:
+                events.append(self._block_delta(wire.SignatureDelta(block.signature)))
+                self._close(events)
 
     def _feed_tool_call(self, call: ToolCallDelta, events: list[wire.StreamEvent]) -> None:
         function = call.function
@@ -490,7 +591,7 @@ class AnthropicStreamWriter:
     def _close(self, events: list[wire.StreamEvent]) -> None:
         if self._open is None:
             return
-        if self._open != _TEXT:
+        if self._open >= 0:
             self._closed_tools.add(self._open)
         events.append(wire.ContentBlockStopEvent(self._block_count))
         self._open = None

@@ -36,6 +36,21 @@ def _raw_null() -> Raw:
 # ---------------------------------------------------------------- request: message content
 
 
+class CacheControl(Struct, omit_defaults=True):
+    """A prompt-cache breakpoint: cache the prompt up to and including the part that carries it.
+
+    Not in OpenAI's schema: Anthropic's `cache_control`, which LiteLLM and OpenRouter also take
+    on OpenAI-shaped content parts and tools. It may sit on text, image and file parts, on tool
+    calls and tool messages (Anthropic's `tool_use` and `tool_result` blocks) and on tools.
+    Anthropic targets receive it as it came; OpenAI, Azure and Gemini cache prompt prefixes by
+    themselves, so it does not go to them (its meaning, "this prefix repeats", still holds).
+    `ttl` is "5m" (Anthropic's default) or "1h".
+    """
+
+    type: Literal["ephemeral"]
+    ttl: Literal["5m", "1h"] | None = None
+
+
 class ImageURL(Struct, omit_defaults=True):
     url: str
     detail: Literal["auto", "low", "high"] | None = None
@@ -43,10 +58,12 @@ class ImageURL(Struct, omit_defaults=True):
 
 class TextPart(Struct, tag_field="type", tag="text", omit_defaults=True):
     text: str
+    cache_control: CacheControl | None = None
 
 
 class ImagePart(Struct, tag_field="type", tag="image_url", omit_defaults=True):
     image_url: ImageURL
+    cache_control: CacheControl | None = None
 
 
 class InputAudio(Struct):
@@ -66,6 +83,7 @@ class FileRef(Struct, omit_defaults=True):
 
 class FilePart(Struct, tag_field="type", tag="file", omit_defaults=True):
     file: FileRef
+    cache_control: CacheControl | None = None
 
 
 class RefusalPart(Struct, tag_field="type", tag="refusal", omit_defaults=True):
@@ -75,6 +93,29 @@ class RefusalPart(Struct, tag_field="type", tag="refusal", omit_defaults=True):
 UserContentPart = TextPart | ImagePart | AudioPart | FilePart
 AssistantContentPart = TextPart | RefusalPart
 
+
+class ThinkingBlock(Struct, tag_field="type", tag="thinking", omit_defaults=True):
+    """A block of the model's reasoning with the provider's signature over it.
+
+    Not in OpenAI's schema: Anthropic's thinking block, carried as LiteLLM does, in an
+    assistant message's `thinking_blocks` (answers and requests alike), so a client can hand
+    it back on the next turn, as Anthropic requires within a tool loop. In a stream delta, a
+    block with an empty `thinking` and its `signature` closes the block whose text came in
+    `reasoning_content` deltas.
+    """
+
+    thinking: str
+    signature: str = ""
+
+
+class RedactedThinkingBlock(Struct, tag_field="type", tag="redacted_thinking"):
+    """Reasoning the provider encrypted (`data`); handed back as it came."""
+
+    data: str
+
+
+ThinkingBlocks = list[ThinkingBlock | RedactedThinkingBlock]
+
 # ---------------------------------------------------------------- request: tools
 
 
@@ -83,10 +124,11 @@ class FunctionCall(Struct):
     arguments: str
 
 
-class ToolCall(Struct):
+class ToolCall(Struct, omit_defaults=True):
     id: str
     type: Literal["function"]
     function: FunctionCall
+    cache_control: CacheControl | None = None  # in requests only; see `CacheControl`
 
 
 class FunctionDefinition(Struct, omit_defaults=True):
@@ -97,9 +139,10 @@ class FunctionDefinition(Struct, omit_defaults=True):
     strict: bool | None = None
 
 
-class Tool(Struct):
+class Tool(Struct, omit_defaults=True):
     type: Literal["function"]
     function: FunctionDefinition
+    cache_control: CacheControl | None = None  # see `CacheControl`
 
 
 class ToolChoiceFunction(Struct):
@@ -138,11 +181,13 @@ class AssistantMessage(Struct, tag_field="role", tag="assistant", omit_defaults=
     tool_calls: list[ToolCall] | None = None
     audio: OpaqueJSON = UNSET
     function_call: FunctionCall | None = None
+    thinking_blocks: ThinkingBlocks | None = None  # see `ThinkingBlock`
 
 
 class ToolMessage(Struct, tag_field="role", tag="tool", omit_defaults=True):
     content: str | list[TextPart]
     tool_call_id: str
+    cache_control: CacheControl | None = None  # see `CacheControl`
 
 
 class FunctionMessage(Struct, tag_field="role", tag="function", omit_defaults=True):
@@ -178,6 +223,19 @@ class ResponseFormat(Struct, omit_defaults=True):
 
 class StreamOptions(Struct, omit_defaults=True):
     include_usage: bool | None = None
+
+
+class ThinkingConfig(Struct, omit_defaults=True):
+    """Extended thinking, as Anthropic's `thinking` (not in OpenAI's schema).
+
+    `enabled` thinks within `budget_tokens` (at least 1024, below `max_tokens`), `adaptive`
+    lets the model decide how much, `disabled` turns it off. Sent by `/v1/messages` clients
+    (and accepted from OpenAI-shaped ones, as LiteLLM takes it); OpenAI's `reasoning_effort`
+    asks for the same thing in levels.
+    """
+
+    type: Literal["enabled", "disabled", "adaptive"]
+    budget_tokens: Annotated[int, Meta(ge=1)] | None = None
 
 
 Temperature = Annotated[float, Meta(ge=0, le=2)]
@@ -221,6 +279,10 @@ class ChatRequest(Struct, omit_defaults=True):
     web_search_options: OpaqueJSON = UNSET
     prompt_cache_key: str | None = None
     safety_identifier: str | None = None
+    # Not in OpenAI's schema: Anthropic's (see `ThinkingConfig`), and top-k sampling, which
+    # Anthropic, Gemini and vLLM take.
+    thinking: ThinkingConfig | None = None
+    top_k: Annotated[int, Meta(ge=0)] | None = None
 
     @property
     def is_streaming(self) -> bool:
@@ -264,6 +326,10 @@ class ResponseMessage(Struct, omit_defaults=True):
     annotations: OpaqueJSON = UNSET
     audio: OpaqueJSON = UNSET
     function_call: FunctionCall | None = None
+    # Not in OpenAI's schema: the model's reasoning text, as DeepSeek, vLLM and LiteLLM name
+    # it, and the signed blocks it came in (see `ThinkingBlock`).
+    reasoning_content: str | None = None
+    thinking_blocks: ThinkingBlocks | None = None
 
 
 FinishReason = str  # "stop" | "length" | "tool_calls" | "content_filter" | "function_call"
@@ -315,6 +381,8 @@ class Delta(Struct, omit_defaults=True):
     refusal: str | None = None
     tool_calls: list[ToolCallDelta] | None = None
     function_call: FunctionCallDelta | None = None
+    reasoning_content: str | None = None  # see `ResponseMessage`
+    thinking_blocks: ThinkingBlocks | None = None
 
 
 class ChunkChoice(Struct):

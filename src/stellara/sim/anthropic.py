@@ -9,7 +9,9 @@ and its token counting, at ``/v1/messages/count_tokens``.
 ``strict`` tools on models older than structured outputs (``claude-3…``, Sonnet and Opus 4.0),
 and a forced ``tool_choice`` with thinking on.
 It answers with the same deterministic text as the OpenAI format (:mod:`stellara.sim.text`),
-as a ``message`` object or as Anthropic's event stream.
+as a ``message`` object or as Anthropic's event stream. Prompt caching is accounted as the real
+API accounts it (:mod:`stellara.sim.anthropic_cache`): ``cache_control`` breakpoints (at most
+four) write the prompt prefix up to them, a repeated prefix is read, and usage says so.
 
 Tools are called as the real API's ``tool_choice`` demands: ``tool`` always calls the named
 tool; ``any`` always calls one, the first before any tool result came back and the last after
@@ -26,6 +28,7 @@ mistake in those types shows up as a failing test instead of being mirrored here
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import os
 import re
@@ -39,6 +42,15 @@ from aiohttp import web
 from msgspec import Meta, Struct
 
 from stellara.sim import text
+from stellara.sim.anthropic_cache import MAX_BREAKPOINTS, CacheUsage, PromptCache, Segment
+from stellara.sim.anthropic_thinking import (
+    ThinkingRefusedError,
+    ThinkingSigner,
+    check_budget,
+    check_last_tool_turn,
+    invalid_signature,
+    thinking_text,
+)
 from stellara.sim.config import SimConfig
 from stellara.sim.faults import StreamCut
 from stellara.sim.peek import peek_body
@@ -76,9 +88,14 @@ class _Strict(Struct, kw_only=True, forbid_unknown_fields=True):
     """The real API refuses fields it does not know ("Extra inputs are not permitted")."""
 
 
+class _CacheControl(_Strict):
+    type: Literal["ephemeral"]
+    ttl: Literal["5m", "1h"] = "5m"
+
+
 class _Text(_Strict, tag_field="type", tag="text"):
     text: str
-    cache_control: dict[str, Any] | None = None
+    cache_control: _CacheControl | None = None
     citations: list[dict[str, Any]] | None = None
 
 
@@ -93,7 +110,7 @@ class _URLImage(_Strict, tag_field="type", tag="url"):
 
 class _Image(_Strict, tag_field="type", tag="image"):
     source: _Base64Image | _URLImage
-    cache_control: dict[str, Any] | None = None
+    cache_control: _CacheControl | None = None
 
 
 class _Base64PDF(_Strict, tag_field="type", tag="base64"):
@@ -115,21 +132,21 @@ class _Document(_Strict, tag_field="type", tag="document"):
     title: str | None = None
     context: str | None = None
     citations: dict[str, Any] | None = None
-    cache_control: dict[str, Any] | None = None
+    cache_control: _CacheControl | None = None
 
 
 class _ToolUse(_Strict, tag_field="type", tag="tool_use"):
     id: str
     name: str
     input: dict[str, Any]
-    cache_control: dict[str, Any] | None = None
+    cache_control: _CacheControl | None = None
 
 
 class _ToolResult(_Strict, tag_field="type", tag="tool_result"):
     tool_use_id: str
     content: str | list[_Text | _Image | _Document] | None = None
     is_error: bool | None = None
-    cache_control: dict[str, Any] | None = None
+    cache_control: _CacheControl | None = None
 
 
 class _Thinking(_Strict, tag_field="type", tag="thinking"):
@@ -155,7 +172,7 @@ class _Tool(_Strict):
     description: str | None = None
     type: Literal["custom"] | None = None
     strict: bool | None = None
-    cache_control: dict[str, Any] | None = None
+    cache_control: _CacheControl | None = None
 
 
 class _ChooseAuto(_Strict, tag_field="type", tag="auto"):
@@ -180,8 +197,13 @@ class _Metadata(_Strict):
 
 
 class _ThinkingConfig(_Strict):
-    type: Literal["enabled", "disabled"]
+    type: Literal["enabled", "disabled", "adaptive"]
     budget_tokens: Annotated[int, Meta(ge=1024)] | None = None
+    display: Literal["summarized", "omitted"] | None = None
+
+    @property
+    def is_on(self) -> bool:
+        return self.type != "disabled"
 
 
 class _Prompt(_Strict, kw_only=True):
@@ -204,6 +226,7 @@ class _Request(_Prompt, kw_only=True):
     top_k: Annotated[int, Meta(ge=0)] | None = None
     metadata: _Metadata | None = None
     service_tier: Literal["auto", "standard_only"] | None = None
+    cache_control: _CacheControl | None = None
 
 
 _PromptT = TypeVar("_PromptT", bound=_Prompt)
@@ -225,18 +248,33 @@ class _ToolCall:
 
 
 @dataclass(frozen=True, slots=True)
+class _Thought:
+    text: str
+    signature: str
+
+    @property
+    def pieces(self) -> list[str]:
+        return text.split_pieces(self.text)
+
+
+@dataclass(frozen=True, slots=True)
 class _Answer:
     pieces: tuple[str, ...]
     stop_reason: str
     stop_sequence: str | None = None
     tool_call: _ToolCall | None = None
+    thought: _Thought | None = None
 
     @property
     def output_tokens(self) -> int:
         tool_tokens = 0
         if self.tool_call is not None:
             tool_tokens = text.count_tokens(orjson.dumps(self.tool_call.input).decode())
-        return len(self.pieces) + tool_tokens
+        return len(self.pieces) + tool_tokens + self.thinking_tokens
+
+    @property
+    def thinking_tokens(self) -> int:
+        return len(self.thought.pieces) if self.thought is not None else 0
 
 
 class _InvalidRequestError(Exception):
@@ -279,6 +317,8 @@ class AnthropicSim:
         self._id_prefix = os.urandom(4).hex()
         self._decoder = msgspec.json.Decoder(_Request)
         self._count_decoder = msgspec.json.Decoder(_Prompt)
+        self._prompt_cache = PromptCache()
+        self._signer = ThinkingSigner()
 
     def serves(self, path: str) -> bool:
         """Requests to ``…/v1/messages`` and ``…/v1/messages/count_tokens`` are in the
@@ -315,8 +355,9 @@ class AnthropicSim:
             _validate(messages_request)
             if request.headers["anthropic-version"] >= _NO_SAMPLING_SINCE:
                 _validate_2026_10_21(messages_request)
-            answer = self._answer(messages_request)
-        except _InvalidRequestError as exc:
+            self._check_thinking(messages_request)
+            answer = self._think(messages_request, self._answer(messages_request))
+        except (_InvalidRequestError, ThinkingRefusedError) as exc:
             return _error(400, exc.message)
         message: dict[str, Any] = {
             "id": f"msg_01{self._id_prefix}{next(self._ids):014x}",
@@ -324,17 +365,20 @@ class AnthropicSim:
             "role": "assistant",
             "model": messages_request.model,
         }
-        input_tokens = _input_tokens(messages_request)
+        segments = _prompt_segments(messages_request)
+        cache_usage = self._prompt_cache.account(
+            messages_request.model, segments, text.REPLY_PRIMING_TOKENS
+        )
         delay_s = self._config.per_token_ms / 1000
         if messages_request.stream:
-            events = _events(message, answer, input_tokens)
+            events = _events(message, answer, cache_usage)
             return await _send_events(request, events, cut=cut, delay_s=delay_s)
         if delay_s > 0:
             await asyncio.sleep(delay_s * answer.output_tokens)
         message["content"] = _content_blocks(answer)
         message["stop_reason"] = answer.stop_reason
         message["stop_sequence"] = answer.stop_sequence
-        message["usage"] = _usage(input_tokens, answer.output_tokens)
+        message["usage"] = _usage(cache_usage, answer.output_tokens) | _thinking_usage(answer)
         return web.Response(body=orjson.dumps(message), content_type="application/json")
 
     def _count(self, raw: bytes) -> web.Response:
@@ -363,6 +407,39 @@ class AnthropicSim:
         if version not in _VERSIONS:
             return _error(400, f"anthropic-version: invalid version {version!r}")
         return None
+
+    def _check_thinking(self, messages_request: _Request) -> None:
+        """Signatures of thinking blocks in the history, and with thinking on, its budget and
+        the last tool-calling turn's opening thinking block (:mod:`.anthropic_thinking`)."""
+        last_tool_turn: tuple[int, _Block] | None = None
+        for at, message in enumerate(messages_request.messages):
+            if message.role != "assistant" or isinstance(message.content, str):
+                continue
+            for index, block in enumerate(message.content):
+                if isinstance(block, _Thinking) and not self._signer.verifies(
+                    block.thinking, block.signature
+                ):
+                    raise invalid_signature(at, index)
+            if message.content and any(isinstance(b, _ToolUse) for b in message.content):
+                last_tool_turn = (at, message.content[0])
+        thinking = messages_request.thinking
+        if thinking is None or not thinking.is_on:
+            return
+        if thinking.type == "enabled":
+            check_budget(thinking.budget_tokens, messages_request.max_tokens)
+        if last_tool_turn is not None:
+            at, first = last_tool_turn
+            check_last_tool_turn(at, str(first.__struct_config__.tag))
+
+    def _think(self, messages_request: _Request, answer: _Answer) -> _Answer:
+        thinking = messages_request.thinking
+        if thinking is None or not thinking.is_on:
+            return answer
+        turns = _turns(messages_request.messages)
+        question = next((t for r, b in reversed(turns) if r == "user" and (t := _text_of(b))), "")
+        reasoning = thinking_text(question)
+        thought = _Thought(reasoning, self._signer.sign(reasoning))
+        return dataclasses.replace(answer, thought=thought)
 
     def _answer(self, messages_request: _Request) -> _Answer:
         turns = _turns(messages_request.messages)
@@ -441,6 +518,12 @@ def _validate(messages_request: _Prompt) -> None:
             raise _InvalidRequestError("messages: text content blocks must be non-empty")
     _check_tool_pairs(_turns(messages_request.messages))
     _check_tools(messages_request)
+    breakpoints = sum(s.ttl is not None for s in _prompt_segments(messages_request))
+    if breakpoints > MAX_BREAKPOINTS:
+        raise _InvalidRequestError(
+            f"A maximum of {MAX_BREAKPOINTS} blocks with cache_control may be provided. "
+            f"Found {breakpoints}."
+        )
 
 
 def _check_tools(messages_request: _Prompt) -> None:
@@ -458,7 +541,7 @@ def _check_tools(messages_request: _Prompt) -> None:
         raise _InvalidRequestError(f"'{model}' does not support strict tools.")
     thinking = messages_request.thinking
     is_forced = isinstance(choice, _ChooseAny | _ChooseTool)
-    if is_forced and thinking is not None and thinking.type == "enabled":
+    if is_forced and thinking is not None and thinking.is_on:
         raise _InvalidRequestError("Thinking may not be enabled when tool_choice forces tool use.")
 
 
@@ -543,20 +626,46 @@ def _result_text(result: _ToolResult) -> str:
 
 
 def _input_tokens(messages_request: _Prompt) -> int:
-    tokens = text.REPLY_PRIMING_TOKENS
+    """What the prompt counts as input, cached or not (what a count answers)."""
+    segments = _prompt_segments(messages_request)
+    return text.REPLY_PRIMING_TOKENS + sum(segment.tokens for segment in segments)
+
+
+def _prompt_segments(messages_request: _Prompt) -> list[Segment]:
+    """The prompt's blocks in caching order (tools, system, messages), each with its tokens."""
+    segments: list[Segment] = []
+    tools = messages_request.tools or []
+    counted = 0  # tools count as their JSON together; each adds what it adds to that
+    for at, tool in enumerate(tools):
+        tokens = text.count_tokens(msgspec.json.encode(tools[: at + 1]).decode())
+        segments.append(_segment(tokens - counted, tool, tool.cache_control))
+        counted = tokens
     system = messages_request.system
-    if system:
-        tokens += text.count_tokens(system if isinstance(system, str) else _text_of(list(system)))
+    if isinstance(system, str) and system:
+        segments.append(Segment(text.count_tokens(system), system.encode()))
+    elif system:
+        segments.extend(_segment(_block_tokens(b), b, b.cache_control) for b in system)
     for message in messages_request.messages:
-        tokens += text.MESSAGE_OVERHEAD_TOKENS
         content = message.content
-        if isinstance(content, str):
-            tokens += text.count_tokens(content)
-        else:
-            tokens += sum(_block_tokens(block) for block in content)
-    if messages_request.tools:
-        tokens += text.count_tokens(msgspec.json.encode(messages_request.tools).decode())
-    return tokens
+        blocks: list[_Block] = [_Text(text=content)] if isinstance(content, str) else content
+        for at, block in enumerate(blocks):
+            overhead = text.MESSAGE_OVERHEAD_TOKENS if at == 0 else 0
+            cache_control = getattr(block, "cache_control", None)
+            segment = _segment(_block_tokens(block) + overhead, block, cache_control)
+            role = message.role.encode() if at == 0 else b""
+            segments.append(Segment(segment.tokens, role + segment.content, segment.ttl))
+    # The API puts a request's own mark on its last block (a count takes none).
+    top = messages_request.cache_control if isinstance(messages_request, _Request) else None
+    if top is not None and segments[-1].ttl is None:
+        segments[-1] = Segment(segments[-1].tokens, segments[-1].content, top.ttl)
+    return segments
+
+
+def _segment(tokens: int, block: _Strict, cache_control: _CacheControl | None) -> Segment:
+    if cache_control is not None:
+        block = msgspec.structs.replace(block, cache_control=None)
+    ttl = cache_control.ttl if cache_control is not None else None
+    return Segment(tokens, msgspec.json.encode(block), ttl)
 
 
 def _block_tokens(block: _Block) -> int:
@@ -574,18 +683,34 @@ def _block_tokens(block: _Block) -> int:
     return text.IMAGE_TOKENS  # images, documents, redacted thinking
 
 
-def _usage(input_tokens: int, output_tokens: int) -> dict[str, Any]:
+def _usage(cache_usage: CacheUsage, output_tokens: int) -> dict[str, Any]:
     return {
-        "input_tokens": input_tokens,
-        "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": 0,
+        "input_tokens": cache_usage.input_tokens,
+        "cache_creation_input_tokens": cache_usage.written_tokens,
+        "cache_read_input_tokens": cache_usage.read_tokens,
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": cache_usage.written_5m_tokens,
+            "ephemeral_1h_input_tokens": cache_usage.written_1h_tokens,
+        },
         "output_tokens": output_tokens,
         "service_tier": "standard",
     }
 
 
+def _thinking_usage(answer: _Answer) -> dict[str, Any]:
+    """The share of output spent thinking, which the API reports when the model thought."""
+    if answer.thought is None:
+        return {}
+    return {"output_tokens_details": {"thinking_tokens": answer.thinking_tokens}}
+
+
 def _content_blocks(answer: _Answer) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
+    thought = answer.thought
+    if thought is not None:
+        blocks.append(
+            {"type": "thinking", "thinking": thought.text, "signature": thought.signature}
+        )
     if answer.pieces:
         blocks.append({"type": "text", "text": "".join(answer.pieces)})
     call = answer.tool_call
@@ -598,12 +723,19 @@ Event = tuple[str, dict[str, Any], bool]
 """An SSE event: its name, its data, and whether it is a content delta (for a ``cut``)."""
 
 
-def _events(message: dict[str, Any], answer: _Answer, input_tokens: int) -> Iterator[Event]:
+def _events(message: dict[str, Any], answer: _Answer, cache_usage: CacheUsage) -> Iterator[Event]:
     """The real API's event sequence for ``answer``."""
     start = {**message, "content": [], "stop_reason": None, "stop_sequence": None}
-    start["usage"] = _usage(input_tokens, 1)
+    start["usage"] = _usage(cache_usage, 1)
     yield "message_start", {"type": "message_start", "message": start}, False
     index = 0
+    thought = answer.thought
+    if thought is not None:
+        opening: dict[str, Any] = {"type": "thinking", "thinking": "", "signature": ""}
+        deltas = [{"type": "thinking_delta", "thinking": piece} for piece in thought.pieces]
+        deltas.append({"type": "signature_delta", "signature": thought.signature})
+        yield from _block_events(index, opening, deltas)
+        index += 1
     if answer.pieces:
         deltas = [{"type": "text_delta", "text": piece} for piece in answer.pieces]
         yield from _block_events(index, {"type": "text", "text": ""}, deltas)
@@ -614,7 +746,7 @@ def _events(message: dict[str, Any], answer: _Answer, input_tokens: int) -> Iter
         deltas = [{"type": "input_json_delta", "partial_json": part} for part in call.fragments]
         yield from _block_events(index, block, deltas)
     delta = {"stop_reason": answer.stop_reason, "stop_sequence": answer.stop_sequence}
-    usage = {"output_tokens": answer.output_tokens}
+    usage = {"output_tokens": answer.output_tokens, **_thinking_usage(answer)}
     yield "message_delta", {"type": "message_delta", "delta": delta, "usage": usage}, False
     yield "message_stop", {"type": "message_stop"}, False
 

@@ -2,7 +2,7 @@
 
 Used both ways: by the Anthropic provider adapter (gateway → Anthropic) and by the inbound
 Anthropic dialect and route (Anthropic SDK → gateway). Block and event unions are tagged by `type`.
-Fields the gateway never interprets (`cache_control`, `citations`, `metadata`) are opaque JSON.
+Fields the gateway never interprets (`citations`, `metadata`) are opaque JSON.
 """
 
 from __future__ import annotations
@@ -15,6 +15,13 @@ from msgspec import UNSET, Meta, Raw, Struct, UnsetType
 OpaqueJSON = Raw | UnsetType
 
 # ---------------------------------------------------------------- content blocks
+
+
+class CacheControl(Struct, omit_defaults=True):
+    """A prompt-cache breakpoint; `ttl` "5m" (the default) or "1h"."""
+
+    type: Literal["ephemeral"]
+    ttl: Literal["5m", "1h"] | None = None
 
 
 class Base64ImageSource(Struct, tag_field="type", tag="base64"):
@@ -45,13 +52,13 @@ class PlainTextSource(Struct, tag_field="type", tag="text"):
 
 class TextBlock(Struct, tag_field="type", tag="text", omit_defaults=True):
     text: str
-    cache_control: OpaqueJSON = UNSET
+    cache_control: CacheControl | None = None
     citations: OpaqueJSON = UNSET
 
 
 class ImageBlock(Struct, tag_field="type", tag="image", omit_defaults=True):
     source: ImageSource
-    cache_control: OpaqueJSON = UNSET
+    cache_control: CacheControl | None = None
 
 
 class DocumentBlock(Struct, tag_field="type", tag="document", omit_defaults=True):
@@ -59,7 +66,7 @@ class DocumentBlock(Struct, tag_field="type", tag="document", omit_defaults=True
     title: str | None = None
     context: str | None = None
     citations: OpaqueJSON = UNSET
-    cache_control: OpaqueJSON = UNSET
+    cache_control: CacheControl | None = None
 
 
 class ToolUseBlock(Struct, tag_field="type", tag="tool_use", omit_defaults=True):
@@ -67,18 +74,20 @@ class ToolUseBlock(Struct, tag_field="type", tag="tool_use", omit_defaults=True)
     name: str
     # The tool's input is, by definition, whatever JSON object the tool's schema describes.
     input: dict[str, Any]
-    cache_control: OpaqueJSON = UNSET
+    cache_control: CacheControl | None = None
 
 
 class ToolResultBlock(Struct, tag_field="type", tag="tool_result", omit_defaults=True):
     tool_use_id: str
     content: str | list[TextBlock | ImageBlock | DocumentBlock] | UnsetType = UNSET
     is_error: bool | None = None
-    cache_control: OpaqueJSON = UNSET
+    cache_control: CacheControl | None = None
 
 
-class ThinkingBlock(Struct, tag_field="type", tag="thinking", omit_defaults=True):
+class ThinkingBlock(Struct, tag_field="type", tag="thinking"):
     thinking: str
+    # Always written (clients' types require it), empty at a streamed block's start, where
+    # older API versions leave it out.
     signature: str = ""
 
 
@@ -113,7 +122,7 @@ class ToolParam(Struct, omit_defaults=True):
     description: str | None = None
     # Guaranteed schema conformance; only models with structured outputs take the field.
     strict: bool | None = None
-    cache_control: OpaqueJSON = UNSET
+    cache_control: CacheControl | None = None
 
 
 class ToolChoiceParam(Struct, omit_defaults=True):
@@ -148,6 +157,8 @@ class MessagesRequest(Struct, omit_defaults=True):
     metadata: OpaqueJSON = UNSET
     thinking: ThinkingParam | None = None
     service_tier: str | None = None
+    # Marks the last cacheable block of the request (the API's shorthand for doing it by hand).
+    cache_control: CacheControl | None = None
 
 
 # ---------------------------------------------------------------- response
@@ -155,12 +166,17 @@ class MessagesRequest(Struct, omit_defaults=True):
 
 # The token counts have no default so that `omit_defaults` never drops a zero: clients read
 # a missing count as None.
+class OutputTokensDetails(Struct):
+    thinking_tokens: int  # within output_tokens
+
+
 class Usage(Struct, omit_defaults=True):
     input_tokens: int
     output_tokens: int
     cache_creation_input_tokens: int | None = None
     cache_read_input_tokens: int | None = None
     service_tier: str | None = None
+    output_tokens_details: OutputTokensDetails | None = None
 
 
 StopReason = str  # end_turn | max_tokens | stop_sequence | tool_use | pause_turn | refusal
@@ -231,6 +247,7 @@ class DeltaUsage(Struct, omit_defaults=True):
     input_tokens: int | None = None
     cache_creation_input_tokens: int | None = None
     cache_read_input_tokens: int | None = None
+    output_tokens_details: OutputTokensDetails | None = None
 
 
 class MessageDeltaEvent(Struct, tag_field="type", tag="message_delta"):

@@ -461,9 +461,15 @@ def test_response_tool_use_only_has_null_content():
     assert completion.choices[0].message.content is None
 
 
-def test_response_thinking_blocks_are_dropped():
+def test_response_thinking_blocks_become_reasoning_content_and_thinking_blocks():
     completion = parse_message(THINKING_MESSAGE, "claude", created=1)
-    assert completion.choices[0].message.content == "Based on my analysis..."
+    message = completion.choices[0].message
+    assert message.content == "Based on my analysis..."
+    assert message.reasoning_content == "Let me analyze this step by step..."
+    assert msgspec.to_builtins(message.thinking_blocks) == [
+        {"type": "thinking", "thinking": "Let me analyze this step by step...", "signature": "WaU"},
+        {"type": "redacted_thinking", "data": "EmwKAhgBEgy3va3pzix/LafPsn4a"},
+    ]
 
 
 def test_response_usage_counts_cached_input_as_prompt_tokens():

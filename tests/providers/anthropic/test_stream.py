@@ -146,10 +146,42 @@ def test_stream_second_tool_use_block_gets_index_one():
     assert calls[-1] == {"index": 1, "function": {"arguments": "{}"}}
 
 
-def test_stream_thinking_is_dropped():
+def test_stream_thinking_becomes_reasoning_content_closed_by_its_signed_block():
     chunks = feed_all(THINKING_STREAM)
-    contents = [c["choices"][0]["delta"].get("content") for c in chunks if c["choices"]]
-    assert contents == ["", "27 * 453 = 12,231", None]
+    deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
+    assert deltas[1:4] == [
+        {"reasoning_content": "Let me solve this step by step"},
+        {
+            "thinking_blocks": [
+                {
+                    "type": "thinking",
+                    "thinking": "",
+                    "signature": "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds",
+                }
+            ]
+        },
+        {"content": "27 * 453 = 12,231"},
+    ]
+
+
+def test_stream_redacted_thinking_is_a_block_of_its_own():
+    events = list(THINKING_STREAM)
+    events[1] = (
+        b'{"type": "content_block_start", "index": 0, "content_block": '
+        b'{"type": "redacted_thinking", "data": "EmwKAhgB"}}'
+    )
+    events[2:4] = []
+    deltas = [c["choices"][0]["delta"] for c in feed_all(events) if c["choices"]]
+    assert deltas[1] == {"thinking_blocks": [{"type": "redacted_thinking", "data": "EmwKAhgB"}]}
+
+
+def test_stream_thinking_tokens_become_reasoning_tokens():
+    events = list(THINKING_STREAM)
+    delta = json.loads(events[-2])
+    delta["usage"]["output_tokens_details"] = {"thinking_tokens": 40}
+    events[-2] = json.dumps(delta).encode()
+    usage = feed_all(events)[-1]["usage"]
+    assert usage["completion_tokens_details"] == {"reasoning_tokens": 40}
 
 
 def test_stream_usage_merges_message_delta_counts_with_message_start():

@@ -22,11 +22,12 @@ Every request parameter of the spec is honoured or refused with a 400 naming it:
   Chat Completions refuses `metadata` without its own `store`), `store` and
   `previous_response_id` (the route's), `truncation: "disabled"` (the default: an input past
   the context window fails, as on OpenAI).
+- `include: reasoning.encrypted_content` puts the provider's signature of each thinking block
+  in its reasoning item (`_reasoning`).
 - Accepted because there is nothing to do: `max_tool_calls` (it bounds built-in tools, which
-  never run here); `include` entries for built-in tools and `reasoning.encrypted_content`
-  (outputs the canonical path never produces) and `message.input_image.image_url` (input
-  items are stored as sent); `reasoning.summary` (the canonical path carries no reasoning,
-  so no reasoning item is produced, as from a model that gives no summary);
+  never run here); `include` entries for built-in tools (outputs the canonical path never
+  produces) and `message.input_image.image_url` (input items are stored as sent);
+  `reasoning.summary` (thinking comes back as the provider gives it, whatever the level);
   `stream_options.include_obfuscation: false` (deltas are never padded).
 - Refused: `background: true`, `conversation`, `prompt`, `context_management`, `moderation`,
   `prompt_cache_options`, `prompt_cache_retention`, `truncation: "auto"`, `top_logprobs` > 0
@@ -46,8 +47,11 @@ Where the two formats do not line up:
   which must answer a call made before it, in this input or in the stored conversation.
   Images and files in an output move to a user message after the tool messages, in order
   (canonical tool messages hold text only).
-- `reasoning` items and an assistant message's `phase` are stored but not sent: only the
-  provider that made them can read reasoning, and the canonical form has no place for either.
+- The canonical answer's thinking blocks are `reasoning` items ahead of the message, streamed
+  with the reasoning summary events; a `reasoning` item handed back with its encrypted content
+  becomes the thinking block of the assistant message that follows (`_reasoning`). Other
+  reasoning items and an assistant message's `phase` are stored but not sent: only the
+  provider that made them could read them, and the canonical form has no place for `phase`.
 - `item_reference` is refused (the store keeps conversations, not items by id); images by
   `file_id`, `detail: "original"`, files by `file_url` and a file `detail` other than `auto`
   too. A file by `file_id` is sent as a file id, which only OpenAI can resolve.

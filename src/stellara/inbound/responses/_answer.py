@@ -8,6 +8,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from stellara.inbound.responses._items import output_id
+from stellara.inbound.responses._reasoning import reasoning_item, wants_encrypted_content
 from stellara.schema.chat import ChatCompletion, Usage
 from stellara.wire import responses as wire
 
@@ -43,13 +44,17 @@ def to_response(
         finish_reason = choice.finish_reason
         status = item_status(finish_reason)
         message = choice.message
+        with_encrypted = wants_encrypted_content(request)
+        for block in message.thinking_blocks or ():
+            item_id = output_id("rs", response_id, len(output))
+            output.append(reasoning_item(item_id, block, with_encrypted_content=with_encrypted))
         parts: list[wire.OutputContent] = []
         if message.content:
             parts.append(wire.OutputText(message.content))
         if message.refusal:
             parts.append(wire.Refusal(message.refusal))
         if parts:
-            message_id = output_id("msg", response_id, 0)
+            message_id = output_id("msg", response_id, len(output))
             output.append(wire.OutputMessage(message_id, status, "assistant", parts))
         for call in message.tool_calls or ():
             call_item_id = output_id("fc", response_id, len(output))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from stellara.errors import InvalidRequestError
 from stellara.inbound.responses._items import message_parts
+from stellara.inbound.responses._reasoning import thinking_block_of
 from stellara.schema.chat import (
     AssistantMessage,
     DeveloperMessage,
@@ -15,6 +16,7 @@ from stellara.schema.chat import (
     Message,
     SystemMessage,
     TextPart,
+    ThinkingBlocks,
     ToolCall,
     ToolMessage,
     UserContentPart,
@@ -26,7 +28,8 @@ REFUSED = "is not supported by this gateway"
 
 
 def turn_messages(items: list[wire.InputItem], history: list[Message]) -> list[Message]:
-    """This turn's items as canonical messages (reasoning items are not sent).
+    """This turn's items as canonical messages; reasoning items that carry a thinking block
+    open the assistant message that follows them (`_reasoning`), others are not sent.
 
     Raises:
         InvalidRequestError: A `function_call_output` answers no call made before it, in
@@ -40,6 +43,7 @@ def turn_messages(items: list[wire.InputItem], history: list[Message]) -> list[M
     }
     messages: list[Message] = []
     moved: list[UserContentPart] = []  # media of function_call_outputs, after the tool messages
+    thoughts: ThinkingBlocks = []  # for the next assistant message
     for at, item in enumerate(items):
         if moved and not isinstance(item, wire.FunctionCallOutput):
             messages.append(UserMessage(content=moved))
@@ -51,6 +55,14 @@ def turn_messages(items: list[wire.InputItem], history: list[Message]) -> list[M
             known_calls.add(item.call_id)
         elif isinstance(item, wire.FunctionCallOutput):
             messages.append(_tool_message(item, known_calls, f"input[{at}]", moved))
+        elif isinstance(item, wire.ReasoningItem):
+            block = thinking_block_of(item)
+            if block is not None:
+                thoughts.append(block)
+            continue
+        if thoughts and isinstance(messages[-1], AssistantMessage):
+            _add_thinking(messages[-1], thoughts)
+            thoughts = []
     if moved:
         messages.append(UserMessage(content=moved))
     return messages
@@ -71,8 +83,13 @@ def conversation(
     texts: list[str] = []
     refusals: list[str] = []
     calls: list[ToolCall] = []
+    thoughts: ThinkingBlocks = []
     for item in response.output:
-        if isinstance(item, wire.OutputMessage):
+        if isinstance(item, wire.ReasoningItem):
+            block = thinking_block_of(item)
+            if block is not None:
+                thoughts.append(block)
+        elif isinstance(item, wire.OutputMessage):
             for part in item.content:
                 if isinstance(part, wire.OutputText):
                     texts.append(part.text)
@@ -88,9 +105,14 @@ def conversation(
                 content="".join(texts) if texts else None,
                 refusal="".join(refusals) or None,
                 tool_calls=calls or None,
+                thinking_blocks=thoughts or None,
             )
         )
     return messages
+
+
+def _add_thinking(message: AssistantMessage, blocks: ThinkingBlocks) -> None:
+    message.thinking_blocks = [*(message.thinking_blocks or ()), *blocks]
 
 
 def _message(item: wire.MessageItem, path: str) -> Message:

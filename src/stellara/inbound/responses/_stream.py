@@ -9,7 +9,8 @@ import msgspec
 from stellara.errors import RateLimitedError, StellaraError, UpstreamRateLimitedError
 from stellara.inbound.responses._answer import base_response, ended, item_status, usage_of
 from stellara.inbound.responses._items import output_id
-from stellara.schema.chat import ChatCompletionChunk, ToolCallDelta, Usage
+from stellara.inbound.responses._reasoning import reasoning_item, wants_encrypted_content
+from stellara.schema.chat import ChatCompletionChunk, Delta, ThinkingBlock, ToolCallDelta, Usage
 from stellara.wire import responses as wire
 
 _PartKind = Literal["text", "refusal"]
@@ -45,13 +46,31 @@ class _OpenCall:
         self.arguments: list[str] = []
 
 
+class _OpenReasoning:
+    """A streamed reasoning item: its summary text so far, and once its block closed (a
+    signed block came, `schema.chat.ThinkingBlock`) the item as done."""
+
+    __slots__ = ("done", "item_id", "output_index", "texts")
+
+    def __init__(self, item_id: str, output_index: int) -> None:
+        self.item_id = item_id
+        self.output_index = output_index
+        self.texts: list[str] = []
+        self.done: wire.ReasoningItem | None = None
+
+
+_OpenItem = _OpenMessage | _OpenCall | _OpenReasoning
+
+
 class ResponsesStreamWriter:
     """Turns one request's canonical chunks into Responses stream events.
 
     Use a fresh writer per request: `start` as soon as the stream opens (or let the first
     `feed` do it), `feed` every chunk in order, then `finish` once the stream ended normally,
     or `fail` once it broke. Each item opens when its first fragment arrives and all close at
-    the end, in output order, so fragments of parallel tool calls may interleave.
+    the end, in output order, so fragments of parallel tool calls may interleave; a reasoning
+    item (thinking, see `_reasoning`) closes as soon as its signed block arrives, as the
+    thinking it holds is over before the answer begins.
     `sequence_number` counts every event from 0. `response` is the response as the last
     event showed it: the final one, for storing, after `finish` or `fail`.
 
@@ -70,8 +89,10 @@ class ResponsesStreamWriter:
         )
         self._sequence = 0
         self._is_started = False
-        self._items: list[_OpenMessage | _OpenCall] = []
+        self._items: list[_OpenItem] = []
         self._message: _OpenMessage | None = None
+        self._reasoning: _OpenReasoning | None = None
+        self._with_encrypted = wants_encrypted_content(request)
         self._calls: dict[int, _OpenCall] = {}  # by canonical tool-call index
         self._finish_reason: str | None = None
         self._usage: Usage | None = None
@@ -102,6 +123,8 @@ class ResponsesStreamWriter:
             if choice.index != 0:
                 continue  # the route asks for one choice
             delta = choice.delta
+            if delta.reasoning_content or delta.thinking_blocks:
+                self._feed_reasoning(delta, events)
             if delta.content:
                 self._feed_part("text", delta.content, events)
             if delta.refusal:
@@ -159,6 +182,58 @@ class ResponsesStreamWriter:
         self._sequence += 1
         return number
 
+    def _feed_reasoning(self, delta: Delta, events: list[wire.StreamEvent]) -> None:
+        if delta.reasoning_content:
+            self._feed_summary(delta.reasoning_content, events)
+        for block in delta.thinking_blocks or ():
+            if isinstance(block, ThinkingBlock) and not block.signature:
+                continue  # a signature closes a block; text alone comes as reasoning_content
+            reasoning = self._open_reasoning(events)
+            if isinstance(block, ThinkingBlock):
+                if block.thinking:
+                    self._feed_summary(block.thinking, events)
+                block = ThinkingBlock("".join(reasoning.texts), block.signature)
+            self._reasoning = None
+            reasoning.done = reasoning_item(
+                reasoning.item_id,
+                block,
+                with_encrypted_content=self._with_encrypted,
+                status="completed",
+            )
+            self._close_reasoning(reasoning, events)
+
+    def _feed_summary(self, text: str, events: list[wire.StreamEvent]) -> None:
+        reasoning = self._open_reasoning(events)
+        reasoning.texts.append(text)
+        where = (reasoning.item_id, reasoning.output_index, 0)
+        events.append(wire.ReasoningSummaryTextDeltaEvent(*where, text, self._next()))
+
+    def _open_reasoning(self, events: list[wire.StreamEvent]) -> _OpenReasoning:
+        if self._reasoning is not None:
+            return self._reasoning
+        output_index = len(self._items)
+        item_id = output_id("rs", self._response.id, output_index)
+        reasoning = self._reasoning = _OpenReasoning(item_id, output_index)
+        self._items.append(reasoning)
+        item = wire.ReasoningItem(item_id, [], status="in_progress")
+        events.append(wire.OutputItemAddedEvent(output_index, item, self._next()))
+        events.append(
+            wire.ReasoningSummaryPartAddedEvent(
+                item_id, output_index, 0, wire.SummaryText(""), self._next()
+            )
+        )
+        return reasoning
+
+    def _close_reasoning(self, reasoning: _OpenReasoning, events: list[wire.StreamEvent]) -> None:
+        item = reasoning.done or _reasoning_item(reasoning, "completed")
+        reasoning.done = item
+        where = (reasoning.item_id, reasoning.output_index, 0)
+        text = "".join(reasoning.texts)
+        events.append(wire.ReasoningSummaryTextDoneEvent(*where, text, self._next()))
+        part = wire.SummaryText(text)
+        events.append(wire.ReasoningSummaryPartDoneEvent(*where, part, self._next()))
+        events.append(wire.OutputItemDoneEvent(reasoning.output_index, item, self._next()))
+
     def _feed_part(self, kind: _PartKind, text: str, events: list[wire.StreamEvent]) -> None:
         message = self._message
         if message is None:
@@ -213,11 +288,15 @@ class ResponsesStreamWriter:
 
     def _close(
         self,
-        open_item: _OpenMessage | _OpenCall,
+        open_item: _OpenItem,
         status: wire.ItemStatus,
         events: list[wire.StreamEvent],
     ) -> wire.OutputItem:
         item: wire.OutputItem
+        if isinstance(open_item, _OpenReasoning):
+            if open_item.done is None:  # reasoning without a signed block (not Anthropic's)
+                self._close_reasoning(open_item, events)
+            return open_item.done or _reasoning_item(open_item, status)
         if isinstance(open_item, _OpenCall):
             item = _call_item(open_item, status)
             events.append(
@@ -249,10 +328,19 @@ class ResponsesStreamWriter:
             events.append(wire.ContentPartDoneEvent(*where, at, part, self._next()))
 
 
-def _item(open_item: _OpenMessage | _OpenCall, status: wire.ItemStatus) -> wire.OutputItem:
+def _item(open_item: _OpenItem, status: wire.ItemStatus) -> wire.OutputItem:
+    if isinstance(open_item, _OpenReasoning):
+        return open_item.done or _reasoning_item(open_item, status)
     if isinstance(open_item, _OpenCall):
         return _call_item(open_item, status)
     return _message_item(open_item, status)
+
+
+def _reasoning_item(reasoning: _OpenReasoning, status: wire.ItemStatus) -> wire.ReasoningItem:
+    """A reasoning item with its text and no signed block: nothing to hand back."""
+    text = "".join(reasoning.texts)
+    summary = [wire.SummaryText(text)] if text else []
+    return wire.ReasoningItem(reasoning.item_id, summary, status=status)
 
 
 def _call_item(call: _OpenCall, status: wire.ItemStatus) -> wire.FunctionCall:

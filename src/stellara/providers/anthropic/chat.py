@@ -3,7 +3,11 @@
 Where the two APIs do not line up, this module decides:
 
 * `system` and `developer` messages, wherever they stand, become the top-level `system` prompt
-  (Anthropic has no system turn inside the conversation), joined by blank lines.
+  (Anthropic has no system turn inside the conversation), joined by blank lines; when a part
+  of them carries `cache_control`, the system prompt is a list of text blocks instead, one per
+  message or part, so each breakpoint stays where the client put it.
+* `cache_control` (the canonical `CacheControl`) goes on the block made from the part, tool
+  call, tool message or tool that carried it, unchanged.
 * Consecutive turns of the same role are merged into one: Anthropic would combine them anyway,
   and compatible servers that predate that rule reject them. `tool` messages become
   `tool_result` blocks of a user turn, so a run of tool answers is one user turn.
@@ -20,8 +24,11 @@ Where the two APIs do not line up, this module decides:
   back as the message's text content; `tools` holds the rules, also for client tools beside it.
 * `n > 1`, audio input and deprecated `function` messages are refused with a 400; parameters
   Anthropic lacks (`seed`, penalties, `logit_bias`, `logprobs`, …) are not sent.
-* In answers, `thinking` blocks are dropped: the OpenAI schema has no place for them, and the
-  text that follows them is the answer.
+* Extended thinking (`thinking`, or `reasoning_effort` as a budget) and its blocks in the
+  history: see `thinking`. In answers, thinking blocks become the message's
+  `reasoning_content` (their text) and `thinking_blocks` (the signed blocks, to hand back);
+  Anthropic's count of thinking tokens, when it gives one, is the usage's `reasoning_tokens`.
+* `top_k` is sent as it came (not with API version 2026-10-21, which refuses it).
 * A stop on one of the request's stop sequences is finish reason "stop" with the sequence in
   the choice's `stop_reason` (the field OpenAI-compatible servers such as vLLM use for it).
 """
@@ -35,12 +42,20 @@ from msgspec import UNSET, UnsetType
 
 from stellara import _json
 from stellara.errors import InvalidRequestError, UpstreamProtocolError
-from stellara.providers.anthropic.tools import tools_of
+from stellara.providers.anthropic.thinking import (
+    canonical_thinking_blocks,
+    check_forced_tool,
+    thinking_blocks_of,
+    thinking_of,
+)
+from stellara.providers.anthropic.tools import cache_control_of, tools_of
 from stellara.schema.chat import (
     AssistantMessage,
+    CacheControl,
     ChatCompletion,
     ChatRequest,
     Choice,
+    CompletionTokensDetails,
     DeveloperMessage,
     FilePart,
     FileRef,
@@ -98,20 +113,28 @@ def build_messages_request(
         )
     system, messages = _conversation(request.messages)
     tools, tool_choice = tools_of(request, strict_tools=strict_tools)
+    thinking, max_tokens = thinking_of(
+        request,
+        max_tokens=request.max_completion_tokens or request.max_tokens,
+        default_max_tokens=default_max_tokens,
+    )
+    check_forced_tool(request, thinking, tool_choice)
     user = request.user or request.safety_identifier
     temperature = request.temperature if allows_sampling else None
     return wire.MessagesRequest(
         model=model,
         messages=messages,
-        max_tokens=request.max_completion_tokens or request.max_tokens or default_max_tokens,
-        system="\n\n".join(system) or None,
+        max_tokens=max_tokens,
+        system=_system(system),
         stop_sequences=[request.stop] if isinstance(request.stop, str) else request.stop,
         stream=True if request.is_streaming else None,
         # OpenAI allows up to 2, Anthropic up to 1: clamped, not scaled (see the module notes).
         temperature=None if temperature is None else min(temperature, 1.0),
         top_p=request.top_p if allows_sampling else None,
+        top_k=request.top_k if allows_sampling else None,
         tools=tools,
         tool_choice=tool_choice,
+        thinking=thinking,
         metadata=msgspec.Raw(_json.encode(wire.MetadataParam(user_id=user))) if user else UNSET,
     )
 
@@ -135,12 +158,14 @@ def build_messages_body(
     return _json.encode(messages_request)
 
 
-def _conversation(messages: list[Message]) -> tuple[list[str], list[wire.MessageParam]]:
-    system: list[str] = []
+def _conversation(
+    messages: list[Message],
+) -> tuple[list[wire.TextBlock], list[wire.MessageParam]]:
+    system: list[wire.TextBlock] = []
     turns: list[tuple[Role, list[wire.RequestBlock]]] = []
     for at, message in enumerate(messages):
         if isinstance(message, SystemMessage | DeveloperMessage):
-            system.append(_plain_text(message.content))
+            system.extend(_system_blocks(message.content))
             continue
         role, blocks = _turn(message, at)
         if not blocks:
@@ -149,12 +174,29 @@ def _conversation(messages: list[Message]) -> tuple[list[str], list[wire.Message
             turns[-1][1].extend(blocks)
         else:
             turns.append((role, blocks))
-    return [text for text in system if text], [_message_param(r, b) for r, b in turns]
+    return system, [_message_param(r, b) for r, b in turns]
+
+
+def _system_blocks(content: str | list[TextPart]) -> list[wire.TextBlock]:
+    if isinstance(content, str) or not any(part.cache_control for part in content):
+        text = _plain_text(content)
+        return [wire.TextBlock(text)] if text else []
+    return [
+        wire.TextBlock(part.text, cache_control=cache_control_of(part.cache_control))
+        for part in content
+        if part.text
+    ]
+
+
+def _system(blocks: list[wire.TextBlock]) -> str | list[wire.TextBlock] | None:
+    if any(block.cache_control for block in blocks):
+        return blocks
+    return "\n\n".join(block.text for block in blocks) or None
 
 
 def _message_param(role: Role, blocks: list[wire.RequestBlock]) -> wire.MessageParam:
     # A lone text block goes as a plain string, as Anthropic's own examples write it.
-    if len(blocks) == 1 and isinstance(blocks[0], wire.TextBlock):
+    if len(blocks) == 1 and isinstance(blocks[0], wire.TextBlock) and not blocks[0].cache_control:
         return wire.MessageParam(role, blocks[0].text)
     return wire.MessageParam(role, blocks)
 
@@ -179,9 +221,19 @@ def _tool_result(message: ToolMessage) -> wire.ToolResultBlock:
     if isinstance(content, str):
         result = content
     else:
+        # Anthropic takes cache_control on the tool_result only, never inside its content.
         result = [wire.TextBlock(part.text) for part in content if part.text]
+    breakpoint_ = message.cache_control or _lastcache_control_of(content)
     # An empty result is sent without content: Anthropic refuses empty text blocks.
-    return wire.ToolResultBlock(message.tool_call_id, content=result or UNSET)
+    return wire.ToolResultBlock(
+        message.tool_call_id, content=result or UNSET, cache_control=cache_control_of(breakpoint_)
+    )
+
+
+def _lastcache_control_of(content: str | list[TextPart]) -> CacheControl | None:
+    if isinstance(content, str):
+        return None
+    return next((part.cache_control for part in reversed(content) if part.cache_control), None)
 
 
 def _plain_text(content: str | list[TextPart]) -> str:
@@ -196,11 +248,14 @@ def _user_blocks(content: str | list[UserContentPart], at: int) -> list[wire.Req
         param = f"messages[{at}].content[{index}]"
         if isinstance(part, TextPart):
             if part.text:  # Anthropic refuses empty text blocks
-                blocks.append(wire.TextBlock(part.text))
+                blocks.append(wire.TextBlock(part.text, cache_control_of(part.cache_control)))
         elif isinstance(part, ImagePart):
-            blocks.append(wire.ImageBlock(_image_source(part.image_url.url, param)))
+            source = _image_source(part.image_url.url, param)
+            blocks.append(wire.ImageBlock(source, cache_control_of(part.cache_control)))
         elif isinstance(part, FilePart):
-            blocks.append(_document(part.file, param))
+            document = _document(part.file, param)
+            document.cache_control = cache_control_of(part.cache_control)
+            blocks.append(document)
         else:
             raise InvalidRequestError(
                 "audio input is not supported by this model's provider", param=param
@@ -251,19 +306,26 @@ def _assistant_blocks(message: AssistantMessage, at: int) -> list[wire.RequestBl
             param=f"messages[{at}].function_call",
         )
     content = message.content
-    texts: list[str] = []
+    texts: list[wire.TextBlock] = []
     if isinstance(content, str):
-        texts.append(content)
+        texts.append(wire.TextBlock(content))
     elif content is not None:
         # A refusal in the history is what the assistant said, so it stays in the conversation.
-        texts.extend(part.text if isinstance(part, TextPart) else part.refusal for part in content)
+        texts.extend(
+            wire.TextBlock(part.text, cache_control_of(part.cache_control))
+            if isinstance(part, TextPart)
+            else wire.TextBlock(part.refusal)
+            for part in content
+        )
     if message.refusal:
-        texts.append(message.refusal)
-    blocks: list[wire.RequestBlock] = [wire.TextBlock(text) for text in texts if text]
+        texts.append(wire.TextBlock(message.refusal))
+    blocks = thinking_blocks_of(message)
+    blocks.extend(block for block in texts if block.text)
     for index, call in enumerate(message.tool_calls or ()):
         param = f"messages[{at}].tool_calls[{index}].function.arguments"
         arguments = _arguments(call.function.arguments, param)
-        blocks.append(wire.ToolUseBlock(call.id, call.function.name, arguments))
+        cache_control = cache_control_of(call.cache_control)
+        blocks.append(wire.ToolUseBlock(call.id, call.function.name, arguments, cache_control))
     return blocks
 
 
@@ -311,6 +373,7 @@ def completion_from_message(
     """The `chat.completion` for an Anthropic `message`; see `parse_message`."""
     texts: list[str] = []
     calls: list[ToolCall] = []
+    thoughts: list[wire.ThinkingBlock | wire.RedactedThinkingBlock] = []
     for block in message.content:
         if isinstance(block, wire.TextBlock):
             texts.append(block.text)
@@ -320,9 +383,18 @@ def completion_from_message(
                 texts.append(arguments)
             else:
                 calls.append(ToolCall(block.id, "function", FunctionCall(block.name, arguments)))
+        else:
+            thoughts.append(block)
     # OpenAI's convention: content is null when the answer is only tool calls.
     content = "".join(texts) if texts or not calls else None
-    answer = ResponseMessage("assistant", content, tool_calls=calls or None)
+    reasoning = "".join(b.thinking for b in thoughts if isinstance(b, wire.ThinkingBlock))
+    answer = ResponseMessage(
+        "assistant",
+        content,
+        tool_calls=calls or None,
+        reasoning_content=reasoning or None,
+        thinking_blocks=canonical_thinking_blocks(thoughts) or None,
+    )
     return ChatCompletion(
         id=completion_id(message.id),
         object="chat.completion",
@@ -376,9 +448,14 @@ def canonical_usage(usage: wire.Usage) -> Usage:
         details = PromptTokensDetails(
             cached_tokens=cache_read, cache_write_tokens=cache_write or None
         )
+    output_details = usage.output_tokens_details
+    reasoning = None
+    if output_details is not None:
+        reasoning = CompletionTokensDetails(reasoning_tokens=output_details.thinking_tokens)
     return Usage(
         prompt_tokens=prompt,
         completion_tokens=usage.output_tokens,
         total_tokens=prompt + usage.output_tokens,
         prompt_tokens_details=details,
+        completion_tokens_details=reasoning,
     )

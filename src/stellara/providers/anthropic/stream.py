@@ -9,8 +9,10 @@ Anthropic streams typed events (`message_start`, `content_block_*`, `message_del
   whatever Anthropic's block index (text and thinking blocks count there too).
 * the answer tool's block (`tools`: a JSON `response_format`) → nothing at its start, and its
   `input_json_delta`s → content: the answer is text, never a tool call.
-* `text_delta` → content. Thinking, signature and citation deltas are dropped, as in
-  `chat.completion_from_message`.
+* `text_delta` → content. `thinking_delta` → `reasoning_content`; a `signature_delta` → a
+  delta whose `thinking_blocks` hold one block with empty text and the signature, which closes
+  the thinking block whose text came before (`schema.chat.ThinkingBlock`); a
+  `redacted_thinking` block → a delta with that block. Citation deltas are dropped.
 * `message_delta` carries the stop reason, the stop sequence and usage; they are held until
   `message_stop`, which yields the chunk with `finish_reason` (and `stop_reason`, the matched
   stop sequence) and then a usage-only chunk (`choices: []`). Holding them means a stream cut
@@ -36,6 +38,8 @@ from stellara.schema.chat import (
     ChunkChoice,
     Delta,
     FunctionCallDelta,
+    RedactedThinkingBlock,
+    ThinkingBlock,
     ToolCallDelta,
 )
 from stellara.wire import anthropic as wire
@@ -162,6 +166,10 @@ class AnthropicStreamParser:
             return (self._chunk(Delta(tool_calls=[call])),)
         if isinstance(block, wire.TextBlock) and block.text:
             return (self._chunk(Delta(content=block.text)),)
+        if isinstance(block, wire.ThinkingBlock) and block.thinking:
+            return (self._chunk(Delta(reasoning_content=block.thinking)),)
+        if isinstance(block, wire.RedactedThinkingBlock):
+            return (self._chunk(Delta(thinking_blocks=[RedactedThinkingBlock(block.data)])),)
         return _NOTHING
 
     def _block_delta(self, event: wire.ContentBlockDeltaEvent) -> Chunks:
@@ -180,6 +188,11 @@ class AnthropicStreamParser:
                 return _NOTHING  # input of a block the gateway does not relay (a server tool)
             call = ToolCallDelta(index, function=FunctionCallDelta(arguments=delta.partial_json))
             return (self._chunk(Delta(tool_calls=[call])),)
+        if isinstance(delta, wire.ThinkingDelta) and delta.thinking:
+            return (self._chunk(Delta(reasoning_content=delta.thinking)),)
+        if isinstance(delta, wire.SignatureDelta):
+            signed = ThinkingBlock("", delta.signature)
+            return (self._chunk(Delta(thinking_blocks=[signed])),)
         return _NOTHING
 
     def _message_delta(self, event: wire.MessageDeltaEvent) -> None:
@@ -196,6 +209,7 @@ class AnthropicStreamParser:
             cache_read_input_tokens=_newer(
                 usage.cache_read_input_tokens, start.cache_read_input_tokens
             ),
+            output_tokens_details=usage.output_tokens_details or start.output_tokens_details,
         )
 
     def _stop(self) -> Chunks:

@@ -26,10 +26,9 @@ the message's text content, finish reason "stop". What holds:
   input, which the model fills from the schema as it fills any tool's, without constrained
   decoding.
 * **Extended thinking**: Anthropic refuses a forced tool (`tool` or `any`) while thinking is
-  on. The canonical request carries no thinking today (`reasoning_effort` is not translated
-  and `/v1/messages` drops `thinking`), so the two never meet; a translation of thinking must
-  refuse it with a 400 next to a JSON `response_format`, as an unforced answer tool would make
-  the format a wish again.
+  on, so thinking beside a JSON `response_format` (or a forced client tool) is refused with a
+  400 before the call (`thinking.check_forced_tool`): an unforced answer tool would make the
+  format a wish again.
 """
 
 from __future__ import annotations
@@ -38,7 +37,14 @@ import re
 from typing import Any
 
 from stellara.errors import InvalidRequestError
-from stellara.schema.chat import ChatRequest, NamedToolChoice, ResponseFormat, Tool, ToolChoice
+from stellara.schema.chat import (
+    CacheControl,
+    ChatRequest,
+    NamedToolChoice,
+    ResponseFormat,
+    Tool,
+    ToolChoice,
+)
 from stellara.wire import anthropic as wire
 
 ANSWER_TOOL_PREFIX = "stellara_answer"
@@ -109,7 +115,15 @@ def _client_tool(
         input_schema=function.parameters or _EMPTY_SCHEMA,
         description=function.description,
         strict=True if strict_tools and function.strict else None,
+        cache_control=cache_control_of(tool.cache_control),
     )
+
+
+def cache_control_of(cache_control: CacheControl | None) -> wire.CacheControl | None:
+    """Anthropic's `cache_control` for the canonical one: the same object."""
+    if cache_control is None:
+        return None
+    return wire.CacheControl(cache_control.type, cache_control.ttl)
 
 
 def _answer_tool(
