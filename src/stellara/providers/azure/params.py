@@ -1,0 +1,5 @@
+"""Azure OpenAI speaks OpenAI's wire format: every parameter goes as the client sent it."""
+
+from stellara.providers.params import ParamPolicy
+
+PARAMS = ParamPolicy.relaying_all("relayed as sent; the deployment's `api_version` decides")

@@ -1,0 +1,47 @@
+"""What Gemini's `generateContent` does with each canonical parameter (see `providers.params`)."""
+
+from stellara.providers.params import ParamPolicy, ParamRule
+from stellara.schema.chat import ResponseFormat
+
+PARAMS = ParamPolicy(
+    {
+        "temperature": ParamRule("translated", "`generationConfig.temperature`"),
+        "top_p": ParamRule("translated", "`generationConfig.topP`"),
+        "n": ParamRule("translated", "`generationConfig.candidateCount`"),
+        "stop": ParamRule("translated", "`generationConfig.stopSequences`"),
+        "max_tokens": ParamRule("translated", "`generationConfig.maxOutputTokens`"),
+        "max_completion_tokens": ParamRule("translated", "`generationConfig.maxOutputTokens`"),
+        "presence_penalty": ParamRule("translated", "`generationConfig.presencePenalty`"),
+        "frequency_penalty": ParamRule("translated", "`generationConfig.frequencyPenalty`"),
+        "logit_bias": ParamRule("droppable", same_as_absent=({},)),
+        "logprobs": ParamRule(
+            "droppable", "`responseLogprobs` is not translated yet", same_as_absent=(False,)
+        ),
+        "top_logprobs": ParamRule("droppable", same_as_absent=(0,)),
+        "seed": ParamRule("translated", "`generationConfig.seed`"),
+        "user": ParamRule("droppable", "no end-user field"),
+        "tools": ParamRule("translated", "`tools[].functionDeclarations`"),
+        "tool_choice": ParamRule("translated", "`toolConfig.functionCallingConfig`"),
+        "parallel_tool_calls": ParamRule(
+            "droppable",
+            "Gemini may always call several functions at once",
+            same_as_absent=(True,),
+        ),
+        "response_format": ParamRule(
+            "translated",
+            "`responseMimeType` and `responseSchema` (the schema keys Gemini knows)",
+            same_as_absent=(ResponseFormat("text"),),
+        ),
+        "reasoning_effort": ParamRule("droppable", "the thinking budget is not translated yet"),
+        "verbosity": ParamRule("droppable"),
+        "service_tier": ParamRule("droppable"),
+        "store": ParamRule("droppable", "OpenAI's stored completions", same_as_absent=(False,)),
+        "metadata": ParamRule("droppable", "OpenAI's stored-completion tags", same_as_absent=({},)),
+        "modalities": ParamRule("droppable", "text output only", same_as_absent=(["text"],)),
+        "audio": ParamRule("refused", "no audio output"),
+        "prediction": ParamRule("droppable", "Predicted Outputs only make answers faster"),
+        "web_search_options": ParamRule("droppable", "Google Search grounding is not translated"),
+        "prompt_cache_key": ParamRule("droppable"),
+        "safety_identifier": ParamRule("droppable", "no end-user field"),
+    }
+)

@@ -1,0 +1,7 @@
+"""OpenAI's wire format is the canonical one: every parameter goes as the client sent it."""
+
+from stellara.providers.params import ParamPolicy
+
+PARAMS = ParamPolicy.relaying_all(
+    "relayed as sent; an OpenAI-compatible server decides what it takes"
+)
