@@ -12,7 +12,12 @@ from typing import get_args
 from aiohttp import web
 
 from stellara import _json
-from stellara.inbound.anthropic import AnthropicStreamWriter, to_chat_request, to_message
+from stellara.inbound.anthropic import (
+    PARAM_NAMES,
+    AnthropicStreamWriter,
+    to_chat_request,
+    to_message,
+)
 from stellara.server.intake import open_model_call, response_headers
 from stellara.server.spec import Access, Call, Dialect, Reply, Route
 from stellara.server.sse import AnthropicFrames, relay
@@ -23,6 +28,7 @@ async def messages(call: Call) -> web.StreamResponse:
     # The wire decoder requires max_tokens, as Anthropic's API does.
     ctx, wire_request = await open_model_call(call, wire.request_decoder)
     chat = to_chat_request(wire_request)
+    ctx.param_names = PARAM_NAMES
     gateway = call.runtime.gateway
     if chat.is_streaming:
         stream = await gateway.open_stream(ctx, chat)
