@@ -38,7 +38,7 @@ from pydantic_core import PydanticUndefined
 from stellara import cli
 from stellara.config.models import ProviderSettings, StellaraConfig
 from stellara.providers import provider_types
-from stellara.providers.params import POLICY_PARAMS, ParamPolicy, ParamRule
+from stellara.providers.params import ParamPolicy, ParamRule
 from stellara.server.openapi import build_openapi
 from stellara.server.routes import ROUTES
 from stellara.telemetry.metrics import GatewayMetrics
@@ -479,12 +479,31 @@ def parameters_page() -> str:
         "| parameter | " + " | ".join(f"`{name}`" for name in kinds) + " |",
         "|---|" + "---|" * len(kinds),
     ]
-    for param in POLICY_PARAMS:
-        cells = [_rule_text(kind.params.rule(param), shared[name]) for name, kind in kinds.items()]
-        lines.append(f"| `{param}` | " + " | ".join(cells) + " |")
-    lines.append("")
+    lines += _policy_rows({name: kind.params for name, kind in kinds.items()}, shared)
     lines += [f"- `{name}`: {note}." for name, note in shared.items() if note]
+    embedding = {n: k.embedding_params for n, k in kinds.items() if k.embedding_params is not None}
+    lines += [
+        "",
+        "## Embeddings",
+        "",
+        "The same for `POST /v1/embeddings` (`model` and `input` are the request itself), for "
+        "the provider types that serve embeddings.",
+        "",
+        "| parameter | " + " | ".join(f"`{name}`" for name in embedding) + " |",
+        "|---|" + "---|" * len(embedding),
+    ]
+    lines += _policy_rows(embedding, {name: shared[name] for name in embedding})
     return "\n".join(lines)
+
+
+def _policy_rows(policies: Mapping[str, ParamPolicy], shared: Mapping[str, str]) -> list[str]:
+    """A table row per parameter the policies rule on, a column per provider type."""
+    params = next(iter(policies.values())).params
+    rows = []
+    for param in params:
+        cells = [_rule_text(policy.rule(param), shared[name]) for name, policy in policies.items()]
+        rows.append(f"| `{param}` | " + " | ".join(cells) + " |")
+    return [*rows, ""]
 
 
 def _shared_note(policy: ParamPolicy) -> str:

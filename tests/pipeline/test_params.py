@@ -11,10 +11,12 @@ import pytest
 from stellara.errors import InvalidRequestError, NoHealthyProviderError, UpstreamUnavailableError
 from stellara.events import EventBus, RequestCompleted, RequestFailed
 from stellara.pipeline.gateway import Gateway
+from stellara.schema.embeddings import EmbeddingsRequest
 from stellara.testing import (
     EventRecorder,
     ManualClock,
     ScriptedAdapter,
+    ScriptedEmbeddingsAdapter,
     chat_request,
     request_context,
     scripted_gateway,
@@ -195,3 +197,13 @@ async def test_params_streams_are_fitted_and_reported_too():
     assert claude.calls[0].kind == "stream"
     assert claude.calls[0].request.logit_bias is None
     assert ctx.dropped_params == ("logit_bias",)
+
+
+async def test_params_embeddings_are_fitted_per_target_too():
+    gemini = ScriptedEmbeddingsAdapter("gemini")
+    gw, clock = gateway(gemini, models=[model("smart", "gemini")], drop_unsupported_params=True)
+    ctx = request_context(clock)
+    await gw.embed(ctx, EmbeddingsRequest(model="smart", input="hi", user="u", dimensions=3))
+    sent = gemini.embed_calls[0].request
+    assert (sent.user, sent.dimensions) == (None, 3)
+    assert ctx.dropped_params == ("user",)

@@ -21,9 +21,17 @@ from stellara.errors import InvalidRequestError
 from stellara.providers import provider_types
 from stellara.providers.anthropic.chat import build_messages_body
 from stellara.providers.google.chat import build_generate_body
+from stellara.providers.google.embeddings import build_batch_embed_body, to_embeddings_response
 from stellara.providers.openai.chat import build_chat_body
-from stellara.providers.params import POLICY_PARAMS, ParamPolicy, ParamRule
+from stellara.providers.openai.embeddings import build_embeddings_body
+from stellara.providers.params import (
+    EMBEDDING_POLICY_PARAMS,
+    POLICY_PARAMS,
+    ParamPolicy,
+    ParamRule,
+)
 from stellara.schema.chat import ChatRequest
+from stellara.schema.embeddings import EmbeddingsRequest
 
 WIRE_BODIES: dict[str, Callable[[ChatRequest], bytes]] = {
     "openai": lambda r: build_chat_body(r, "gpt-4o"),
@@ -148,3 +156,62 @@ def test_an_explicit_null_of_an_opaque_parameter_asks_nothing():
 def test_a_policy_naming_an_unknown_parameter_is_refused():
     with pytest.raises(ValueError, match="top_k"):
         ParamPolicy({"top_k": ParamRule("droppable")})
+
+
+# ---------------------------------------------------------------- embeddings
+
+EMBEDDING_BODIES: dict[str, Callable[[EmbeddingsRequest], bytes]] = {
+    "openai": lambda r: build_embeddings_body(r, "text-embedding-3-small"),
+    "azure": lambda r: build_embeddings_body(r, "prod-embed"),
+    "google": lambda r: build_batch_embed_body(r, "text-embedding-004"),
+}
+EMBEDDING_SAMPLES: dict[str, Any] = {"encoding_format": "base64", "dimensions": 8, "user": "u-1"}
+EMBEDDING_CASES = [(k, n) for k in sorted(EMBEDDING_BODIES) for n in EMBEDDING_POLICY_PARAMS]
+
+
+def _embeddings_request(**fields: Any) -> EmbeddingsRequest:
+    body = {"model": "public", "input": "hi", **fields}
+    return msgspec.json.decode(json.dumps(body), type=EmbeddingsRequest)
+
+
+def _embeddings_policy(kind: str) -> ParamPolicy:
+    policy = provider_types()[kind].embedding_params
+    assert policy is not None
+    return policy
+
+
+def test_the_provider_types_that_embed_have_an_embeddings_policy_covering_every_parameter():
+    serving = {k for k, t in provider_types().items() if t.embedding_params is not None}
+    assert serving == set(EMBEDDING_BODIES)
+    assert (
+        set(EMBEDDING_SAMPLES)
+        == set(EMBEDDING_POLICY_PARAMS)
+        == {f.name for f in msgspec.structs.fields(EmbeddingsRequest)} - {"model", "input"}
+    )
+    for kind in serving:
+        assert set(_embeddings_policy(kind).rules) == set(EMBEDDING_POLICY_PARAMS), kind
+
+
+@pytest.mark.parametrize(("kind", "name"), EMBEDDING_CASES)
+def test_embeddings_policy_matches_what_the_translator_sends(kind: str, name: str):
+    rule = _embeddings_policy(kind).rule(name)
+    request = _embeddings_request(**{name: EMBEDDING_SAMPLES[name]})
+    sent = json.loads(EMBEDDING_BODIES[kind](request))
+    without = json.loads(EMBEDDING_BODIES[kind](_embeddings_request()))
+    flagged = [u.name for u in _embeddings_policy(kind).unsupported(request)]
+    if rule.handling == "passed":
+        assert flagged == []
+        assert sent[name] == EMBEDDING_SAMPLES[name]
+    elif (kind, name) == ("google", "encoding_format"):
+        # Honoured by the gateway itself, in the answer: Gemini only sends floats.
+        answer = b'{"embeddings": [{"values": [0.5, -1.0]}]}'
+        converted = to_embeddings_response(
+            answer, request, model="m", provider="gemini", prompt_tokens=1
+        )
+        assert isinstance(converted.data[0].embedding, str)
+    elif rule.handling == "translated":
+        assert flagged == []
+        assert sent != without
+    else:
+        assert flagged == [name]
+        assert sent == without, f"{kind} sends {name}, marked {rule.handling}"

@@ -48,6 +48,10 @@ def policy_config(sim_url: str, **top: Any) -> dict[str, Any]:
             model("claude-lenient", "claude", drop_unsupported_params=True),
             model("gem", "gemini"),
             model("mixed", "claude", "gpt"),
+            {
+                "name": "gem-embed",
+                "targets": [{"provider": "gemini", "model": "text-embedding-004"}],
+            },
         ],
         "keys": [{"key": USER_KEY, "user": "alice"}],
         **top,
@@ -279,3 +283,26 @@ async def test_params_a_target_that_cannot_take_the_request_is_skipped_and_said_
     assert DROPPED not in raw.headers
     (sent,) = await sent_bodies(sim)
     assert sent["logprobs"] is True
+
+
+# ---------------------------------------------------------------- embeddings
+
+
+async def test_params_embeddings_refused_and_dropped_like_chat(
+    client: openai.AsyncOpenAI, lenient_client: openai.AsyncOpenAI, sim: RunningSimulator
+) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.embeddings.create(model="gem-embed", input=["a", "b"], user="u-1")
+    body = caught.value.body
+    assert isinstance(body, dict)
+    assert (body["param"], body["code"]) == ("user", "unsupported_parameter")
+    assert "'gemini' (google)" in body["message"]
+    assert await sent_bodies(sim) == []
+
+    raw = await lenient_client.embeddings.with_raw_response.create(
+        model="gem-embed", input=["a", "b"], user="u-1", dimensions=4
+    )
+    assert raw.headers[DROPPED] == "user"
+    assert len(raw.parse().data) == 2
+    (sent,) = await sent_bodies(sim)
+    assert [r["outputDimensionality"] for r in sent["requests"]] == [4, 4]

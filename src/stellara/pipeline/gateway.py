@@ -41,6 +41,7 @@ from stellara.schema.embeddings import EmbeddingsRequest, EmbeddingsResponse, Em
 from stellara.tokens import TokenCounter
 
 T = TypeVar("T")
+R = TypeVar("R", ChatRequest, EmbeddingsRequest)
 
 
 class Gateway:
@@ -213,7 +214,7 @@ class Gateway:
         *,
         price: RequestEstimate,
         stream: bool,
-        params: RequestParams | None = None,
+        params: RequestParams[ChatRequest] | RequestParams[EmbeddingsRequest] | None = None,
     ) -> T:
         answer = await self.attempts.run(
             ctx,
@@ -342,13 +343,15 @@ class Gateway:
         estimate: RequestEstimate,
     ) -> EmbeddingsResponse:
         models = self._candidates(public, for_embeddings=True)
+        params = self.params.plan(request, ctx.param_names)
 
         async def call(target: Target, timeout_s: float) -> EmbeddingsResponse:
             adapter = target.adapter
             assert isinstance(adapter, EmbeddingsAdapter)  # _candidates kept only those
-            return await adapter.embed(request, target.model, timeout_s=timeout_s)
+            sent = _fitted(ctx, request, params, target)
+            return await adapter.embed(sent, target.model, timeout_s=timeout_s)
 
-        response = await self._run(ctx, models, call, price=estimate, stream=False)
+        response = await self._run(ctx, models, call, price=estimate, stream=False, params=params)
         prompt_tokens = response.usage.prompt_tokens
         texts = request.texts()
         if prompt_tokens == 0 and texts:  # the provider reports no usage (Gemini): estimate it
@@ -363,9 +366,7 @@ class Gateway:
             ctx.prompt_text = _json.encode(messages).decode()
 
 
-def _fitted(
-    ctx: RequestContext, request: ChatRequest, params: RequestParams | None, target: Target
-) -> ChatRequest:
+def _fitted(ctx: RequestContext, request: R, params: RequestParams[R] | None, target: Target) -> R:
     """What `target` is sent: the request without the parameters its provider cannot honour,
     when its model drops them (`ctx.dropped_params`, for the answer's header)."""
     if params is None:

@@ -53,10 +53,11 @@ class ProviderType(NamedTuple):
     """What the registry knows of one config `type`: how to validate an entry, how to build
     its adapter, how to point one at the built-in simulator (used by `--demo` and by the
     contract tests every provider type must pass), and what it does with each canonical
-    request parameter (`providers.params`)."""
+    request parameter, of chat and of embeddings (`providers.params`)."""
 
     settings_model: type[ProviderSettings]
     create: Callable[[ProviderSettings], ProviderAdapter]
     sim_entry: Callable[[str], dict[str, Any]]
     sim_model: str
     params: ParamPolicy
+    embedding_params: ParamPolicy | None = None  # None: the type serves no embeddings

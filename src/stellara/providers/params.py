@@ -11,7 +11,9 @@ from the same tables, and a test builds every provider's wire body to prove them
 
 `model`, `messages`, `stream` and `stream_options` are the request itself, honoured for every
 provider (the gateway streams and reports usage whatever the provider), so no policy lists
-them; what a provider cannot take inside the messages is refused by its translator.
+them; what a provider cannot take inside the messages is refused by its translator. A provider
+type that serves embeddings has an embeddings policy too, over `EmbeddingsRequest`'s
+parameters but `model` and `input` (`EMBEDDING_POLICY_PARAMS`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import msgspec
 from msgspec import UNSET, Raw
 
 from stellara.schema.chat import ChatRequest
+from stellara.schema.embeddings import EmbeddingsRequest
 
 Handling = Literal["passed", "translated", "droppable", "refused"]
 
@@ -32,6 +35,10 @@ POLICY_PARAMS: tuple[str, ...] = tuple(
     f.name for f in msgspec.structs.fields(ChatRequest) if f.name not in _ALWAYS_HONOURED
 )
 """The canonical parameters every provider type's policy must cover, in `ChatRequest` order."""
+EMBEDDING_POLICY_PARAMS: tuple[str, ...] = tuple(
+    f.name for f in msgspec.structs.fields(EmbeddingsRequest) if f.name not in ("model", "input")
+)
+"""The same for an embeddings policy, in `EmbeddingsRequest` order."""
 
 _RAW_NULL = Raw(b"null")
 
@@ -75,10 +82,14 @@ class ParamPolicy:
     """One provider type's rules, by parameter name; checked on every attempt, so the check
     only reads the few parameters the provider cannot honour, and only their set values."""
 
-    def __init__(self, rules: Mapping[str, ParamRule]) -> None:
-        unknown = set(rules) - set(POLICY_PARAMS)
+    def __init__(
+        self, rules: Mapping[str, ParamRule], *, params: tuple[str, ...] = POLICY_PARAMS
+    ) -> None:
+        """`params`: the parameters it rules on (`POLICY_PARAMS`: a chat policy)."""
+        unknown = set(rules) - set(params)
         if unknown:
             raise ValueError(f"not canonical request parameters: {', '.join(sorted(unknown))}")
+        self.params = params
         self.rules: Mapping[str, ParamRule] = MappingProxyType(dict(rules))
         self._checked = tuple(
             (name, rule)
@@ -89,15 +100,15 @@ class ParamPolicy:
         """The parameters `unsupported` reads: those this provider may not honour."""
 
     @classmethod
-    def relaying_all(cls, note: str) -> ParamPolicy:
+    def relaying_all(cls, note: str, *, params: tuple[str, ...] = POLICY_PARAMS) -> ParamPolicy:
         """The policy of a provider whose wire format is the canonical one: all passed."""
-        return cls({name: ParamRule("passed", note) for name in POLICY_PARAMS})
+        return cls({name: ParamRule("passed", note) for name in params}, params=params)
 
     def rule(self, name: str) -> ParamRule:
         """The rule for `name` (a policy that does not list it passes it)."""
         return self.rules.get(name, PASSED)
 
-    def unsupported(self, request: ChatRequest) -> tuple[Unsupported, ...]:
+    def unsupported(self, request: msgspec.Struct) -> tuple[Unsupported, ...]:
         """The parameters `request` sets that this provider type cannot honour; usually none."""
         found: tuple[Unsupported, ...] = ()
         for name, rule in self._checked:

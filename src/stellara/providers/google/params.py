@@ -1,6 +1,6 @@
 """What Gemini's `generateContent` does with each canonical parameter (see `providers.params`)."""
 
-from stellara.providers.params import ParamPolicy, ParamRule
+from stellara.providers.params import EMBEDDING_POLICY_PARAMS, ParamPolicy, ParamRule
 from stellara.schema.chat import ResponseFormat
 
 PARAMS = ParamPolicy(
@@ -44,4 +44,15 @@ PARAMS = ParamPolicy(
         "prompt_cache_key": ParamRule("droppable"),
         "safety_identifier": ParamRule("droppable", "no end-user field"),
     }
+)
+
+EMBEDDING_PARAMS = ParamPolicy(
+    {
+        "encoding_format": ParamRule(
+            "translated", "`base64`: the gateway encodes Gemini's floats as OpenAI does"
+        ),
+        "dimensions": ParamRule("translated", "`outputDimensionality`"),
+        "user": ParamRule("droppable", "no end-user field"),
+    },
+    params=EMBEDDING_POLICY_PARAMS,
 )
