@@ -354,7 +354,12 @@ _ACCESS_TEXT = {
 
 
 def _auth_text(security: list[Mapping[str, Any]]) -> str:
-    schemes = {"bearer": "`Authorization: Bearer <key>`", "apiKey": "`x-api-key: <key>`"}
+    schemes = {
+        "bearer": "`Authorization: Bearer <key>`",
+        "apiKey": "`x-api-key: <key>`",
+        "googApiKey": "`x-goog-api-key: <key>`",
+        "keyQuery": "`?key=<key>`",
+    }
     names = [schemes.get(name, f"`{name}`") for entry in security for name in entry]
     return " or ".join(names) if names else "none"
 

@@ -78,7 +78,9 @@ class RequestEnded(Event, frozen=True, kw_only=True, omit_defaults=True):
     stream: bool
     prompt_tokens: int
     completion_tokens: int
-    cached_tokens: int
+    cached_tokens: int  # of the prompt, read from the provider's cache
+    cache_write_tokens: int  # of the prompt, written to the provider's cache
+    reasoning_tokens: int  # of the completion: thinking the client may not see
     cost_usd: float
     usage_estimated: bool  # no usage from the provider: tokens and cost are the gateway's count
     latency_ms: float

@@ -66,6 +66,6 @@ async def test_the_runtime_starts_its_parts_in_dependency_order() -> None:
     runtime = build_runtime(check_config(config))
     names = [stage.name for stage in runtime.lifecycle.stages]
     assert names[:2] == ["database", "state backend"]
-    assert names[-1] == "gateway"
+    assert names[-2:] == ["stored responses", "gateway"]
     assert names.index("schema migration") < names.index("usage writer")
     assert names.index("usage writer") < names.index("event sinks")

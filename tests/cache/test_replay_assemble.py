@@ -256,6 +256,10 @@ LOSSY = msgspec.Raw(b'{"content":[]}')
         pytest.param(
             [_choice(_text(PROSE)), _choice(TOOLS, index=1, finish="tool_calls")], id="n=2"
         ),
+        pytest.param(
+            [Choice(0, _text("Hello there "), "stop", stop_reason="Claude")],
+            id="stop-sequence",
+        ),
     ],
 )
 @pytest.mark.parametrize("include_usage", [True, False])

@@ -265,3 +265,66 @@ def test_catalog_cost_usd_unknown_model_or_no_usage_is_free(catalog: Catalog) ->
     assert catalog.cost_usd("openai", "my-local-model", Usage(prompt_tokens=10)) == 0.0
     assert catalog.cost_usd("openai", "gpt-4o", None) == 0.0
     assert catalog.cost_usd("openai", "gpt-4o", Usage(prompt_tokens=1_000_000)) == 2.5
+
+
+def test_cost_usd_bills_anthropic_cache_writes_at_the_write_rate(catalog: Catalog) -> None:
+    entry = catalog.lookup("anthropic", "claude-sonnet-4-5")
+    assert entry is not None
+    usage = Usage(
+        prompt_tokens=10_000,
+        completion_tokens=1_000,
+        prompt_tokens_details=PromptTokensDetails(cached_tokens=6_000, cache_write_tokens=3_000),
+    )
+    # 1,000 input x $3 + 6,000 read x $0.30 + 3,000 written x $3.75 + 1,000 out x $15.
+    assert cost_usd(entry, usage) == pytest.approx((3_000 + 1_800 + 11_250 + 15_000) / 1e6)
+    long = Usage(
+        prompt_tokens=300_000,
+        prompt_tokens_details=PromptTokensDetails(cache_write_tokens=200_000),
+    )
+    # Above 200k the long-context rates apply to writes too: $6 input, $7.50 written.
+    assert cost_usd(entry, long) == pytest.approx((100_000 * 6.0 + 200_000 * 7.5) / 1e6)
+
+
+def test_cost_usd_bills_writes_as_input_where_the_provider_charges_no_more(
+    catalog: Catalog,
+) -> None:
+    entry = catalog.lookup("openai", "gpt-4o")
+    assert entry is not None
+    assert entry.cache_write_per_mtok is None
+    usage = Usage(
+        prompt_tokens=1_000, prompt_tokens_details=PromptTokensDetails(cache_write_tokens=400)
+    )
+    assert cost_usd(entry, usage) == pytest.approx(1_000 * 2.5 / 1e6)
+    # Counts that cannot be (more written than the uncached prompt) are clamped, never negative.
+    odd = Usage(
+        prompt_tokens=100,
+        prompt_tokens_details=PromptTokensDetails(cached_tokens=80, cache_write_tokens=500),
+    )
+    sonnet = catalog.lookup("anthropic", "claude-sonnet-4-5")
+    assert sonnet is not None
+    assert cost_usd(sonnet, odd) == pytest.approx((80 * 0.30 + 20 * 3.75) / 1e6)
+
+
+def test_catalog_config_override_keeps_the_cache_write_surcharge() -> None:
+    overrides = [
+        CatalogEntryConfig(
+            provider_model="claude-haiku-4-5", input_per_mtok=2.0, output_per_mtok=8
+        ),
+        CatalogEntryConfig(
+            provider_model="my-claude",
+            input_per_mtok=2.0,
+            output_per_mtok=8,
+            cache_write_per_mtok=3,
+        ),
+        CatalogEntryConfig(provider_model="my-local", input_per_mtok=2.0, output_per_mtok=8),
+    ]
+    catalog = Catalog.shipped(overrides)
+    haiku = catalog.lookup("anthropic", "claude-haiku-4-5")
+    assert haiku is not None
+    assert haiku.cache_write_per_mtok == pytest.approx(2.5)
+    mine = catalog.lookup("anthropic", "my-claude")
+    assert mine is not None
+    assert mine.cache_write_per_mtok == 3
+    local = catalog.lookup("openai", "my-local")
+    assert local is not None
+    assert local.cache_write_per_mtok is None

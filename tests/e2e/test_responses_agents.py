@@ -1,6 +1,8 @@
 """The agent frameworks users bring, pointed at Stellara's `/v1/responses` (issue 17): the OpenAI
 Agents SDK in its default setup (a Responses model) and pydantic-ai's `OpenAIResponsesModel`,
-each running a tool loop through the gateway to OpenAI-, Anthropic- and Google-type providers.
+each running a tool loop through the gateway to OpenAI-, Anthropic- and Google-type providers;
+and both asking for structured output (the Agents SDK's `output_type`, pydantic-ai's
+`NativeOutput` over chat completions and Responses), which every provider must enforce.
 
 The simulator answers deterministically: with tools and the user's message last it calls a tool
 (the first one), after a tool result it answers text: one tool call per user message. So the
@@ -20,8 +22,10 @@ import openai
 import pytest
 from agents.models import _openai_shared
 from openai.types.responses import EasyInputMessageParam, ResponseFunctionToolCall
+from pydantic import BaseModel
 from pydantic_ai import Agent as PydanticAgent
-from pydantic_ai.models.openai import OpenAIResponsesModel
+from pydantic_ai import NativeOutput
+from pydantic_ai.models.openai import OpenAIChatModel, OpenAIResponsesModel
 from pydantic_ai.providers.openai import OpenAIProvider
 
 from stellara.sim import RunningSimulator
@@ -227,3 +231,40 @@ async def test_pydantic_ai_responses_model_runs_a_tool_loop(
         sim, client_requests, model, "Rainy and 12C in Paris"
     )
     assert len(upstream) == 2
+
+
+class Weather(BaseModel):
+    city: str
+    degrees: int
+
+
+PARIS_WEATHER = Weather(city="Paris", degrees=1)  # what the simulator fills the schema with
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["run", "run_streamed"])
+@pytest.mark.parametrize("model", sorted(UPSTREAM_PATHS))
+async def test_agents_sdk_output_type_is_structured_on_every_provider(
+    agents_default_client: openai.AsyncOpenAI,
+    sim: RunningSimulator,
+    model: str,
+    streamed: bool,
+) -> None:
+    agent = agents.Agent(name="Forecaster", model=model, output_type=Weather)
+    result = await run_agent(agent, QUESTION, streamed=streamed)
+    assert result.final_output == PARIS_WEATHER
+    [upstream] = await sim_requests(sim)
+    assert upstream["path"].startswith(UPSTREAM_PATHS[model])
+
+
+@pytest.mark.parametrize("api", [OpenAIChatModel, OpenAIResponsesModel], ids=["chat", "responses"])
+@pytest.mark.parametrize("model", sorted(UPSTREAM_PATHS))
+async def test_pydantic_ai_native_output_is_structured_on_every_provider(
+    gateway: RunningGateway,
+    http_client: openai.DefaultAsyncHttpxClient,
+    model: str,
+    api: type[OpenAIChatModel | OpenAIResponsesModel],
+) -> None:
+    provider = OpenAIProvider(base_url=gateway.base_url, api_key=USER_KEY, http_client=http_client)
+    agent = PydanticAgent(api(model, provider=provider), output_type=NativeOutput(Weather))
+    result = await agent.run(QUESTION)
+    assert result.output == PARIS_WEATHER

@@ -266,6 +266,11 @@ def test_request_tool_choice_maps_to_openai(choice: dict[str, Any], expected: ob
     assert "parallel_tool_calls" not in out
 
 
+def test_request_strict_tool_stays_strict() -> None:
+    out = translate(tools=[{**WEATHER, "strict": True}])
+    assert out["tools"][0]["function"]["strict"] is True
+
+
 def test_request_disable_parallel_tool_use_turns_parallel_calls_off() -> None:
     out = translate(
         tools=[WEATHER], tool_choice={"type": "auto", "disable_parallel_tool_use": True}
@@ -314,7 +319,7 @@ def test_message_has_text_tool_use_and_mapped_usage() -> None:
         "prompt_tokens": 100,
         "completion_tokens": 7,
         "total_tokens": 107,
-        "prompt_tokens_details": {"cached_tokens": 60},
+        "prompt_tokens_details": {"cached_tokens": 60, "cache_write_tokens": 15},
     }
     message = to_message(
         completion({"content": "Checking.", "tool_calls": [call]}, "tool_calls", usage=usage),
@@ -332,9 +337,9 @@ def test_message_has_text_tool_use_and_mapped_usage() -> None:
         "stop_reason": "tool_use",
         "stop_sequence": None,
         "usage": {
-            "input_tokens": 40,
+            "input_tokens": 25,
             "output_tokens": 7,
-            "cache_creation_input_tokens": 0,
+            "cache_creation_input_tokens": 15,
             "cache_read_input_tokens": 60,
         },
     }
@@ -351,6 +356,30 @@ def test_message_has_text_tool_use_and_mapped_usage() -> None:
 )
 def test_message_stop_reason_follows_finish_reason(finish: str, reason: str) -> None:
     assert to_message(completion({"content": "x"}, finish), model="m").stop_reason == reason
+
+
+def test_message_stop_on_a_named_stop_sequence_says_which() -> None:
+    answer = completion({"content": "x"})
+    answer.choices[0].stop_reason = "###"
+    message = to_message(answer, model="m")
+    assert (message.stop_reason, message.stop_sequence) == ("stop_sequence", "###")
+
+
+@pytest.mark.parametrize("stop_reason", [None, 50256])
+def test_message_stop_without_a_stop_string_is_end_turn(stop_reason: int | None) -> None:
+    # vLLM's `stop_reason`: null for an end-of-sequence token, an int for a stop token id.
+    body = msgspec.json.encode(completion({"content": "x"}))
+    raw = msgspec.json.decode(body)
+    raw["choices"][0]["stop_reason"] = stop_reason
+    message = to_message(completion_decoder.decode(msgspec.json.encode(raw)), model="m")
+    assert (message.stop_reason, message.stop_sequence) == ("end_turn", None)
+
+
+def test_message_length_cut_keeps_no_stop_sequence() -> None:
+    answer = completion({"content": "x"}, "length")
+    answer.choices[0].stop_reason = "###"
+    message = to_message(answer, model="m")
+    assert (message.stop_reason, message.stop_sequence) == ("max_tokens", None)
 
 
 def test_message_refusal_is_text_with_refusal_stop_reason() -> None:
@@ -467,6 +496,7 @@ def test_stream_writer_turns_text_and_two_tool_calls_into_blocks() -> None:
         "output_tokens": 20,
         "input_tokens": 40,
         "cache_read_input_tokens": 10,
+        "cache_creation_input_tokens": 0,
     }
 
 
@@ -474,6 +504,13 @@ def test_stream_writer_without_usage_leaves_input_tokens_out() -> None:
     events = run_writer([chunk({"role": "assistant", "content": "hi"}), chunk({}, "length")])
     assert events[-2]["delta"]["stop_reason"] == "max_tokens"
     assert "input_tokens" not in events[-2]["usage"]  # unknown: message_start's value stands
+
+
+def test_stream_writer_stop_sequence_goes_into_message_delta() -> None:
+    finish = chunk({}, "stop")
+    finish.choices[0].stop_reason = "###"
+    events = run_writer([chunk({"role": "assistant", "content": "hi"}), finish])
+    assert events[-2]["delta"] == {"stop_reason": "stop_sequence", "stop_sequence": "###"}
 
 
 def test_stream_writer_refusal_is_text_with_refusal_stop_reason() -> None:

@@ -688,7 +688,7 @@ def test_response_usage_details_and_service_tier() -> None:
         "prompt_tokens": 10,
         "completion_tokens": 5,
         "total_tokens": 15,
-        "prompt_tokens_details": {"cached_tokens": 4},
+        "prompt_tokens_details": {"cached_tokens": 4, "cache_write_tokens": 3},
         "completion_tokens_details": {"reasoning_tokens": 2},
     }
     body = completion({"content": "x"}, usage=usage, service_tier="default")
@@ -696,6 +696,7 @@ def test_response_usage_details_and_service_tier() -> None:
     check_response(response)
     out = as_json(response)
     assert out["usage"]["input_tokens_details"]["cached_tokens"] == 4
+    assert out["usage"]["input_tokens_details"]["cache_write_tokens"] == 3
     assert out["usage"]["output_tokens_details"]["reasoning_tokens"] == 2
     assert out["service_tier"] == "default"
     assert out["store"] is False

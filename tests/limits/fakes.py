@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 
 from stellara.errors import StateBackendError
 from stellara.state.base import (
@@ -61,9 +61,9 @@ class DownSessionStore:
 class DownResponsesStore:
     """A `ResponsesStore` whose backend is unreachable."""
 
-    async def put(
+    async def start_put(
         self, response_id: str, user: str, blob: bytes, ttl_s: float, *, max_stored_bytes: int
-    ) -> None:
+    ) -> Awaitable[None]:
         raise StateBackendError("redis state backend: connection refused")
 
     async def get(self, response_id: str) -> StoredResponse | None:

@@ -10,6 +10,7 @@ from stellara.schema.chat import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatRequest,
+    Choice,
     ChunkChoice,
     Delta,
     FunctionCall,
@@ -261,7 +262,19 @@ def test_response_constant_and_null_content_are_emitted():
         "choices": [],
     }
     message = json.loads(_json.encode(ResponseMessage(role="assistant", content=None)))
-    assert message == {"role": "assistant", "content": None}
+    # OpenAI's spec requires `refusal`, nullable: it goes out as null when nobody set it.
+    assert message == {"role": "assistant", "content": None, "refusal": None}
+
+
+def test_choice_logprobs_is_null_unless_the_provider_sent_some():
+    choice = Choice(0, ResponseMessage("assistant", "hi"), "stop")
+    assert json.loads(_json.encode(choice))["logprobs"] is None
+    relayed = msgspec.json.decode(
+        b'{"index":0,"message":{"role":"assistant","content":"a"},"finish_reason":"stop",'
+        b'"logprobs":{"content":[],"refusal":null}}',
+        type=Choice,
+    )
+    assert json.loads(_json.encode(relayed))["logprobs"] == {"content": [], "refusal": None}
 
 
 def test_chunk_emits_object_and_null_finish_reason():
@@ -351,10 +364,11 @@ def test_request_malformed_json_raises_decode_error():
 
 COMPLETION_WITH_OPAQUE = (
     b'{"id":"chatcmpl-1","object":"chat.completion","created":1700000000,"model":"gpt-4o",'
-    b'"choices":[{"index":0,"message":{"role":"assistant","content":"Hi",'
+    b'"choices":[{"index":0,"message":{"role":"assistant","content":"Hi","refusal":null,'
     b'"annotations":[ {"type" : "url_citation", "url_citation":{"url":"https://x.test"}} ]},'
     b'"finish_reason":"stop","logprobs":{"content":[ {"token":"Hi","logprob":-0.01} ]}},'
-    b'{"index":1,"message":{"role":"assistant","content":null},"finish_reason":"length",'
+    b'{"index":1,"message":{"role":"assistant","content":null,"refusal":null},'
+    b'"finish_reason":"length",'
     b'"logprobs":null}],'
     b'"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6},'
     b'"system_fingerprint":"fp_1"}'
@@ -366,7 +380,7 @@ def test_completion_opaque_fields_relayed_byte_for_byte():
     assert _json.encode(completion) == COMPLETION_WITH_OPAQUE
 
 
-def test_completion_explicit_null_logprobs_kept_and_absent_stays_absent():
+def test_completion_explicit_null_logprobs_kept_and_absent_becomes_null():
     completion = completion_decoder.decode(COMPLETION_WITH_OPAQUE)
     logprobs = completion.choices[1].logprobs
     assert isinstance(logprobs, msgspec.Raw)
@@ -376,7 +390,7 @@ def test_completion_explicit_null_logprobs_kept_and_absent_stays_absent():
         b'"choices":[{"index":0,"message":{"role":"assistant","content":"x"},"finish_reason":"stop"}]}'
     )
     encoded = json.loads(_json.encode(completion_decoder.decode(body)))
-    assert "logprobs" not in encoded["choices"][0]
+    assert encoded["choices"][0]["logprobs"] is None  # required by OpenAI's spec, nullable
     assert "annotations" not in encoded["choices"][0]["message"]
     assert encoded["choices"][0]["message"]["content"] == "x"
 

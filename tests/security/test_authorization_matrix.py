@@ -48,6 +48,8 @@ from tests.conftest import (
 MODEL = "other-model"  # allowed for alice and bob alike
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "Who may call me?"}]}
 RESPONSE = {"model": MODEL, "input": "Who may read me?"}
+GEMINI = {"contents": [{"role": "user", "parts": [{"text": "Who may call me?"}]}]}
+GEMINI_EMBED = {"content": {"parts": [{"text": "hello"}]}}
 IDENTITIES = ("none", "wrong", "revoked", "alice", "bob", "master")
 INVALID = ("none", "wrong", "revoked")
 
@@ -92,9 +94,13 @@ SAMPLES: dict[tuple[str, str], Call] = {
     ("POST", "/dashboard/logout"): Call(ok=303),
     ("GET", "/dashboard/data"): Call(),
     ("POST", "/v1/chat/completions"): Call(json=CHAT),
+    ("POST", "/v1/completions"): Call(json={"model": MODEL, "prompt": "Who may call me?"}),
     ("POST", "/v1/embeddings"): Call(json={"model": MODEL, "input": "hello"}),
     ("POST", "/v1/messages"): Call(
         json={"model": MODEL, "max_tokens": 16, "messages": CHAT["messages"]}
+    ),
+    ("POST", "/v1/messages/count_tokens"): Call(
+        json={"model": MODEL, "messages": CHAT["messages"]}
     ),
     ("POST", "/v1/responses"): Call(json=RESPONSE),
     ("GET", "/v1/responses/{response_id}"): Call(),
@@ -103,6 +109,7 @@ SAMPLES: dict[tuple[str, str], Call] = {
     ("POST", "/ai-orchestration/generate"): Call(json=CHAT),
     ("POST", "/ai-orchestration/generate-with-fallback"): Call(json=CHAT),
     ("GET", "/v1/models"): Call(),
+    ("GET", "/v1/models/{model_id}"): Call(f"/v1/models/{MODEL}"),
     ("GET", "/ai-orchestration/health"): Call(),
     ("GET", "/ai-orchestration/healthy-providers"): Call(),
     ("GET", "/ai-orchestration/stats"): Call(),
@@ -136,7 +143,21 @@ SAMPLES: dict[tuple[str, str], Call] = {
     ("GET", "/admin/usage/status"): Call(),
     ("GET", "/admin/spend"): Call(),
     ("POST", "/admin/quotas/rebuild"): Call(json={"users": ["alice"]}),
+    ("GET", "/v1beta/models"): Call(),
+    ("GET", "/v1beta/models/{model}"): Call(f"/v1beta/models/{MODEL}"),
 }
+for _version in ("v1", "v1beta"):
+    _actions = {
+        "generateContent": Call(json=GEMINI),
+        "streamGenerateContent": Call(json=GEMINI),
+        "countTokens": Call(json=GEMINI),
+        "embedContent": Call(json=GEMINI_EMBED),
+        "batchEmbedContents": Call(json={"requests": [GEMINI_EMBED]}),
+    }
+    for _action, _call in _actions.items():
+        _query = "?alt=sse" if _action == "streamGenerateContent" else ""
+        _path = f"/{_version}/models/{MODEL}:{_action}{_query}"
+        SAMPLES[("POST", f"/{_version}/models/{{model}}:{_action}")] = Call(_path, _call.json)
 
 
 def expected_status(
@@ -239,6 +260,12 @@ def check_error_body(route: Route, status: int, body: bytes) -> str | None:
     if route.dialect is Dialect.ANTHROPIC:
         ok = data.get("type") == "error" and data.get("error", {}).get("type") == error_type
         ok = ok and isinstance(data["error"].get("message"), str)
+    elif route.dialect is Dialect.GEMINI:
+        rpc_status = {401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED"}[status]
+        error = data.get("error")
+        ok = isinstance(error, dict) and set(error) == {"code", "message", "status"}
+        ok = ok and error["code"] == status and error["status"] == rpc_status
+        ok = ok and bool(error["message"])
     else:
         error = data.get("error")
         ok = isinstance(error, dict) and set(error) == {"message", "type", "param", "code"}

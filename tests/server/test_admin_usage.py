@@ -206,6 +206,8 @@ async def test_spend_groups_records_and_totals_them(
         "prompt_tokens": 30,
         "completion_tokens": 60,
         "cached_tokens": 0,
+        "cache_write_tokens": 0,
+        "reasoning_tokens": 0,
         "cost_usd": pytest.approx(2.25),
         "errors": 1,
     }

@@ -199,16 +199,51 @@ class Weather(BaseModel):
     degrees: int
 
 
-# Claude takes structured output as an instruction today, which the simulator (like a model)
-# may not follow: enforcing it (Anthropic's structured outputs) is the translation-fidelity work.
-@pytest.mark.parametrize("model", ["gpt", "gem", "azure"])
+@pytest.mark.parametrize("model", MODELS)
 async def test_responses_parse_gives_structured_output(
     client: openai.AsyncOpenAI, model: str
 ) -> None:
-    parsed = await client.responses.parse(
-        model=model, input="The weather in Oslo, as JSON.", text_format=Weather
+    raw = await client.responses.with_raw_response.parse(
+        model=model, input="The weather in Oslo?", text_format=Weather
     )
-    assert isinstance(parsed.output_parsed, Weather)
+    validate("Response", json.loads(raw.text))
+    parsed = raw.parse()
+    assert parsed.output_parsed == Weather(city="Oslo", degrees=1)
+    assert parsed.status == "completed"
+
+
+@pytest.mark.parametrize("model", MODELS)
+async def test_responses_stream_with_text_format_parses_the_final_response(
+    client: openai.AsyncOpenAI, model: str
+) -> None:
+    async with client.responses.stream(
+        model=model, input="The weather in Oslo?", text_format=Weather
+    ) as stream:
+        deltas = [e.delta async for e in stream if e.type == "response.output_text.delta"]
+        final = await stream.get_final_response()
+    assert final.output_parsed == Weather(city="Oslo", degrees=1)
+    assert Weather.model_validate_json("".join(deltas)) == final.output_parsed
+
+
+async def test_responses_stream_events_with_text_format_on_claude_follow_the_spec(
+    gateway: RunningGateway,
+) -> None:
+    text = {
+        "format": {
+            "type": "json_schema",
+            "name": "Weather",
+            "strict": True,
+            "schema": {**Weather.model_json_schema(), "additionalProperties": False},
+        }
+    }
+    events = await raw_stream(
+        gateway, {"model": "claude", "input": "The weather in Oslo?", "text": text}
+    )
+    types = [event["type"] for event in events]
+    assert "response.function_call_arguments.delta" not in types
+    (done,) = [e for e in events if e["type"] == "response.output_text.done"]
+    assert Weather.model_validate_json(done["text"]) == Weather(city="Oslo", degrees=1)
+    assert types[-1] == "response.completed"
 
 
 @pytest.mark.parametrize("model", MODELS)

@@ -247,6 +247,97 @@ async def test_tools_result_round_trip_quotes_the_result(client):
     assert second.content[0].text.startswith("Tool result: 18C, sunny")
 
 
+async def forced_after_result(client, choice: dict[str, Any]) -> Any:
+    """The answer, under `choice`, to a conversation whose last turn is a tool result."""
+    clock: ToolParam = {"name": "get_time", "input_schema": {"type": "object"}}
+    call = {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}
+    result = {"type": "tool_result", "tool_use_id": "toolu_1", "content": "18C"}
+    messages: list[Any] = [
+        *PARIS,
+        {"role": "assistant", "content": [call]},
+        {"role": "user", "content": [result]},
+    ]
+    return await client.messages.create(
+        model=MODEL, max_tokens=100, messages=messages, tools=[WEATHER, clock], tool_choice=choice
+    )
+
+
+async def test_tools_choice_any_after_a_result_still_calls_a_tool_the_last(client):
+    message = await forced_after_result(client, {"type": "any"})
+    assert message.stop_reason == "tool_use"
+    assert [(block.type, getattr(block, "name", None)) for block in message.content] == [
+        ("tool_use", "get_time")
+    ]
+
+
+async def test_tools_named_choice_after_a_result_still_calls_it(client):
+    message = await forced_after_result(client, {"type": "tool", "name": "get_weather"})
+    [tool_use] = message.content
+    assert tool_use.type == "tool_use"
+    assert tool_use.name == "get_weather"
+
+
+async def test_tools_forced_input_follows_the_input_schema(client):
+    schema: dict[str, object] = {
+        "type": "object",
+        "properties": {
+            "city": {"type": "string"},
+            "degrees": {"type": "integer"},
+            "sky": {"enum": ["clear", "cloudy"]},
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "wind": {"type": "object", "properties": {"knots": {"type": "number"}}},
+        },
+        "required": ["city", "degrees", "sky", "tags", "wind"],
+    }
+    tool: ToolParam = {"name": "answer", "input_schema": schema}
+    message = await client.messages.create(
+        model=MODEL,
+        max_tokens=100,
+        messages=PARIS,
+        tools=[tool],
+        tool_choice={"type": "tool", "name": "answer"},
+    )
+    [tool_use] = message.content
+    assert tool_use.type == "tool_use"
+    assert tool_use.input == {
+        "city": "Paris",
+        "degrees": 1,
+        "sky": "clear",
+        "tags": ["in"],  # successive strings take successive words from the end
+        "wind": {"knots": 1},
+    }
+
+
+@pytest.mark.parametrize(
+    ("model", "status"),
+    [
+        ("claude-3-5-haiku-latest", 400),
+        ("claude-sonnet-4-20250514", 400),
+        ("claude-sonnet-4-5", 200),
+        ("claude-opus-4-6", 200),
+    ],
+)
+async def test_tools_strict_is_refused_by_models_before_structured_outputs(
+    sim, http, model, status
+):
+    tools = [{**WEATHER, "strict": True}]
+    answer_status, answer = await post(http, sim, request(model=model, tools=tools))
+    assert answer_status == status
+    if status == 400:
+        assert answer["error"]["message"] == f"'{model}' does not support strict tools."
+
+
+@pytest.mark.parametrize("choice", [{"type": "any"}, {"type": "tool", "name": "get_weather"}])
+async def test_tools_forced_choice_with_thinking_is_400(sim, http, choice):
+    thinking = {"type": "enabled", "budget_tokens": 1024}
+    body = request(max_tokens=2048, tools=[WEATHER], tool_choice=choice, thinking=thinking)
+    status, answer = await post(http, sim, body)
+    assert status == 400
+    assert "tool_choice forces tool use" in answer["error"]["message"]
+    auto = {**body, "tool_choice": {"type": "auto"}}
+    assert (await post(http, sim, auto))[0] == 200
+
+
 async def test_tools_result_without_tool_use_is_400(sim, http):
     messages = [
         *PARIS,

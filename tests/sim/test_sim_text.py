@@ -143,6 +143,42 @@ def test_sample_object_fills_each_json_type():
     }
 
 
+def test_sample_object_follows_refs_into_defs_as_pydantic_writes_them():
+    schema = {
+        "type": "object",
+        "properties": {
+            "place": {"$ref": "#/$defs/Place"},
+            "sky": {"$ref": "#/$defs/Sky"},
+            "stops": {"type": "array", "items": {"$ref": "#/$defs/Place"}},
+            "lost": {"$ref": "#/$defs/Missing"},
+        },
+        "$defs": {
+            "Place": {"type": "object", "properties": {"city": {"type": "string"}}},
+            "Sky": {"enum": ["clear", "cloudy"]},
+        },
+    }
+    value = text.sample_object(schema, ["Paris"])
+    assert value == {
+        "place": {"city": "Paris"},
+        "sky": "clear",
+        "stops": [{"city": "Paris"}],
+        "lost": "Paris",  # an unresolvable ref reads as no type: a string
+    }
+
+
+def test_sample_value_stops_on_self_referencing_refs():
+    schema = {
+        "type": "object",
+        "properties": {"next": {"$ref": "#"}},
+    }
+    value = text.sample_object(schema, [])
+    depth = 0
+    while value:
+        value = value["next"]
+        depth += 1
+    assert 0 < depth <= 8
+
+
 def test_sample_object_without_words_uses_example():
     assert text.sample_object({"properties": {"q": {"type": "string"}}}, []) == {"q": "example"}
 

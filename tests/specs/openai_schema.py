@@ -6,7 +6,8 @@ own ``type``, so a failure names the field at fault instead of "not valid under 
 schemas" of the 58-way ``ResponseStreamEvent`` union.
 
 The spec is the vendored ``openai/openapi.json`` (see ``openai/SOURCE.md``), read once per
-process; nothing is ever fetched (``offline=True``).
+process; nothing is ever fetched (``offline=True``). Its OpenAPI 3.0 ``nullable: true`` marks
+are read as "or null", as its authors mean them.
 """
 
 from __future__ import annotations
@@ -64,8 +65,21 @@ def validate_event(event: Mapping[str, object]) -> None:
 
 @functools.cache
 def _spec() -> dict[str, Any]:
-    spec: dict[str, Any] = orjson.loads(_SPEC_PATH.read_bytes())
+    spec: dict[str, Any] = _honour_nullable(orjson.loads(_SPEC_PATH.read_bytes()))
     return spec
+
+
+def _honour_nullable(node: Any) -> Any:
+    """The spec still marks some fields `nullable: true` (OpenAPI 3.0), a keyword JSON Schema
+    2020-12 ignores; it means "or null", so each such schema becomes `anyOf: [it, null]`."""
+    if isinstance(node, list):
+        return [_honour_nullable(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    schema = {name: _honour_nullable(value) for name, value in node.items()}
+    if schema.pop("nullable", False) is True:
+        return {"anyOf": [schema, {"type": "null"}]}
+    return schema
 
 
 @functools.cache

@@ -12,11 +12,28 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from stellara.state.base import ResponsesStore
 from stellara.state.memory import MemoryBackend
 from stellara.state.redis import RedisBackend
 from stellara.testing import ManualClock
 
 REDIS_URL = os.environ.get("STELLARA_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+async def stored(
+    store: ResponsesStore,
+    response_id: str,
+    user: str,
+    blob: bytes,
+    ttl_s: float,
+    *,
+    max_stored_bytes: int,
+) -> None:
+    """`start_put` through to its end: the write sent, then done."""
+    written = await store.start_put(
+        response_id, user, blob, ttl_s, max_stored_bytes=max_stored_bytes
+    )
+    await written
 
 
 @dataclass

@@ -16,8 +16,9 @@ from redis.crc import key_slot
 from stellara.errors import StateBackendError
 from stellara.state.base import StoredResponse, stored_bytes
 from stellara.state.redis import RedisBackend
-from stellara.state.redis.responses import RedisResponsesStore
-from tests.state.conftest import REDIS_URL, drop_keys, redis_or_fail, unique_prefix
+from stellara.state.redis.pipelined import PipelinedRedis
+from stellara.state.redis.responses import PIPELINED_BLOB_MAX, RedisResponsesStore
+from tests.state.conftest import REDIS_URL, drop_keys, redis_or_fail, stored, unique_prefix
 from tests.state.test_redis_backend import free_port
 
 USER = "alice"
@@ -61,8 +62,8 @@ async def test_redis_responses_keys_share_one_slot_and_all_expire(
     prefix: str, processes: tuple[RedisBackend, RedisBackend], raw: Redis
 ) -> None:
     store = processes[0].responses
-    await store.put("resp_1", USER, b"{}", 30.0, max_stored_bytes=CAP)
-    await store.put("resp_2", USER, b"[]", 2.0, max_stored_bytes=CAP)
+    await stored(store, "resp_1", USER, b"{}", 30.0, max_stored_bytes=CAP)
+    await stored(store, "resp_2", USER, b"[]", 2.0, max_stored_bytes=CAP)
     keys = sorted([key.decode() async for key in raw.scan_iter(match=f"{prefix}:*")])
     tag = f"{prefix}:{{responses}}"
     assert keys == [f"{tag}:index", f"{tag}:meta", f"{tag}:r:resp_1", f"{tag}:r:resp_2"]
@@ -83,10 +84,10 @@ async def test_redis_responses_expired_leave_the_count_at_the_next_put(
     prefix: str, processes: tuple[RedisBackend, RedisBackend], raw: Redis
 ) -> None:
     store = processes[0].responses
-    await store.put("resp_1", USER, b"a" * 100, 0.1, max_stored_bytes=CAP)
-    await store.put("resp_2", USER, b"b" * 100, 0.1, max_stored_bytes=CAP)
+    await stored(store, "resp_1", USER, b"a" * 100, 0.1, max_stored_bytes=CAP)
+    await stored(store, "resp_2", USER, b"b" * 100, 0.1, max_stored_bytes=CAP)
     await asyncio.sleep(0.15)
-    await store.put("resp_3", USER, b"c" * 100, LONG_S, max_stored_bytes=CAP)
+    await stored(store, "resp_3", USER, b"c" * 100, LONG_S, max_stored_bytes=CAP)
     members, counted = await index_of(raw, prefix)
     assert [m.rpartition(":")[2] for m in members] == ["resp_3"]
     assert counted == stored_bytes("resp_3", USER, b"c" * 100)
@@ -96,10 +97,37 @@ async def test_redis_responses_of_one_process_are_seen_by_another(
     processes: tuple[RedisBackend, RedisBackend],
 ) -> None:
     first, second = (backend.responses for backend in processes)
-    await first.put("resp_1", USER, b"{}", LONG_S, max_stored_bytes=CAP)
+    await stored(first, "resp_1", USER, b"{}", LONG_S, max_stored_bytes=CAP)
     assert await second.get("resp_1") == StoredResponse(USER, b"{}")
     assert await second.delete("resp_1") is True
     assert await first.get("resp_1") is None
+
+
+@pytest.mark.parametrize("size", [100, PIPELINED_BLOB_MAX + 1], ids=["pipelined", "pooled"])
+async def test_redis_responses_a_sent_put_is_seen_by_another_process_before_it_is_confirmed(
+    processes: tuple[RedisBackend, RedisBackend], size: int
+) -> None:
+    """What lets the gateway answer before Redis replies: a read another process sends after
+    `start_put` returned runs after the write (small blobs on the pipelined connection, large
+    ones on the pool, whose `start_put` waits for the reply)."""
+    first, second = (backend.responses for backend in processes)
+    blob = b"y" * size
+    for n in range(20):
+        written = await first.start_put(
+            f"resp_{n}", USER, blob, LONG_S, max_stored_bytes=100 * PIPELINED_BLOB_MAX
+        )
+        assert await second.get(f"resp_{n}") == StoredResponse(USER, blob)
+        await written
+
+
+async def test_redis_responses_put_after_a_script_flush_still_stores(
+    processes: tuple[RedisBackend, RedisBackend], raw: Redis
+) -> None:
+    store = processes[0].responses
+    await stored(store, "resp_1", USER, b"{}", LONG_S, max_stored_bytes=CAP)
+    await raw.script_flush()  # as after a Redis restart: EVALSHA answers NOSCRIPT
+    await stored(store, "resp_2", USER, b"[]", LONG_S, max_stored_bytes=CAP)
+    assert await processes[1].responses.get("resp_2") == StoredResponse(USER, b"[]")
 
 
 async def test_redis_responses_concurrent_puts_of_two_processes_stay_under_the_cap(
@@ -110,20 +138,22 @@ async def test_redis_responses_concurrent_puts_of_two_processes_stay_under_the_c
 
     async def store(i: int, size: int) -> None:
         backend = processes[i % 2]
-        await backend.responses.put(f"resp_{i}", USER, b"x" * size, LONG_S, max_stored_bytes=CAP)
+        await stored(
+            backend.responses, f"resp_{i}", USER, b"x" * size, LONG_S, max_stored_bytes=CAP
+        )
 
     await asyncio.gather(*(store(i, size) for i, size in enumerate(sizes)))
 
     members, counted = await index_of(raw, prefix)
-    stored = 0
+    held = 0
     for member in members:
         key = f"{prefix}:{{responses}}:r:{member.rpartition(':')[2]}"
         entry = cast(dict[bytes, bytes], await raw.hgetall(key))
         assert entry[b"m"].decode() == member  # every member's entry is there, and its own
-        stored += stored_bytes(member.rpartition(":")[2], USER, entry[b"b"])
+        held += stored_bytes(member.rpartition(":")[2], USER, entry[b"b"])
     largest = max(stored_bytes(f"resp_{i}", USER, b"x" * s) for i, s in enumerate(sizes))
-    assert counted == stored
-    assert CAP - largest < stored <= CAP  # exact: evicted no more than room needed
+    assert counted == held
+    assert CAP - largest < held <= CAP  # exact: evicted no more than room needed
     live = [key async for key in raw.scan_iter(match=f"{prefix}:{{responses}}:r:*")]
     assert len(live) == len(members)  # no entry outside the index
 
@@ -133,7 +163,7 @@ async def test_redis_responses_unreachable_raise_state_backend_error() -> None:
     store = backend.responses
     try:
         with pytest.raises(StateBackendError) as caught:
-            await store.put("resp_1", USER, b"{}", LONG_S, max_stored_bytes=CAP)
+            await stored(store, "resp_1", USER, b"{}", LONG_S, max_stored_bytes=CAP)
         assert "hunter2" not in str(caught.value)
         with pytest.raises(StateBackendError):
             await store.get("resp_1")
@@ -145,4 +175,4 @@ async def test_redis_responses_unreachable_raise_state_backend_error() -> None:
 
 async def test_redis_responses_refuse_a_prefix_that_would_open_a_hash_tag(raw: Redis) -> None:
     with pytest.raises(ValueError, match="must not contain"):
-        RedisResponsesStore(raw, key_prefix="stellara{x}", where="test")
+        RedisResponsesStore(raw, PipelinedRedis(raw), key_prefix="stellara{x}", where="test")

@@ -7,7 +7,7 @@ import pytest
 
 from stellara.errors import PayloadTooLargeError, StoredResponseTooLargeError
 from stellara.state.base import StoredResponse, stored_bytes
-from tests.state.conftest import Harness
+from tests.state.conftest import Harness, stored
 
 USER = "alice"
 ENTRY = 100  # bytes per entry in the cap tests
@@ -24,7 +24,7 @@ def blob_of(response_id: str, size: int, user: str = USER) -> bytes:
 
 async def put(harness: Harness, response_id: str, size: int = ENTRY, ttl_s: float = LONG_S) -> None:
     blob = blob_of(response_id, size)
-    await harness.backend.responses.put(response_id, USER, blob, ttl_s, max_stored_bytes=CAP)
+    await stored(harness.backend.responses, response_id, USER, blob, ttl_s, max_stored_bytes=CAP)
 
 
 async def live(harness: Harness, *response_ids: str) -> list[str]:
@@ -35,8 +35,8 @@ async def live(harness: Harness, *response_ids: str) -> list[str]:
 async def test_responses_stored_is_found_with_its_user_and_exact_bytes(harness: Harness) -> None:
     store = harness.backend.responses
     blob = bytes(range(256)) * 4  # not text: every byte value, NUL included
-    await store.put("resp_1", "bob@example.com", blob, LONG_S, max_stored_bytes=CAP * 10)
-    await store.put("resp_2", "Zoë", b"{}", LONG_S, max_stored_bytes=CAP * 10)
+    await stored(store, "resp_1", "bob@example.com", blob, LONG_S, max_stored_bytes=CAP * 10)
+    await stored(store, "resp_2", "Zoë", b"{}", LONG_S, max_stored_bytes=CAP * 10)
     assert await store.get("resp_1") == StoredResponse("bob@example.com", blob)
     assert await store.get("resp_2") == StoredResponse("Zoë", b"{}")
     assert await store.get("resp_unknown") is None
@@ -67,8 +67,8 @@ async def test_responses_expire_after_their_ttl(harness: Harness) -> None:
 
 async def test_responses_stored_again_replace_the_entry_and_its_ttl(harness: Harness) -> None:
     store = harness.backend.responses
-    await store.put("resp_1", USER, b"old", 0.2, max_stored_bytes=CAP)
-    await store.put("resp_1", "bob", b"new", LONG_S, max_stored_bytes=CAP)
+    await stored(store, "resp_1", USER, b"old", 0.2, max_stored_bytes=CAP)
+    await stored(store, "resp_1", "bob", b"new", LONG_S, max_stored_bytes=CAP)
     await harness.advance(0.25)
     assert await store.get("resp_1") == StoredResponse("bob", b"new")
 
@@ -134,7 +134,7 @@ async def test_responses_larger_than_the_cap_are_refused_and_evict_nothing(
     await put(harness, "resp_a")
     blob = blob_of("resp_huge", CAP + 1)
     with pytest.raises(StoredResponseTooLargeError) as caught:
-        await store.put("resp_huge", USER, blob, LONG_S, max_stored_bytes=CAP)
+        await stored(store, "resp_huge", USER, blob, LONG_S, max_stored_bytes=CAP)
     assert (caught.value.size, caught.value.max_stored_bytes) == (CAP + 1, CAP)
     assert isinstance(caught.value, PayloadTooLargeError)
     assert caught.value.status_code == 413
@@ -147,5 +147,5 @@ async def test_responses_cap_is_the_one_each_call_gives(harness: Harness) -> Non
         await put(harness, rid)
     store = harness.backend.responses
     blob = blob_of("resp_d", ENTRY)
-    await store.put("resp_d", USER, blob, LONG_S, max_stored_bytes=2 * ENTRY)  # lowered
+    await stored(store, "resp_d", USER, blob, LONG_S, max_stored_bytes=2 * ENTRY)  # lowered
     assert await live(harness, "resp_a", "resp_b", "resp_c", "resp_d") == ["resp_c", "resp_d"]

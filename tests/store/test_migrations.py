@@ -98,6 +98,36 @@ async def test_upgrade_leaves_the_endpoint_of_existing_usage_records_unknown(
         await database.close()
 
 
+async def test_upgrade_leaves_cache_writes_and_reasoning_of_existing_records_unknown(
+    database_url: str,
+) -> None:
+    """0004 adds `cache_write_tokens` and `reasoning_tokens`: older records never counted
+    them, so they keep NULL (and spend sums them as 0); and it can be taken back."""
+    database = Database(database_url)
+    row = (
+        "INSERT INTO usage_records (request_id, started_at, user_id, model, attempts, cache, "
+        "stream, prompt_tokens, completion_tokens, cached_tokens, cost_usd, latency_ms, status) "
+        "VALUES ('old', 0, 'alice', 'smart', 1, 'miss', false, 10, 20, 0, 0.001, 5, 200)"
+    )
+    try:
+        async with database.engine.begin() as connection:
+            await connection.run_sync(_migrate, "upgrade", "0003")
+            await connection.execute(text(row))
+        assert await upgrade(database) == ("0003", HEAD_REVISION)
+        async with database.engine.begin() as connection:
+            counts = await connection.execute(
+                text("SELECT cache_write_tokens, reasoning_tokens FROM usage_records")
+            )
+            assert list(counts) == [(None, None)]
+            await connection.run_sync(_migrate, "downgrade", "0003")
+            columns = await connection.run_sync(_usage_columns)
+            assert not {"cache_write_tokens", "reasoning_tokens"} & columns
+            kept = await connection.execute(text("SELECT request_id FROM usage_records"))
+            assert list(kept) == [("old",)]
+    finally:
+        await database.close()
+
+
 def test_head_revision_is_the_newest_migration() -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))

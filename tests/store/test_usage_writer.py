@@ -106,13 +106,23 @@ async def test_writer_stores_each_event_once_without_message_or_content(database
     bus = EventBus()
     writer = writer_on(database, bus)
     writer.start()
-    bus.publish(completed("req_ok", session_id="s-1", ttfb_ms=3.5, cached_tokens=4))
+    bus.publish(
+        completed(
+            "req_ok",
+            session_id="s-1",
+            ttfb_ms=3.5,
+            cached_tokens=4,
+            cache_write_tokens=3,
+            reasoning_tokens=7,
+        )
+    )
     bus.publish(failed("req_bad", provider="", provider_model=""))
     await writer.close()
     ok, bad = await stored_rows(database)
     assert ok["request_id"] == "req_ok"
     assert (ok["user_id"], ok["team"], ok["session_id"]) == ("alice", "research", "s-1")
     assert (ok["prompt_tokens"], ok["completion_tokens"], ok["cached_tokens"]) == (10, 20, 4)
+    assert (ok["cache_write_tokens"], ok["reasoning_tokens"]) == (3, 7)
     assert ok["cost_usd"] == pytest.approx(0.001)
     assert (ok["status"], ok["error_type"], ok["ttfb_ms"]) == (200, None, 3.5)
     assert (bad["status"], bad["error_type"], bad["provider"]) == (

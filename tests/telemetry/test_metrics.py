@@ -70,6 +70,8 @@ FACTS: dict[str, Any] = {
     "prompt_tokens": 12,
     "completion_tokens": 30,
     "cached_tokens": 4,
+    "cache_write_tokens": 0,
+    "reasoning_tokens": 0,
     "cost_usd": 0.0025,
     "latency_ms": 180.0,
     "ttfb_ms": 40.0,
@@ -144,7 +146,14 @@ def test_metrics_count_and_time_requests_by_their_endpoint(bus: EventBus) -> Non
 def test_metrics_failed_requests_count_by_status_without_usage_series(bus: EventBus) -> None:
     metrics = attached(bus)
     refused = {"provider": "", "status": 429, "error": "rate_limit_exceeded", "tier": None}
-    no_usage = {"prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0, "cost_usd": 0.0}
+    no_usage = {
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+        "cached_tokens": 0,
+        "cache_write_tokens": 0,
+        "reasoning_tokens": 0,
+        "cost_usd": 0.0,
+    }
     publish(bus, [request_event(RequestFailed, **refused, **no_usage, message="hi")] * 3)
     publish(bus, [request_event(RequestFailed, status=504, error="upstream_timeout", **no_usage)])
     s = scrape(metrics)

@@ -98,6 +98,8 @@ async def test_log_sink_writes_one_json_line_per_event_without_content(caplog_ev
             "prompt_tokens": 10,
             "completion_tokens": 20,
             "cached_tokens": 0,
+            "cache_write_tokens": 0,
+            "reasoning_tokens": 0,
             "cost_usd": 0.001,
             "usage_estimated": False,
             "latency_ms": 12.5,

@@ -112,6 +112,7 @@ async def test_tracer_makes_a_request_span_with_attempt_children(provider, expor
         "gen_ai.usage.input_tokens": 12,
         "gen_ai.usage.output_tokens": 34,
         "gen_ai.usage.cache_read.input_tokens": 0,
+        "gen_ai.usage.cache_creation.input_tokens": 0,
         "http.route": "/v1/chat/completions",
         "http.response.status_code": 200,
         "stellara.request_id": "req-1",

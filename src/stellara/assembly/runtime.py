@@ -170,6 +170,8 @@ def build_runtime(
     if cache is not None and SemanticRestore.needed(cache):
         restore = SemanticRestore(cache)
         lifecycle.add("semantic restore", start=restore.start, stop=restore.stop)
+    responses = StoredResponses(state.responses, config.responses)
+    lifecycle.add("stored responses", stop=responses.drain)  # after the requests that write
     lifecycle.add("gateway", stop=gateway.drain)
     return Runtime(
         config=config,
@@ -189,7 +191,7 @@ def build_runtime(
         key_store=key_store,
         auth=auth,
         sessions=DashboardSessions(_master_key(config), state.sessions),
-        responses=StoredResponses(state.responses, config.responses),
+        responses=responses,
         usage=usage,
         usage_query=UsageQuery(database),
         usage_totals=UsageTotals(database),

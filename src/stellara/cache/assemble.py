@@ -11,7 +11,7 @@ How the pieces merge, per choice ``index``:
 - ``tool_calls``: merged by their ``index``; ``id``, ``type`` and ``function.name`` come from
   the first delta that has them (some servers repeat them), ``arguments`` fragments are
   concatenated. The deprecated ``function_call`` merges the same way.
-- ``finish_reason``: from the chunk that carries one.
+- ``finish_reason`` and ``stop_reason``: from the chunk that carries a finish reason.
 - ``usage``: from the last chunk that carries one (the ``choices: []`` chunk of
   ``include_usage``; servers that repeat a running total end with the final one).
 - ``id``, ``created``, ``model``, ``system_fingerprint``, ``service_tier``: from the first chunk
@@ -36,6 +36,8 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass, field
 
+from msgspec import UNSET
+
 from stellara.schema.chat import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -44,6 +46,7 @@ from stellara.schema.chat import (
     FunctionCall,
     FunctionCallDelta,
     ResponseMessage,
+    StopReason,
     ToolCall,
     ToolCallDelta,
     Usage,
@@ -108,6 +111,7 @@ class _ChoiceState:
     tool_calls: dict[int, _Call] = field(default_factory=dict)
     function_call: _Call | None = None
     finish_reason: str | None = None
+    stop_reason: StopReason = UNSET
 
     def add(self, choice: ChunkChoice) -> int:
         """Merge one chunk's delta for this choice; return the characters it cost."""
@@ -125,6 +129,7 @@ class _ChoiceState:
             taken += self.function_call.add(None, delta.function_call)
         if choice.finish_reason is not None:
             self.finish_reason = choice.finish_reason
+            self.stop_reason = choice.stop_reason
         return taken
 
     def _add_tool_call(self, delta: ToolCallDelta) -> int:
@@ -154,7 +159,12 @@ class _ChoiceState:
             tool_calls=tool_calls or None,
             function_call=legacy,
         )
-        return Choice(index=index, message=message, finish_reason=self.finish_reason)
+        return Choice(
+            index=index,
+            message=message,
+            finish_reason=self.finish_reason,
+            stop_reason=self.stop_reason,
+        )
 
 
 class StreamAssembler:

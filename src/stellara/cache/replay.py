@@ -107,7 +107,8 @@ def _choice_chunks(choice: Choice) -> list[ChunkChoice]:
             ChunkChoice(index=index, delta=Delta(refusal=piece))
             for piece in split_text(message.refusal) or [""]
         )
-    out.append(ChunkChoice(index=index, delta=Delta(), finish_reason=choice.finish_reason))
+    finish = choice.finish_reason
+    out.append(ChunkChoice(index, Delta(), finish_reason=finish, stop_reason=choice.stop_reason))
     return out
 
 

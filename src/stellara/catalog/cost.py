@@ -6,7 +6,7 @@ stage can price any usage without a catalog.
 
 from __future__ import annotations
 
-from stellara.catalog.models import CatalogEntry
+from stellara.catalog.models import CatalogEntry, LongContextPrices
 from stellara.schema.chat import Usage
 
 _PER_MTOK = 1_000_000
@@ -15,23 +15,30 @@ _PER_MTOK = 1_000_000
 def cost_usd(entry: CatalogEntry, usage: Usage) -> float:
     """The USD cost of `usage` at `entry`'s rates.
 
-    `prompt_tokens` includes the cached ones (OpenAI's convention, which the canonical `Usage`
-    follows), so cached tokens are taken out of the full-price share and billed at the cached
-    rate. Reasoning tokens are part of `completion_tokens` and billed as output. A prompt above
-    the entry's long-context threshold bills every token of the call at the long-context rates,
-    as Google and Anthropic do.
+    `prompt_tokens` includes the cached ones and those written to the cache (OpenAI's
+    convention, which the canonical `Usage` follows), so both are taken out of the full-price
+    share: cached tokens are billed at the cached rate, written ones at the cache-write rate
+    where the provider charges one (else as input). Reasoning tokens are part of
+    `completion_tokens` and billed as output. A prompt above the entry's long-context threshold
+    bills every token of the call at the long-context rates, as Google and Anthropic do.
     """
     prompt = max(usage.prompt_tokens, 0)
     details = usage.prompt_tokens_details
-    cached = min(max(details.cached_tokens or 0, 0), prompt) if details is not None else 0
+    cached = written = 0
+    if details is not None:
+        cached = min(max(details.cached_tokens or 0, 0), prompt)
+        written = min(max(details.cache_write_tokens or 0, 0), prompt - cached)
     completion = max(usage.completion_tokens, 0)
-    input_rate = entry.input_per_mtok
-    cached_rate = entry.cached_input_per_mtok
-    output_rate = entry.output_per_mtok
+    rates: CatalogEntry | LongContextPrices = entry
     tier = entry.long_context
     if tier is not None and prompt > tier.above_prompt_tokens:
-        input_rate = tier.input_per_mtok
-        cached_rate = tier.cached_input_per_mtok
-        output_rate = tier.output_per_mtok
-    total = (prompt - cached) * input_rate + cached * cached_rate + completion * output_rate
+        rates = tier
+    input_rate = rates.input_per_mtok
+    write_rate = rates.cache_write_per_mtok
+    total = (
+        (prompt - cached - written) * input_rate
+        + cached * rates.cached_input_per_mtok
+        + written * (input_rate if write_rate is None else write_rate)
+        + completion * rates.output_per_mtok
+    )
     return total / _PER_MTOK

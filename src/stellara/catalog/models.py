@@ -31,11 +31,16 @@ class LongContextPrices:
     input_per_mtok: float
     cached_input_per_mtok: float
     output_per_mtok: float
+    cache_write_per_mtok: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class CatalogEntry:
     """Limits, prices (USD per million tokens) and capabilities of one provider model.
+
+    `cache_write_per_mtok` is what a prompt token written to the provider's cache costs, for
+    providers that charge more for it than for input (Anthropic, for its five-minute cache);
+    `None` bills writes as input.
 
     `context_window` and `max_output_tokens` are `None` only for models a config added without
     giving them: limits checks skip what they do not know rather than guess.
@@ -46,6 +51,7 @@ class CatalogEntry:
     input_per_mtok: float
     output_per_mtok: float
     cached_input_per_mtok: float
+    cache_write_per_mtok: float | None = None
     context_window: int | None = None
     max_output_tokens: int | None = None
     capabilities: frozenset[Capability] = frozenset()
@@ -69,6 +75,7 @@ class _LongContextData(_StrictData):
     input_per_mtok: float = Field(ge=0)
     cached_input_per_mtok: float = Field(ge=0)
     output_per_mtok: float = Field(ge=0)
+    cache_write_per_mtok: float | None = Field(default=None, ge=0)
 
 
 class _ModelData(_StrictData):
@@ -78,6 +85,7 @@ class _ModelData(_StrictData):
     max_output_tokens: int = Field(ge=0)
     input_per_mtok: float = Field(ge=0)
     cached_input_per_mtok: float = Field(ge=0)
+    cache_write_per_mtok: float | None = Field(default=None, ge=0)
     output_per_mtok: float = Field(ge=0)
     capabilities: list[Capability]
     long_context: _LongContextData | None = None
@@ -120,7 +128,11 @@ def _entry(provider_type: str, item: _ModelData) -> CatalogEntry:
     if item.long_context is not None:
         lc = item.long_context
         long_context = LongContextPrices(
-            lc.above_prompt_tokens, lc.input_per_mtok, lc.cached_input_per_mtok, lc.output_per_mtok
+            lc.above_prompt_tokens,
+            lc.input_per_mtok,
+            lc.cached_input_per_mtok,
+            lc.output_per_mtok,
+            lc.cache_write_per_mtok,
         )
     return CatalogEntry(
         provider_type=provider_type,
@@ -128,6 +140,7 @@ def _entry(provider_type: str, item: _ModelData) -> CatalogEntry:
         input_per_mtok=item.input_per_mtok,
         output_per_mtok=item.output_per_mtok,
         cached_input_per_mtok=item.cached_input_per_mtok,
+        cache_write_per_mtok=item.cache_write_per_mtok,
         context_window=item.context_window,
         max_output_tokens=item.max_output_tokens,
         capabilities=frozenset(item.capabilities),

@@ -125,17 +125,23 @@ def _apply(
             input_per_mtok=override.input_per_mtok,
             output_per_mtok=override.output_per_mtok,
             cached_input_per_mtok=_or(override.cached_input_per_mtok, override.input_per_mtok),
+            cache_write_per_mtok=override.cache_write_per_mtok,
             context_window=override.context_window,
             max_output_tokens=override.max_output_tokens,
             capabilities=frozenset(override.capabilities or ()),
         )
-    # Keep the provider's cache discount when only the list price is overridden.
+    # Keep the provider's cache discount (and write surcharge) when only the list price is
+    # overridden.
     ratio = base.cached_input_per_mtok / base.input_per_mtok if base.input_per_mtok else 1.0
+    write = override.cache_write_per_mtok
+    if write is None and base.cache_write_per_mtok is not None and base.input_per_mtok:
+        write = override.input_per_mtok * base.cache_write_per_mtok / base.input_per_mtok
     return replace(
         base,
         input_per_mtok=override.input_per_mtok,
         output_per_mtok=override.output_per_mtok,
         cached_input_per_mtok=_or(override.cached_input_per_mtok, override.input_per_mtok * ratio),
+        cache_write_per_mtok=write,
         context_window=_or(override.context_window, base.context_window),
         max_output_tokens=_or(override.max_output_tokens, base.max_output_tokens),
         capabilities=(

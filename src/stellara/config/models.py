@@ -362,8 +362,9 @@ class CatalogEntryConfig(StrictModel):
     """A `catalog:` entry: overrides the shipped entry for `provider_model`, or adds one.
 
     Without `provider_type` it applies to that model on every provider type. Fields left out
-    keep the shipped entry's values (the cached-input price keeps its discount ratio); for a
-    new model they are unknown, and cached input costs the same as input.
+    keep the shipped entry's values (the cached-input and cache-write prices keep their ratio
+    to the input price); for a new model they are unknown, and cached input and cache writes
+    cost the same as input.
     """
 
     provider_model: str = Field(min_length=1)
@@ -371,6 +372,7 @@ class CatalogEntryConfig(StrictModel):
     input_per_mtok: float = Field(ge=0)
     output_per_mtok: float = Field(ge=0)
     cached_input_per_mtok: float | None = Field(default=None, ge=0)
+    cache_write_per_mtok: float | None = Field(default=None, ge=0)
     context_window: int | None = Field(default=None, gt=0)
     max_output_tokens: int | None = Field(default=None, ge=0)
     capabilities: list[Literal["tools", "vision", "json_mode", "embeddings"]] | None = None

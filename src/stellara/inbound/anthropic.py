@@ -22,8 +22,9 @@ Where the two formats do not line up, these choices hold:
 - Tool-call arguments that are not a JSON object (a model's malformed output) become
   `{"_raw_arguments": "<text>"}` rather than `{}`, so a tool with no required argument is
   never silently run with none; empty arguments become `{}`.
-- A finish reason `stop` is always `end_turn`: the canonical form does not say whether a
-  stop sequence matched, nor which one.
+- A finish reason `stop` is `stop_sequence`, with the sequence, when the choice's
+  `stop_reason` names the stop sequence that matched (Anthropic and vLLM-style servers report
+  it); otherwise `end_turn`, which is all an OpenAI upstream lets the gateway know.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from stellara.schema.chat import (
     ImageURL,
     Message,
     NamedToolChoice,
+    StopReason,
     StreamOptions,
     SystemMessage,
     TextPart,
@@ -241,7 +243,9 @@ def _misplaced(block: wire.RequestBlock, role: str, path: str) -> InvalidRequest
 
 
 def _tool(tool: wire.ToolParam) -> Tool:
-    definition = FunctionDefinition(tool.name, tool.description, parameters=tool.input_schema)
+    definition = FunctionDefinition(
+        tool.name, tool.description, parameters=tool.input_schema, strict=tool.strict
+    )
     return Tool("function", definition)
 
 
@@ -285,6 +289,7 @@ def to_message(completion: ChatCompletion, *, model: str) -> wire.Message:
     """
     content: list[wire.ResponseBlock] = []
     finish_reason: str | None = None
+    stop_sequence: str | None = None
     if completion.choices:
         choice = completion.choices[0]
         message = choice.message
@@ -294,14 +299,16 @@ def to_message(completion: ChatCompletion, *, model: str) -> wire.Message:
             for call in message.tool_calls or []
         )
         finish_reason = "content_filter" if message.refusal else choice.finish_reason
+        stop_sequence = _stop_sequence(choice.stop_reason)
+    reason = stop_reason(finish_reason, stop_sequence=stop_sequence)
     return wire.Message(
         id=message_id(completion.id),
         type="message",
         role="assistant",
         model=model,
         content=content,
-        stop_reason=stop_reason(finish_reason),
-        stop_sequence=None,
+        stop_reason=reason,
+        stop_sequence=stop_sequence if reason == "stop_sequence" else None,
         usage=usage_of(completion.usage),
     )
 
@@ -313,9 +320,16 @@ def message_id(completion_id: str) -> str:
     return "msg_" + completion_id.removeprefix("chatcmpl-")
 
 
-def stop_reason(finish_reason: str | None) -> wire.StopReason:
-    """The Anthropic `stop_reason` for a canonical `finish_reason`."""
+def stop_reason(finish_reason: str | None, *, stop_sequence: str | None = None) -> wire.StopReason:
+    """The Anthropic `stop_reason` for a canonical `finish_reason`.
+
+    Args:
+        finish_reason: The canonical choice's finish reason.
+        stop_sequence: The stop sequence that ended the answer, when the provider said.
+    """
     match finish_reason:
+        case "stop" if stop_sequence is not None:
+            return "stop_sequence"
         case "length":
             return "max_tokens"
         case "tool_calls" | "function_call":
@@ -325,8 +339,14 @@ def stop_reason(finish_reason: str | None) -> wire.StopReason:
     return "end_turn"
 
 
+def _stop_sequence(stop_reason: StopReason) -> str | None:
+    # An int is a stop token id (vLLM), which Anthropic's `stop_sequence` cannot hold.
+    return stop_reason if isinstance(stop_reason, str) else None
+
+
 def usage_of(usage: Usage | None) -> wire.Usage:
-    """Anthropic counts cached prompt tokens apart from `input_tokens`; OpenAI includes them."""
+    """Anthropic counts prompt tokens read from and written to the cache apart from
+    `input_tokens`; OpenAI includes them."""
     if usage is None:
         return wire.Usage(
             input_tokens=0,
@@ -336,10 +356,11 @@ def usage_of(usage: Usage | None) -> wire.Usage:
         )
     details = usage.prompt_tokens_details
     cached = (details.cached_tokens or 0) if details else 0
+    written = (details.cache_write_tokens or 0) if details else 0
     return wire.Usage(
-        input_tokens=max(0, usage.prompt_tokens - cached),
+        input_tokens=max(0, usage.prompt_tokens - cached - written),
         output_tokens=usage.completion_tokens,
-        cache_creation_input_tokens=0,
+        cache_creation_input_tokens=written,
         cache_read_input_tokens=cached,
     )
 
@@ -383,6 +404,7 @@ class AnthropicStreamWriter:
         self._open: int | None = None  # _TEXT, a canonical tool-call index, or nothing
         self._closed_tools: set[int] = set()
         self._finish_reason: str | None = None
+        self._stop_sequence: str | None = None
         self._usage: Usage | None = None
 
     def feed(self, chunk: ChatCompletionChunk) -> list[wire.StreamEvent]:
@@ -405,6 +427,7 @@ class AnthropicStreamWriter:
                 self._finish_reason = "content_filter"
             elif choice.finish_reason and self._finish_reason != "content_filter":
                 self._finish_reason = choice.finish_reason
+                self._stop_sequence = _stop_sequence(choice.stop_reason)
         return events
 
     def finish(self) -> list[wire.StreamEvent]:
@@ -418,7 +441,10 @@ class AnthropicStreamWriter:
         if self._usage is not None:  # message_start could only say 0: correct it here
             delta_usage.input_tokens = usage.input_tokens
             delta_usage.cache_read_input_tokens = usage.cache_read_input_tokens
-        body = wire.MessageDeltaBody(stop_reason=stop_reason(self._finish_reason))
+            delta_usage.cache_creation_input_tokens = usage.cache_creation_input_tokens
+        reason = stop_reason(self._finish_reason, stop_sequence=self._stop_sequence)
+        stop_sequence = self._stop_sequence if reason == "stop_sequence" else None
+        body = wire.MessageDeltaBody(stop_reason=reason, stop_sequence=stop_sequence)
         events.append(wire.MessageDeltaEvent(body, delta_usage))
         events.append(wire.MessageStopEvent())
         return events

@@ -20,8 +20,10 @@ from collections.abc import Sized
 
 from stellara.errors import InvalidRequestError
 from stellara.schema.chat import AssistantMessage, ChatRequest
+from stellara.schema.completions import CompletionRequest
 from stellara.schema.embeddings import EmbeddingsRequest
 from stellara.wire import anthropic as wire
+from stellara.wire import google_inbound as gemini
 from stellara.wire import responses
 
 MAX_MESSAGES = 20_000
@@ -41,7 +43,15 @@ ERROR_CODE = "array_above_max_length"  # OpenAI's code for a list that is too lo
 
 
 def check_bounds(
-    request: ChatRequest | wire.MessagesRequest | responses.ResponsesRequest | EmbeddingsRequest,
+    request: ChatRequest
+    | wire.MessagesRequest
+    | responses.ResponsesRequest
+    | EmbeddingsRequest
+    | gemini.GenerateContentParams
+    | gemini.CountTokensParams
+    | gemini.EmbedContentParams
+    | gemini.BatchEmbedContentsParams
+    | CompletionRequest,
 ) -> None:
     """Refuse a decoded request that holds more than the bounds allow.
 
@@ -59,6 +69,31 @@ def check_bounds(
         if isinstance(request.input, list):
             _at_most("input", "items", request.input, MAX_MESSAGES)
         _at_most("tools", "tools", request.tools, MAX_TOOLS)
+    elif isinstance(request, CompletionRequest):
+        if isinstance(request.stop, list):
+            _at_most("stop", "stop sequences", request.stop, MAX_STOP_SEQUENCES)
+        _at_most("logit_bias", "entries", request.logit_bias, MAX_LOGIT_BIAS)
+    elif isinstance(request, gemini.CountTokensParams):
+        if request.generate_content_request is not None:
+            _check_gemini(request.generate_content_request)
+        _check_gemini_contents(request.contents or [])
+    elif isinstance(request, gemini.GenerateContentParams):
+        _check_gemini(request)
+
+
+def _check_gemini(request: gemini.GenerateContentParams) -> None:
+    _check_gemini_contents(request.contents)
+    tools = sum(len(tool.function_declarations) for tool in request.tools or [])
+    _at_most("tools", "function declarations", tools, MAX_TOOLS)
+    config = request.generation_config
+    stop = config.stop_sequences if config is not None else None
+    _at_most("generationConfig.stopSequences", "stop sequences", stop, MAX_STOP_SEQUENCES)
+
+
+def _check_gemini_contents(contents: list[gemini.ContentParam]) -> None:
+    _at_most("contents", "contents", contents, MAX_MESSAGES)
+    parts = sum(len(content.parts) for content in contents)
+    _at_most("contents", "parts in all", parts, MAX_CONTENT_PARTS)
 
 
 def _check_chat(request: ChatRequest) -> None:

@@ -220,7 +220,7 @@ class AttemptRunner:
             try:
                 result = await call(target, timeout_s)
             except UpstreamError as exc:
-                self._scrub_error(exc)
+                self.scrub_error(exc)
                 error = exc
                 ctx.failures.append(f"{provider}/{model}: {exc.code}: {exc.message}")
                 ended = self._record(target, now, exc)
@@ -270,7 +270,7 @@ class AttemptRunner:
     def stream_broke(self, ctx: RequestContext, error: UpstreamError) -> None:
         """The stream of the attempt that answered broke off after its first chunk: a failure
         of that provider, though the attempt was recorded as a success when it started."""
-        self._scrub_error(error)  # its message goes to the client as the stream's last event
+        self.scrub_error(error)  # its message goes to the client as the stream's last event
         if not ctx.attempt_spans:
             return  # a replayed cache hit: no provider was involved
         span = ctx.attempt_spans[-1]
@@ -278,8 +278,9 @@ class AttemptRunner:
         latency_s = self._clock.monotonic() - span.started_at
         self.health.record_call(span.provider, span.model, latency_s, error)
 
-    def _scrub_error(self, error: UpstreamError) -> None:
-        """Scrub what of `error` a client reads: its message and the field it names."""
+    def scrub_error(self, error: UpstreamError) -> None:
+        """Scrub what of `error` a client reads: its message and the field it names (no
+        provider secret reaches a client, whatever a provider puts in its errors)."""
         if self._scrub is None:
             return
         error.message = self._scrub(error.message)

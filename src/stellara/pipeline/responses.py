@@ -8,20 +8,32 @@ conversation through this response (what the next turn's request starts from, so
 never translated twice). Entries expire `responses.retention_s` after they were stored; all of
 them together hold at most `responses.max_stored_bytes`, the oldest evicted first.
 
+A response is stored as it is answered, without waiting for the backend's reply
+(`ResponsesStore.start_put`): the write is on its way before the answer leaves, so a client
+that continues at once finds it on any process; on this one, a read of a response whose
+write is still in flight waits for it. A write that fails after the answer went out is
+logged; the response then reads as unknown (404).
+
 A key sees its own user's responses only; another user's id is answered as an unknown one
 (404, never 403: an id must not tell whether it exists). The master key sees every user's.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Awaitable
+
 import msgspec
 
 from stellara.config.models import ResponsesConfig
-from stellara.errors import ResponseNotFoundError
+from stellara.errors import ResponseNotFoundError, StellaraError
 from stellara.principal import Principal
 from stellara.schema.chat import Message
 from stellara.state.base import ResponsesStore, StoredResponse
 from stellara.wire import responses as wire
+
+logger = logging.getLogger(__name__)
 
 
 class StoredTurn(msgspec.Struct, frozen=True):
@@ -43,6 +55,8 @@ class StoredResponses:
     def __init__(self, store: ResponsesStore, config: ResponsesConfig) -> None:
         self._store = store
         self._config = config
+        # Writes sent but not yet confirmed, by response id: what a read here waits for.
+        self._writing: dict[str, asyncio.Task[None]] = {}
 
     def will_store(self, request: wire.ResponsesRequest) -> bool:
         """Whether this request's response is kept: OpenAI's default is yes; the config's
@@ -57,18 +71,29 @@ class StoredResponses:
         return (await self.find(previous_id, caller, param="previous_response_id")).messages
 
     async def save(self, turn: StoredTurn, user: str) -> None:
-        """Keep `turn` under its response's id for `responses.retention_s`.
+        """Keep `turn` under its response's id for `responses.retention_s`. Returns once the
+        write is sent (see the module notes), not when it is done.
 
         Raises:
             StoredResponseTooLargeError: 413, the turn alone is larger than the whole store.
+            StateBackendError: the write could not be sent.
         """
-        await self._store.put(
-            turn.response.id,
+        response_id = turn.response.id
+        written = await self._store.start_put(
+            response_id,
             user,
             _encode(turn),
             self._config.retention_s,
             max_stored_bytes=self._config.max_stored_bytes,
         )
+        task = asyncio.ensure_future(_confirmed(response_id, written))
+        self._writing[response_id] = task
+        task.add_done_callback(lambda _: self._writing.pop(response_id, None))
+
+    async def drain(self) -> None:
+        """Wait for the writes in flight (at shutdown, before the backend closes)."""
+        while self._writing:
+            await asyncio.gather(*self._writing.values(), return_exceptions=True)
 
     async def find(
         self, response_id: str, caller: Principal, *, param: str | None = None
@@ -84,10 +109,20 @@ class StoredResponses:
         self, response_id: str, caller: Principal, param: str | None
     ) -> StoredResponse:
         """The stored entry, when it is the caller's to read; else 404."""
+        writing = self._writing.get(response_id)
+        if writing is not None:
+            await asyncio.shield(writing)  # never fails: `_confirmed` logs what did
         stored = await self._store.get(response_id)
         if stored is None or not _may_read(caller, stored.user):
             raise _not_found(response_id, param)
         return stored
+
+
+async def _confirmed(response_id: str, written: Awaitable[None]) -> None:
+    try:
+        await written
+    except StellaraError as exc:
+        logger.warning("response %s was answered but not stored: %s", response_id, exc)
 
 
 def _may_read(caller: Principal, owner: str) -> bool:

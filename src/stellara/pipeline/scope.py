@@ -86,6 +86,7 @@ class Recorder:
         """What usage records, metrics and webhooks know of a finished request."""
         usage = ctx.usage
         details = usage.prompt_tokens_details if usage else None
+        reasoning = usage.completion_tokens_details if usage else None
         principal = ctx.principal
         started_at = ctx.started_at
         first_byte_at = ctx.first_byte_at
@@ -110,6 +111,8 @@ class Recorder:
             prompt_tokens=usage.prompt_tokens if usage else 0,
             completion_tokens=usage.completion_tokens if usage else 0,
             cached_tokens=(details.cached_tokens or 0) if details else 0,
+            cache_write_tokens=(details.cache_write_tokens or 0) if details else 0,
+            reasoning_tokens=(reasoning.reasoning_tokens or 0) if reasoning else 0,
             cost_usd=ctx.cost_usd,
             usage_estimated=ctx.usage_estimated,
             latency_ms=(self.clock.monotonic() - started_at) * 1000.0,

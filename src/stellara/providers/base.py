@@ -49,6 +49,16 @@ class EmbeddingsAdapter(Protocol):
         ...
 
 
+@runtime_checkable
+class TokenCountingAdapter(Protocol):
+    """A provider that counts a prompt's tokens itself (Anthropic's `count_tokens`); for the
+    others the gateway estimates with its own tokenizer."""
+
+    async def count_tokens(self, request: ChatRequest, model: str, *, timeout_s: float) -> int:
+        """The input tokens `request`'s prompt costs with the provider's `model`."""
+        ...
+
+
 class ProviderType(NamedTuple):
     """What the registry knows of one config `type`: how to validate an entry, how to build
     its adapter, how to point one at the built-in simulator (used by `--demo` and by the

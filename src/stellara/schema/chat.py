@@ -20,6 +20,18 @@ OpaqueJSON = Raw | UnsetType
 
 # Constant fields such as `object` and `type` have no default on purpose: `omit_defaults`
 # would drop them from the output, and clients rely on seeing them.
+# Fields OpenAI's spec requires but lets be null (a message's `refusal`, a choice's `logprobs`)
+# default through a factory instead: `omit_defaults` omits a value equal to a plain default,
+# never one a factory made, so they go out as `null` while translators may leave them unset.
+
+
+def _null() -> None:
+    return None
+
+
+def _raw_null() -> Raw:
+    return Raw(b"null")
+
 
 # ---------------------------------------------------------------- request: message content
 
@@ -223,8 +235,10 @@ class ChatRequest(Struct, omit_defaults=True):
 
 
 class PromptTokensDetails(Struct, omit_defaults=True):
-    cached_tokens: int | None = None
+    cached_tokens: int | None = None  # read from the provider's prompt cache
     audio_tokens: int | None = None
+    # Written to the provider's prompt cache (Anthropic bills them above the input rate).
+    cache_write_tokens: int | None = None
 
 
 class CompletionTokensDetails(Struct, omit_defaults=True):
@@ -245,7 +259,7 @@ class Usage(Struct, omit_defaults=True):
 class ResponseMessage(Struct, omit_defaults=True):
     role: Literal["assistant"]
     content: str | None
-    refusal: str | None = None
+    refusal: str | None = msgspec.field(default_factory=_null)
     tool_calls: list[ToolCall] | None = None
     annotations: OpaqueJSON = UNSET
     audio: OpaqueJSON = UNSET
@@ -254,12 +268,19 @@ class ResponseMessage(Struct, omit_defaults=True):
 
 FinishReason = str  # "stop" | "length" | "tool_calls" | "content_filter" | "function_call"
 
+# Which stop ended the answer, beside finish_reason "stop": the stop sequence (a string) or, from
+# vLLM, a stop token id. Not in OpenAI's schema: the name and meaning are vLLM's, so answers of
+# OpenAI-compatible servers carry it in; Anthropic reports its `stop_sequence` here. Absent when
+# unknown (OpenAI itself never says), so OpenAI-shaped answers are unchanged.
+StopReason = str | int | None | UnsetType
+
 
 class Choice(Struct):
     index: int
     message: ResponseMessage
     finish_reason: FinishReason | None = None
-    logprobs: OpaqueJSON = UNSET
+    logprobs: OpaqueJSON = msgspec.field(default_factory=_raw_null)
+    stop_reason: StopReason = UNSET
 
 
 class ChatCompletion(Struct, omit_defaults=True):
@@ -301,6 +322,7 @@ class ChunkChoice(Struct):
     delta: Delta
     finish_reason: FinishReason | None = None
     logprobs: OpaqueJSON = UNSET
+    stop_reason: StopReason = UNSET
 
 
 class ChatCompletionChunk(Struct, omit_defaults=True):

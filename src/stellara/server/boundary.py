@@ -15,6 +15,7 @@ suggests.
 from __future__ import annotations
 
 import logging
+import re
 
 from aiohttp import web
 
@@ -33,15 +34,18 @@ from stellara.server.intake import (
     REQUEST_ID,
     bearer_token,
     check_headers,
+    google_api_key,
     new_request_id,
     response_headers,
 )
-from stellara.server.spec import NO_ERRORS, Access, Call, Dialect, Reply, Route
+from stellara.server.spec import NO_ERRORS, Access, Call, Dialect, Reply, Route, client_dialect
 
 logger = logging.getLogger(__name__)
 
 SESSION_COOKIE = "stellara_dashboard"
 _ANTHROPIC_PATHS = ("/v1/messages",)
+# Gemini's API lives under /v1beta/, and its model actions under /v1/ too (`models/x:action`).
+_GEMINI_PATH = re.compile(r"/v1beta/|/v1/models/[^/]*:")
 UNKNOWN_ROUTE_PATH = "/{tail}"  # the catch-all's canonical form, registered last
 
 
@@ -76,17 +80,22 @@ class RouteHandler:
 
     def dialect(self, request: web.Request) -> Dialect:
         """Whose error body this route answers with."""
+        if self.route.speaks_client_dialect:
+            return client_dialect(request)
         return self.route.dialect
 
 
 class UnknownRouteHandler(RouteHandler):
-    """The catch-all: its errors speak the dialect the path suggests (an Anthropic client's
-    typo gets Anthropic's error body)."""
+    """The catch-all: its errors speak the dialect the path or the client suggests (an
+    Anthropic client's typo, or its call to an Anthropic route the gateway does not serve
+    such as `/v1/messages/batches`, gets Anthropic's error body)."""
 
     def dialect(self, request: web.Request) -> Dialect:
         if request.path.startswith(_ANTHROPIC_PATHS):
             return Dialect.ANTHROPIC
-        return Dialect.OPENAI
+        if _GEMINI_PATH.match(request.path):
+            return Dialect.GEMINI
+        return client_dialect(request)
 
 
 def _forget_frames(error: BaseException) -> None:
@@ -117,11 +126,25 @@ async def admit(access: Access, call: Call) -> Principal | None:
             raise AuthenticationError("Sign in to the dashboard first.")
         return None
     principal = await runtime.auth.authenticate(
-        bearer_token(call.request), model_call=access is Access.MODEL
+        _caller_key(call), model_call=access is Access.MODEL
     )
     if access is Access.MASTER and not principal.is_master:
         raise PermissionDeniedError("This route needs the master key.", code="master_key_required")
     return principal
+
+
+def _caller_key(call: Call) -> str | None:
+    """The key a caller sent: as a bearer token or `x-api-key`, and from Gemini clients (on
+    their routes, or on a shared one) also as Google's SDKs send it, `x-goog-api-key` or
+    `?key=` (those come first there)."""
+    request = call.request
+    route = call.route
+    dialect = client_dialect(request) if route.speaks_client_dialect else route.dialect
+    if dialect is Dialect.GEMINI:
+        key = google_api_key(request)
+        if key:
+            return key
+    return bearer_token(request)
 
 
 async def unknown_route(call: Call) -> web.StreamResponse:

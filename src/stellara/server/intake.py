@@ -8,7 +8,7 @@ import asyncio
 import itertools
 import os
 import re
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 import orjson
@@ -21,14 +21,26 @@ from stellara.inbound.bounds import check_bounds
 from stellara.limits import ratelimit_headers
 from stellara.pipeline.context import RequestContext
 from stellara.schema.chat import ChatRequest
+from stellara.schema.completions import CompletionRequest
 from stellara.schema.embeddings import EmbeddingsRequest
 from stellara.server.spec import Call
+from stellara.wire import google_inbound as gemini
 from stellara.wire.anthropic import MessagesRequest
 from stellara.wire.responses import ResponsesRequest
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 ModelRequest = TypeVar(
-    "ModelRequest", bound=ChatRequest | MessagesRequest | ResponsesRequest | EmbeddingsRequest
+    "ModelRequest",
+    bound=ChatRequest
+    | MessagesRequest
+    | ResponsesRequest
+    | EmbeddingsRequest
+    | gemini.GenerateContentParams
+    | gemini.CountTokensParams
+    | gemini.EmbedContentParams
+    | gemini.BatchEmbedContentsParams
+    | CompletionRequest,
 )
 
 REQUEST_ID = "x-stellara-request-id"
@@ -105,8 +117,14 @@ def json_response(call: Call, body: Any, *, status: int = 200) -> web.Response:
     )
 
 
+class BodyDecoder(Protocol[T_co]):
+    """What decodes a request body: a msgspec decoder, or one with the same errors."""
+
+    def decode(self, buf: bytes, /) -> T_co: ...
+
+
 async def open_model_call(
-    call: Call, decoder: msgspec.json.Decoder[ModelRequest]
+    call: Call, decoder: BodyDecoder[ModelRequest]
 ) -> tuple[RequestContext, ModelRequest]:
     """Open a model call's pipeline context (also kept as `call.context`, for the headers of
     an error answer), pass the limits' checks that need no body (`Gateway.admit_early`: a
@@ -175,6 +193,12 @@ def bearer_token(request: web.Request) -> str | None:
     return _utf8_header("x-api-key", request.headers.get("x-api-key")) or None
 
 
+def google_api_key(request: web.Request) -> str | None:
+    """The key from `x-goog-api-key`, else from the `key` query parameter (Google's API)."""
+    header = _utf8_header("x-goog-api-key", request.headers.get("x-goog-api-key"))
+    return header or request.query.get("key") or None
+
+
 def check_headers(request: web.Request, max_bytes: int) -> None:
     """431 when the header fields (names, values, and their `: ` and CRLF) hold more than
     `max_bytes` together: aiohttp's parser bounds each line and the number of headers, not
@@ -241,7 +265,7 @@ def _too_large(max_bytes: int) -> PayloadTooLargeError:
     return PayloadTooLargeError(f"The request body is larger than {max_bytes} bytes.")
 
 
-def decode_body(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
+def decode_body(decoder: BodyDecoder[T], body: bytes) -> T:
     """The typed request in `body`, or a 400 naming what is wrong."""
     try:
         return decoder.decode(body)

@@ -2,9 +2,9 @@
 
 Every path, method, access and body comes from the routes' declarations, and every schema
 from the very msgspec structs that decode requests and encode answers, so the description
-cannot drift from what the server does. Anthropic's wire types share names with the canonical
-ones (Usage, Message, ErrorDetail), so the components of Anthropic-dialect routes carry an
-`Anthropic` prefix.
+cannot drift from what the server does. Anthropic's and Gemini's wire types share names with
+the canonical ones (Usage, Message, ErrorDetail), so the components of their routes carry an
+`Anthropic` or `Gemini` prefix.
 """
 
 from __future__ import annotations
@@ -19,14 +19,15 @@ from aiohttp import web
 from stellara import __version__, _json
 from stellara.server.schemas import ErrorBody
 from stellara.server.spec import Access, Dialect, Route, Schema
-from stellara.wire import anthropic
+from stellara.wire import anthropic, google
 
 OPENAPI_DOCUMENT = web.AppKey("openapi_document", bytes)
 
-_PREFIX = {Dialect.OPENAI: "", Dialect.ANTHROPIC: "Anthropic"}
+_PREFIX = {Dialect.OPENAI: "", Dialect.ANTHROPIC: "Anthropic", Dialect.GEMINI: "Gemini"}
 _ERROR_SCHEMA: Mapping[Dialect, type] = {
     Dialect.OPENAI: ErrorBody,
     Dialect.ANTHROPIC: anthropic.ErrorEvent,
+    Dialect.GEMINI: google.GoogleErrorBody,
 }
 _PARAMETER = re.compile(r"\{(\w+)(?::[^}]*)?\}")
 _MODEL_CALL_ERRORS = {
@@ -55,7 +56,7 @@ def build_openapi(routes: Sequence[Route]) -> dict[str, Any]:
     """The OpenAPI 3.1 document of `routes`."""
     components: dict[str, Any] = {}
     for dialect in Dialect:
-        own = [r for r in routes if r.dialect is dialect]
+        own = [r for r in routes if r.dialect is dialect or r.speaks_client_dialect]
         components.update(_components(dialect, _types(own, dialect)))
     paths: dict[str, Any] = {}
     for route in routes:
@@ -66,7 +67,7 @@ def build_openapi(routes: Sequence[Route]) -> dict[str, Any]:
         "info": {
             "title": "Stellara",
             "version": __version__,
-            "description": "An AI gateway speaking the OpenAI and Anthropic APIs.",
+            "description": "An AI gateway speaking the OpenAI, Anthropic and Gemini APIs.",
         },
         "paths": paths,
         "components": {
@@ -74,6 +75,8 @@ def build_openapi(routes: Sequence[Route]) -> dict[str, Any]:
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+                "googApiKey": {"type": "apiKey", "in": "header", "name": "x-goog-api-key"},
+                "keyQuery": {"type": "apiKey", "in": "query", "name": "key"},
             },
         },
     }
@@ -87,9 +90,11 @@ def _types(routes: Iterable[Route], dialect: Dialect) -> list[type]:
     """Every struct `routes` name, once each, in order of appearance."""
     found: dict[type, None] = {_ERROR_SCHEMA[dialect]: None}
     for route in routes:
-        for schema in (route.body, route.reply.schema, *route.reply.stream):
-            if isinstance(schema, type):
-                found[schema] = None
+        if route.dialect is dialect:
+            schemas = (route.body, route.reply.schema, *route.reply.stream)
+        else:  # a route speaking the client's dialect, this being its other one
+            schemas = (route.reply.in_dialect(dialect),)
+        found.update((schema, None) for schema in schemas if isinstance(schema, type))
     return list(found)
 
 
@@ -111,8 +116,10 @@ def _operation(route: Route) -> dict[str, Any]:
     operation: dict[str, Any] = {"summary": route.summary, "x-stellara-access": route.access.value}
     if route.access.needs_key:
         security: list[dict[str, list[str]]] = [{"bearer": []}]
-        if route.dialect is Dialect.ANTHROPIC:
+        if route.dialect is Dialect.ANTHROPIC or route.speaks_client_dialect:
             security.append({"apiKey": []})
+        if route.dialect is Dialect.GEMINI or route.speaks_client_dialect:
+            security += [{"googApiKey": []}, {"keyQuery": []}]
         operation["security"] = security
     parameters = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
@@ -140,7 +147,12 @@ def _reply(route: Route) -> dict[str, Any]:
     answer: dict[str, Any] = {"description": reply.description}
     content: dict[str, Any] = {}
     if reply.schema is not None:
-        content[reply.media] = {"schema": _schema(reply.schema, route.dialect)}
+        schema = _schema(reply.schema, route.dialect)
+        others = [(d, reply.in_dialect(d)) for d in Dialect if d is not route.dialect]
+        shapes = [_schema(other, d) for d, other in others if other is not None]
+        if shapes:
+            schema = {"anyOf": [schema, *shapes]}
+        content[reply.media] = {"schema": schema}
     if reply.stream:
         events = [_schema(event, route.dialect) for event in reply.stream]
         content["text/event-stream"] = {"schema": {"anyOf": events}}
@@ -150,12 +162,16 @@ def _reply(route: Route) -> dict[str, Any]:
 
 
 def _errors(route: Route) -> dict[str, Any]:
-    errors = dict(_ACCESS_ERRORS[route.access])
+    errors: dict[int, str | None] = dict(_ACCESS_ERRORS[route.access])
     if route.body is not None and route.access is not Access.PUBLIC:
         errors = {**_BODY_ERRORS, **errors}
     errors.update(route.errors)
-    content = {"application/json": {"schema": _schema(_ERROR_SCHEMA[route.dialect], route.dialect)}}
+    answered = {status: text for status, text in errors.items() if text is not None}
+    dialects = tuple(Dialect) if route.speaks_client_dialect else (route.dialect,)
+    shapes = [_schema(_ERROR_SCHEMA[dialect], dialect) for dialect in dialects]
+    schema = shapes[0] if len(shapes) == 1 else {"anyOf": shapes}
+    content = {"application/json": {"schema": schema}}
     return {
         str(status): {"description": text, "content": content}
-        for status, text in sorted(errors.items())
+        for status, text in sorted(answered.items())
     }

@@ -42,13 +42,32 @@ class Dialect(enum.Enum):
 
     OPENAI = "openai"  # {"error": {"message", "type", "param", "code"}}
     ANTHROPIC = "anthropic"  # {"type": "error", "error": {"type", "message"}}
+    GEMINI = "gemini"  # {"error": {"code", "message", "status"}}; keys also by x-goog-api-key
+
+
+ANTHROPIC_VERSION = "anthropic-version"
+_GOOGLE_KEY = "x-goog-api-key"
+_GOOGLE_CLIENT = "x-goog-api-client"
+
+
+def client_dialect(request: web.Request) -> Dialect:
+    """The dialect the client speaks, where a path is shared (`GET /v1/models`): Anthropic's
+    when it sends `anthropic-version`, as every Anthropic SDK does; Gemini's when it sends its
+    key as Google's SDKs do (`x-goog-api-key` or `?key=`) or names itself in
+    `x-goog-api-client`; else OpenAI's."""
+    headers = request.headers
+    if ANTHROPIC_VERSION in headers:
+        return Dialect.ANTHROPIC
+    if _GOOGLE_KEY in headers or _GOOGLE_CLIENT in headers or "key" in request.query:
+        return Dialect.GEMINI
+    return Dialect.OPENAI
 
 
 Schema = type | Mapping[str, Any]
 """A body's schema in the OpenAPI document: a msgspec struct (a named component) or a raw
 JSON schema."""
 
-NO_ERRORS: Mapping[int, str] = MappingProxyType({})
+NO_ERRORS: Mapping[int, str | None] = MappingProxyType({})
 OBJECT: Mapping[str, Any] = MappingProxyType({"type": "object"})  # a JSON object, free-form
 
 
@@ -61,6 +80,13 @@ class Reply:
     status: int = 200
     media: str = "application/json"
     stream: tuple[type, ...] = ()  # with `stream: true`: each text/event-stream event's data
+    # A `speaks_client_dialect` route's answers to the clients of other dialects than its own.
+    anthropic: type | None = None
+    gemini: type | None = None
+
+    def in_dialect(self, dialect: Dialect) -> type | None:
+        """The answer's schema for a client of `dialect`, other than the route's own."""
+        return {Dialect.ANTHROPIC: self.anthropic, Dialect.GEMINI: self.gemini}.get(dialect)
 
 
 @dataclass(slots=True)
@@ -99,7 +125,10 @@ class Route:
         example: a request body the route answers, shown in the OpenAPI document (and sent
             by the schema fuzzer first).
         errors: error statuses particular to this route, beyond those its access, body and
-            path parameters imply, with what they mean.
+            path parameters imply, with what they mean; None for one of those it never
+            answers (a route with a model key's access that calls no model).
+        speaks_client_dialect: answers, errors included, in the dialect of the client
+            (`client_dialect`) rather than in `dialect`, which is then what is documented.
     """
 
     method: str
@@ -114,4 +143,5 @@ class Route:
     body_media: str = "application/json"
     query: tuple[str, ...] = ()
     example: Mapping[str, Any] | None = None
-    errors: Mapping[int, str] = field(default_factory=lambda: NO_ERRORS)
+    errors: Mapping[int, str | None] = field(default_factory=lambda: NO_ERRORS)
+    speaks_client_dialect: bool = False

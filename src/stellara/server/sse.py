@@ -18,6 +18,8 @@ from stellara import _json
 from stellara._clock import Clock
 from stellara.errors import InternalError, StellaraError, UpstreamError
 from stellara.inbound.anthropic import AnthropicStreamWriter
+from stellara.inbound.completions import TextCompletionStreamWriter
+from stellara.inbound.gemini import GeminiStreamWriter
 from stellara.inbound.responses import ResponsesStreamWriter
 from stellara.pipeline.gateway import ChunkStream
 from stellara.schema.chat import ChatCompletionChunk
@@ -63,12 +65,41 @@ class _ErrorEventEnd:
 
 
 class OpenAIFrames(_ErrorEventEnd):
-    """`data: <chunk>` per chunk, `data: [DONE]` at the end."""
+    """`data: <chunk>` per chunk, `data: [DONE]` at the end.
+
+    With `include_usage` (the request's `stream_options.include_usage`) every chunk carries
+    `usage`, null on all but the last, as OpenAI's API sends them.
+    """
 
     dialect = Dialect.OPENAI
 
+    def __init__(self, *, include_usage: bool = False) -> None:
+        self._include_usage = include_usage
+
     def feed(self, chunk: ChatCompletionChunk) -> bytes:
-        return b"data: " + _json.encode(chunk) + b"\n\n"
+        body = _json.encode(chunk)
+        if self._include_usage and chunk.usage is None:
+            # The chunk is a JSON object: `usage` goes in before its closing brace, cheaper
+            # than a second chunk type for the one field `omit_defaults` leaves out.
+            body = body[:-1] + b',"usage":null}'
+        return b"data: " + body + b"\n\n"
+
+    async def finish(self) -> bytes:
+        return b"data: [DONE]\n\n"
+
+
+class TextCompletionFrames(_ErrorEventEnd):
+    """Legacy completions: `data: <text_completion>` per event the writer makes of a chunk,
+    `data: [DONE]` at the end."""
+
+    dialect = Dialect.OPENAI
+
+    def __init__(self, writer: TextCompletionStreamWriter) -> None:
+        self._writer = writer
+
+    def feed(self, chunk: ChatCompletionChunk) -> bytes:
+        event = self._writer.feed(chunk)
+        return b"" if event is None else b"data: " + _json.encode(event) + b"\n\n"
 
     async def finish(self) -> bytes:
         return b"data: [DONE]\n\n"
@@ -87,6 +118,26 @@ class AnthropicFrames(_ErrorEventEnd):
 
     async def finish(self) -> bytes:
         return _frames(self._writer.finish())
+
+
+class GeminiFrames(_ErrorEventEnd):
+    """`data: <GenerateContentResponse>` per piece the writer makes, CRLF-ended as Google's;
+    no end marker (the last piece carries the finish reasons)."""
+
+    dialect = Dialect.GEMINI
+
+    def __init__(self, writer: GeminiStreamWriter) -> None:
+        self._writer = writer
+
+    def feed(self, chunk: ChatCompletionChunk) -> bytes:
+        return _data_frames(self._writer.feed(chunk))
+
+    async def finish(self) -> bytes:
+        return _data_frames(self._writer.finish())
+
+
+def _data_frames(pieces: Sequence[msgspec.Struct]) -> bytes:
+    return b"".join(b"data: " + _json.encode(piece) + b"\r\n\r\n" for piece in pieces)
 
 
 class ResponsesFrames:

@@ -1,11 +1,23 @@
-"""The Anthropic wire format: the Messages API (plain, streamed, tools), at ``/v1/messages``.
+"""The Anthropic wire format: the Messages API (plain, streamed, tools), at ``/v1/messages``,
+and its token counting, at ``/v1/messages/count_tokens``.
 
 :class:`AnthropicSim` validates requests the way the real API does: unknown fields, a missing
 ``max_tokens``, roles, ``tool_result`` blocks without their ``tool_use``, the API key (in
 ``x-api-key`` or, as SDKs since 2.0 send it, ``Authorization: Bearer``) and the
 ``anthropic-version`` header, whose value decides what is refused (version 2026-10-21 refuses
-``temperature``, ``top_p`` and ``top_k``). It answers with the same deterministic text as the
-OpenAI format (:mod:`stellara.sim.text`), as a ``message`` object or as Anthropic's event stream.
+``temperature``, ``top_p`` and ``top_k``); a tool ``input_schema`` that is not an object,
+``strict`` tools on models older than structured outputs (``claude-3…``, Sonnet and Opus 4.0),
+and a forced ``tool_choice`` with thinking on.
+It answers with the same deterministic text as the OpenAI format (:mod:`stellara.sim.text`),
+as a ``message`` object or as Anthropic's event stream.
+
+Tools are called as the real API's ``tool_choice`` demands: ``tool`` always calls the named
+tool; ``any`` always calls one, the first before any tool result came back and the last after
+(a deterministic stand-in for the model's choice); ``auto`` (or none) calls the first tool
+until results came back, then answers in text. A call's ``input`` is sampled from the tool's
+``input_schema`` (:func:`stellara.sim.text.sample_object`), so it always matches the schema.
+A token count takes only the prompt's fields (``max_tokens`` or ``stream`` are refused, as the
+real API refuses them) and answers the ``input_tokens`` the same prompt's message reports.
 
 It is written from Anthropic's API reference, not from the gateway's wire types, so that a
 mistake in those types shows up as a failing test instead of being mirrored here.
@@ -19,7 +31,7 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 import orjson
@@ -36,9 +48,12 @@ _ERROR_PATH = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
 _MISSING_FIELD = re.compile(r"missing required field `(?P<field>[^`]+)`")
 _UNKNOWN_FIELD = re.compile(r"unknown field `(?P<field>[^`]+)`")
 _INDEX = re.compile(r"\[(\d+)\]")
+_COUNT_PATH = "/v1/messages/count_tokens"
 _VERSIONS = ("2023-01-01", "2023-06-01", "2026-10-21")
 _NO_SAMPLING_SINCE = "2026-10-21"
 """The API version that refuses ``temperature``, ``top_p`` and ``top_k``, even at defaults."""
+_NO_STRICT_TOOLS = re.compile(r"^claude-(3|(sonnet|opus)-4-(0|2025))")
+"""Models from before structured outputs, which refuse ``strict`` tools."""
 
 # status -> (type, message) of the real API's error bodies.
 _STATUS_ERRORS: dict[int, tuple[str, str]] = {
@@ -139,6 +154,7 @@ class _Tool(_Strict):
     input_schema: dict[str, Any]
     description: str | None = None
     type: Literal["custom"] | None = None
+    strict: bool | None = None
     cache_control: dict[str, Any] | None = None
 
 
@@ -168,22 +184,29 @@ class _ThinkingConfig(_Strict):
     budget_tokens: Annotated[int, Meta(ge=1024)] | None = None
 
 
-class _Request(_Strict):
+class _Prompt(_Strict, kw_only=True):
+    """What `POST /v1/messages/count_tokens` takes: the prompt, without generation settings."""
+
     model: Annotated[str, Meta(min_length=1)]
-    max_tokens: Annotated[int, Meta(ge=1)]
     messages: Annotated[list[_Message], Meta(min_length=1)]
     system: str | list[_Text] | None = None
+    tools: list[_Tool] | None = None
+    tool_choice: _ChooseAuto | _ChooseAny | _ChooseTool | _ChooseNone | None = None
+    thinking: _ThinkingConfig | None = None
+
+
+class _Request(_Prompt, kw_only=True):
+    max_tokens: Annotated[int, Meta(ge=1)]
     stop_sequences: list[str] | None = None
     stream: bool | None = None
     temperature: Annotated[float, Meta(ge=0, le=1)] | None = None
     top_p: Annotated[float, Meta(ge=0, le=1)] | None = None
     top_k: Annotated[int, Meta(ge=0)] | None = None
-    tools: list[_Tool] | None = None
-    tool_choice: _ChooseAuto | _ChooseAny | _ChooseTool | _ChooseNone | None = None
     metadata: _Metadata | None = None
-    thinking: _ThinkingConfig | None = None
     service_tier: Literal["auto", "standard_only"] | None = None
 
+
+_PromptT = TypeVar("_PromptT", bound=_Prompt)
 
 # ---------------------------------------------------------------- answers
 
@@ -255,10 +278,12 @@ class AnthropicSim:
         # A random prefix keeps ids unique across simulator restarts, a counter across requests.
         self._id_prefix = os.urandom(4).hex()
         self._decoder = msgspec.json.Decoder(_Request)
+        self._count_decoder = msgspec.json.Decoder(_Prompt)
 
     def serves(self, path: str) -> bool:
-        """Requests to ``…/v1/messages`` are in the Anthropic format."""
-        return path.endswith("/v1/messages")
+        """Requests to ``…/v1/messages`` and ``…/v1/messages/count_tokens`` are in the
+        Anthropic format."""
+        return path.endswith(("/v1/messages", _COUNT_PATH))
 
     def peek(self, path: str, raw: bytes) -> tuple[str | None, bool]:
         """Return the request's ``(model, is_stream)`` for fault matching, tolerating bad input."""
@@ -283,6 +308,8 @@ class AnthropicSim:
             return refusal
         if request.method != "POST":
             return _error(405, f"Method {request.method} is not allowed for {request.path}.")
+        if request.path.endswith(_COUNT_PATH):
+            return self._count(raw)
         try:
             messages_request = _decode(self._decoder, raw)
             _validate(messages_request)
@@ -309,6 +336,16 @@ class AnthropicSim:
         message["stop_sequence"] = answer.stop_sequence
         message["usage"] = _usage(input_tokens, answer.output_tokens)
         return web.Response(body=orjson.dumps(message), content_type="application/json")
+
+    def _count(self, raw: bytes) -> web.Response:
+        """`{"input_tokens": N}`: what the same prompt's message would report as input."""
+        try:
+            prompt = _decode(self._count_decoder, raw)
+            _validate(prompt)
+        except _InvalidRequestError as exc:
+            return _error(400, exc.message)
+        body = orjson.dumps({"input_tokens": _input_tokens(prompt)})
+        return web.Response(body=body, content_type="application/json")
 
     def _check_headers(self, request: web.Request) -> web.Response | None:
         # An API key comes as `x-api-key`, or as a bearer token, which recent SDKs send.
@@ -354,7 +391,7 @@ class AnthropicSim:
         return _finish(pieces, messages_request.max_tokens, messages_request.stop_sequences or [])
 
 
-def _decode(decoder: msgspec.json.Decoder[_Request], raw: bytes) -> _Request:
+def _decode(decoder: msgspec.json.Decoder[_PromptT], raw: bytes) -> _PromptT:
     try:
         return decoder.decode(raw)
     except msgspec.ValidationError as exc:
@@ -390,7 +427,7 @@ def _turns(messages: list[_Message]) -> list[tuple[str, list[_Block]]]:
     return turns
 
 
-def _validate(messages_request: _Request) -> None:
+def _validate(messages_request: _Prompt) -> None:
     last = len(messages_request.messages) - 1
     for at, message in enumerate(messages_request.messages):
         content = message.content
@@ -403,10 +440,26 @@ def _validate(messages_request: _Request) -> None:
         if isinstance(content, list) and any(isinstance(b, _Text) and not b.text for b in content):
             raise _InvalidRequestError("messages: text content blocks must be non-empty")
     _check_tool_pairs(_turns(messages_request.messages))
+    _check_tools(messages_request)
+
+
+def _check_tools(messages_request: _Prompt) -> None:
+    tools = messages_request.tools or []
+    for at, tool in enumerate(tools):
+        if tool.input_schema.get("type") != "object":
+            raise _InvalidRequestError(
+                f"tools.{at}.custom.input_schema.type: Input should be 'object'"
+            )
     choice = messages_request.tool_choice
-    names = {tool.name for tool in messages_request.tools or ()}
-    if isinstance(choice, _ChooseTool) and choice.name not in names:
+    if isinstance(choice, _ChooseTool) and choice.name not in {tool.name for tool in tools}:
         raise _InvalidRequestError(f"tool_choice.name: Tool '{choice.name}' not found in tools")
+    model = messages_request.model
+    if any(tool.strict for tool in tools) and _NO_STRICT_TOOLS.match(model):
+        raise _InvalidRequestError(f"'{model}' does not support strict tools.")
+    thinking = messages_request.thinking
+    is_forced = isinstance(choice, _ChooseAny | _ChooseTool)
+    if is_forced and thinking is not None and thinking.type == "enabled":
+        raise _InvalidRequestError("Thinking may not be enabled when tool_choice forces tool use.")
 
 
 def _validate_2026_10_21(messages_request: _Request) -> None:
@@ -454,14 +507,16 @@ def _check_tool_pairs(turns: list[tuple[str, list[_Block]]]) -> None:
         pending = set()
 
 
-def _chosen_tool(messages_request: _Request, role: str, *, has_results: bool) -> _Tool | None:
+def _chosen_tool(messages_request: _Prompt, role: str, *, has_results: bool) -> _Tool | None:
     tools = messages_request.tools
     choice = messages_request.tool_choice
-    if not tools or isinstance(choice, _ChooseNone) or role != "user" or has_results:
+    if not tools or isinstance(choice, _ChooseNone) or role != "user":
         return None
     if isinstance(choice, _ChooseTool):
         return next(tool for tool in tools if tool.name == choice.name)
-    return tools[0]
+    if isinstance(choice, _ChooseAny):
+        return tools[-1] if has_results else tools[0]
+    return None if has_results else tools[0]
 
 
 def _finish(pieces: list[str], max_tokens: int, stop: list[str]) -> _Answer:
@@ -487,7 +542,7 @@ def _result_text(result: _ToolResult) -> str:
     return " ".join(block.text for block in content if isinstance(block, _Text))
 
 
-def _input_tokens(messages_request: _Request) -> int:
+def _input_tokens(messages_request: _Prompt) -> int:
     tokens = text.REPLY_PRIMING_TOKENS
     system = messages_request.system
     if system:

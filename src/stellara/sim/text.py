@@ -140,18 +140,32 @@ def finish(pieces: Sequence[str], *, max_tokens: int | None, stop: Sequence[str]
     return Completion(kept, "length" if is_cut else "stop")
 
 
-def sample_value(schema: Mapping[str, Any], words: Sequence[str], depth: int = 0) -> Any:
+def sample_value(
+    schema: Mapping[str, Any],
+    words: Sequence[str],
+    depth: int = 0,
+    *,
+    root: Mapping[str, Any] | None = None,
+) -> Any:
     """Build a value that satisfies a (simple) JSON schema, deterministically.
 
     Strings take a word from ``words`` (the last one first, which in a question is usually the
     subject: "weather in Paris" → "Paris"), numbers are 1, booleans true, arrays hold one item and
-    objects fill every property plus any other required key. ``$ref`` is not resolved.
+    objects fill every property plus any other required key. A ``$ref`` into the root schema's
+    ``$defs`` (or ``definitions``), as pydantic writes nested models, is followed.
 
     Args:
         schema: A JSON schema, e.g. a function's ``parameters``.
         words: Words of the prompt to draw strings from; ``"example"`` when empty.
         depth: Recursion depth, to stop on self-referencing schemas.
+        root: The schema ``$ref`` points into; ``schema`` itself when not given.
     """
+    root = schema if root is None else root
+    target = _referenced(schema, root)
+    if target is not None:
+        return (
+            sample_value(target, words, depth + 1, root=root) if depth < _MAX_SCHEMA_DEPTH else {}
+        )
     if "const" in schema:
         return schema["const"]
     enum = schema.get("enum")
@@ -160,14 +174,14 @@ def sample_value(schema: Mapping[str, Any], words: Sequence[str], depth: int = 0
     for combinator in ("anyOf", "oneOf", "allOf"):
         options = schema.get(combinator)
         if isinstance(options, list) and options and isinstance(options[0], Mapping):
-            return sample_value(options[0], words, depth + 1)
+            return sample_value(options[0], words, depth + 1, root=root)
     kind = _schema_type(schema)
     if kind == "object":
-        return sample_object(schema, words, depth) if depth < _MAX_SCHEMA_DEPTH else {}
+        return sample_object(schema, words, depth, root=root) if depth < _MAX_SCHEMA_DEPTH else {}
     if kind == "array":
         items = schema.get("items")
         if isinstance(items, Mapping) and depth < _MAX_SCHEMA_DEPTH:
-            return [sample_value(items, words, depth + 1)]
+            return [sample_value(items, words, depth + 1, root=root)]
         return []
     if kind in ("integer", "number"):
         return 1
@@ -179,12 +193,17 @@ def sample_value(schema: Mapping[str, Any], words: Sequence[str], depth: int = 0
 
 
 def sample_object(
-    schema: Mapping[str, Any], words: Sequence[str], depth: int = 0
+    schema: Mapping[str, Any],
+    words: Sequence[str],
+    depth: int = 0,
+    *,
+    root: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Build an object for an object schema, such as a function's ``parameters``.
 
     An empty schema gives ``{}``; see :func:`sample_value` for how values are chosen.
     """
+    root = schema if root is None else root
     properties = schema.get("properties")
     result: dict[str, Any] = {}
     string_count = 0
@@ -197,7 +216,7 @@ def sample_object(
             pool = words[: len(words) - string_count] if words else words
             if _schema_type(sub) == "string" and "enum" not in sub and "const" not in sub:
                 string_count += 1
-            result[name] = sample_value(sub, pool or words, depth + 1)
+            result[name] = sample_value(sub, pool or words, depth + 1, root=root)
     required = schema.get("required")
     if isinstance(required, list):
         for name in required:
@@ -238,6 +257,17 @@ def _truncate(pieces: Sequence[str], at: int) -> tuple[str, ...]:
         kept.append(piece)
         length += len(piece)
     return tuple(kept)
+
+
+def _referenced(schema: Mapping[str, Any], root: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The schema a local ``$ref`` (``#`` or ``#/$defs/Name``) names, or None."""
+    ref = schema.get("$ref")
+    if not isinstance(ref, str) or not ref.startswith("#"):
+        return None
+    target: Any = root
+    for part in filter(None, ref.removeprefix("#").split("/")):
+        target = target.get(part) if isinstance(target, Mapping) else None
+    return target if isinstance(target, Mapping) else None
 
 
 def _schema_type(schema: Mapping[str, Any]) -> str | None:

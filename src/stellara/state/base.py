@@ -9,7 +9,8 @@ processes with drifting clocks still agree on windows.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, Protocol
 
@@ -355,6 +356,13 @@ def stored_bytes(response_id: str, user: str, blob: bytes) -> int:
     return len(response_id.encode()) + len(user.encode()) + len(blob)
 
 
+def done() -> Awaitable[None]:
+    """An awaitable that has already ended: `start_put`'s when the write was done at once."""
+    finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    finished.set_result(None)
+    return finished
+
+
 class ResponsesStore(Protocol):
     """The Responses API's stored responses (`store: true`), kept where every gateway process
     finds them, so that `previous_response_id` continues a conversation on any of them.
@@ -368,11 +376,17 @@ class ResponsesStore(Protocol):
     `StateBackendError` when the backend fails.
     """
 
-    async def put(
+    async def start_put(
         self, response_id: str, user: str, blob: bytes, ttl_s: float, *, max_stored_bytes: int
-    ) -> None:
+    ) -> Awaitable[None]:
         """Store `blob` under `response_id` for `ttl_s` seconds, replacing any entry of that
         id, after evicting the oldest entries until all fit in `max_stored_bytes`.
+
+        Returns once the write is ordered before any call made after it, from any process
+        (sent to the backend, which runs calls in the order they arrive); the returned
+        awaitable ends when the write is done and raises `StateBackendError` if it failed.
+        So a caller can answer before the backend replies, and a client that continues the
+        conversation at once still finds it.
 
         The cap comes with each call, as the TTL does, so that it is the current
         configuration's whichever backend instance serves it.

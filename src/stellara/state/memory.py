@@ -10,7 +10,7 @@ request, since each entry is added once and removed once.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 
 from stellara._clock import Clock, SystemClock
@@ -23,6 +23,7 @@ from stellara.state.base import (
     PeriodLimit,
     StoredResponse,
     WindowLimit,
+    done,
     stored_bytes,
 )
 from stellara.state.periods import period_bounds
@@ -277,9 +278,9 @@ class MemoryResponsesStore:
         self._entries: OrderedDict[str, _StoredEntry] = OrderedDict()  # oldest first
         self._bytes = 0
 
-    async def put(
+    async def start_put(
         self, response_id: str, user: str, blob: bytes, ttl_s: float, *, max_stored_bytes: int
-    ) -> None:
+    ) -> Awaitable[None]:
         size = stored_bytes(response_id, user, blob)
         if size > max_stored_bytes:
             raise StoredResponseTooLargeError(size, max_stored_bytes)
@@ -294,6 +295,7 @@ class MemoryResponsesStore:
             self._bytes -= self._entries.popitem(last=False)[1].size
         self._entries[response_id] = _StoredEntry(StoredResponse(user, blob), now + ttl_s, size)
         self._bytes += size
+        return done()
 
     async def get(self, response_id: str) -> StoredResponse | None:
         entry = self._entries.get(response_id)

@@ -65,6 +65,9 @@ usage_records = Table(
     Column("prompt_tokens", Integer, nullable=False),
     Column("completion_tokens", Integer, nullable=False),
     Column("cached_tokens", Integer, nullable=False),
+    # NULL in records written before the gateway counted them (migration 0004)
+    Column("cache_write_tokens", Integer),
+    Column("reasoning_tokens", Integer),
     Column("cost_usd", Float, nullable=False),
     Column("latency_ms", Float, nullable=False),
     Column("ttfb_ms", Float),

@@ -63,6 +63,8 @@ def usage_row(event: RequestEnded, *, log_content: bool) -> Row:
         "prompt_tokens": event.prompt_tokens,
         "completion_tokens": event.completion_tokens,
         "cached_tokens": event.cached_tokens,
+        "cache_write_tokens": event.cache_write_tokens,
+        "reasoning_tokens": event.reasoning_tokens,
         "cost_usd": event.cost_usd,
         "usage_estimated": event.usage_estimated,
         "latency_ms": event.latency_ms,

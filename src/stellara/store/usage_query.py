@@ -113,6 +113,8 @@ class UsageQuery:
                 func.coalesce(func.sum(_t.prompt_tokens), 0).label("prompt_tokens"),
                 func.coalesce(func.sum(_t.completion_tokens), 0).label("completion_tokens"),
                 func.coalesce(func.sum(_t.cached_tokens), 0).label("cached_tokens"),
+                func.coalesce(func.sum(_t.cache_write_tokens), 0).label("cache_write_tokens"),
+                func.coalesce(func.sum(_t.reasoning_tokens), 0).label("reasoning_tokens"),
                 cost.label("cost_usd"),
                 func.coalesce(func.sum(case((_t.status >= 400, 1), else_=0)), 0).label("errors"),
             )

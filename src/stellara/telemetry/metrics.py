@@ -7,7 +7,7 @@ writer's buffer, the event bus's subscriber failures) are pulled by `refresh`, w
 `/metrics` route calls before rendering.
 
 Labels stay bounded: provider ids, public model names, tiers, breaker ids and limit names all
-come from the config, event names and endpoints (the model routes' declared paths, six) from
+come from the config, event names and endpoints (the model routes' declared paths) from
 the code; user ids, keys, prompts, error messages and requested paths never become labels.
 
 One process (`stellara serve`): `registry` holds the metrics and prometheus-client's process,
@@ -103,6 +103,8 @@ class _UsageSeries(NamedTuple):
     prompt: Counter
     completion: Counter
     cached: Counter
+    cache_write: Counter
+    reasoning: Counter
     cost: Counter
 
 
@@ -201,7 +203,9 @@ class GatewayMetrics:
         )
         self.tokens = counter(
             "stellara_tokens",
-            "Tokens the providers reported, by kind: prompt, completion, cached (of the prompt)",
+            "Tokens the providers reported, by kind: prompt, completion, cached and cache_write "
+            "(of the prompt: read from and written to the provider's cache), reasoning (of the "
+            "completion)",
             ["provider", "model", "tier", "kind"],
         )
         self.cost = counter(
@@ -366,7 +370,8 @@ class GatewayMetrics:
             series.ttfb.observe(ttfb_ms / 1000.0)
         prompt, completion = event.prompt_tokens, event.completion_tokens
         cached, cost = event.cached_tokens, event.cost_usd
-        if not (prompt or completion or cached or cost):
+        cache_write, reasoning = event.cache_write_tokens, event.reasoning_tokens
+        if not (prompt or completion or cached or cache_write or cost):
             return  # refused or failed before any token: no usage series for it
         usage = self._usage.get((provider, model, tier))
         if usage is None:
@@ -377,6 +382,10 @@ class GatewayMetrics:
             usage.completion.inc(completion)
         if cached:
             usage.cached.inc(cached)
+        if cache_write:
+            usage.cache_write.inc(cache_write)
+        if reasoning:
+            usage.reasoning.inc(reasoning)
         if cost:
             usage.cost.inc(cost)
 
@@ -386,6 +395,8 @@ class GatewayMetrics:
             self.tokens.labels(provider, model, tier_label, "prompt"),
             self.tokens.labels(provider, model, tier_label, "completion"),
             self.tokens.labels(provider, model, tier_label, "cached"),
+            self.tokens.labels(provider, model, tier_label, "cache_write"),
+            self.tokens.labels(provider, model, tier_label, "reasoning"),
             self.cost.labels(provider, model, tier_label),
         )
 

@@ -48,6 +48,7 @@ def _request_attributes(event: RequestEnded) -> dict[str, Any]:
             "gen_ai.usage.input_tokens": event.prompt_tokens,
             "gen_ai.usage.output_tokens": event.completion_tokens,
             "gen_ai.usage.cache_read.input_tokens": event.cached_tokens,
+            "gen_ai.usage.cache_creation.input_tokens": event.cache_write_tokens,
             "http.route": event.endpoint,
             "http.response.status_code": event.status,
             "error.type": event.error,

@@ -86,6 +86,8 @@ def _ended(kind: type[R], facts: dict[str, Any]) -> R:
         "prompt_tokens": PROMPT_TOKENS,
         "completion_tokens": COMPLETION_TOKENS,
         "cached_tokens": 0,
+        "cache_write_tokens": 0,
+        "reasoning_tokens": 0,
         "cost_usd": 0.001,
         "usage_estimated": False,
         "dropped_params": (),

@@ -111,6 +111,8 @@ class ToolParam(Struct, omit_defaults=True):
     name: Annotated[str, Meta(min_length=1, max_length=128)]
     input_schema: dict[str, Any]
     description: str | None = None
+    # Guaranteed schema conformance; only models with structured outputs take the field.
+    strict: bool | None = None
     cache_control: OpaqueJSON = UNSET
 
 

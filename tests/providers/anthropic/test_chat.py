@@ -354,27 +354,8 @@ def test_request_tool_choice_without_tools_is_not_sent():
     assert "tools" not in body
 
 
-def test_request_json_object_format_asks_for_json_in_system():
-    body = wire_body(
-        [{"role": "system", "content": "Be brief."}, *HI], response_format={"type": "json_object"}
-    )
-    assert body["system"] == (
-        "Be brief.\n\nRespond with one JSON object only, with no prose and no code fences."
-    )
-
-
-def test_request_json_schema_format_puts_schema_in_system():
-    schema = {"type": "object", "properties": {"n": {"type": "integer"}}}
-    response_format = {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}
-    body = wire_body(response_format=response_format)
-    assert body["system"].endswith(
-        'must match this JSON schema:\n{"type":"object","properties":{"n":{"type":"integer"}}}'
-    )
-    assert "response_format" not in body
-
-
 def test_request_text_format_changes_nothing():
-    assert "system" not in wire_body(response_format={"type": "text"})
+    assert wire_body(response_format={"type": "text"}) == wire_body()
 
 
 # ---------------------------------------------------------------- response
@@ -445,8 +426,13 @@ def test_response_text_message_becomes_completion():
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": "Hi! My name is Claude."},
+                "message": {
+                    "role": "assistant",
+                    "content": "Hi! My name is Claude.",
+                    "refusal": None,
+                },
                 "finish_reason": "stop",
+                "logprobs": None,
             }
         ],
         "usage": {
@@ -494,6 +480,7 @@ def test_response_usage_counts_cached_input_as_prompt_tokens():
     assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (175, 10, 185)
     assert usage.prompt_tokens_details is not None
     assert usage.prompt_tokens_details.cached_tokens == 50
+    assert usage.prompt_tokens_details.cache_write_tokens == 25
 
 
 @pytest.mark.parametrize(
@@ -511,7 +498,71 @@ def test_response_usage_counts_cached_input_as_prompt_tokens():
     ],
 )
 def test_response_stop_reason_maps_to_finish_reason(stop_reason, finish_reason):
-    assert finish_reason_of(stop_reason) == finish_reason
+    assert finish_reason_of(stop_reason, has_tool_calls=True) == finish_reason
+
+
+def test_response_tool_use_without_client_tool_calls_is_a_stop():
+    assert finish_reason_of("tool_use", has_tool_calls=False) == "stop"
+
+
+def test_response_stop_sequence_is_the_choices_stop_reason():
+    body = json.loads(TEXT_MESSAGE)
+    body.update(stop_reason="stop_sequence", stop_sequence="###")
+    completion = parse_message(json.dumps(body).encode(), "claude", created=1)
+    encoded = json.loads(msgspec.json.encode(completion))
+    assert encoded["choices"][0]["finish_reason"] == "stop"
+    assert encoded["choices"][0]["stop_reason"] == "###"
+
+
+def test_response_without_stop_sequence_has_no_stop_reason():
+    encoded = json.loads(msgspec.json.encode(parse_message(TEXT_MESSAGE, "claude", created=1)))
+    assert "stop_reason" not in encoded["choices"][0]
+
+
+def answer_message(*blocks: dict[str, Any], stop_reason: str = "tool_use") -> bytes:
+    body = json.loads(TOOL_MESSAGE)
+    body.update(content=list(blocks), stop_reason=stop_reason)
+    return json.dumps(body).encode()
+
+
+ANSWER_USE = {
+    "type": "tool_use",
+    "id": "toolu_01",
+    "name": "stellara_answer_weather",
+    "input": {"city": "Oslo", "degrees": 7},
+}
+
+
+def test_response_answer_tool_input_is_the_text_content():
+    body = answer_message(ANSWER_USE)
+    completion = parse_message(body, "claude", created=1, answer_tool="stellara_answer_weather")
+    [choice] = completion.choices
+    assert choice.message.content == '{"city":"Oslo","degrees":7}'
+    assert choice.message.tool_calls is None
+    assert choice.finish_reason == "stop"
+
+
+def test_response_answer_tool_beside_client_tool_calls_keeps_them_tool_calls():
+    client_use = {"type": "tool_use", "id": "toolu_02", "name": "get_weather", "input": {}}
+    body = answer_message(client_use, ANSWER_USE)
+    completion = parse_message(body, "claude", created=1, answer_tool="stellara_answer_weather")
+    [choice] = completion.choices
+    assert choice.message.content == '{"city":"Oslo","degrees":7}'
+    assert [call.function.name for call in choice.message.tool_calls or []] == ["get_weather"]
+    assert choice.finish_reason == "tool_calls"
+
+
+def test_response_answer_tool_cut_by_max_tokens_is_length():
+    body = answer_message(ANSWER_USE, stop_reason="max_tokens")
+    completion = parse_message(body, "claude", created=1, answer_tool="stellara_answer_weather")
+    assert completion.choices[0].finish_reason == "length"
+
+
+def test_response_tool_of_the_answer_name_is_a_tool_call_without_response_format():
+    completion = parse_message(answer_message(ANSWER_USE), "claude", created=1)
+    [choice] = completion.choices
+    assert choice.message.content is None
+    assert choice.finish_reason == "tool_calls"
 
 
 @pytest.mark.parametrize(

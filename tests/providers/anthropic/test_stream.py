@@ -168,7 +168,7 @@ def test_stream_usage_merges_message_delta_counts_with_message_start():
         "prompt_tokens": 117,
         "completion_tokens": 30,
         "total_tokens": 147,
-        "prompt_tokens_details": {"cached_tokens": 100},
+        "prompt_tokens_details": {"cached_tokens": 100, "cache_write_tokens": 5},
     }
 
 
@@ -258,3 +258,80 @@ def test_stream_parsers_are_independent():
     fresh = AnthropicStreamParser("b", created=1)
     assert done.is_done
     assert not fresh.is_done
+
+
+def answer_stream(*blocks: list[bytes]) -> list[bytes]:
+    """A forced answer tool's stream: message_start, the given blocks, a tool_use stop."""
+    stop = (
+        b'{"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},'
+        b'"usage":{"output_tokens":20}}'
+    )
+    return [TOOL_STREAM[0], *(event for block in blocks for event in block), stop, TOOL_STREAM[-1]]
+
+
+def tool_block(index: int, name: str, fragments: list[str]) -> list[bytes]:
+    start = {
+        "type": "content_block_start",
+        "index": index,
+        "content_block": {"type": "tool_use", "id": f"toolu_{index}", "name": name, "input": {}},
+    }
+    deltas = [
+        {
+            "type": "content_block_delta",
+            "index": index,
+            "delta": {"type": "input_json_delta", "partial_json": fragment},
+        }
+        for fragment in fragments
+    ]
+    stop = {"type": "content_block_stop", "index": index}
+    return [json.dumps(event).encode() for event in (start, *deltas, stop)]
+
+
+ANSWER_FRAGMENTS = ["", '{"city": ', '"Oslo", "deg', 'rees": 7}']
+
+
+def test_stream_answer_tool_input_becomes_content_deltas():
+    parser = AnthropicStreamParser("claude", created=1, answer_tool="stellara_answer")
+    chunks = feed_all(answer_stream(tool_block(0, "stellara_answer", ANSWER_FRAGMENTS)), parser)
+    deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
+    assert all("tool_calls" not in delta for delta in deltas)
+    assert [d.get("content") for d in deltas] == ["", *ANSWER_FRAGMENTS[1:], None]
+    assert json.loads("".join(d.get("content", "") for d in deltas)) == {
+        "city": "Oslo",
+        "degrees": 7,
+    }
+    assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
+
+
+def test_stream_client_tool_beside_the_answer_tool_stays_a_tool_call_at_index_zero():
+    parser = AnthropicStreamParser("claude", created=1, answer_tool="stellara_answer")
+    events = answer_stream(
+        tool_block(0, "stellara_answer", ANSWER_FRAGMENTS),
+        tool_block(1, "get_weather", ['{"city": "Oslo"}']),
+    )
+    chunks = feed_all(events, parser)
+    deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
+    calls = [d["tool_calls"][0] for d in deltas if "tool_calls" in d]
+    assert [call["index"] for call in calls] == [0, 0]
+    assert calls[0]["function"]["name"] == "get_weather"
+    assert "".join(d.get("content", "") for d in deltas) == "".join(ANSWER_FRAGMENTS)
+    assert chunks[-2]["choices"][0]["finish_reason"] == "tool_calls"
+
+
+def test_stream_without_answer_tool_a_tool_of_that_name_is_a_tool_call():
+    chunks = feed_all(answer_stream(tool_block(0, "stellara_answer", ANSWER_FRAGMENTS)))
+    deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
+    assert any("tool_calls" in delta for delta in deltas)
+    assert chunks[-2]["choices"][0]["finish_reason"] == "tool_calls"
+
+
+def test_stream_stop_sequence_rides_on_the_finish_chunk():
+    stop = (
+        b'{"type": "message_delta", "delta": {"stop_reason": "stop_sequence", '
+        b'"stop_sequence": "###"}, "usage": {"output_tokens": 15}}'
+    )
+    chunks = feed_all([*TEXT_STREAM[:6], stop, TEXT_STREAM[7]])
+    assert chunks[-2]["choices"] == [
+        {"index": 0, "delta": {}, "finish_reason": "stop", "stop_reason": "###"}
+    ]
+    assert all("stop_reason" not in c["choices"][0] for c in chunks[:-2])

@@ -368,7 +368,7 @@ TEXT_RESPONSE: dict[str, Any] = {
 
 def test_completion_from_text_response() -> None:
     result = completion(TEXT_RESPONSE)
-    assert msgspec.to_builtins(result) == {
+    assert json.loads(msgspec.json.encode(result)) == {
         "id": "chatcmpl-r1",
         "object": "chat.completion",
         "created": 7,
@@ -376,8 +376,9 @@ def test_completion_from_text_response() -> None:
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": "Hello there."},
+                "message": {"role": "assistant", "content": "Hello there.", "refusal": None},
                 "finish_reason": "stop",
+                "logprobs": None,
             }
         ],
         "usage": {

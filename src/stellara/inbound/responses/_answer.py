@@ -142,11 +142,14 @@ def usage_of(usage: Usage | None) -> wire.Usage | UnsetType:
         return UNSET
     prompt_details = usage.prompt_tokens_details
     cached = (prompt_details.cached_tokens or 0) if prompt_details else 0
+    written = (prompt_details.cache_write_tokens or 0) if prompt_details else 0
     completion_details = usage.completion_tokens_details
     reasoning = (completion_details.reasoning_tokens or 0) if completion_details else 0
     return wire.Usage(
         input_tokens=usage.prompt_tokens,
-        input_tokens_details=wire.InputTokensDetails(cached_tokens=cached, cache_write_tokens=0),
+        input_tokens_details=wire.InputTokensDetails(
+            cached_tokens=cached, cache_write_tokens=written
+        ),
         output_tokens=usage.completion_tokens,
         output_tokens_details=wire.OutputTokensDetails(reasoning_tokens=reasoning),
         total_tokens=usage.total_tokens or usage.prompt_tokens + usage.completion_tokens,

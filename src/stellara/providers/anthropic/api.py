@@ -11,8 +11,10 @@ from stellara.config.models import ProviderSettings
 from stellara.providers._http import UpstreamHTTP, parse_url
 from stellara.providers._sse import iter_sse
 from stellara.providers.anthropic.chat import build_messages_body, parse_message
+from stellara.providers.anthropic.count import build_count_body, parse_count
 from stellara.providers.anthropic.errors import error_from_response
 from stellara.providers.anthropic.stream import AnthropicStreamParser
+from stellara.providers.anthropic.tools import answer_tool_name
 from stellara.providers.base import ProviderAdapter
 from stellara.schema.chat import ChatCompletion, ChatCompletionChunk, ChatRequest
 
@@ -28,10 +30,14 @@ class AnthropicSettings(ProviderSettings):
         anthropic_version: The `anthropic-version` header. 2023-06-01 is the version that still
             takes `temperature` and `top_p`; from 2026-10-21 they are not sent.
         default_max_tokens: `max_tokens` for requests that give none (Anthropic requires one).
+        strict_tools: Send `strict: true` on tools when the client asked for strict schemas
+            (a strict `json_schema` response format, tools marked strict). Only models with
+            structured outputs (Claude 4.5 and later) take it; older ones refuse the request.
     """
 
     anthropic_version: str = "2023-06-01"
     default_max_tokens: int = Field(default=4096, ge=1)
+    strict_tools: bool = False
 
 
 class AnthropicAdapter:
@@ -41,9 +47,11 @@ class AnthropicAdapter:
         self._id = settings.id
         base_url = (settings.base_url or DEFAULT_BASE_URL).rstrip("/")
         self._url = parse_url(f"{base_url}/v1/messages")
+        self._count_url = parse_url(f"{base_url}/v1/messages/count_tokens")
         self._default_max_tokens = settings.default_max_tokens
         # Versions are ISO dates, so they compare as strings.
         self._allows_sampling = settings.anthropic_version < SAMPLING_REMOVED_IN
+        self._strict_tools = settings.strict_tools
         headers = {"anthropic-version": settings.anthropic_version}
         if settings.api_key is not None:
             headers["x-api-key"] = settings.api_key.get_secret_value()
@@ -66,13 +74,15 @@ class AnthropicAdapter:
                     provider=self._id,
                     retry_after=response.headers.get("Retry-After"),
                 )
-        return parse_message(payload, self._id, created=int(time.time()))
+        answer_tool = answer_tool_name(request.response_format)
+        return parse_message(payload, self._id, created=int(time.time()), answer_tool=answer_tool)
 
     async def chat_stream(
         self, request: ChatRequest, model: str, *, timeout_s: float
     ) -> AsyncGenerator[ChatCompletionChunk, None]:
         body = self._body(request, model)
-        parser = AnthropicStreamParser(self._id, created=int(time.time()))
+        answer_tool = answer_tool_name(request.response_format)
+        parser = AnthropicStreamParser(self._id, created=int(time.time()), answer_tool=answer_tool)
         async with self._http.post(
             self._url, body, timeout_s=timeout_s, is_streaming=True
         ) as response:
@@ -90,12 +100,33 @@ class AnthropicAdapter:
                     break
             parser.finish()
 
+    async def count_tokens(self, request: ChatRequest, model: str, *, timeout_s: float) -> int:
+        body = build_count_body(
+            request,
+            model,
+            default_max_tokens=self._default_max_tokens,
+            allows_sampling=self._allows_sampling,
+        )
+        async with self._http.post(
+            self._count_url, body, timeout_s=timeout_s, is_streaming=False
+        ) as response:
+            payload = await response.read()
+            if response.status != 200:
+                raise error_from_response(
+                    response.status,
+                    payload,
+                    provider=self._id,
+                    retry_after=response.headers.get("Retry-After"),
+                )
+        return parse_count(payload, self._id)
+
     def _body(self, request: ChatRequest, model: str) -> bytes:
         return build_messages_body(
             request,
             model,
             default_max_tokens=self._default_max_tokens,
             allows_sampling=self._allows_sampling,
+            strict_tools=self._strict_tools,
         )
 
     async def close(self) -> None:

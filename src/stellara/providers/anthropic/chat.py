@@ -17,13 +17,14 @@ Where the two APIs do not line up, this module decides:
   drops it before it gets here (`params.py`).
   API version 2026-10-21 refuses `temperature` and `top_p` outright (even at their defaults), so
   with that version they are not sent at all (`allows_sampling=False`).
-* `response_format` (JSON mode): Anthropic's structured outputs (`output_config.format`) exist
-  only on recent models and are refused by the others, so the gateway, which does not know the
-  model's generation, asks for JSON in the system prompt instead (with the schema when given).
+* `response_format` (JSON mode) becomes a forced *answer tool* whose input is the answer, given
+  back as the message's text content; `tools` holds the rules, also for client tools beside it.
 * `n > 1`, audio input and deprecated `function` messages are refused with a 400; parameters
   Anthropic lacks (`seed`, penalties, `logit_bias`, `logprobs`, …) are not sent.
 * In answers, `thinking` blocks are dropped: the OpenAI schema has no place for them, and the
   text that follows them is the answer.
+* A stop on one of the request's stop sequences is finish reason "stop" with the sequence in
+  the choice's `stop_reason` (the field OpenAI-compatible servers such as vLLM use for it).
 """
 
 from __future__ import annotations
@@ -31,10 +32,11 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import msgspec
-from msgspec import UNSET
+from msgspec import UNSET, UnsetType
 
 from stellara import _json
 from stellara.errors import InvalidRequestError, UpstreamProtocolError
+from stellara.providers.anthropic.tools import tools_of
 from stellara.schema.chat import (
     AssistantMessage,
     ChatCompletion,
@@ -46,14 +48,11 @@ from stellara.schema.chat import (
     FunctionCall,
     ImagePart,
     Message,
-    NamedToolChoice,
     PromptTokensDetails,
-    ResponseFormat,
     ResponseMessage,
     SystemMessage,
     TextPart,
     ToolCall,
-    ToolChoice,
     ToolMessage,
     Usage,
     UserContentPart,
@@ -63,8 +62,6 @@ from stellara.wire import anthropic as wire
 
 Role = Literal["user", "assistant"]
 
-_EMPTY_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
-_JSON_INSTRUCTION = "Respond with one JSON object only, with no prose and no code fences."
 _FINISH_REASONS = {
     "end_turn": "stop",
     "stop_sequence": "stop",
@@ -80,7 +77,12 @@ _FINISH_REASONS = {
 
 
 def build_messages_request(
-    request: ChatRequest, model: str, *, default_max_tokens: int, allows_sampling: bool = True
+    request: ChatRequest,
+    model: str,
+    *,
+    default_max_tokens: int,
+    allows_sampling: bool = True,
+    strict_tools: bool = False,
 ) -> wire.MessagesRequest:
     """The Messages API request asking `model`; raises `InvalidRequestError` for what it lacks.
 
@@ -89,16 +91,14 @@ def build_messages_request(
         model: The provider's model name.
         default_max_tokens: `max_tokens` when the client gave none; Anthropic requires one.
         allows_sampling: Whether the API version takes `temperature` and `top_p`.
+        strict_tools: Whether the models take `strict` on tools (see `tools`).
     """
     if request.n is not None and request.n > 1:
         raise InvalidRequestError(
             "this model's provider returns one choice per request; n must be 1", param="n"
         )
     system, messages = _conversation(request.messages)
-    instruction = _json_instruction(request.response_format)
-    if instruction is not None:
-        system.append(instruction)
-    tools, tool_choice = _tools(request)
+    tools, tool_choice = tools_of(request, strict_tools=strict_tools)
     user = request.user or request.safety_identifier
     temperature = request.temperature if allows_sampling else None
     return wire.MessagesRequest(
@@ -117,11 +117,20 @@ def build_messages_request(
 
 
 def build_messages_body(
-    request: ChatRequest, model: str, *, default_max_tokens: int, allows_sampling: bool = True
+    request: ChatRequest,
+    model: str,
+    *,
+    default_max_tokens: int,
+    allows_sampling: bool = True,
+    strict_tools: bool = False,
 ) -> bytes:
     """The JSON body for `POST /v1/messages`; see `build_messages_request`."""
     messages_request = build_messages_request(
-        request, model, default_max_tokens=default_max_tokens, allows_sampling=allows_sampling
+        request,
+        model,
+        default_max_tokens=default_max_tokens,
+        allows_sampling=allows_sampling,
+        strict_tools=strict_tools,
     )
     return _json.encode(messages_request)
 
@@ -272,54 +281,20 @@ def _arguments(arguments: str, param: str) -> dict[str, Any]:
     return value
 
 
-def _json_instruction(response_format: ResponseFormat | None) -> str | None:
-    if response_format is None or response_format.type == "text":
-        return None
-    json_schema = response_format.json_schema
-    if response_format.type == "json_schema" and json_schema is not None and json_schema.schema:
-        schema = _json.dumps(json_schema.schema).decode()
-        return f"{_JSON_INSTRUCTION} The object must match this JSON schema:\n{schema}"
-    return _JSON_INSTRUCTION
-
-
-def _tools(request: ChatRequest) -> tuple[list[wire.ToolParam] | None, wire.ToolChoiceParam | None]:
-    if not request.tools:
-        return None, None  # Anthropic refuses a tool_choice without tools
-    tools = [
-        wire.ToolParam(
-            name=tool.function.name,
-            input_schema=tool.function.parameters or _EMPTY_SCHEMA,
-            description=tool.function.description,
-        )
-        for tool in request.tools
-    ]
-    return tools, _tool_choice(request.tool_choice, request.parallel_tool_calls)
-
-
-def _tool_choice(choice: ToolChoice | None, parallel: bool | None) -> wire.ToolChoiceParam | None:
-    disable_parallel = True if parallel is False else None
-    if isinstance(choice, NamedToolChoice):
-        name = choice.function.name
-        return wire.ToolChoiceParam("tool", name=name, disable_parallel_tool_use=disable_parallel)
-    if choice == "none":
-        return wire.ToolChoiceParam("none")  # takes no parallel flag: no tool is used at all
-    if choice == "required":
-        return wire.ToolChoiceParam("any", disable_parallel_tool_use=disable_parallel)
-    if choice == "auto" or disable_parallel:
-        return wire.ToolChoiceParam("auto", disable_parallel_tool_use=disable_parallel)
-    return None
-
-
 # ---------------------------------------------------------------- response
 
 
-def parse_message(body: bytes, provider: str, *, created: int) -> ChatCompletion:
+def parse_message(
+    body: bytes, provider: str, *, created: int, answer_tool: str | None = None
+) -> ChatCompletion:
     """Decode a `message` answer into a `chat.completion`; anything else breaks the protocol.
 
     Args:
         body: The HTTP body of a 200 answer.
         provider: The provider id, for errors.
         created: The completion's Unix time; the caller owns the clock.
+        answer_tool: The name of the request's answer tool (`tools.answer_tool_name`), whose
+            input is the answer's text.
     """
     try:
         message = wire.message_decoder.decode(body)
@@ -327,11 +302,13 @@ def parse_message(body: bytes, provider: str, *, created: int) -> ChatCompletion
         raise UpstreamProtocolError(
             f"provider {provider!r} sent an invalid message: {exc}", provider=provider
         ) from exc
-    return completion_from_message(message, created=created)
+    return completion_from_message(message, created=created, answer_tool=answer_tool)
 
 
-def completion_from_message(message: wire.Message, *, created: int) -> ChatCompletion:
-    """The `chat.completion` for an Anthropic `message`."""
+def completion_from_message(
+    message: wire.Message, *, created: int, answer_tool: str | None = None
+) -> ChatCompletion:
+    """The `chat.completion` for an Anthropic `message`; see `parse_message`."""
     texts: list[str] = []
     calls: list[ToolCall] = []
     for block in message.content:
@@ -339,7 +316,10 @@ def completion_from_message(message: wire.Message, *, created: int) -> ChatCompl
             texts.append(block.text)
         elif isinstance(block, wire.ToolUseBlock):
             arguments = _json.dumps(block.input).decode()
-            calls.append(ToolCall(block.id, "function", FunctionCall(block.name, arguments)))
+            if block.name == answer_tool:
+                texts.append(arguments)
+            else:
+                calls.append(ToolCall(block.id, "function", FunctionCall(block.name, arguments)))
     # OpenAI's convention: content is null when the answer is only tool calls.
     content = "".join(texts) if texts or not calls else None
     answer = ResponseMessage("assistant", content, tool_calls=calls or None)
@@ -348,7 +328,14 @@ def completion_from_message(message: wire.Message, *, created: int) -> ChatCompl
         object="chat.completion",
         created=created,
         model=message.model,
-        choices=[Choice(0, answer, finish_reason_of(message.stop_reason))],
+        choices=[
+            Choice(
+                0,
+                answer,
+                finish_reason_of(message.stop_reason, has_tool_calls=bool(calls)),
+                stop_reason=stop_sequence_of(message.stop_reason, message.stop_sequence),
+            )
+        ],
         usage=canonical_usage(message.usage),
     )
 
@@ -358,9 +345,21 @@ def completion_id(message_id: str) -> str:
     return "chatcmpl-" + message_id.removeprefix("msg_")
 
 
-def finish_reason_of(stop_reason: str | None) -> str:
-    """OpenAI's `finish_reason` for an Anthropic `stop_reason` (unknown ones read as "stop")."""
+def finish_reason_of(stop_reason: str | None, *, has_tool_calls: bool) -> str:
+    """OpenAI's `finish_reason` for an Anthropic `stop_reason` (unknown ones read as "stop").
+
+    A `tool_use` stop without a tool call for the client is the answer tool's: a plain "stop".
+    """
+    if stop_reason == "tool_use" and not has_tool_calls:
+        return "stop"
     return _FINISH_REASONS.get(stop_reason or "end_turn", "stop")
+
+
+def stop_sequence_of(stop_reason: str | None, stop_sequence: str | None) -> str | UnsetType:
+    """The canonical choice's `stop_reason`: the stop sequence that ended the answer, if any."""
+    if stop_reason == "stop_sequence" and stop_sequence is not None:
+        return stop_sequence
+    return UNSET
 
 
 def canonical_usage(usage: wire.Usage) -> Usage:
@@ -370,10 +369,13 @@ def canonical_usage(usage: wire.Usage) -> Usage:
     `prompt_tokens` counts all of it and reports the cached part inside it.
     """
     cache_read = usage.cache_read_input_tokens or 0
-    prompt = usage.input_tokens + cache_read + (usage.cache_creation_input_tokens or 0)
+    cache_write = usage.cache_creation_input_tokens or 0
+    prompt = usage.input_tokens + cache_read + cache_write
     details = None
-    if usage.cache_read_input_tokens is not None:
-        details = PromptTokensDetails(cached_tokens=cache_read)
+    if usage.cache_read_input_tokens is not None or cache_write:
+        details = PromptTokensDetails(
+            cached_tokens=cache_read, cache_write_tokens=cache_write or None
+        )
     return Usage(
         prompt_tokens=prompt,
         completion_tokens=usage.output_tokens,

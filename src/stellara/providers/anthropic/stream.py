@@ -7,11 +7,14 @@ Anthropic streams typed events (`message_start`, `content_block_*`, `message_del
 * a `tool_use` block start → a tool call delta with its id, name and empty arguments; its
   `input_json_delta`s → argument fragments. Tool call `index` counts tool_use blocks from 0,
   whatever Anthropic's block index (text and thinking blocks count there too).
+* the answer tool's block (`tools`: a JSON `response_format`) → nothing at its start, and its
+  `input_json_delta`s → content: the answer is text, never a tool call.
 * `text_delta` → content. Thinking, signature and citation deltas are dropped, as in
   `chat.completion_from_message`.
-* `message_delta` carries the stop reason and usage; both are held until `message_stop`, which
-  yields the chunk with `finish_reason` and then a usage-only chunk (`choices: []`). Holding
-  them means a stream cut before `message_stop` never shows the client a normal finish.
+* `message_delta` carries the stop reason, the stop sequence and usage; they are held until
+  `message_stop`, which yields the chunk with `finish_reason` (and `stop_reason`, the matched
+  stop sequence) and then a usage-only chunk (`choices: []`). Holding them means a stream cut
+  before `message_stop` never shows the client a normal finish.
 """
 
 from __future__ import annotations
@@ -21,7 +24,12 @@ from typing import get_args
 import msgspec
 
 from stellara.errors import UpstreamProtocolError
-from stellara.providers.anthropic.chat import canonical_usage, completion_id, finish_reason_of
+from stellara.providers.anthropic.chat import (
+    canonical_usage,
+    completion_id,
+    finish_reason_of,
+    stop_sequence_of,
+)
 from stellara.providers.anthropic.errors import error_from_event
 from stellara.schema.chat import (
     ChatCompletionChunk,
@@ -67,27 +75,32 @@ class AnthropicStreamParser:
     Args:
         provider: The provider id, for errors.
         created: The chunks' Unix time; the caller owns the clock.
+        answer_tool: The name of the request's answer tool, whose input is streamed as content.
     """
 
     __slots__ = (
+        "_answer_blocks",
+        "_answer_tool",
         "_created",
-        "_finish_reason",
         "_id",
         "_model",
         "_provider",
+        "_stopped_by",
         "_tool_indexes",
         "_usage",
         "is_done",
     )
 
-    def __init__(self, provider: str, *, created: int) -> None:
+    def __init__(self, provider: str, *, created: int, answer_tool: str | None = None) -> None:
         self._provider = provider
         self._created = created
+        self._answer_tool = answer_tool
         self._id = ""  # set by message_start; empty means it has not come yet
         self._model = ""
         self._usage = wire.Usage(input_tokens=0, output_tokens=0)
-        self._finish_reason: str | None = None
+        self._stopped_by = wire.MessageDeltaBody()
         self._tool_indexes: dict[int, int] = {}  # Anthropic block index → tool call index
+        self._answer_blocks: set[int] = set()  # Anthropic block indexes of the answer tool
         self.is_done = False
 
     def feed(self, data: bytes) -> Chunks:
@@ -139,7 +152,9 @@ class AnthropicStreamParser:
 
     def _block_start(self, event: wire.ContentBlockStartEvent) -> Chunks:
         block = event.content_block
-        if isinstance(block, wire.ToolUseBlock):
+        if isinstance(block, wire.ToolUseBlock) and block.name == self._answer_tool:
+            self._answer_blocks.add(event.index)
+        elif isinstance(block, wire.ToolUseBlock):
             index = len(self._tool_indexes)
             self._tool_indexes[event.index] = index
             function = FunctionCallDelta(name=block.name, arguments="")
@@ -154,6 +169,12 @@ class AnthropicStreamParser:
         if isinstance(delta, wire.TextDelta):
             return (self._chunk(Delta(content=delta.text)),) if delta.text else _NOTHING
         if isinstance(delta, wire.InputJSONDelta):
+            if event.index in self._answer_blocks:
+                return (
+                    (self._chunk(Delta(content=delta.partial_json)),)
+                    if delta.partial_json
+                    else _NOTHING
+                )
             index = self._tool_indexes.get(event.index)
             if index is None:
                 return _NOTHING  # input of a block the gateway does not relay (a server tool)
@@ -162,7 +183,7 @@ class AnthropicStreamParser:
         return _NOTHING
 
     def _message_delta(self, event: wire.MessageDeltaEvent) -> None:
-        self._finish_reason = finish_reason_of(event.delta.stop_reason)
+        self._stopped_by = event.delta
         # message_delta's counts are cumulative; input counts appear there only when they
         # changed since message_start (server tools), so the start's stay otherwise.
         usage, start = event.usage, self._usage
@@ -179,7 +200,10 @@ class AnthropicStreamParser:
 
     def _stop(self) -> Chunks:
         self.is_done = True
-        finish = self._chunk(Delta(), self._finish_reason or "stop")
+        stop = self._stopped_by
+        reason = finish_reason_of(stop.stop_reason, has_tool_calls=bool(self._tool_indexes))
+        finish = self._chunk(Delta(), reason)
+        finish.choices[0].stop_reason = stop_sequence_of(stop.stop_reason, stop.stop_sequence)
         usage = ChatCompletionChunk(
             id=self._id,
             object="chat.completion.chunk",

@@ -1,4 +1,5 @@
-"""The Anthropic dialect: `POST /v1/messages`, so the official SDK works unchanged.
+"""The Anthropic dialect: `POST /v1/messages` and `POST /v1/messages/count_tokens`, so the
+official SDK (and Claude Code) works unchanged.
 
 Requests are translated to the canonical form and answered by the same gateway as the OpenAI
 routes, whatever provider ends up serving them; answers and errors go back in Anthropic's
@@ -18,10 +19,18 @@ from stellara.inbound.anthropic import (
     to_chat_request,
     to_message,
 )
-from stellara.server.intake import open_model_call, response_headers
+from stellara.inbound.anthropic_count import to_count_request
+from stellara.inbound.bounds import check_bounds
+from stellara.pipeline.counting import PromptCounter
+from stellara.server.intake import decode_body, open_model_call, read_body, response_headers
 from stellara.server.spec import Access, Call, Dialect, Reply, Route
 from stellara.server.sse import AnthropicFrames, relay
 from stellara.wire import anthropic as wire
+from stellara.wire import anthropic_count
+
+TOKEN_COUNT = "x-stellara-token-count"
+"""How a count was made: `provider` (the model's provider counted) or `estimate` (the
+gateway's tokenizer did)."""
 
 
 async def messages(call: Call) -> web.StreamResponse:
@@ -37,6 +46,21 @@ async def messages(call: Call) -> web.StreamResponse:
     completion = await gateway.complete(ctx, chat)
     message = to_message(completion, model=wire_request.model)
     return web.Response(body=_json.encode(message), headers=response_headers(call, is_json=True))
+
+
+async def count_tokens(call: Call) -> web.StreamResponse:
+    # Not a model call (see `pipeline.counting`): no pipeline context, no limits, no record.
+    request = decode_body(anthropic_count.count_request_decoder, await read_body(call))
+    check_bounds(request)
+    runtime = call.runtime
+    counter = PromptCounter(runtime.models, runtime.tokens, runtime.attempts)
+    counted = await counter.count(
+        call.caller, to_count_request(request), timeout_s=runtime.config.resilience.timeout_s
+    )
+    headers = response_headers(call, is_json=True)
+    headers[TOKEN_COUNT] = "estimate" if counted.is_estimate else "provider"
+    body = _json.encode(anthropic_count.MessageTokensCount(counted.input_tokens))
+    return web.Response(body=body, headers=headers)
 
 
 ROUTES = (
@@ -59,5 +83,20 @@ ROUTES = (
             "max_tokens": 256,
             "messages": [{"role": "user", "content": "Hello!"}],
         },
+    ),
+    Route(
+        "POST",
+        "/v1/messages/count_tokens",
+        count_tokens,
+        Access.MODEL,
+        "Anthropic token counting: the model's provider counts when it can (Anthropic), else "
+        "the gateway's tokenizer estimates; `x-stellara-token-count` says which. Not a model "
+        "call: no limits, usage record or cost",
+        Reply("The prompt's input tokens", anthropic_count.MessageTokensCount),
+        dialect=Dialect.ANTHROPIC,
+        body=anthropic_count.CountTokensRequest,
+        example={"model": "my-model", "messages": [{"role": "user", "content": "Hello!"}]},
+        # Not a model call: no limits, and an upstream that cannot count yields an estimate.
+        errors={429: None, 502: None, 503: None, 504: None},
     ),
 )

@@ -1,45 +1,54 @@
-"""The OpenAI dialect: `POST /v1/chat/completions`, `POST /v1/embeddings`, `GET /v1/models`."""
+"""The OpenAI dialect: `POST /v1/chat/completions`, `POST /v1/embeddings`, and the legacy
+`POST /v1/completions`, answered through chat models (`inbound.completions`)."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from stellara import _json
+from stellara.inbound.completions import (
+    TextCompletionStreamWriter,
+    to_chat_request,
+    to_text_completion,
+)
+from stellara.schema import completions as completions_schema
 from stellara.schema.chat import ChatCompletion, ChatCompletionChunk, ChatRequest, request_decoder
 from stellara.schema.embeddings import (
     EmbeddingsRequest,
     EmbeddingsResponse,
     embeddings_request_decoder,
 )
-from stellara.server.intake import json_response, open_model_call, response_headers
-from stellara.server.schemas import ErrorBody, ModelList
+from stellara.server.intake import open_model_call, response_headers
+from stellara.server.schemas import ErrorBody
 from stellara.server.spec import Access, Call, Reply, Route
-from stellara.server.sse import OpenAIFrames, relay
+from stellara.server.sse import OpenAIFrames, TextCompletionFrames, relay
 
 
 async def chat_completions(call: Call) -> web.StreamResponse:
     ctx, chat = await open_model_call(call, request_decoder)
     gateway = call.runtime.gateway
     if chat.is_streaming:
-        return await relay(call, await gateway.open_stream(ctx, chat), OpenAIFrames())
+        frames = OpenAIFrames(include_usage=chat.wants_stream_usage)
+        return await relay(call, await gateway.open_stream(ctx, chat), frames)
     completion = await gateway.complete(ctx, chat)
     return web.Response(body=_json.encode(completion), headers=response_headers(call, is_json=True))
+
+
+async def completions(call: Call) -> web.StreamResponse:
+    ctx, request = await open_model_call(call, completions_schema.request_decoder)
+    chat = to_chat_request(request)
+    gateway = call.runtime.gateway
+    if chat.is_streaming:
+        frames = TextCompletionFrames(TextCompletionStreamWriter(request))
+        return await relay(call, await gateway.open_stream(ctx, chat), frames)
+    answer = to_text_completion(await gateway.complete(ctx, chat), request)
+    return web.Response(body=_json.encode(answer), headers=response_headers(call, is_json=True))
 
 
 async def embeddings(call: Call) -> web.StreamResponse:
     ctx, request = await open_model_call(call, embeddings_request_decoder)
     response = await call.runtime.gateway.embed(ctx, request)
     return web.Response(body=_json.encode(response), headers=response_headers(call, is_json=True))
-
-
-async def list_models(call: Call) -> web.StreamResponse:
-    runtime = call.runtime
-    created = int(runtime.clock.time())
-    data = [
-        {"id": name, "object": "model", "created": created, "owned_by": "stellara"}
-        for name in runtime.models.visible_to(call.caller)
-    ]
-    return json_response(call, {"object": "list", "data": data})
 
 
 ROUTES = (
@@ -61,6 +70,22 @@ ROUTES = (
     ),
     Route(
         "POST",
+        "/v1/completions",
+        completions,
+        Access.MODEL,
+        "OpenAI legacy Completions, answered by the model as a chat: one prompt becomes a user "
+        "message; `suffix`, token-array or several prompts, and `best_of` beyond `n` are refused",
+        Reply(
+            "A text_completion, or with `stream: true` an SSE stream of them ending with "
+            "`data: [DONE]` (or an error event when the provider breaks off)",
+            completions_schema.TextCompletion,
+            stream=(completions_schema.TextCompletion, ErrorBody),
+        ),
+        body=completions_schema.CompletionRequest,
+        example={"model": "my-model", "prompt": "Say this is a test.", "max_tokens": 16},
+    ),
+    Route(
+        "POST",
         "/v1/embeddings",
         embeddings,
         Access.MODEL,
@@ -68,13 +93,5 @@ ROUTES = (
         Reply("Embeddings", EmbeddingsResponse),
         body=EmbeddingsRequest,
         example={"model": "my-embedding-model", "input": "Hello!"},
-    ),
-    Route(
-        "GET",
-        "/v1/models",
-        list_models,
-        Access.KEYED,
-        "The public models this key may use",
-        Reply("Model list", ModelList),
     ),
 )

@@ -3,12 +3,14 @@
 A request is translated to the canonical chat request and answered by the same gateway as
 `/v1/chat/completions` (limits, cache, routing, fallbacks, usage records), whatever provider
 serves it; the answer goes back as a `Response` or its typed stream events. With `store: true`
-(OpenAI's default) the answer is kept (`pipeline.responses`) before its last byte goes out, so
-`previous_response_id` continues it at once, on any process sharing the state backend.
+(OpenAI's default) the answer's write to the store (`pipeline.responses`) is sent before its
+last byte goes out, so `previous_response_id` continues it at once, on any process sharing the
+state backend; the answer does not wait for the backend's reply.
 
-Storing is part of the answer but never costs it: when the store fails (the state backend is
-down, or the response alone is larger than `responses.max_stored_bytes`) the client still gets
-its answer, with `store: false` saying that it was not kept, and the gateway logs why.
+Storing is part of the answer but never costs it: when the write cannot be sent (the state
+backend is down, or the response alone is larger than `responses.max_stored_bytes`) the client
+still gets its answer, with `store: false` saying that it was not kept, and the gateway logs
+why (as it does for a write that fails after the answer left).
 """
 
 from __future__ import annotations

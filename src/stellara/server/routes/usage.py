@@ -39,7 +39,16 @@ DEFAULT_LIMIT = 1000
 MAX_LIMIT = 10_000
 # Spreadsheets run a cell starting with these as a formula; session ids come from clients.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-_SUMMED = ("requests", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd", "errors")
+_SUMMED = (
+    "requests",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+    "errors",
+)
 
 
 async def usage(call: Call) -> web.StreamResponse:

@@ -5,7 +5,8 @@ it received them, so replies are matched to callers first in, first out. Under l
 a few microseconds of CPU per command, where redis-py's pooled request-and-reply costs ~70
 (check out a connection, write, wait, parse, return it). The hot commands use it: limit
 scripts, cache reads and writes, and the event sink's PUBLISH batches. Everything else
-(subscriptions, management) stays on redis-py.
+(subscriptions, management) stays on redis-py. A stored response's write uses it too
+(`send_script`), so the gateway can answer once the write has left, before its reply.
 
 Replies come back as hiredis parses them: bulk strings as `bytes`, integers as `int`, arrays as
 lists, errors as `redis.exceptions.ResponseError`. Failures raise `OSError`s (`TimeoutError`,
@@ -18,7 +19,7 @@ import asyncio
 import contextlib
 import ssl
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any, cast
 
 import hiredis
@@ -100,6 +101,13 @@ class _Protocol(asyncio.Protocol):
         self._outgoing.append(hiredis.pack_command(tuple(args)))  # type: ignore[arg-type]
         return waiter
 
+    def send_now(self, args: Sequence[Arg]) -> asyncio.Future[Any]:
+        """`send`, written at once with the rest of this iteration's batch rather than at the
+        iteration's end: for a caller that must know its command left before it goes on."""
+        waiter = self.send(args)
+        self._flush()
+        return waiter
+
     def _arm(self, due: float) -> None:
         self._watchdog_due = due
         self._watchdog = self._loop.call_at(due, self._watch)
@@ -123,6 +131,8 @@ class _Protocol(asyncio.Protocol):
             self._arm(deadline)
 
     def _flush(self) -> None:
+        if not self._outgoing:
+            return  # written early by `send_now`
         data, self._outgoing = b"".join(self._outgoing), []
         if self._transport is not None and self._lost is None:
             self._transport.write(data)
@@ -197,6 +207,28 @@ class PipelinedRedis:
             if isinstance(reply, BaseException):
                 raise reply
         return replies
+
+    async def send_script(
+        self, script: AsyncScript, keys: Sequence[Arg], args: Sequence[Arg]
+    ) -> Awaitable[Any]:
+        """Write a script's EVAL now and return its reply, to be awaited later.
+
+        When this returns, the command is in the socket to Redis, which runs commands in the
+        order they arrive: a command any process sends after learning of it runs after it.
+        EVAL with the source, not EVALSHA: a NOSCRIPT reply (after a Redis restart) and its
+        resend would come too late to keep that order. The reply is resent once on a new
+        connection when the connection is lost, so only idempotent scripts may use it.
+        """
+        source = script.script
+        source = bytes(source) if isinstance(source, memoryview) else source
+        command = ["EVAL", source, len(keys), *keys, *args]
+        return self._reply(command, (await self._connected()).send_now(command))
+
+    async def _reply(self, command: Sequence[Arg], sent: asyncio.Future[Any]) -> Any:
+        try:
+            return await sent
+        except ConnectionError:
+            return await self._execute_once(command)
 
     async def _execute_once(self, args: Sequence[Arg]) -> Any:
         return await (await self._connected()).send(args)

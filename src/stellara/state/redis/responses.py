@@ -30,22 +30,32 @@ further in still counts until it reaches that end; entries stored with one TTL e
 store order, so there is none. `get` is one `HMGET` (Redis never returns an expired key);
 `delete` one script, so the entry and its count leave together.
 
-Each call goes through the backend's pooled client, with its short timeouts, not the
-pipelined request-path connection: a blob can be megabytes, and every request's limit
-scripts would wait behind its write. redis-py's one retry after a lost reply is safe: `put`
-replaces an entry of the same id (counted once), and a repeated `delete` finds nothing.
+**Writes do not hold the answer.** `start_put` returns once the script is written to Redis
+(which runs commands in the order they arrive, so a read any process sends after the client
+has its answer runs after the write); the reply is awaited behind the answer. That write
+goes on the pipelined request-path connection, up to `PIPELINED_BLOB_MAX` bytes: beyond, a
+blob would hold up every request's limit scripts queued behind it, so a larger one goes
+through the pooled client and `start_put` waits for its reply (an answer that large took
+far longer to make than the write takes). Reads and deletes use the pooled client. Both
+connections resend once after a lost connection, which is safe: `put` replaces an entry of
+the same id (counted once), and a repeated `delete` finds nothing.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable
 
 from redis.asyncio import Redis
 from redis.client import NEVER_DECODE
 from redis.exceptions import RedisError
 
 from stellara.errors import StateBackendError, StoredResponseTooLargeError
-from stellara.state.base import StoredResponse, stored_bytes
+from stellara.state.base import StoredResponse, done, stored_bytes
+from stellara.state.redis.pipelined import PipelinedRedis
+
+# Larger blobs are written on the pooled client, not the shared pipelined connection.
+PIPELINED_BLOB_MAX = 256 * 1024
 
 # An index member is `<seq>:<bytes>:<id>`.
 _MEMBERS = """
@@ -117,10 +127,13 @@ class RedisResponsesStore:
     """`ResponsesStore` shared by every process on one Redis; failures raise
     `StateBackendError`."""
 
-    def __init__(self, client: Redis, *, key_prefix: str, where: str) -> None:
+    def __init__(
+        self, client: Redis, commands: PipelinedRedis, *, key_prefix: str, where: str
+    ) -> None:
         if "{" in key_prefix or "}" in key_prefix:
             raise ValueError(f"key_prefix {key_prefix!r} must not contain '{{' or '}}'")
         self._client = client
+        self._commands = commands
         self._where = where
         tag = f"{key_prefix}:{{responses}}"
         self._entry_prefix = f"{tag}:r:"
@@ -129,17 +142,28 @@ class RedisResponsesStore:
         self._put = client.register_script(_PUT_SCRIPT)
         self._delete = client.register_script(_DELETE_SCRIPT)
 
-    async def put(
+    async def start_put(
         self, response_id: str, user: str, blob: bytes, ttl_s: float, *, max_stored_bytes: int
-    ) -> None:
+    ) -> Awaitable[None]:
         size = stored_bytes(response_id, user, blob)
         if size > max_stored_bytes:
             raise StoredResponseTooLargeError(size, max_stored_bytes)
         ttl_ms = max(1, math.ceil(ttl_s * 1000))
         args: list[str | bytes | int] = [user, blob, ttl_ms, max_stored_bytes, size]
         args += [response_id, self._entry_prefix]
+        keys = self._keys(response_id)
         try:
-            await self._put(keys=self._keys(response_id), args=args)
+            if len(blob) > PIPELINED_BLOB_MAX:
+                await self._put(keys=keys, args=args)
+                return done()
+            reply = await self._commands.send_script(self._put, keys, args)
+        except (RedisError, OSError) as exc:
+            raise self._error("put", exc) from exc
+        return self._replied(reply)
+
+    async def _replied(self, reply: Awaitable[object]) -> None:
+        try:
+            await reply
         except (RedisError, OSError) as exc:
             raise self._error("put", exc) from exc
 

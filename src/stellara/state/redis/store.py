@@ -249,7 +249,9 @@ class RedisBackend:
         self._stats = RedisStatsShare(self._client, key_prefix=key_prefix)
         self._events = RedisEventChannel(self._commands, key_prefix=key_prefix, where=where)
         self._sessions = RedisSessionStore(self._client, key_prefix=key_prefix, where=where)
-        self._responses = RedisResponsesStore(self._client, key_prefix=key_prefix, where=where)
+        self._responses = RedisResponsesStore(
+            self._client, self._commands, key_prefix=key_prefix, where=where
+        )
 
     @property
     def name(self) -> str:
