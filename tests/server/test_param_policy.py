@@ -13,6 +13,9 @@ import aiohttp
 import anthropic
 import openai
 import pytest
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types as genai_types
 
 from stellara.sim import RunningSimulator
 from tests.conftest import (
@@ -24,6 +27,10 @@ from tests.conftest import (
     upstream_requests,
 )
 
+# google-genai's async client subclasses aiohttp's ClientSession, which aiohttp warns about.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Inheritance class AiohttpClientSession from ClientSession:DeprecationWarning"
+)
 DROPPED = "x-stellara-dropped-params"
 HI: list[Any] = [{"role": "user", "content": "Hello there"}]
 
@@ -306,3 +313,51 @@ async def test_params_embeddings_refused_and_dropped_like_chat(
     assert len(raw.parse().data) == 2
     (sent,) = await sent_bodies(sim)
     assert [r["outputDimensionality"] for r in sent["requests"]] == [4, 4]
+
+
+# ---------------------------------------------------------------- the other dialects
+
+
+async def test_params_gemini_dialect_names_the_parameter_as_a_gemini_client_sent_it(
+    gateway: RunningGateway, dropping: RunningGateway, http: aiohttp.ClientSession
+) -> None:
+    http_options = genai_types.HttpOptions(
+        base_url=gateway.url, retry_options=genai_types.HttpRetryOptions(attempts=1)
+    )
+    async with genai.Client(api_key=USER_KEY, http_options=http_options).aio as client:
+        with pytest.raises(genai_errors.ClientError) as caught:
+            await client.models.generate_content(
+                model="claude", contents="Hi", config=genai_types.GenerateContentConfig(seed=3)
+            )
+    assert (caught.value.code, caught.value.status) == (400, "INVALID_ARGUMENT")
+    assert "'generationConfig.seed'" in str(caught.value.message)
+    assert "'claude' (anthropic)" in str(caught.value.message)
+
+    body = {
+        "contents": [{"role": "user", "parts": [{"text": "Hi"}]}],
+        "generationConfig": {"seed": 3, "presencePenalty": 0.5},
+    }
+    async with http.post(
+        f"{dropping.url}/v1beta/models/claude:generateContent",
+        json=body,
+        headers={"x-goog-api-key": USER_KEY},
+    ) as answer:
+        assert answer.status == 200, await answer.text()
+        assert answer.headers[DROPPED] == "generationConfig.presencePenalty,generationConfig.seed"
+
+
+async def test_params_legacy_completions_name_logprobs_once(
+    client: openai.AsyncOpenAI, lenient_client: openai.AsyncOpenAI
+) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.completions.create(model="claude", prompt="Hi", logprobs=2)
+    body = caught.value.body
+    assert isinstance(body, dict)
+    assert (body["param"], body["code"]) == ("logprobs", "unsupported_parameter")
+    assert "'logprobs' cannot be honoured" in body["message"]
+
+    raw = await lenient_client.completions.with_raw_response.create(
+        model="claude", prompt="Hi", logprobs=2
+    )
+    assert raw.headers[DROPPED] == "logprobs"
+    assert raw.parse().choices[0].text

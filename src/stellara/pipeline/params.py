@@ -166,8 +166,9 @@ def _refusal(
     provider = f"the provider {target.adapter.id!r} ({target.provider_type})"
     first = unsupported[0]
     param = names.get(first.name, first.name)
-    if len(unsupported) > 1:
-        listed = ", ".join(repr(names.get(u.name, u.name)) for u in unsupported)
+    called = dict.fromkeys(names.get(u.name, u.name) for u in unsupported)  # once each
+    if len(called) > 1:
+        listed = ", ".join(map(repr, called))
         what = f"The parameters {listed} cannot be honoured by {provider}"
         remove = "remove them"
     elif first.rule.at_most is not None:
@@ -179,7 +180,7 @@ def _refusal(
         what = f"The parameter {param!r} cannot be honoured by {provider}{note}"
         remove = "remove it"
     if first.rule.handling == "droppable":
-        them = "them" if len(unsupported) > 1 else "it"
+        them = "them" if len(called) > 1 else "it"
         hint = f"; {remove}, or set drop_unsupported_params: true to have the gateway drop {them}."
     else:
         hint = f"; {remove}."

@@ -103,7 +103,8 @@ def response_headers(call: Call, *, is_json: bool = False) -> dict[str, str]:
             headers[ROUTE] = ctx.route
         if ctx.dropped_params:
             names = ctx.param_names or {}
-            headers[DROPPED_PARAMS] = ",".join(names.get(n, n) for n in ctx.dropped_params)
+            called = dict.fromkeys(names.get(n, n) for n in ctx.dropped_params)  # once each
+            headers[DROPPED_PARAMS] = ",".join(called)
     ticket = ctx.ticket
     if ticket is not None and ticket.admission is not None:
         headers.update(ratelimit_headers(ticket.admission))

@@ -34,8 +34,8 @@ PARAMS = ParamPolicy(
         ),
         "response_format": ParamRule(
             "translated",
-            "an instruction in the system prompt to answer in JSON (with the schema); not "
-            "enforced by the provider",
+            "a forced answer tool whose input is the answer (the schema as its input schema), "
+            "given back as the message text",
             same_as_absent=(ResponseFormat("text"),),
         ),
         "reasoning_effort": ParamRule("droppable", "extended thinking is not translated yet"),
