@@ -87,12 +87,12 @@ async def test_params_dropped_when_the_config_drops_them_and_reported():
         gemini, events=events, models=[model("smart", "gemini")], drop_unsupported_params=True
     )
     ctx = request_context(clock)
-    await gw.complete(ctx, chat_request(logprobs=True, user="u1", seed=4))
+    await gw.complete(ctx, chat_request(logit_bias={"1": 2.0}, user="u1", seed=4))
     sent = gemini.calls[0].request
-    assert (sent.logprobs, sent.user, sent.seed) == (None, None, 4)  # seed is Gemini's too
-    assert ctx.dropped_params == ("logprobs", "user")
+    assert (sent.logit_bias, sent.user, sent.seed) == (None, None, 4)  # seed is Gemini's too
+    assert ctx.dropped_params == ("logit_bias", "user")
     (completed,) = recorder.of(RequestCompleted)
-    assert completed.dropped_params == ("logprobs", "user")
+    assert completed.dropped_params == ("logit_bias", "user")
 
 
 @pytest.mark.parametrize(("top", "own", "is_dropped"), [(False, True, True), (True, False, False)])
@@ -180,11 +180,11 @@ async def test_params_each_fallback_model_applies_its_own_setting_to_its_own_pro
         ],
     )
     ctx = request_context(clock)
-    await gw.complete(ctx, chat_request(logprobs=True, reasoning_effort="low"))
+    await gw.complete(ctx, chat_request(logprobs=True, verbosity="low"))
     assert claude.calls == []
     sent = gemini.calls[0].request
-    assert (sent.logprobs, sent.reasoning_effort) == (None, None)
-    assert (ctx.provider_id, ctx.dropped_params) == ("gemini", ("logprobs", "reasoning_effort"))
+    assert (sent.logprobs, sent.verbosity) == (True, None)  # Gemini's logprobs are sent
+    assert (ctx.provider_id, ctx.dropped_params) == ("gemini", ("verbosity",))
 
 
 async def test_params_streams_are_fitted_and_reported_too():

@@ -6,10 +6,13 @@ token as ``data: {...}\\r\\n\\r\\n`` events, the last one with the ``finishReaso
 (without ``alt=sse`` the fragments come back as one JSON array, as Google does).
 
 Like Google, it is strict where Gemini is strict, so adapters cannot get away with what the real
-API refuses: unknown request fields, schema keywords Gemini's ``Schema`` lacks (such as
-``additionalProperties``), an ``OBJECT`` without properties, empty ``parts`` and unknown roles are
-400 ``INVALID_ARGUMENT``. A missing API key is 403 ``PERMISSION_DENIED``, a wrong one 400 with
-``ErrorInfo.reason`` ``API_KEY_INVALID``, as Google answers them.
+API refuses: what any request must obey is checked in :mod:`~stellara.sim.google_request`
+(400 ``INVALID_ARGUMENT`` with Google's messages). A missing API key is 403
+``PERMISSION_DENIED``, a wrong one 400 with ``ErrorInfo.reason`` ``API_KEY_INVALID``, as Google
+answers them. Thinking models check their ``thinkingConfig``, report thought tokens and sign
+their function calls, and Gemini 3 refuses a turn without its signatures (see
+:mod:`~stellara.sim.google_thinking`); ``responseLogprobs`` gets a ``logprobsResult`` (see
+:mod:`~stellara.sim.google_logprobs`).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import msgspec
 import orjson
@@ -31,25 +34,32 @@ from stellara.sim import text
 from stellara.sim.config import SimConfig
 from stellara.sim.faults import StreamCut
 from stellara.sim.google_embeddings import answer_embeddings
+from stellara.sim.google_logprobs import logprobs_problem, logprobs_result
+from stellara.sim.google_request import (
+    Content,
+    FunctionDeclaration,
+    GenerateContentRequest,
+    GenerationConfig,
+    RequestRefusedError,
+    ThinkingConfig,
+    decode_request,
+    validate_request,
+)
+from stellara.sim.google_thinking import (
+    SentCall,
+    SentContent,
+    ThoughtSigner,
+    is_thinking,
+    thinking_problem,
+    thought_tokens,
+)
 
-_T = TypeVar("_T")
 _PATH = re.compile(
     r"/v1(?:beta|alpha)?/models/(?P<model>[^/:]+):(?P<method>generateContent|streamGenerateContent|batchEmbedContents|embedContent)$"
 )
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
-_UNKNOWN_FIELD = re.compile(
-    r"Object contains unknown field `(?P<field>[^`]+)`(?: - at `\$\.?(?P<at>[^`]*)`)?"
-)
 _ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
 _RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
-_SCHEMA_TYPES = frozenset({"string", "number", "integer", "boolean", "array", "object", "null"})
-_SCHEMA_KEYS = frozenset(
-    {
-        "type", "format", "title", "description", "nullable", "enum", "maxItems", "minItems",
-        "properties", "required", "minProperties", "maxProperties", "minLength", "maxLength",
-        "pattern", "example", "anyOf", "propertyOrdering", "default", "items", "minimum", "maximum",
-    }
-)  # fmt: skip
 
 # status -> (google.rpc status, default message) of the real API's error bodies.
 _STATUS_ERRORS: dict[int, tuple[str, str]] = {
@@ -92,128 +102,20 @@ def _error(status: int, message: str, **kwargs: Any) -> web.Response:
     )
 
 
-# ---------------------------------------------------------------- request
-
-
-class _Strict(msgspec.Struct, rename="camel", forbid_unknown_fields=True, kw_only=True):
-    """Gemini refuses fields it does not know: "Invalid JSON payload received. Unknown name"."""
-
-
-class _Blob(_Strict):
-    mime_type: str
-    data: str
-
-
-class _FileData(_Strict):
-    file_uri: str
-    mime_type: str | None = None
-
-
-class _FunctionCall(_Strict):
-    name: str
-    args: dict[str, Any] | None = None
-    id: str | None = None
-
-
-class _FunctionResponse(_Strict):
-    name: str
-    response: dict[str, Any]
-    id: str | None = None
-
-
-class _Part(_Strict):
-    text: str | None = None
-    inline_data: _Blob | None = None
-    file_data: _FileData | None = None
-    function_call: _FunctionCall | None = None
-    function_response: _FunctionResponse | None = None
-    thought: bool | None = None
-    thought_signature: str | None = None
-    executable_code: msgspec.Raw | None = None
-    code_execution_result: msgspec.Raw | None = None
-    video_metadata: msgspec.Raw | None = None
-
-
-class _Content(_Strict):
-    parts: list[_Part] = msgspec.field(default_factory=list)
-    role: str | None = None
-
-
-class _FunctionDeclaration(_Strict):
-    name: str
-    description: str | None = None
-    parameters: dict[str, Any] | None = None
-    parameters_json_schema: dict[str, Any] | None = None
-    response: msgspec.Raw | None = None
-    behavior: str | None = None
-
-
-class _Tool(_Strict):
-    function_declarations: list[_FunctionDeclaration] | None = None
-    google_search: msgspec.Raw | None = None
-    code_execution: msgspec.Raw | None = None
-    url_context: msgspec.Raw | None = None
-
-
-class _FunctionCallingConfig(_Strict):
-    mode: str = "AUTO"
-    allowed_function_names: list[str] | None = None
-
-
-class _ToolConfig(_Strict):
-    function_calling_config: _FunctionCallingConfig | None = None
-
-
-class _GenerationConfig(_Strict):
-    temperature: float | None = None
-    top_p: float | None = None
-    top_k: float | None = None
-    candidate_count: int | None = None
-    max_output_tokens: int | None = None
-    stop_sequences: list[str] | None = None
-    response_mime_type: str | None = None
-    response_schema: dict[str, Any] | None = None
-    response_json_schema: dict[str, Any] | None = None
-    seed: int | None = None
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
-    response_logprobs: bool | None = None
-    logprobs: int | None = None
-    response_modalities: list[str] | None = None
-    thinking_config: msgspec.Raw | None = None
-    media_resolution: str | None = None
-    speech_config: msgspec.Raw | None = None
-
-
-class _Request(_Strict):
-    contents: list[_Content] = msgspec.field(default_factory=list)
-    system_instruction: _Content | None = None
-    tools: list[_Tool] | None = None
-    tool_config: _ToolConfig | None = None
-    generation_config: _GenerationConfig | None = None
-    safety_settings: list[dict[str, Any]] | None = None
-    cached_content: str | None = None
-    labels: dict[str, str] | None = None
-
-
 @dataclass(frozen=True, slots=True)
 class _Candidate:
     index: int
     pieces: tuple[str, ...]
     finish_reason: str
     call: dict[str, Any] | None = None  # a `functionCall` part's value
+    signature: str | None = None  # the call's `thoughtSignature`, from a thinking model
+    top_logprobs: int | None = None  # set when `responseLogprobs` asked for a `logprobsResult`
 
     @property
     def tokens(self) -> int:
         if self.call is not None:
             return text.count_tokens(orjson.dumps(self.call["args"]).decode())
         return len(self.pieces)
-
-
-class _InvalidRequestError(Exception):
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 # ---------------------------------------------------------------- dialect
@@ -231,7 +133,7 @@ class GoogleSim:
         self._ids = itertools.count()
         # A random prefix keeps ids unique across simulator restarts, a counter across requests.
         self._id_prefix = os.urandom(6)
-        self._decoder = msgspec.json.Decoder(_Request)
+        self._signer = ThoughtSigner(os.urandom(16))
 
     def serves(self, path: str) -> bool:
         """Whether ``path`` is a Gemini ``generateContent`` or ``streamGenerateContent`` call."""
@@ -268,15 +170,20 @@ class GoogleSim:
         if method in ("batchEmbedContents", "embedContent"):
             return answer_embeddings(method, raw)
         try:
-            body = _decode(self._decoder, raw)
-            _validate(body)
-            candidates = self._candidates(body)
-        except _InvalidRequestError as exc:
+            body = decode_request(raw)
+            validate_request(body, model)
+            self._validate_for_model(body, model)
+            candidates = self._candidates(body, model)
+        except RequestRefusedError as exc:
             return _error(400, exc.message)
         head = {"modelVersion": model, "responseId": self._response_id()}
-        prompt_tokens = _prompt_tokens(body)
+        thinking = (body.generation_config or GenerationConfig()).thinking_config
+        tokens = _Tokens(
+            _prompt_tokens(body),
+            thought_tokens(model, *_budget_and_level(thinking)),
+        )
         if is_stream:
-            writer = _StreamWriter(head, prompt_tokens, is_sse=request.query.get("alt") == "sse")
+            writer = _StreamWriter(head, tokens, is_sse=request.query.get("alt") == "sse")
             delay_s = self._config.per_token_ms / 1000
             return await writer.send(request, candidates, cut=cut, delay_s=delay_s)
         completion_tokens = sum(candidate.tokens for candidate in candidates)
@@ -284,7 +191,7 @@ class GoogleSim:
             await asyncio.sleep(self._config.per_token_ms * completion_tokens / 1000)
         answer = {
             "candidates": [_candidate_object(c, c.pieces, c.finish_reason) for c in candidates],
-            "usageMetadata": _usage(prompt_tokens, completion_tokens),
+            "usageMetadata": _usage(tokens, completion_tokens),
             **head,
         }
         return web.Response(body=orjson.dumps(answer), content_type="application/json")
@@ -309,29 +216,44 @@ class GoogleSim:
         raw_id = self._id_prefix + next(self._ids).to_bytes(6, "big")
         return base64.urlsafe_b64encode(raw_id).decode().rstrip("=")
 
-    def _candidates(self, body: _Request) -> list[_Candidate]:
+    def _validate_for_model(self, body: GenerateContentRequest, model: str) -> None:
+        """Refuse what this model refuses: thinking settings, logprobs, missing signatures."""
+        config = body.generation_config or GenerationConfig()
+        contents = [_sent_content(content) for content in body.contents]
+        problem = (
+            thinking_problem(model, *_budget_and_level(config.thinking_config))
+            or logprobs_problem(config.response_logprobs, config.logprobs)
+            or self._signer.turn_problem(model, contents)
+        )
+        if problem is not None:
+            raise RequestRefusedError(problem)
+
+    def _candidates(self, body: GenerateContentRequest, model: str) -> list[_Candidate]:
         prompt = msgspec.json.encode(body.contents)
-        config = body.generation_config or _GenerationConfig()
+        config = body.generation_config or GenerationConfig()
         user_text = _last_user_text(body.contents)
         function = _chosen_function(body)
+        top = (config.logprobs or 0) if config.response_logprobs else None
         candidates = []
         for index in range(config.candidate_count or 1):
             seed = text.seed_of(prompt, index.to_bytes(2, "little"))
             if function is not None:
-                args = text.sample_object(function.parameters or {}, text.words_of(user_text))
+                schema = function.parameters or function.parameters_json_schema or {}
+                args = text.sample_object(schema, text.words_of(user_text))
                 call = {"name": function.name, "args": args}
-                candidates.append(_Candidate(index, (), "STOP", call))
+                signature = self._signer.sign(function.name, args) if is_thinking(model) else None
+                candidates.append(_Candidate(index, (), "STOP", call, signature))
                 continue
             pieces = self._answer(body, config, seed, user_text)
             completion = text.finish(
                 pieces, max_tokens=config.max_output_tokens, stop=config.stop_sequences or []
             )
             reason = "MAX_TOKENS" if completion.finish_reason == "length" else "STOP"
-            candidates.append(_Candidate(index, completion.pieces, reason))
+            candidates.append(_Candidate(index, completion.pieces, reason, top_logprobs=top))
         return candidates
 
     def _answer(
-        self, body: _Request, config: _GenerationConfig, seed: bytes, user_text: str
+        self, body: GenerateContentRequest, config: GenerationConfig, seed: bytes, user_text: str
     ) -> list[str]:
         n_tokens = self._config.default_answer_tokens
         results = [
@@ -361,9 +283,9 @@ class GoogleSim:
 class _StreamWriter:
     """Writes one answer as ``GenerateContentResponse`` fragments, one token per fragment."""
 
-    def __init__(self, head: dict[str, Any], prompt_tokens: int, *, is_sse: bool) -> None:
+    def __init__(self, head: dict[str, Any], tokens: _Tokens, *, is_sse: bool) -> None:
         self._head = head
-        self._prompt_tokens = prompt_tokens
+        self._tokens = tokens
         self._is_sse = is_sse
 
     async def send(
@@ -417,12 +339,12 @@ class _StreamWriter:
         completion_tokens: int,
     ) -> dict[str, Any]:
         """One fragment; ``completion_tokens`` (the whole answer's) shows on the last only."""
-        usage = _usage(self._prompt_tokens, completion_tokens)
+        usage = _usage(self._tokens, completion_tokens)
         if finish_reason is None:
             # Google reports only the prompt's count until the last fragment.
             usage = {
-                "promptTokenCount": self._prompt_tokens,
-                "totalTokenCount": self._prompt_tokens,
+                "promptTokenCount": self._tokens.prompt,
+                "totalTokenCount": self._tokens.prompt,
             }
         return {
             "candidates": [_candidate_object(candidate, pieces, finish_reason)],
@@ -449,92 +371,58 @@ def _candidate_object(
     candidate: _Candidate, pieces: tuple[str, ...], finish_reason: str | None
 ) -> dict[str, Any]:
     if candidate.call is not None:
-        parts: list[dict[str, Any]] = [{"functionCall": candidate.call}]
+        part: dict[str, Any] = {"functionCall": candidate.call}
+        if candidate.signature is not None:
+            part["thoughtSignature"] = candidate.signature
+        parts = [part]
     else:
         parts = [{"text": "".join(pieces)}]
     out: dict[str, Any] = {"content": {"parts": parts, "role": "model"}}
     if finish_reason is not None:
         out["finishReason"] = finish_reason
     out["index"] = candidate.index
+    if candidate.top_logprobs is not None and pieces:
+        out["logprobsResult"] = logprobs_result(pieces, candidate.top_logprobs)
     return out
 
 
-def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
-    return {
-        "promptTokenCount": prompt_tokens,
+@dataclass(frozen=True, slots=True)
+class _Tokens:
+    """What an answer's usage counts besides its own tokens."""
+
+    prompt: int
+    thoughts: int
+
+
+def _usage(tokens: _Tokens, completion_tokens: int) -> dict[str, Any]:
+    usage: dict[str, Any] = {
+        "promptTokenCount": tokens.prompt,
         "candidatesTokenCount": completion_tokens,
-        "totalTokenCount": prompt_tokens + completion_tokens,
-        "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt_tokens}],
+        "totalTokenCount": tokens.prompt + completion_tokens + tokens.thoughts,
+        "promptTokensDetails": [{"modality": "TEXT", "tokenCount": tokens.prompt}],
     }
+    if tokens.thoughts:
+        usage["thoughtsTokenCount"] = tokens.thoughts
+    return usage
 
 
-def _decode(decoder: msgspec.json.Decoder[_T], raw: bytes) -> _T:
-    try:
-        return decoder.decode(raw)
-    except msgspec.ValidationError as exc:
-        unknown = _UNKNOWN_FIELD.search(str(exc))
-        if unknown is not None:
-            at = unknown.group("at") or ""
-            message = (
-                f'Invalid JSON payload received. Unknown name "{unknown.group("field")}" '
-                f"at '{at}': Cannot find field."
-            )
-            raise _InvalidRequestError(message) from exc
-        raise _InvalidRequestError(f"Invalid JSON payload received. {exc}") from exc
-    except msgspec.DecodeError as exc:
-        raise _InvalidRequestError(f"Invalid JSON payload received. {exc}") from exc
+def _budget_and_level(config: ThinkingConfig | None) -> tuple[int | None, str | None]:
+    return (None, None) if config is None else (config.thinking_budget, config.thinking_level)
 
 
-def _validate(body: _Request) -> None:
-    if not body.contents:
-        raise _InvalidRequestError("* GenerateContentRequest.contents: contents is not specified")
-    for at, content in enumerate(body.contents):
-        if content.role not in (None, "user", "model"):
-            raise _InvalidRequestError("Please use a valid role: user, model.")
-        if not content.parts:
-            raise _InvalidRequestError(
-                f"* GenerateContentRequest.contents[{at}].parts: contents.parts must not be empty."
-            )
-    for t, tool in enumerate(body.tools or []):
-        for f, function in enumerate(tool.function_declarations or []):
-            if function.parameters is not None:
-                where = f"tools[{t}].function_declarations[{f}].parameters"
-                _validate_schema(function.parameters, where)
-    config = body.generation_config
-    if config is not None and config.response_schema is not None:
-        _validate_schema(config.response_schema, "generation_config.response_schema")
+def _sent_content(content: Content) -> SentContent:
+    calls = [
+        SentCall(part.function_call.name, part.function_call.args or {}, part.thought_signature)
+        for part in content.parts
+        if part.function_call is not None
+    ]
+    is_user_message = content.role in (None, "user") and any(
+        part.function_response is None for part in content.parts
+    )
+    return SentContent(content.role, is_user_message, calls)
 
 
-def _validate_schema(schema: Mapping[str, Any], where: str) -> None:
-    """Refuse what Gemini's OpenAPI-subset ``Schema`` refuses, with Google's messages."""
-    for key in schema:
-        if key not in _SCHEMA_KEYS:
-            raise _InvalidRequestError(
-                f"Invalid JSON payload received. Unknown name \"{key}\" at '{where}': "
-                "Cannot find field."
-            )
-    kind = schema.get("type")
-    if kind is not None and (not isinstance(kind, str) or kind.lower() not in _SCHEMA_TYPES):
-        raise _InvalidRequestError(
-            f"Invalid JSON payload received. Invalid value at '{where}.type' ({kind!r})"
-        )
-    properties = schema.get("properties")
-    if isinstance(kind, str) and kind.lower() == "object" and not properties:
-        raise _InvalidRequestError(
-            f"* GenerateContentRequest.{where}.properties: should be non-empty for OBJECT type"
-        )
-    subschemas = [(f"{where}.items", schema.get("items"))]
-    if isinstance(properties, Mapping):
-        subschemas += [(f"{where}.properties[{n}].value", s) for n, s in properties.items()]
-    options = schema.get("anyOf")
-    if isinstance(options, list):
-        subschemas += [(f"{where}.any_of[{k}]", option) for k, option in enumerate(options)]
-    for sub_where, sub in subschemas:
-        if isinstance(sub, Mapping):
-            _validate_schema(sub, sub_where)
-
-
-def _last_user_text(contents: Sequence[_Content]) -> str:
+def _last_user_text(contents: Sequence[Content]) -> str:
     for content in reversed(contents):
         if content.role in (None, "user"):
             texts = [part.text for part in content.parts if part.text]
@@ -543,7 +431,7 @@ def _last_user_text(contents: Sequence[_Content]) -> str:
     return ""
 
 
-def _chosen_function(body: _Request) -> _FunctionDeclaration | None:
+def _chosen_function(body: GenerateContentRequest) -> FunctionDeclaration | None:
     functions = [f for tool in body.tools or [] for f in tool.function_declarations or []]
     calling = body.tool_config.function_calling_config if body.tool_config else None
     mode = calling.mode if calling is not None else "AUTO"
@@ -557,13 +445,13 @@ def _chosen_function(body: _Request) -> _FunctionDeclaration | None:
     for function in functions:
         if function.name == allowed[0]:
             return function
-    raise _InvalidRequestError(
+    raise RequestRefusedError(
         f"* GenerateContentRequest.tool_config.function_calling_config.allowed_function_names: "
         f"function {allowed[0]!r} is not declared"
     )
 
 
-def _prompt_tokens(body: _Request) -> int:
+def _prompt_tokens(body: GenerateContentRequest) -> int:
     contents = list(body.contents)
     if body.system_instruction is not None:
         contents.append(body.system_instruction)

@@ -66,7 +66,8 @@ class Content(_Wire):
 class FunctionDeclaration(_Wire):
     name: str
     description: str | None = None
-    parameters: dict[str, Any] | None = None
+    parameters: dict[str, Any] | None = None  # Gemini's OpenAPI-subset `Schema`
+    parameters_json_schema: dict[str, Any] | None = None  # standard JSON Schema (Gemini 2.5+)
 
 
 class GeminiTool(_Wire):
@@ -82,6 +83,12 @@ class ToolConfig(_Wire):
     function_calling_config: FunctionCallingConfig
 
 
+class ThinkingConfig(_Wire):
+    thinking_budget: int | None = None  # tokens; 0 is off, -1 lets the model decide (2.5)
+    thinking_level: str | None = None  # "MINIMAL" | "LOW" | "MEDIUM" | "HIGH" (Gemini 3)
+    include_thoughts: bool | None = None
+
+
 class GenerationConfig(_Wire):
     temperature: float | None = None
     top_p: float | None = None
@@ -91,9 +98,13 @@ class GenerationConfig(_Wire):
     candidate_count: int | None = None
     response_mime_type: str | None = None
     response_schema: dict[str, Any] | None = None
+    response_json_schema: dict[str, Any] | None = None
     seed: int | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
+    response_logprobs: bool | None = None
+    logprobs: int | None = None  # how many top candidates per step, with `response_logprobs`
+    thinking_config: ThinkingConfig | None = None
 
 
 class SafetySetting(_Wire):
@@ -119,11 +130,29 @@ class SafetyRating(_Wire):
     blocked: bool | None = None
 
 
+class LogprobsCandidate(_Wire):
+    token: str = ""
+    log_probability: float = 0.0
+    token_id: int | None = None
+
+
+class TopCandidates(_Wire):
+    candidates: list[LogprobsCandidate] = msgspec.field(default_factory=list)
+
+
+class LogprobsResult(_Wire):
+    """One entry per decoding step in each list: the token chosen and the most likely ones."""
+
+    chosen_candidates: list[LogprobsCandidate] = msgspec.field(default_factory=list)
+    top_candidates: list[TopCandidates] = msgspec.field(default_factory=list)
+
+
 class Candidate(_Wire):
     content: Content | None = None
     finish_reason: str | None = None
     safety_ratings: list[SafetyRating] | None = None
     index: int | None = None  # often absent when there is one candidate
+    logprobs_result: LogprobsResult | None = None
 
 
 class PromptFeedback(_Wire):

@@ -84,7 +84,7 @@ class GoogleAdapter:
         return url
 
     async def chat(self, request: ChatRequest, model: str, *, timeout_s: float) -> ChatCompletion:
-        body = build_generate_body(request)
+        body = build_generate_body(request, model)
         url = self._url(model, is_streaming=False)
         async with self._http.post(url, body, timeout_s=timeout_s, is_streaming=False) as response:
             payload = await response.read()
@@ -102,7 +102,7 @@ class GoogleAdapter:
     async def chat_stream(
         self, request: ChatRequest, model: str, *, timeout_s: float
     ) -> AsyncGenerator[ChatCompletionChunk, None]:
-        body = build_generate_body(request)
+        body = build_generate_body(request, model)
         url = self._url(model, is_streaming=True)
         async with self._http.post(url, body, timeout_s=timeout_s, is_streaming=True) as response:
             if response.status != 200:

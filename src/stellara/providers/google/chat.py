@@ -12,18 +12,23 @@ Request choices where OpenAI's format has no exact Gemini twin:
 * A tool result becomes `functionResponse{name, response: {"result": value}}`: the name comes from
   the earlier tool call with that id, `value` is the content parsed as JSON when it is JSON, else
   the text. This is the wrapping Google's own SDK uses for function results.
-* Tool and response JSON schemas keep only the keys Gemini's `Schema` knows (`_SCHEMA_KEYS`);
-  everything else (`additionalProperties`, `$schema`, `strict`, `$id`, `examples`, `not`, …) is
-  dropped. Local `$ref`s to `$defs`/`definitions` are inlined, `const` becomes a one-value `enum`,
-  `oneOf` becomes `anyOf`, and a `null` type becomes `nullable: true`.
-* Parameters Gemini lacks (`logit_bias`, `logprobs`, `user`, `parallel_tool_calls`,
-  `reasoning_effort`, …) are not sent.
+* Tool and response JSON schemas go as JSON Schema (`parametersJsonSchema`,
+  `responseJsonSchema`) to Gemini 2.5 and later, else converted to Gemini's `Schema`, refusing
+  what it cannot express (see `schema`). Gemini always holds the answer to the schema, so
+  `strict` needs nothing sent.
+* `reasoning_effort` becomes `thinkingConfig` (see `thinking`). A function call's thought
+  signature travels to the client inside its tool call id and comes back from it (see
+  `signatures`); a signature Gemini puts on a text part has no place in an OpenAI answer.
+* `logprobs` / `top_logprobs` become `responseLogprobs` / `logprobs`, and `logprobsResult` comes
+  back as `choices[].logprobs` (see `logprobs`). `top_logprobs` without `logprobs: true` is
+  refused, as OpenAI does.
+* Parameters Gemini lacks (`logit_bias`, `user`, `parallel_tool_calls`, …) are not sent.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -31,6 +36,11 @@ import msgspec
 
 from stellara import _json
 from stellara.errors import ContentFilterError, InvalidRequestError, UpstreamProtocolError
+from stellara.providers.google.logprobs import openai_logprobs
+from stellara.providers.google.schema import gemini_schema
+from stellara.providers.google.signatures import signature_of, with_signature
+from stellara.providers.google.thinking import thinking_config
+from stellara.providers.google.versions import JSON_SCHEMA_SINCE, is_at_least
 from stellara.schema.chat import (
     AssistantMessage,
     AudioPart,
@@ -97,30 +107,22 @@ _IMAGE_TYPES = {
 _DEFAULT_IMAGE_TYPE = "image/jpeg"
 _JSON_TYPE = "application/json"
 _EMPTY_CONFIG = GenerationConfig()
-# The fields of Gemini's `Schema` (an OpenAPI 3.0 subset) that carry over from JSON Schema;
-# `properties`, `items` and `anyOf` are converted recursively instead of copied.
-_SCHEMA_KEYS = frozenset(
-    {
-        "type", "format", "title", "description", "nullable", "enum", "required",
-        "minItems", "maxItems", "minProperties", "maxProperties", "minLength", "maxLength",
-        "pattern", "example", "default", "propertyOrdering", "minimum", "maximum",
-    }
-)  # fmt: skip
-_MAX_SCHEMA_DEPTH = 32  # stops self-referencing `$ref`s
-
 # ---------------------------------------------------------------- request
 
 
-def build_generate_body(request: ChatRequest) -> bytes:
+def build_generate_body(request: ChatRequest, model: str) -> bytes:
     """The JSON body for `models/{model}:generateContent` (the model is in the URL)."""
-    return request_encoder.encode(build_generate_request(request))
+    return request_encoder.encode(build_generate_request(request, model))
 
 
-def build_generate_request(request: ChatRequest) -> GenerateContentRequest:
-    """Translate a canonical request; raises `InvalidRequestError` for what Gemini cannot take."""
+def build_generate_request(request: ChatRequest, model: str) -> GenerateContentRequest:
+    """Translate a canonical request for the upstream `model`, whose generation decides how
+    schemas and `reasoning_effort` are sent; raises `InvalidRequestError` for what Gemini
+    cannot take."""
     system, contents = _conversation(request.messages)
-    tools = _tools(request.tools)
-    config = _generation_config(request)
+    takes_json_schema = is_at_least(model, JSON_SCHEMA_SINCE)
+    tools = _tools(request.tools, takes_json_schema=takes_json_schema)
+    config = _generation_config(request, model, takes_json_schema=takes_json_schema)
     return GenerateContentRequest(
         contents=contents,
         system_instruction=system,
@@ -232,17 +234,22 @@ def _assistant_parts(message: AssistantMessage, at: int, call_names: dict[str, s
     else:
         texts = [p.text if isinstance(p, TextPart) else p.refusal for p in content]
         parts = _text_parts(texts)
-    calls: list[tuple[str, CanonicalFunctionCall]] = [
-        (f"messages[{at}].tool_calls[{k}].function.arguments", call.function)
+    calls: list[tuple[str, CanonicalFunctionCall, str | None]] = [
+        (f"messages[{at}].tool_calls[{k}].function.arguments", call.function, call.id)
         for k, call in enumerate(message.tool_calls or [])
     ]
     for call in message.tool_calls or []:
         call_names[call.id] = call.function.name
     if message.function_call is not None:
-        calls.append((f"messages[{at}].function_call.arguments", message.function_call))
-    for param, function in calls:
+        calls.append((f"messages[{at}].function_call.arguments", message.function_call, None))
+    for param, function, call_id in calls:
         args = _arguments(function.arguments, param)
-        parts.append(Part(function_call=FunctionCall(name=function.name, args=args)))
+        parts.append(
+            Part(
+                function_call=FunctionCall(name=function.name, args=args),
+                thought_signature=signature_of(call_id) if call_id else None,
+            )
+        )
     return parts
 
 
@@ -266,28 +273,22 @@ def _function_response(name: str, content: str) -> Part:
     return Part(function_response=FunctionResponse(name=name, response={"result": value}))
 
 
-def _tools(tools: Sequence[Tool] | None) -> list[GeminiTool] | None:
+def _tools(tools: Sequence[Tool] | None, *, takes_json_schema: bool) -> list[GeminiTool] | None:
     if not tools:
         return None
-    declarations = [
-        FunctionDeclaration(
-            name=tool.function.name,
-            description=tool.function.description,
-            parameters=_parameters(tool.function.parameters),
-        )
-        for tool in tools
-    ]
+    declarations = []
+    for k, tool in enumerate(tools):
+        function = tool.function
+        declaration = FunctionDeclaration(name=function.name, description=function.description)
+        schema = function.parameters
+        # A function without parameters declares none (Gemini refuses an OBJECT without any).
+        if schema and not (schema.get("type") == "object" and not schema.get("properties")):
+            if takes_json_schema:
+                declaration.parameters_json_schema = schema
+            else:
+                declaration.parameters = gemini_schema(schema, f"tools[{k}].function.parameters")
+        declarations.append(declaration)
     return [GeminiTool(function_declarations=declarations)]
-
-
-def _parameters(schema: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    if not schema:
-        return None
-    converted = gemini_schema(schema)
-    # Gemini refuses an OBJECT without properties: a function without parameters declares none.
-    if converted.get("type") == "object" and not converted.get("properties"):
-        return None
-    return converted
 
 
 def _tool_config(choice: ToolChoice | None) -> ToolConfig | None:
@@ -300,100 +301,44 @@ def _tool_config(choice: ToolChoice | None) -> ToolConfig | None:
     return ToolConfig(function_calling_config=config)
 
 
-def _generation_config(request: ChatRequest) -> GenerationConfig:
+def _generation_config(
+    request: ChatRequest, model: str, *, takes_json_schema: bool
+) -> GenerationConfig:
     stop = [request.stop] if isinstance(request.stop, str) else request.stop
-    mime_type, schema = _response_format(request.response_format)
-    return GenerationConfig(
+    if request.top_logprobs is not None and not request.logprobs:
+        raise InvalidRequestError("top_logprobs needs logprobs: true", param="top_logprobs")
+    config = GenerationConfig(
         temperature=request.temperature,
         top_p=request.top_p,
         max_output_tokens=request.max_completion_tokens or request.max_tokens,
         stop_sequences=stop or None,
         candidate_count=request.n,
-        response_mime_type=mime_type,
-        response_schema=schema,
         seed=request.seed,
         presence_penalty=request.presence_penalty,
         frequency_penalty=request.frequency_penalty,
+        response_logprobs=True if request.logprobs else None,
+        logprobs=request.top_logprobs or None,
+        thinking_config=thinking_config(request.reasoning_effort, model),
     )
+    _set_response_format(config, request.response_format, takes_json_schema=takes_json_schema)
+    return config
 
 
-def _response_format(
-    response_format: ResponseFormat | None,
-) -> tuple[str | None, dict[str, Any] | None]:
+def _set_response_format(
+    config: GenerationConfig, response_format: ResponseFormat | None, *, takes_json_schema: bool
+) -> None:
     if response_format is None or response_format.type == "text":
-        return None, None
+        return
+    config.response_mime_type = _JSON_TYPE
     json_schema = response_format.json_schema
-    if response_format.type == "json_schema" and json_schema and json_schema.schema:
-        return _JSON_TYPE, gemini_schema(json_schema.schema)
-    return _JSON_TYPE, None
-
-
-def gemini_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
-    """A JSON schema reduced to the subset Gemini's `Schema` accepts (see the module doc)."""
-    defs: dict[str, Any] = {}
-    for key in ("definitions", "$defs"):
-        found = schema.get(key)
-        if isinstance(found, Mapping):
-            defs.update(found)
-    return _convert_schema(schema, defs, 0)
-
-
-def _convert_schema(
-    schema: Mapping[str, Any], defs: Mapping[str, Any], depth: int
-) -> dict[str, Any]:
-    if depth > _MAX_SCHEMA_DEPTH:
-        return {}
-    schema = _resolve_ref(schema, defs)
-    out: dict[str, Any] = {key: value for key, value in schema.items() if key in _SCHEMA_KEYS}
-    if "const" in schema and "enum" not in out:
-        out["enum"] = [schema["const"]]
-    kind = schema.get("type")
-    if isinstance(kind, list):
-        concrete = [k for k in kind if k != "null"]
-        out.pop("type")
-        if concrete:
-            out["type"] = concrete[0]
-        if "null" in kind:
-            out["nullable"] = True
-    properties = schema.get("properties")
-    if isinstance(properties, Mapping):
-        out["properties"] = {
-            name: _convert_schema(sub, defs, depth + 1)
-            for name, sub in properties.items()
-            if isinstance(sub, Mapping)
-        }
-    items = schema.get("items")
-    if isinstance(items, Mapping):
-        out["items"] = _convert_schema(items, defs, depth + 1)
-    options = schema.get("anyOf", schema.get("oneOf"))
-    if isinstance(options, list):
-        out.update(_any_of(options, defs, depth))
-    return out
-
-
-def _resolve_ref(schema: Mapping[str, Any], defs: Mapping[str, Any]) -> Mapping[str, Any]:
-    ref = schema.get("$ref")
-    if not isinstance(ref, str):
-        return schema
-    target = defs.get(ref.rpartition("/")[2])
-    siblings = {key: value for key, value in schema.items() if key != "$ref"}
-    return {**target, **siblings} if isinstance(target, Mapping) else siblings
-
-
-def _any_of(options: list[Any], defs: Mapping[str, Any], depth: int) -> dict[str, Any]:
-    """`anyOf`, with a `null` option turned into `nullable` (how pydantic writes `X | None`)."""
-    is_nullable = any(isinstance(o, Mapping) and o.get("type") == "null" for o in options)
-    kept = [
-        _convert_schema(o, defs, depth + 1)
-        for o in options
-        if isinstance(o, Mapping) and o.get("type") != "null"
-    ]
-    out: dict[str, Any] = {"nullable": True} if is_nullable else {}
-    if len(kept) == 1:
-        out.update(kept[0])
-    elif kept:
-        out["anyOf"] = kept
-    return out
+    if response_format.type != "json_schema" or not json_schema or not json_schema.schema:
+        return
+    if takes_json_schema:
+        config.response_json_schema = json_schema.schema
+    else:
+        config.response_schema = gemini_schema(
+            json_schema.schema, "response_format.json_schema.schema"
+        )
 
 
 # ---------------------------------------------------------------- response
@@ -459,7 +404,10 @@ def _choice(candidate: Candidate, position: int, completion_id: str) -> Choice:
         role="assistant", content="".join(texts) if texts else None, tool_calls=calls or None
     )
     reason = finish_reason(candidate.finish_reason or "STOP", has_tool_calls=bool(calls))
-    return Choice(index=index, message=message, finish_reason=reason)
+    choice = Choice(index=index, message=message, finish_reason=reason)
+    if candidate.logprobs_result is not None:
+        choice.logprobs = openai_logprobs(candidate.logprobs_result)
+    return choice
 
 
 def candidate_index(candidate: Candidate, position: int) -> int:
@@ -473,7 +421,8 @@ def split_parts(
     """The answer text pieces and the function calls among `parts`.
 
     Thought summaries (`thought: true`) and parts the gateway does not interpret are skipped.
-    `first_call` numbers the calls, so a stream keeps call ids unique across events.
+    `first_call` numbers the calls, so a stream keeps call ids unique across events. A call's
+    thought signature rides in its id (see `signatures`).
     """
     texts: list[str] = []
     calls: list[ToolCall] = []
@@ -484,7 +433,10 @@ def split_parts(
             texts.append(part.text)
         elif part.function_call is not None:
             call = part.function_call
-            call_id = tool_call_id(completion_id, choice_index, first_call + len(calls))
+            call_id = with_signature(
+                tool_call_id(completion_id, choice_index, first_call + len(calls)),
+                part.thought_signature,
+            )
             arguments = _json.dumps(call.args or {}).decode()
             function = CanonicalFunctionCall(name=call.name, arguments=arguments)
             calls.append(ToolCall(id=call_id, type="function", function=function))

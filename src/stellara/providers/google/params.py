@@ -1,7 +1,6 @@
 """What Gemini's `generateContent` does with each canonical parameter (see `providers.params`)."""
 
 from stellara.providers.params import EMBEDDING_POLICY_PARAMS, ParamPolicy, ParamRule
-from stellara.schema.chat import ResponseFormat
 
 PARAMS = ParamPolicy(
     {
@@ -15,12 +14,18 @@ PARAMS = ParamPolicy(
         "frequency_penalty": ParamRule("translated", "`generationConfig.frequencyPenalty`"),
         "logit_bias": ParamRule("droppable", same_as_absent=({},)),
         "logprobs": ParamRule(
-            "droppable", "`responseLogprobs` is not translated yet", same_as_absent=(False,)
+            "translated",
+            "`generationConfig.responseLogprobs`; `logprobsResult` comes back as "
+            "`choices[].logprobs`",
         ),
-        "top_logprobs": ParamRule("droppable", same_as_absent=(0,)),
+        "top_logprobs": ParamRule(
+            "translated", "`generationConfig.logprobs` (with `logprobs: true`, as at OpenAI)"
+        ),
         "seed": ParamRule("translated", "`generationConfig.seed`"),
         "user": ParamRule("droppable", "no end-user field"),
-        "tools": ParamRule("translated", "`tools[].functionDeclarations`"),
+        "tools": ParamRule(
+            "translated", "`tools[].functionDeclarations` (JSON Schema on Gemini 2.5 and later)"
+        ),
         "tool_choice": ParamRule("translated", "`toolConfig.functionCallingConfig`"),
         "parallel_tool_calls": ParamRule(
             "droppable",
@@ -29,10 +34,14 @@ PARAMS = ParamPolicy(
         ),
         "response_format": ParamRule(
             "translated",
-            "`responseMimeType` and `responseSchema` (the schema keys Gemini knows)",
-            same_as_absent=(ResponseFormat("text"),),
+            "`responseMimeType` with `responseJsonSchema` (Gemini 2.5 and later) or "
+            "`responseSchema` (earlier: a schema it cannot express is refused)",
         ),
-        "reasoning_effort": ParamRule("droppable", "the thinking budget is not translated yet"),
+        "reasoning_effort": ParamRule(
+            "translated",
+            "`generationConfig.thinkingConfig`: a budget on Gemini 2.5, a level on Gemini 3; "
+            "refused on earlier models (but `none`)",
+        ),
         "verbosity": ParamRule("droppable"),
         "service_tier": ParamRule("droppable"),
         "store": ParamRule("droppable", "OpenAI's stored completions", same_as_absent=(False,)),

@@ -2,7 +2,8 @@
 
 `streamGenerateContent?alt=sse` sends each piece of the answer as a whole
 `GenerateContentResponse` in one `data:` event. There is no `[DONE]`: the answer is complete once
-every candidate has carried a `finishReason`, and usage comes with the last events.
+every candidate has carried a `finishReason`, and usage comes with the last events. Each event's
+`logprobsResult` covers the tokens of that event, so it becomes that chunk's `logprobs`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from stellara.providers.google.chat import (
     to_usage,
 )
 from stellara.providers.google.errors import error_from_status, parse_error_body
+from stellara.providers.google.logprobs import openai_logprobs
 from stellara.schema.chat import (
     ChatCompletionChunk,
     ChunkChoice,
@@ -136,7 +138,8 @@ class GeminiStreamParser:
             reason = finish_reason(candidate.finish_reason, has_tool_calls=has_calls)
             self._finished.add(index)
         is_first = index not in self._started
-        if not (is_first or texts or calls or reason):
+        result = candidate.logprobs_result
+        if not (is_first or texts or calls or reason or result):
             return None  # a thought, or a part the gateway does not relay
         self._started.add(index)
         delta = Delta(
@@ -144,7 +147,10 @@ class GeminiStreamParser:
             content="".join(texts) if texts else None,
             tool_calls=_call_deltas(calls, first_call) or None,
         )
-        return ChunkChoice(index=index, delta=delta, finish_reason=reason)
+        choice = ChunkChoice(index=index, delta=delta, finish_reason=reason)
+        if result is not None:
+            choice.logprobs = openai_logprobs(result)
+        return choice
 
     def _chunk(self, choices: list[ChunkChoice], usage: Usage | None = None) -> ChatCompletionChunk:
         return ChatCompletionChunk(
