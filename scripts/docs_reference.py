@@ -3,12 +3,12 @@
     .venv/bin/python scripts/docs_reference.py            # rewrite docs/reference/*.md
     .venv/bin/python scripts/docs_reference.py --check    # write nothing; exit 1 if one is stale
 
-Four pages, each from the code that defines what it describes: the configuration keys from the
+Five pages, each from the code that defines what it describes: the configuration keys from the
 pydantic models (`StellaraConfig` and each provider type's settings model), the HTTP API from
-`build_openapi(ROUTES)`, the CLI from the argparse parser's own help, and the metrics from a
-`GatewayMetrics` on a fresh registry. Output depends on nothing but the code: no timestamps,
-no paths of this machine, a fixed help width. `tests/docs/test_reference_current.py` runs the
-check.
+`build_openapi(ROUTES)`, the CLI from the argparse parser's own help, the metrics from a
+`GatewayMetrics` on a fresh registry, and the parameters from each provider type's policy.
+Output depends on nothing but the code: no timestamps, no paths of this machine, a fixed help
+width. `tests/docs/test_reference_current.py` runs the check.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union, cast, get_args, get_origin
 
 import annotated_types
+import msgspec
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 from pydantic import BaseModel, SecretStr
@@ -37,6 +38,7 @@ from pydantic_core import PydanticUndefined
 from stellara import cli
 from stellara.config.models import ProviderSettings, StellaraConfig
 from stellara.providers import provider_types
+from stellara.providers.params import ParamPolicy, ParamRule
 from stellara.server.openapi import build_openapi
 from stellara.server.routes import ROUTES
 from stellara.telemetry.metrics import GatewayMetrics
@@ -450,6 +452,87 @@ def metrics_page() -> str:
     return "\n".join(lines)
 
 
+# ---- parameters ------------------------------------------------------------------------------
+
+_HANDLING_TEXT = {
+    "passed": "passed",
+    "translated": "translated",
+    "droppable": "**droppable**",
+    "refused": "**refused**",
+}
+
+
+def parameters_page() -> str:
+    """What each provider type does with each canonical request parameter: its policy."""
+    kinds = provider_types()
+    shared = {name: _shared_note(kind.params) for name, kind in kinds.items()}
+    lines = [
+        "# Parameters reference",
+        "",
+        "What each provider type does with each parameter of a chat request, whichever API "
+        "it came in through (Chat Completions, Messages, Responses: each is translated to the "
+        "Chat Completions parameters first). **passed**: sent as given; **translated**: sent "
+        "in the provider's own terms; **droppable**: the provider has no equivalent, so the "
+        "request is refused with a 400 (`code: unsupported_parameter`, `param` naming it) "
+        "unless `drop_unsupported_params` is on, when it is not sent and the answer lists it "
+        "in `x-stellara-dropped-params`; **refused**: a 400 even when dropping, as dropping "
+        "it would change the shape of the answer. A value that asks nothing beyond the "
+        "provider's default (in parentheses) is never refused. `model`, `messages`, "
+        "`stream` and `stream_options` are honoured for every provider. See "
+        "[Providers](../guide/providers.md#parameters-a-provider-cannot-honour).",
+        "",
+        "| parameter | " + " | ".join(f"`{name}`" for name in kinds) + " |",
+        "|---|" + "---|" * len(kinds),
+    ]
+    lines += _policy_rows({name: kind.params for name, kind in kinds.items()}, shared)
+    lines += [f"- `{name}`: {note}." for name, note in shared.items() if note]
+    embedding = {n: k.embedding_params for n, k in kinds.items() if k.embedding_params is not None}
+    lines += [
+        "",
+        "## Embeddings",
+        "",
+        "The same for `POST /v1/embeddings` (`model` and `input` are the request itself), for "
+        "the provider types that serve embeddings.",
+        "",
+        "| parameter | " + " | ".join(f"`{name}`" for name in embedding) + " |",
+        "|---|" + "---|" * len(embedding),
+    ]
+    lines += _policy_rows(embedding, {name: shared[name] for name in embedding})
+    return "\n".join(lines)
+
+
+def _policy_rows(policies: Mapping[str, ParamPolicy], shared: Mapping[str, str]) -> list[str]:
+    """A table row per parameter the policies rule on, a column per provider type."""
+    params = next(iter(policies.values())).params
+    rows = []
+    for param in params:
+        cells = [_rule_text(policy.rule(param), shared[name]) for name, policy in policies.items()]
+        rows.append(f"| `{param}` | " + " | ".join(cells) + " |")
+    return [*rows, ""]
+
+
+def _shared_note(policy: ParamPolicy) -> str:
+    """The note every rule of `policy` carries, if they all carry the same one."""
+    notes = {rule.note for rule in policy.rules.values()}
+    return notes.pop() if len(notes) == 1 else ""
+
+
+def _rule_text(rule: ParamRule, shared_note: str) -> str:
+    text = _HANDLING_TEXT[rule.handling]
+    if rule.at_most is not None:
+        text = f"passed up to {rule.at_most:g}; above, {text}"
+    if rule.same_as_absent and rule.handling in ("droppable", "refused"):
+        values = ", ".join(f"`{_json_text(value)}`" for value in rule.same_as_absent)
+        text += f" ({values} passes)"
+    if rule.note and rule.note != shared_note:
+        text += f": {rule.note}"
+    return _cell(text)
+
+
+def _json_text(value: object) -> str:
+    return json.dumps(msgspec.to_builtins(value), separators=(", ", ": "))
+
+
 # ---- writing and checking --------------------------------------------------------------------
 
 PAGES: Mapping[str, Callable[[], str]] = {
@@ -457,6 +540,7 @@ PAGES: Mapping[str, Callable[[], str]] = {
     "api.md": api_page,
     "cli.md": cli_page,
     "metrics.md": metrics_page,
+    "parameters.md": parameters_page,
 }
 
 

@@ -88,6 +88,9 @@ class RequestEnded(Event, frozen=True, kw_only=True, omit_defaults=True):
     status: int
     error: str | None  # the error's code; None when answered
     attempt_spans: tuple[Attempt, ...]
+    # Parameters the provider that answered (or failed last) was not sent: it cannot honour
+    # them and the model drops them (`drop_unsupported_params`).
+    dropped_params: tuple[str, ...]
     prompt: str | None = None  # only with `usage_store.log_content`
     completion: str | None = None  # only with `usage_store.log_content`
     message: str | None = None  # the error's message, for failed requests

@@ -13,7 +13,7 @@ import pytest
 from tests.docs import DOCS, ROOT
 
 SCRIPT = ROOT / "scripts" / "docs_reference.py"
-PAGES = ("api.md", "cli.md", "config.md", "metrics.md")
+PAGES = ("api.md", "cli.md", "config.md", "metrics.md", "parameters.md")
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,12 @@ def test_check_names_each_stale_or_missing_page(
     assert "api.md" not in errors
     assert "cli.md" not in errors
     assert "scripts/docs_reference.py" in errors
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["api.md", "cli.md", "config.md"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "api.md",
+        "cli.md",
+        "config.md",
+        "parameters.md",
+    ]
 
 
 def test_pages_depend_on_neither_terminal_nor_directory(

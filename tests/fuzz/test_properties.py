@@ -16,6 +16,7 @@ from stellara._json import encode
 from stellara.cache.key import cache_key
 from stellara.inbound.anthropic import to_chat_request
 from stellara.providers.anthropic.chat import build_messages_body
+from stellara.providers.anthropic.params import PARAMS as ANTHROPIC_PARAMS
 from stellara.schema.chat import (
     AssistantMessage,
     ChatRequest,
@@ -165,10 +166,17 @@ def test_anthropic_system_prompts_anywhere_become_one_leading_system(
 
 
 @FAST
-@given(st.floats(1, 2, exclude_min=True, allow_nan=False))
-def test_anthropic_temperature_above_one_is_clamped_to_one(temperature: float) -> None:
+@given(st.floats(0, 2, allow_nan=False))
+def test_anthropic_temperature_is_sent_as_given_up_to_one_and_unsupported_above(
+    temperature: float,
+) -> None:
     request = ChatRequest(model="m", messages=[UserMessage(content="hi")], temperature=temperature)
-    assert _round_trip(request).temperature == 1.0
+    unsupported = [u.name for u in ANTHROPIC_PARAMS.unsupported(request)]
+    if temperature > 1:
+        assert unsupported == ["temperature"]
+    else:
+        assert unsupported == []
+        assert _round_trip(request).temperature == temperature
 
 
 # ---------------------------------------------------------------- cache key

@@ -81,7 +81,6 @@ async def test_google_chat_sends_gemini_request_and_answers_openai(
         temperature=0.3,
         max_tokens=50,
         stop=["\n\n"],
-        user="someone",
     )
     completion = raw.parse()
     assert raw.headers["x-stellara-provider"] == "gemini"

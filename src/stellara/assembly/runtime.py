@@ -34,6 +34,7 @@ from stellara.limits import Limiter, LimitEvents, LimitsPolicy
 from stellara.pipeline.attempts import AttemptRunner
 from stellara.pipeline.auth import Authenticator
 from stellara.pipeline.gateway import Gateway
+from stellara.pipeline.params import ParamGuard
 from stellara.pipeline.responses import StoredResponses
 from stellara.pipeline.sessions import DashboardSessions
 from stellara.providers import create_adapter
@@ -124,7 +125,12 @@ def build_runtime(
     sinks = attach_sinks(events, config.telemetry, state=state, clock=clock)
     lifecycle.add("event sinks", start=sinks.start, stop=sinks.close)
 
-    models = ModelTable(config.models, adapters, {p.id: p.type for p in config.providers})
+    models = ModelTable(
+        config.models,
+        adapters,
+        {p.id: p.type for p in config.providers},
+        drop_unsupported_params=config.drop_unsupported_params,
+    )
     background = BackgroundTasks()
     attempts = build_attempt_runner(
         config, models, catalog, events, clock, sync=state.breakers, background=background
@@ -149,6 +155,7 @@ def build_runtime(
         catalog,
         tokens,
         attempts=attempts,
+        params=ParamGuard.for_registry(),
         limiter=limiter,
         cache=cache,
         log_content=config.usage_store.log_content,

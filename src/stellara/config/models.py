@@ -100,6 +100,9 @@ class ModelConfig(StrictModel):
     targets: list[TargetConfig] = Field(min_length=1)
     strategy: Strategy = "priority"  # the targets in the order written, healthy ones first
     fallbacks: list[str] = Field(default_factory=list)  # other public models, in order
+    # A parameter the target's provider cannot honour: refused with a 400 (false), or not sent
+    # and listed in `x-stellara-dropped-params` (true). Unset: the top-level setting.
+    drop_unsupported_params: bool | None = None
 
 
 class RetryConfig(StrictModel):
@@ -426,6 +429,10 @@ class StellaraConfig(StrictModel):
     server: ServerConfig = Field(default_factory=ServerConfig)
     providers: list[ProviderSettings] = Field(default_factory=list)
     models: list[ModelConfig] = Field(default_factory=list)
+    # What to do with a request parameter a target's provider cannot honour (see
+    # docs/reference/parameters.md): refuse it with a 400 (false), or drop it and say so in
+    # `x-stellara-dropped-params` (true). A model entry may set its own.
+    drop_unsupported_params: bool = False
     resilience: ResilienceConfig = Field(default_factory=ResilienceConfig)
     state: StateConfig = Field(default_factory=StateConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)

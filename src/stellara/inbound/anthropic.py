@@ -35,6 +35,8 @@ Where the two formats do not line up, these choices hold:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, Literal
 
 import msgspec
@@ -78,6 +80,15 @@ from stellara.schema.chat import (
 from stellara.wire import anthropic as wire
 
 RAW_ARGUMENTS_KEY = "_raw_arguments"
+PARAM_NAMES: Mapping[str, str] = MappingProxyType(
+    {
+        "stop": "stop_sequences",
+        "user": "metadata.user_id",
+        "parallel_tool_calls": "tool_choice.disable_parallel_tool_use",
+    }
+)
+"""This dialect's names of the canonical parameters it sets under another name, so a refused
+or dropped parameter is named as the client sent it."""
 """Where a tool_use block keeps tool-call arguments that were not a JSON object."""
 
 _encode_compact = msgspec.json.Encoder().encode

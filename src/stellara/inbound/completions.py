@@ -26,6 +26,9 @@ What translates, and what is refused with a 400 naming the parameter:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+
 import msgspec
 
 from stellara.errors import InvalidRequestError
@@ -47,6 +50,11 @@ from stellara.schema.completions import (
 _LEGACY_FINISH = frozenset({"stop", "length", "content_filter"})
 
 # ---------------------------------------------------------------- request
+
+PARAM_NAMES: Mapping[str, str] = MappingProxyType({"top_logprobs": "logprobs"})
+"""This dialect's names of the canonical parameters it sets under another name, so a refused
+or dropped parameter is named as the client sent it: `logprobs: N` is both canonical
+`logprobs` and `top_logprobs`."""
 
 
 def to_chat_request(request: CompletionRequest) -> ChatRequest:

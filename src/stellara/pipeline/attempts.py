@@ -5,8 +5,10 @@ the targets, skipping open breakers; each target is tried up to `retry.max_attem
 (backoff with full jitter, `Retry-After` honoured) while the request's deadline and its
 total-attempt budget last. What the error says decides what follows (`RetryPolicy.decide`):
 a client error stops at once, a content filter skips that provider, a context-window error
-skips to the fallbacks. A breaker that refuses costs no attempt. If no target could be tried
-at all, the request is refused with 503; otherwise the last provider error is raised.
+skips to the fallbacks. A breaker that refuses costs no attempt, and so does a target that
+cannot honour a parameter of the request (`refuses`, the parameter policy). If no target could
+be tried at all, the request is refused: with the policy's 400 when every target refused its
+parameters, else with 503; otherwise the last provider error is raised.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from stellara.config.models import Strategy
 from stellara.errors import (
     InvalidRequestError,
     NoHealthyProviderError,
+    StellaraError,
     UpstreamError,
     UpstreamTimeoutError,
 )
@@ -31,11 +34,12 @@ from stellara.routing.breaker import BreakerBoard
 from stellara.routing.health import HealthBoard
 from stellara.routing.models import ModelTable, PublicModel, Target
 from stellara.routing.retry import AttemptBudget, RetryPolicy
-from stellara.routing.stats import RouterStats
+from stellara.routing.stats import RouterStats, target_key
 from stellara.routing.strategies import STRATEGIES, RankInputs, RequestPrice, choose_order
 
 T = TypeVar("T")
 Call = Callable[[Target, float], Awaitable[T]]
+Refuses = Callable[[Target], StellaraError | None]
 
 
 class AttemptRunner:
@@ -100,10 +104,12 @@ class AttemptRunner:
         stream: bool = False,
         strategy: Strategy | None = None,
         providers: frozenset[str] | None = None,
+        refuses: Refuses | None = None,
     ) -> T:
         """`call(target, timeout_s)` on targets in turn until one answers.
 
         `price` is this request's price estimate, for `cost` (on the fallback models too).
+        `refuses(target)` is why the request cannot be sent to `target` (None: it can).
         """
         if providers is not None and not any(
             t.adapter.id in providers for model in models for t in model.targets
@@ -117,6 +123,8 @@ class AttemptRunner:
         budget = AttemptBudget(self.retry, ctx.started_at, ctx.deadline - ctx.started_at)
         last_error: UpstreamError | None = None
         skipped_providers: set[str] = set()
+        refusals: list[StellaraError] = []
+        was_any_available = False  # a target not refused: tried, or skipped by its breaker
         for index, model in enumerate(models):
             if index:
                 self._fell_back(ctx, models[index - 1].name, model.name, last_error)
@@ -133,7 +141,14 @@ class AttemptRunner:
             )
             route = f"{model.name}: {choice.reason}"
             ctx.route = f"{ctx.route}; fallback {route}" if ctx.route else route
+            was_any_available |= bool(choice.skipped)
             for position, target in enumerate(choice.order):
+                refusal = refuses(target) if refuses is not None else None
+                if refusal is not None:
+                    refusals.append(refusal)
+                    ctx.route += f"; skipped {target_key(target)}: {refusal.param} unsupported"
+                    continue
+                was_any_available = True
                 has_alternatives = position + 1 < len(choice.order) or model is not models[-1]
                 result, error, next_step = await self._try_target(
                     ctx, target, call, budget, has_alternatives=has_alternatives
@@ -148,6 +163,8 @@ class AttemptRunner:
                 if next_step == "larger_window":
                     break  # only the fallback models may have a larger window
         if last_error is None:
+            if refusals and not was_any_available:
+                raise refusals[0]
             raise NoHealthyProviderError(
                 f"No healthy provider for the model {models[0].name!r}: every circuit breaker "
                 "is open.",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -52,6 +53,10 @@ class RequestContext:
     cache_control: CacheControl = NO_CACHE_CONTROL  # what the client asked of the cache
     cache_status: str = "miss"  # `x-stellara-cache`: miss, hit or semantic
     route: str = ""  # `x-stellara-route`: the strategy's choice and why
+    dropped_params: tuple[str, ...] = ()  # canonical parameters not sent to the provider
+    # The inbound dialect's names of canonical parameters it names otherwise (`max_output_tokens`
+    # for `max_completion_tokens`, …): refusals and `x-stellara-dropped-params` use them.
+    param_names: Mapping[str, str] | None = None
     routing_strategy: Strategy | None = None  # /ai-orchestration/generate's override
     routing_providers: frozenset[str] | None = None  # … and its filter of provider ids
     failures: list[str] = field(default_factory=list)  # "provider/model: error", per attempt

@@ -31,6 +31,7 @@ from stellara.events import EventBus
 from stellara.limits import Estimator, Limiter, PriceKey, RequestEstimate
 from stellara.pipeline.attempts import AttemptRunner, Call
 from stellara.pipeline.context import RequestContext
+from stellara.pipeline.params import ParamGuard, RequestParams
 from stellara.pipeline.relayed import RelayedUsage
 from stellara.pipeline.scope import Recorder, RequestScope, client_left
 from stellara.providers.base import EmbeddingsAdapter
@@ -40,6 +41,7 @@ from stellara.schema.embeddings import EmbeddingsRequest, EmbeddingsResponse, Em
 from stellara.tokens import TokenCounter
 
 T = TypeVar("T")
+R = TypeVar("R", ChatRequest, EmbeddingsRequest)
 
 
 class Gateway:
@@ -54,6 +56,7 @@ class Gateway:
         tokens: TokenCounter,
         *,
         attempts: AttemptRunner,
+        params: ParamGuard,
         limiter: Limiter | None = None,
         cache: AnswerCache | None = None,
         log_content: bool = False,
@@ -67,6 +70,7 @@ class Gateway:
         self.limiter = limiter
         self.cache = cache
         self.attempts = attempts
+        self.params = params
         self.log_content = log_content
         self._background = BackgroundTasks()  # settles and cache writes after the answer
         self.recorder = Recorder(events, clock, catalog, self._background, log_content=log_content)
@@ -210,6 +214,7 @@ class Gateway:
         *,
         price: RequestEstimate,
         stream: bool,
+        params: RequestParams[ChatRequest] | RequestParams[EmbeddingsRequest] | None = None,
     ) -> T:
         answer = await self.attempts.run(
             ctx,
@@ -219,6 +224,7 @@ class Gateway:
             stream=stream,
             strategy=ctx.routing_strategy,
             providers=ctx.routing_providers,
+            refuses=params.refusal if params is not None else None,
         )
         ctx.first_byte_at = self.clock.monotonic()
         return answer
@@ -237,11 +243,15 @@ class Gateway:
                 scope.succeed(hit)
                 return hit
             models = self._candidates(public)
+            params = self.params.plan(request, ctx.param_names)
 
             async def call(target: Target, timeout_s: float) -> ChatCompletion:
-                return await target.adapter.chat(request, target.model, timeout_s=timeout_s)
+                sent = _fitted(ctx, request, params, target)
+                return await target.adapter.chat(sent, target.model, timeout_s=timeout_s)
 
-            completion = await self._run(ctx, models, call, price=estimate, stream=False)
+            completion = await self._run(
+                ctx, models, call, price=estimate, stream=False, params=params
+            )
         except BaseException as exc:
             scope.end_by(exc)
             raise
@@ -287,13 +297,17 @@ class Gateway:
         """The first target that delivers a first chunk wins; failures before it fail over
         silently, since the client has seen nothing yet."""
         models = self._candidates(public)
+        ctx = scope.ctx
+        params = self.params.plan(request, ctx.param_names)
 
         async def start(
             target: Target, timeout_s: float
         ) -> tuple[ChatCompletionChunk, AsyncGenerator[ChatCompletionChunk, None]]:
-            return await _first_chunk(target, request, timeout_s)
+            return await _first_chunk(target, _fitted(ctx, request, params, target), timeout_s)
 
-        first, upstream = await self._run(scope.ctx, models, start, price=estimate, stream=True)
+        first, upstream = await self._run(
+            ctx, models, start, price=estimate, stream=True, params=params
+        )
         return ChunkStream(
             self,
             scope,
@@ -329,13 +343,15 @@ class Gateway:
         estimate: RequestEstimate,
     ) -> EmbeddingsResponse:
         models = self._candidates(public, for_embeddings=True)
+        params = self.params.plan(request, ctx.param_names)
 
         async def call(target: Target, timeout_s: float) -> EmbeddingsResponse:
             adapter = target.adapter
             assert isinstance(adapter, EmbeddingsAdapter)  # _candidates kept only those
-            return await adapter.embed(request, target.model, timeout_s=timeout_s)
+            sent = _fitted(ctx, request, params, target)
+            return await adapter.embed(sent, target.model, timeout_s=timeout_s)
 
-        response = await self._run(ctx, models, call, price=estimate, stream=False)
+        response = await self._run(ctx, models, call, price=estimate, stream=False, params=params)
         prompt_tokens = response.usage.prompt_tokens
         texts = request.texts()
         if prompt_tokens == 0 and texts:  # the provider reports no usage (Gemini): estimate it
@@ -348,6 +364,16 @@ class Gateway:
     def _keep_prompt(self, ctx: RequestContext, messages: object) -> None:
         if self.log_content:
             ctx.prompt_text = _json.encode(messages).decode()
+
+
+def _fitted(ctx: RequestContext, request: R, params: RequestParams[R] | None, target: Target) -> R:
+    """What `target` is sent: the request without the parameters its provider cannot honour,
+    when its model drops them (`ctx.dropped_params`, for the answer's header)."""
+    if params is None:
+        return request
+    fit = params.fit(target)
+    ctx.dropped_params = fit.dropped
+    return fit.request
 
 
 async def _first_chunk(

@@ -129,6 +129,7 @@ class Recorder:
                 )
                 for span in ctx.attempt_spans
             ),
+            dropped_params=ctx.dropped_params,
             prompt=ctx.prompt_text,  # set only with `log_content`
             completion=ctx.completion_text,
             message=error.message if error is not None else None,

@@ -12,6 +12,7 @@ from collections.abc import AsyncGenerator, Callable
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from stellara.config.models import ProviderSettings
+from stellara.providers.params import ParamPolicy
 from stellara.schema.chat import ChatCompletion, ChatCompletionChunk, ChatRequest
 from stellara.schema.embeddings import EmbeddingsRequest, EmbeddingsResponse
 
@@ -60,10 +61,13 @@ class TokenCountingAdapter(Protocol):
 
 class ProviderType(NamedTuple):
     """What the registry knows of one config `type`: how to validate an entry, how to build
-    its adapter, and how to point one at the built-in simulator (used by `--demo` and by the
-    contract tests every provider type must pass)."""
+    its adapter, how to point one at the built-in simulator (used by `--demo` and by the
+    contract tests every provider type must pass), and what it does with each canonical
+    request parameter, of chat and of embeddings (`providers.params`)."""
 
     settings_model: type[ProviderSettings]
     create: Callable[[ProviderSettings], ProviderAdapter]
     sim_entry: Callable[[str], dict[str, Any]]
     sim_model: str
+    params: ParamPolicy
+    embedding_params: ParamPolicy | None = None  # None: the type serves no embeddings

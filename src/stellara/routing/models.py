@@ -13,12 +13,16 @@ from stellara.providers.base import ProviderAdapter
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """One provider, its config `type` (the catalog's key), and the model name it uses."""
+    """One provider, its config `type` (the catalog's key), and the model name it uses.
+
+    `drop_unsupported_params` is its public model's setting (else the top-level one): a
+    parameter its provider cannot honour is dropped rather than refused."""
 
     adapter: ProviderAdapter
     provider_type: str
     model: str
     weight: float = 1.0
+    drop_unsupported_params: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,19 +41,20 @@ class ModelTable:
         models: Iterable[ModelConfig],
         adapters: Mapping[str, ProviderAdapter],
         provider_types: Mapping[str, str],
+        *,
+        drop_unsupported_params: bool = False,
     ) -> None:
-        self._models = {
-            m.name: PublicModel(
-                m.name,
-                tuple(
-                    Target(adapters[t.provider], provider_types[t.provider], t.model, t.weight)
-                    for t in m.targets
-                ),
-                m.strategy,
-                tuple(m.fallbacks),
+        """`drop_unsupported_params` is the top-level setting, for models that set none."""
+        self._models: dict[str, PublicModel] = {}
+        for m in models:
+            drop = m.drop_unsupported_params
+            if drop is None:
+                drop = drop_unsupported_params
+            targets = tuple(
+                Target(adapters[t.provider], provider_types[t.provider], t.model, t.weight, drop)
+                for t in m.targets
             )
-            for m in models
-        }
+            self._models[m.name] = PublicModel(m.name, targets, m.strategy, tuple(m.fallbacks))
 
     def resolve(self, principal: Principal, name: str) -> PublicModel:
         """The public model `name`; 404 if unknown, 403 if the key may not use it."""

@@ -49,6 +49,7 @@ ATTEMPTS = "x-stellara-attempts"
 CACHE = "x-stellara-cache"
 CACHE_TTL = "x-stellara-cache-ttl"
 ROUTE = "x-stellara-route"
+DROPPED_PARAMS = "x-stellara-dropped-params"
 MAX_CACHE_TTL_S = 30 * 86_400.0
 SESSION_ID = "X-Session-Id"
 # Session ids become state-backend keys; a cap keeps a client from making them arbitrarily big.
@@ -100,6 +101,10 @@ def response_headers(call: Call, *, is_json: bool = False) -> dict[str, str]:
         headers[CACHE] = ctx.cache_status
         if ctx.route:
             headers[ROUTE] = ctx.route
+        if ctx.dropped_params:
+            names = ctx.param_names or {}
+            called = dict.fromkeys(names.get(n, n) for n in ctx.dropped_params)  # once each
+            headers[DROPPED_PARAMS] = ",".join(called)
     ticket = ctx.ticket
     if ticket is not None and ticket.admission is not None:
         headers.update(ratelimit_headers(ticket.admission))

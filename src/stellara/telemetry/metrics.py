@@ -219,6 +219,12 @@ class GatewayMetrics:
             "Moves from a public model to one of its fallback models",
             ["from_model", "to_model"],
         )
+        self.dropped_params = counter(
+            "stellara_dropped_params",
+            "Request parameters not sent to the provider id that answered or failed last, as "
+            "it cannot honour them and the model drops them (drop_unsupported_params)",
+            ["provider", "param"],
+        )
 
     def _define_state(self, registry: CollectorRegistry | None) -> None:
         """Breakers, health, limits, the state backend, and the readings `refresh` pulls."""
@@ -357,6 +363,8 @@ class GatewayMetrics:
                 self.time_to_first_byte.labels(provider),
             )
         series.duration.observe(event.latency_ms / 1000.0)
+        for param in event.dropped_params:
+            self.dropped_params.labels(provider, param).inc()
         ttfb_ms = event.ttfb_ms
         if ttfb_ms is not None:
             series.ttfb.observe(ttfb_ms / 1000.0)

@@ -90,6 +90,7 @@ def _ended(kind: type[R], facts: dict[str, Any]) -> R:
         "reasoning_tokens": 0,
         "cost_usd": 0.001,
         "usage_estimated": False,
+        "dropped_params": (),
         "latency_ms": 120.0,
         "ttfb_ms": None,
         "status": 200,

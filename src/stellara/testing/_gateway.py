@@ -21,6 +21,7 @@ from stellara.catalog import Catalog
 from stellara.events import EventBus
 from stellara.limits import Limiter, LimitEvents, LimitsPolicy
 from stellara.pipeline.gateway import Gateway
+from stellara.pipeline.params import ParamGuard
 from stellara.routing.models import ModelTable
 from stellara.state.base import StateBackend
 from stellara.state.memory import MemoryBackend
@@ -39,9 +40,10 @@ def scripted_gateway(
     events: EventBus | None = None,
     state: StateBackend | None = None,
     tokens: TokenCounter | None = None,
+    types: Mapping[str, str] | None = None,
 ) -> Gateway:
     """A `Gateway` whose providers are `adapters`, each an `openai`-type provider of its id
-    (so the catalog prices its models as OpenAI's).
+    (so the catalog prices its models as OpenAI's) unless `types` gives it another.
 
     Args:
         config: any section of a Stellara config (`models`, `limits`, `cache`, `resilience`,
@@ -52,6 +54,8 @@ def scripted_gateway(
         events: the bus the gateway publishes on (attach an `EventRecorder` to it).
         state: the state backend of limits and cache (memory on `clock` by default).
         tokens: the token counter of estimates (a new `TokenCounter` by default).
+        types: the config `type` of adapters by id, for the catalog's prices and the
+            parameter policy (`anthropic`, `google`: types whose entries need no more keys).
     """
     if config is not None and "providers" in config:
         raise ValueError("scripted_gateway: providers come from the adapters")
@@ -59,7 +63,7 @@ def scripted_gateway(
     events = events or EventBus()
     state = state or MemoryBackend(clock)
     raw: dict[str, Any] = {
-        "providers": [{"id": a.id, "type": "openai"} for a in adapters],
+        "providers": [{"id": a.id, "type": (types or {}).get(a.id, "openai")} for a in adapters],
         "models": [
             {"name": "smart", "targets": [{"provider": a.id, "model": "gpt-4o"} for a in adapters]}
         ],
@@ -69,7 +73,10 @@ def scripted_gateway(
     settings = check_config(raw)
     catalog = Catalog.from_config(settings)
     models = ModelTable(
-        settings.models, {a.id: a for a in adapters}, {p.id: p.type for p in settings.providers}
+        settings.models,
+        {a.id: a for a in adapters},
+        {p.id: p.type for p in settings.providers},
+        drop_unsupported_params=settings.drop_unsupported_params,
     )
     attempts = build_attempt_runner(
         settings, models, catalog, events, clock, sync=None, background=BackgroundTasks()
@@ -89,6 +96,7 @@ def scripted_gateway(
         catalog,
         tokens or TokenCounter(),
         attempts=attempts,
+        params=ParamGuard.for_registry(),
         limiter=limiter,
         cache=build_answer_cache(settings, state, clock),
         log_content=settings.usage_store.log_content,

@@ -32,10 +32,11 @@ from stellara.inbound.gemini._embed import (
     to_embeddings_request,
 )
 from stellara.inbound.gemini._models import PublicModelInfo, model_page, model_resource
-from stellara.inbound.gemini._request import to_chat_request
+from stellara.inbound.gemini._request import PARAM_NAMES, to_chat_request
 from stellara.inbound.gemini._stream import GeminiStreamWriter
 
 __all__ = [
+    "PARAM_NAMES",
     "GeminiStreamWriter",
     "PublicModelInfo",
     "model_page",

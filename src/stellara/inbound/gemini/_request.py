@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 from stellara import _json
@@ -50,6 +51,23 @@ _TEXT = "text/plain"
 _AUDIO_FORMATS = {"audio/wav": "wav", "audio/x-wav": "wav", "audio/mp3": "mp3", "audio/mpeg": "mp3"}
 _PDF = "application/pdf"
 RESPONSE_SCHEMA_NAME = "response"  # the json_schema `name` the canonical form requires
+PARAM_NAMES: Mapping[str, str] = MappingProxyType(
+    {
+        "temperature": "generationConfig.temperature",
+        "top_p": "generationConfig.topP",
+        "n": "generationConfig.candidateCount",
+        "stop": "generationConfig.stopSequences",
+        "max_tokens": "generationConfig.maxOutputTokens",
+        "presence_penalty": "generationConfig.presencePenalty",
+        "frequency_penalty": "generationConfig.frequencyPenalty",
+        "seed": "generationConfig.seed",
+        "tool_choice": "toolConfig",
+        "response_format": "generationConfig.responseSchema",
+        "dimensions": "outputDimensionality",
+    }
+)
+"""This dialect's names of the canonical parameters it sets under another name, so a refused
+or dropped parameter is named as the client sent it."""
 
 
 def to_chat_request(

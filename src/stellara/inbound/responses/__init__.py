@@ -68,10 +68,11 @@ Where the two formats do not line up:
 from stellara.inbound.responses._answer import to_response, usage_of
 from stellara.inbound.responses._items import input_items
 from stellara.inbound.responses._messages import conversation
-from stellara.inbound.responses._request import to_chat_request
+from stellara.inbound.responses._request import PARAM_NAMES, to_chat_request
 from stellara.inbound.responses._stream import ResponsesStreamWriter
 
 __all__ = [
+    "PARAM_NAMES",
     "ResponsesStreamWriter",
     "conversation",
     "input_items",

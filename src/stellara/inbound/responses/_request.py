@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+
 from msgspec import Raw, UnsetType
 
 from stellara.errors import InvalidRequestError
@@ -21,6 +24,17 @@ from stellara.schema.chat import (
     ToolChoiceFunction,
 )
 from stellara.wire import responses as wire
+
+PARAM_NAMES: Mapping[str, str] = MappingProxyType(
+    {
+        "max_completion_tokens": "max_output_tokens",
+        "response_format": "text.format",
+        "reasoning_effort": "reasoning.effort",
+        "verbosity": "text.verbosity",
+    }
+)
+"""This dialect's names of the canonical parameters it sets under another name, so a refused
+or dropped parameter is named as the client sent it."""
 
 
 def to_chat_request(

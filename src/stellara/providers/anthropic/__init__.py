@@ -3,6 +3,7 @@
 from typing import Any
 
 from stellara.providers.anthropic.api import AnthropicAdapter, AnthropicSettings, create_adapter
+from stellara.providers.anthropic.params import PARAMS
 from stellara.providers.base import ProviderType
 
 
@@ -11,7 +12,7 @@ def _sim_entry(sim_url: str) -> dict[str, Any]:
 
 
 PROVIDER_TYPE = ProviderType(
-    AnthropicSettings, create_adapter, _sim_entry, "claude-3-5-haiku-latest"
+    AnthropicSettings, create_adapter, _sim_entry, "claude-3-5-haiku-latest", PARAMS
 )
 
 __all__ = ["PROVIDER_TYPE", "AnthropicAdapter", "AnthropicSettings", "create_adapter"]

@@ -16,8 +16,9 @@ Where the two APIs do not line up, this module decides:
   client sees, rather than the gateway inventing a user message. Likewise a conversation that
   ends with an assistant turn goes as it is, which Anthropic reads as a prefill to continue (and
   models without prefill refuse with a 400) where OpenAI would start a new turn.
-* `temperature` is clamped to Anthropic's range (0 to 1) rather than halved, so the values clients
-  tune for both vendors (0, 0.2, 0.7, 1) keep their meaning; anything above 1 is sent as 1.
+* `temperature` is sent as given, not scaled, so the values clients tune for both vendors (0, 0.2,
+  0.7, 1) keep their meaning; above 1, Anthropic's maximum, the parameter policy refuses it or
+  drops it before it gets here (`params.py`).
   API version 2026-10-21 refuses `temperature` and `top_p` outright (even at their defaults), so
   with that version they are not sent at all (`allows_sampling=False`).
 * `response_format` (JSON mode) becomes a forced *answer tool* whose input is the answer, given
@@ -128,8 +129,7 @@ def build_messages_request(
         system=_system(system),
         stop_sequences=[request.stop] if isinstance(request.stop, str) else request.stop,
         stream=True if request.is_streaming else None,
-        # OpenAI allows up to 2, Anthropic up to 1: clamped, not scaled (see the module notes).
-        temperature=None if temperature is None else min(temperature, 1.0),
+        temperature=temperature,
         top_p=request.top_p if allows_sampling else None,
         top_k=request.top_k if allows_sampling else None,
         tools=tools,

@@ -3,6 +3,7 @@
 from typing import Any
 
 from stellara.providers.azure.api import AzureAdapter, AzureSettings, create_adapter
+from stellara.providers.azure.params import EMBEDDING_PARAMS, PARAMS
 from stellara.providers.base import ProviderType
 
 
@@ -15,6 +16,8 @@ def _sim_entry(sim_url: str) -> dict[str, Any]:
     }
 
 
-PROVIDER_TYPE = ProviderType(AzureSettings, create_adapter, _sim_entry, "gpt-4o")
+PROVIDER_TYPE = ProviderType(
+    AzureSettings, create_adapter, _sim_entry, "gpt-4o", PARAMS, EMBEDDING_PARAMS
+)
 
 __all__ = ["PROVIDER_TYPE", "AzureAdapter", "AzureSettings", "create_adapter"]

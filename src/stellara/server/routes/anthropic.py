@@ -13,7 +13,12 @@ from typing import get_args
 from aiohttp import web
 
 from stellara import _json
-from stellara.inbound.anthropic import AnthropicStreamWriter, to_chat_request, to_message
+from stellara.inbound.anthropic import (
+    PARAM_NAMES,
+    AnthropicStreamWriter,
+    to_chat_request,
+    to_message,
+)
 from stellara.inbound.anthropic_count import to_count_request
 from stellara.inbound.bounds import check_bounds
 from stellara.pipeline.counting import PromptCounter
@@ -32,6 +37,7 @@ async def messages(call: Call) -> web.StreamResponse:
     # The wire decoder requires max_tokens, as Anthropic's API does.
     ctx, wire_request = await open_model_call(call, wire.request_decoder)
     chat = to_chat_request(wire_request)
+    ctx.param_names = PARAM_NAMES
     gateway = call.runtime.gateway
     if chat.is_streaming:
         stream = await gateway.open_stream(ctx, chat)

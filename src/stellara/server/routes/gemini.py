@@ -21,6 +21,7 @@ from stellara import _json
 from stellara.errors import InvalidRequestError
 from stellara.inbound.bounds import check_bounds
 from stellara.inbound.gemini import (
+    PARAM_NAMES,
     GeminiStreamWriter,
     to_batch_embed_response,
     to_chat_request,
@@ -113,9 +114,11 @@ async def _open(
     call: Call, decoder: BodyDecoder[ModelRequest]
 ) -> tuple[RequestContext, ModelRequest]:
     try:
-        return await open_model_call(call, decoder)
+        ctx, request = await open_model_call(call, decoder)
     except InvalidRequestError as exc:
         raise _unsupported_field(exc) or exc from exc.__cause__
+    ctx.param_names = PARAM_NAMES
+    return ctx, request
 
 
 def _decode(decoder: BodyDecoder[ModelRequest], body: bytes) -> ModelRequest:

@@ -7,6 +7,7 @@ from aiohttp import web
 
 from stellara import _json
 from stellara.inbound.completions import (
+    PARAM_NAMES,
     TextCompletionStreamWriter,
     to_chat_request,
     to_text_completion,
@@ -37,6 +38,7 @@ async def chat_completions(call: Call) -> web.StreamResponse:
 async def completions(call: Call) -> web.StreamResponse:
     ctx, request = await open_model_call(call, completions_schema.request_decoder)
     chat = to_chat_request(request)
+    ctx.param_names = PARAM_NAMES
     gateway = call.runtime.gateway
     if chat.is_streaming:
         frames = TextCompletionFrames(TextCompletionStreamWriter(request))

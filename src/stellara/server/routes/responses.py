@@ -24,6 +24,7 @@ from aiohttp import web
 from stellara import _json
 from stellara.errors import InvalidRequestError, StellaraError
 from stellara.inbound.responses import (
+    PARAM_NAMES,
     ResponsesStreamWriter,
     conversation,
     input_items,
@@ -50,6 +51,7 @@ async def create(call: Call) -> web.StreamResponse:
     response_id = f"resp_{secrets.token_hex(16)}"
     items = input_items(request, response_id=response_id)
     chat = to_chat_request(request, items, history)
+    ctx.param_names = PARAM_NAMES
     created_at = int(ctx.started_epoch_s)
     will_store = stored.will_store(request)
 
