@@ -71,6 +71,8 @@ SAMPLES: dict[str, Any] = {
     "web_search_options": {"search_context_size": "low"},
     "prompt_cache_key": "prefix-1",
     "safety_identifier": "hashed-user",
+    "thinking": {"type": "enabled", "budget_tokens": 2048},
+    "top_k": 5,
 }
 # Parameters that mean something only beside another: their baseline has it already.
 BASES: dict[str, dict[str, Any]] = {
@@ -158,8 +160,8 @@ def test_an_explicit_null_of_an_opaque_parameter_asks_nothing():
 
 
 def test_a_policy_naming_an_unknown_parameter_is_refused():
-    with pytest.raises(ValueError, match="top_k"):
-        ParamPolicy({"top_k": ParamRule("droppable")})
+    with pytest.raises(ValueError, match="top_q"):
+        ParamPolicy({"top_q": ParamRule("droppable")})
 
 
 # ---------------------------------------------------------------- embeddings

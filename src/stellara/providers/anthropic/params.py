@@ -38,7 +38,15 @@ PARAMS = ParamPolicy(
             "given back as the message text",
             same_as_absent=(ResponseFormat("text"),),
         ),
-        "reasoning_effort": ParamRule("droppable", "extended thinking is not translated yet"),
+        "reasoning_effort": ParamRule(
+            "translated",
+            "`thinking` with a budget: minimal 1024, low 2048, medium 8192, high 16384, xhigh "
+            "32768 tokens (`none`: no thinking)",
+        ),
+        "thinking": ParamRule("passed", "extended thinking (`enabled`, `adaptive`, `disabled`)"),
+        "top_k": ParamRule(
+            "passed", "not sent with `anthropic_version` 2026-10-21 or later, which refuses it"
+        ),
         "verbosity": ParamRule("droppable"),
         "service_tier": ParamRule("droppable", "Anthropic's `service_tier` takes other values"),
         "store": ParamRule("droppable", "OpenAI's stored completions", same_as_absent=(False,)),

@@ -310,6 +310,7 @@ def _generation_config(
     config = GenerationConfig(
         temperature=request.temperature,
         top_p=request.top_p,
+        top_k=request.top_k,
         max_output_tokens=request.max_completion_tokens or request.max_tokens,
         stop_sequences=stop or None,
         candidate_count=request.n,

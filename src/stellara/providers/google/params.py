@@ -6,6 +6,7 @@ PARAMS = ParamPolicy(
     {
         "temperature": ParamRule("translated", "`generationConfig.temperature`"),
         "top_p": ParamRule("translated", "`generationConfig.topP`"),
+        "top_k": ParamRule("translated", "`generationConfig.topK`"),
         "n": ParamRule("translated", "`generationConfig.candidateCount`"),
         "stop": ParamRule("translated", "`generationConfig.stopSequences`"),
         "max_tokens": ParamRule("translated", "`generationConfig.maxOutputTokens`"),
@@ -41,6 +42,10 @@ PARAMS = ParamPolicy(
             "translated",
             "`generationConfig.thinkingConfig`: a budget on Gemini 2.5, a level on Gemini 3; "
             "refused on earlier models (but `none`)",
+        ),
+        "thinking": ParamRule(
+            "droppable",
+            "Anthropic's thinking budget; Gemini's thinking is asked with `reasoning_effort`",
         ),
         "verbosity": ParamRule("droppable"),
         "service_tier": ParamRule("droppable"),
