@@ -169,10 +169,10 @@ async def test_params_refused_on_responses_by_the_responses_name(
     client: openai.AsyncOpenAI, sim: RunningSimulator
 ) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
-        await client.responses.create(model="claude", input="Hi", reasoning={"effort": "high"})
+        await client.responses.create(model="claude", input="Hi", text={"verbosity": "low"})
     body = caught.value.body
     assert isinstance(body, dict)
-    assert (body["param"], body["code"]) == ("reasoning.effort", "unsupported_parameter")
+    assert (body["param"], body["code"]) == ("text.verbosity", "unsupported_parameter")
     assert await sent_bodies(sim) == []
 
 
