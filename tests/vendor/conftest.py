@@ -167,11 +167,12 @@ EXPECTED_FAILURES: dict[str, ExpectedFailure] = {
         for test in _kinds("create")
         for client in ("strict", "aiohttp")
     },
-    **_each(
-        "anthropic_sdk_python/api_resources/test_models.py",
-        _BOTH_CURSORS,
-        "test_method_list_with_all_params",
-    ),
+    **{
+        f"anthropic_sdk_python/api_resources/{file}::test_method_list_with_all_params": (
+            _BOTH_CURSORS
+        )
+        for file in ("test_models.py", "beta/test_models.py")
+    },
 }
 
 
