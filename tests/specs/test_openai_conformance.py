@@ -8,7 +8,9 @@ until the last; that value is checked by hand.
 
 from __future__ import annotations
 
+import base64
 import json
+import struct
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,6 +25,12 @@ from tests.conftest import USER_KEY, RunningGateway, StartGateway
 from tests.specs.openai_schema import validate
 
 KINDS = sorted(provider_types())
+# What the simulator embeds with, for the provider types that serve embeddings.
+EMBEDDING_MODELS = {
+    "openai": "text-embedding-3-small",
+    "azure": "text-embedding-3-small",
+    "google": "text-embedding-004",
+}
 HEADERS = {"Authorization": f"Bearer {USER_KEY}"}
 MESSAGES = [{"role": "user", "content": "Hello spec"}]
 TYPED_MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Hello spec"}]
@@ -36,12 +44,12 @@ async def gateway(
     provider_type = provider_types()[kind]
     entry: dict[str, Any] = {"id": f"p-{kind}", **provider_type.sim_entry(sim.url)}
     target = {"provider": entry["id"], "model": provider_type.sim_model}
+    models: list[dict[str, Any]] = [{"name": "m", "targets": [target]}]
+    if provider_type.embedding_params is not None:
+        embedder = {"provider": entry["id"], "model": EMBEDDING_MODELS[kind]}
+        models.append({"name": "e", "targets": [embedder]})
     return await start_gateway(
-        {
-            "providers": [entry],
-            "models": [{"name": "m", "targets": [target]}],
-            "keys": [{"key": USER_KEY, "user": "alice"}],
-        }
+        {"providers": [entry], "models": models, "keys": [{"key": USER_KEY, "user": "alice"}]}
     )
 
 
@@ -128,6 +136,29 @@ async def test_chat_stream_without_usage_has_no_usage_field(
     for chunk in chunks:
         validate_chunk(chunk, with_usage=False)
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+
+
+@pytest.mark.parametrize("encoding", ["float", "base64"])
+async def test_embeddings_are_valid(
+    http: aiohttp.ClientSession,
+    gateway: RunningGateway,
+    encoding: str,
+    request: pytest.FixtureRequest,
+) -> None:
+    if request.node.callspec.params["gateway"] not in EMBEDDING_MODELS:
+        pytest.skip("this provider type serves no embeddings (Anthropic has none)")
+    body = {"model": "e", "input": ["Hello spec", "again"], "encoding_format": encoding}
+    status, answer = await post(http, gateway, "/embeddings", body)
+    assert status == 200, answer
+    assert [item["index"] for item in answer["data"]] == [0, 1]
+    if encoding == "base64":
+        # The spec types `embedding` as floats only, base64 included (its own gap, which the
+        # openai SDK's strict test trips on too): checked with each string decoded, as the
+        # SDK decodes it (little-endian float32).
+        for item in answer["data"]:
+            raw = base64.b64decode(item["embedding"])
+            item["embedding"] = list(struct.unpack(f"<{len(raw) // 4}f", raw))
+    validate("CreateEmbeddingResponse", answer)
 
 
 async def test_error_body_is_valid(http: aiohttp.ClientSession, gateway: RunningGateway) -> None:
