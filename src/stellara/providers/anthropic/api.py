@@ -6,6 +6,7 @@ import time
 from collections.abc import AsyncGenerator
 
 from pydantic import Field
+from yarl import URL
 
 from stellara.config.models import ProviderSettings
 from stellara.providers._http import UpstreamHTTP, parse_url
@@ -62,18 +63,7 @@ class AnthropicAdapter:
         return self._id
 
     async def chat(self, request: ChatRequest, model: str, *, timeout_s: float) -> ChatCompletion:
-        body = self._body(request, model)
-        async with self._http.post(
-            self._url, body, timeout_s=timeout_s, is_streaming=False
-        ) as response:
-            payload = await response.read()
-            if response.status != 200:
-                raise error_from_response(
-                    response.status,
-                    payload,
-                    provider=self._id,
-                    retry_after=response.headers.get("Retry-After"),
-                )
+        payload = await self._post_json(self._url, self._body(request, model), timeout_s)
         answer_tool = answer_tool_name(request.response_format)
         return parse_message(payload, self._id, created=int(time.time()), answer_tool=answer_tool)
 
@@ -107,9 +97,11 @@ class AnthropicAdapter:
             default_max_tokens=self._default_max_tokens,
             allows_sampling=self._allows_sampling,
         )
-        async with self._http.post(
-            self._count_url, body, timeout_s=timeout_s, is_streaming=False
-        ) as response:
+        return parse_count(await self._post_json(self._count_url, body, timeout_s), self._id)
+
+    async def _post_json(self, url: URL, body: bytes, timeout_s: float) -> bytes:
+        """The answer's body to a JSON POST; a provider error for any status but 200."""
+        async with self._http.post(url, body, timeout_s=timeout_s, is_streaming=False) as response:
             payload = await response.read()
             if response.status != 200:
                 raise error_from_response(
@@ -118,7 +110,7 @@ class AnthropicAdapter:
                     provider=self._id,
                     retry_after=response.headers.get("Retry-After"),
                 )
-        return parse_count(payload, self._id)
+        return payload
 
     def _body(self, request: ChatRequest, model: str) -> bytes:
         return build_messages_body(
