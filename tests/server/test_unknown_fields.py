@@ -1,0 +1,150 @@
+"""Fields a route does not declare, through HTTP with the official SDKs against the simulators:
+`/v1/messages` refuses them in Anthropic's words and translates those that map
+(`output_config.format`, `service_tier`, tool `strict`); nothing is dropped in silence."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anthropic
+import pytest
+
+from stellara.sim import RunningSimulator
+from tests.conftest import (
+    MASTER_KEY,
+    UPSTREAM_KEY,
+    USER_KEY,
+    RunningGateway,
+    StartGateway,
+    upstream_requests,
+)
+
+HI: list[Any] = [{"role": "user", "content": "Hello there"}]
+SCHEMA = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}},
+    "required": ["city"],
+    "additionalProperties": False,
+}
+
+
+@pytest.fixture
+async def gateway(sim: RunningSimulator, start_gateway: StartGateway) -> RunningGateway:
+    return await start_gateway(
+        {
+            "server": {"master_key": MASTER_KEY},
+            "providers": [
+                {"id": "claude", "type": "anthropic", "base_url": sim.url, "api_key": UPSTREAM_KEY},
+                {
+                    "id": "gpt",
+                    "type": "openai",
+                    "base_url": f"{sim.url}/v1",
+                    "api_key": UPSTREAM_KEY,
+                },
+            ],
+            "models": [
+                {
+                    "name": "claude",
+                    "targets": [{"provider": "claude", "model": "claude-sonnet-4-5"}],
+                },
+                {"name": "gpt", "targets": [{"provider": "gpt", "model": "gpt-4o-mini"}]},
+            ],
+            "keys": [{"key": USER_KEY, "user": "alice"}],
+        }
+    )
+
+
+@pytest.fixture
+async def claude_sdk(gateway: RunningGateway) -> AsyncIterator[anthropic.AsyncAnthropic]:
+    async with anthropic.AsyncAnthropic(
+        base_url=gateway.url, api_key=USER_KEY, max_retries=0
+    ) as sdk:
+        yield sdk
+
+
+async def sent_bodies(sim: RunningSimulator) -> list[dict[str, Any]]:
+    return [r["body"] for r in await upstream_requests(sim)]
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        ({"container": {"id": "c1"}}, "container"),
+        ({"speed": "fast"}, "speed"),
+        ({"output_config": {"effort": "low"}}, "output_config.effort"),
+        (
+            {"tools": [{"name": "f", "input_schema": {"type": "object"}, "defer_loading": True}]},
+            "tools.0.defer_loading",
+        ),
+    ],
+)
+async def test_messages_undeclared_field_refused_by_name_in_anthropics_words(
+    claude_sdk: anthropic.AsyncAnthropic,
+    sim: RunningSimulator,
+    extra: dict[str, Any],
+    named: str,
+) -> None:
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        await claude_sdk.messages.create(model="gpt", max_tokens=64, messages=HI, extra_body=extra)
+    body = caught.value.body
+    assert isinstance(body, dict)
+    assert body["type"] == "error"
+    assert body["error"]["type"] == "invalid_request_error"
+    assert body["error"]["message"] == f"{named}: Extra inputs are not permitted"
+    assert await sent_bodies(sim) == []
+
+
+async def test_messages_output_format_and_strict_tools_reach_an_openai_target(
+    claude_sdk: anthropic.AsyncAnthropic, sim: RunningSimulator
+) -> None:
+    tool = {"name": "weather", "input_schema": SCHEMA, "strict": True}
+    message = await claude_sdk.messages.create(
+        model="gpt",
+        max_tokens=64,
+        messages=HI,
+        tools=[tool],  # type: ignore[list-item]
+        extra_body={"output_config": {"format": {"type": "json_schema", "schema": SCHEMA}}},
+    )
+    assert message.type == "message"
+    [body] = await sent_bodies(sim)
+    assert body["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "output", "schema": SCHEMA, "strict": True},
+    }
+    [function] = [t["function"] for t in body["tools"]]
+    assert function["strict"] is True
+
+
+async def test_messages_output_format_is_json_from_a_claude_target(
+    claude_sdk: anthropic.AsyncAnthropic, sim: RunningSimulator
+) -> None:
+    message = await claude_sdk.messages.create(
+        model="claude",
+        max_tokens=256,
+        messages=HI,
+        extra_body={"output_config": {"format": {"type": "json_schema", "schema": SCHEMA}}},
+    )
+    [block] = message.content
+    assert block.type == "text"
+    assert set(json.loads(block.text)) == {"city"}
+    [body] = await sent_bodies(sim)
+    [answer_tool] = body["tools"]
+    assert answer_tool["input_schema"] == SCHEMA
+    assert body["tool_choice"]["type"] == "tool"
+
+
+async def test_messages_service_tier_goes_to_the_policy(
+    claude_sdk: anthropic.AsyncAnthropic, sim: RunningSimulator
+) -> None:
+    """OpenAI's tiers are not Anthropic's, so the canonical `service_tier` is sent to an
+    OpenAI target as asked and refused for an Anthropic one unless dropping is on."""
+    await claude_sdk.messages.create(model="gpt", max_tokens=64, messages=HI, service_tier="auto")
+    [body] = await sent_bodies(sim)
+    assert body["service_tier"] == "auto"
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        await claude_sdk.messages.create(
+            model="claude", max_tokens=64, messages=HI, service_tier="auto"
+        )
+    assert "service_tier" in caught.value.message
