@@ -108,7 +108,9 @@ def test_every_provider_type_has_a_body_builder_here():
 def test_policies_cover_every_canonical_parameter_and_samples_cover_them_too():
     assert set(SAMPLES) == set(POLICY_PARAMS)
     fields = {f.name for f in msgspec.structs.fields(ChatRequest)}
-    assert fields - set(POLICY_PARAMS) == {"model", "messages", "stream", "stream_options"}
+    # The request itself, and the deprecated function fields the route turns into tools.
+    request_itself = {"model", "messages", "stream", "stream_options"}
+    assert fields - set(POLICY_PARAMS) == request_itself | {"functions", "function_call"}
     for kind in provider_types():
         assert set(_policy(kind).rules) == set(POLICY_PARAMS), kind
 

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anthropic
+import openai
 import pytest
 
 from stellara.sim import RunningSimulator
@@ -148,3 +149,95 @@ async def test_messages_service_tier_goes_to_the_policy(
             model="claude", max_tokens=64, messages=HI, service_tier="auto"
         )
     assert "service_tier" in caught.value.message
+
+
+# ---------------------------------------------------------------- legacy functions
+
+
+@pytest.fixture
+async def openai_sdk(gateway: RunningGateway) -> AsyncIterator[openai.AsyncOpenAI]:
+    async with openai.AsyncOpenAI(
+        base_url=gateway.base_url, api_key=USER_KEY, max_retries=0
+    ) as sdk:
+        yield sdk
+
+
+WEATHER: Any = {"name": "weather", "description": "The weather in a city", "parameters": SCHEMA}
+
+
+@pytest.mark.parametrize("model", ["gpt", "claude"])
+async def test_functions_become_tools_and_the_call_comes_back_as_function_call(
+    openai_sdk: openai.AsyncOpenAI, sim: RunningSimulator, model: str
+) -> None:
+    completion = await openai_sdk.chat.completions.create(
+        model=model, messages=HI, functions=[WEATHER], function_call={"name": "weather"}
+    )
+    [choice] = completion.choices
+    assert choice.finish_reason == "function_call"
+    assert choice.message.tool_calls is None
+    call = choice.message.function_call
+    assert call is not None
+    assert call.name == "weather"
+    assert set(json.loads(call.arguments)) == {"city"}
+    [body] = await sent_bodies(sim)
+    assert "functions" not in body
+    assert "function_call" not in body
+    if model == "gpt":
+        assert body["tools"] == [{"type": "function", "function": WEATHER}]
+        assert body["tool_choice"] == {"type": "function", "function": {"name": "weather"}}
+    else:
+        [tool] = body["tools"]
+        assert tool["name"] == "weather"
+        assert body["tool_choice"]["name"] == "weather"
+
+
+@pytest.mark.parametrize("model", ["gpt", "claude"])
+async def test_functions_streamed_as_function_call_deltas(
+    openai_sdk: openai.AsyncOpenAI, model: str
+) -> None:
+    stream = await openai_sdk.chat.completions.create(
+        model=model,
+        messages=HI,
+        functions=[WEATHER],
+        function_call={"name": "weather"},
+        stream=True,
+    )
+    name, arguments, finish = "", "", []
+    async for chunk in stream:
+        for choice in chunk.choices:
+            assert not choice.delta.tool_calls
+            call = choice.delta.function_call
+            if call is not None:
+                name += call.name or ""
+                arguments += call.arguments or ""
+            if choice.finish_reason:
+                finish.append(choice.finish_reason)
+    assert name == "weather"
+    assert set(json.loads(arguments)) == {"city"}
+    assert finish == ["function_call"]
+
+
+async def test_functions_history_pairs_call_and_answer_for_claude(
+    openai_sdk: openai.AsyncOpenAI, sim: RunningSimulator
+) -> None:
+    messages: Any = [
+        *HI,
+        {
+            "role": "assistant",
+            "content": None,
+            "function_call": {"name": "weather", "arguments": '{"city": "Oslo"}'},
+        },
+        {"role": "function", "name": "weather", "content": "1 degree"},
+    ]
+    completion = await openai_sdk.chat.completions.create(
+        model="claude", messages=messages, functions=[WEATHER]
+    )
+    assert completion.choices[0].message.content
+    [body] = await sent_bodies(sim)
+    _, assistant, answer = body["messages"]
+    [use] = assistant["content"]
+    [result] = answer["content"]
+    assert use["type"] == "tool_use"
+    assert use["input"] == {"city": "Oslo"}
+    assert result["type"] == "tool_result"
+    assert result["tool_use_id"] == use["id"]

@@ -155,6 +155,8 @@ class NamedToolChoice(Struct):
 
 
 ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
+# Deprecated by OpenAI in favour of `tool_choice`; see `ChatRequest.functions`.
+FunctionChoice = Literal["none", "auto"] | ToolChoiceFunction
 
 # ---------------------------------------------------------------- request: messages
 
@@ -283,6 +285,10 @@ class ChatRequest(Struct, omit_defaults=True):
     # Anthropic, Gemini and vLLM take.
     thinking: ThinkingConfig | None = None
     top_k: Annotated[int, Meta(ge=0)] | None = None
+    # Deprecated by OpenAI in favour of `tools` and `tool_choice`, into which the route
+    # translates them (`inbound.functions`) before any provider sees the request.
+    functions: Annotated[list[FunctionDefinition], Meta(min_length=1)] | None = None
+    function_call: FunctionChoice | None = None
 
     @property
     def is_streaming(self) -> bool:
