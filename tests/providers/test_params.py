@@ -27,6 +27,7 @@ from stellara.providers.openai.embeddings import build_embeddings_body
 from stellara.providers.params import (
     EMBEDDING_POLICY_PARAMS,
     POLICY_PARAMS,
+    UNKNOWN_PARAMS,
     ParamPolicy,
     ParamRule,
 )
@@ -73,6 +74,7 @@ SAMPLES: dict[str, Any] = {
     "safety_identifier": "hashed-user",
     "thinking": {"type": "enabled", "budget_tokens": 2048},
     "top_k": 5,
+    "unknown_params": {"min_p": 0.1, "chat_template_kwargs": {"enable_thinking": False}},
 }
 # Parameters that mean something only beside another: their baseline has it already.
 BASES: dict[str, dict[str, Any]] = {
@@ -134,7 +136,9 @@ def test_policy_matches_what_the_translator_sends(kind: str, name: str):
         assert sent is not None
         assert sent != without, f"{kind} marks {name} {rule.handling}, but does not send it"
         if rule.handling == "passed":
-            assert sent[name] == SAMPLES[name]
+            # Undeclared fields go at the top level under their own names.
+            expected = SAMPLES[name] if name == UNKNOWN_PARAMS else {name: SAMPLES[name]}
+            assert {key: sent[key] for key in expected} == expected
     else:
         assert name in flagged
         assert sent is None or sent == without, f"{kind} sends {name}, marked {rule.handling}"

@@ -8,6 +8,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import anthropic
 import openai
 import pytest
@@ -51,6 +52,11 @@ async def gateway(sim: RunningSimulator, start_gateway: StartGateway) -> Running
                     "targets": [{"provider": "claude", "model": "claude-sonnet-4-5"}],
                 },
                 {"name": "gpt", "targets": [{"provider": "gpt", "model": "gpt-4o-mini"}]},
+                {
+                    "name": "claude-lenient",
+                    "targets": [{"provider": "claude", "model": "claude-sonnet-4-5"}],
+                    "drop_unsupported_params": True,
+                },
             ],
             "keys": [{"key": USER_KEY, "user": "alice"}],
         }
@@ -241,3 +247,55 @@ async def test_functions_history_pairs_call_and_answer_for_claude(
     assert use["input"] == {"city": "Oslo"}
     assert result["type"] == "tool_result"
     assert result["tool_use_id"] == use["id"]
+
+
+# ---------------------------------------------------------------- undeclared chat fields
+
+VLLM = {"min_p": 0.1, "repetition_penalty": 1.1, "chat_template_kwargs": {"enable_thinking": False}}
+
+
+async def test_chat_undeclared_fields_relayed_to_an_openai_type_target(
+    openai_sdk: openai.AsyncOpenAI, sim: RunningSimulator
+) -> None:
+    """The simulator takes them as an OpenAI-compatible server does (OpenAI itself would
+    answer its own 400 naming the field)."""
+    completion = await openai_sdk.chat.completions.create(model="gpt", messages=HI, extra_body=VLLM)
+    assert completion.choices[0].message.content
+    [body] = await sent_bodies(sim)
+    assert {name: body[name] for name in VLLM} == VLLM
+    assert "unknown_params" not in body
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_chat_undeclared_field_refused_for_claude_naming_it(
+    openai_sdk: openai.AsyncOpenAI, sim: RunningSimulator, stream: bool
+) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        await openai_sdk.chat.completions.create(
+            model="claude", messages=HI, stream=stream, extra_body={"min_p": 0.1}
+        )
+    body = caught.value.body
+    assert isinstance(body, dict)
+    assert body["param"] == "min_p"
+    assert body["code"] == "unsupported_parameter"
+    assert "'min_p'" in body["message"]
+    assert "'claude' (anthropic)" in body["message"]
+    assert await sent_bodies(sim) == []
+
+
+async def test_chat_undeclared_fields_dropped_and_listed_when_dropping(
+    openai_sdk: openai.AsyncOpenAI, sim: RunningSimulator, gateway: RunningGateway
+) -> None:
+    raw = await openai_sdk.chat.completions.with_raw_response.create(
+        model="claude-lenient", messages=HI, extra_body={"min_p": 0.1, "moderation": True}
+    )
+    assert raw.headers["x-stellara-dropped-params"] == "min_p,moderation"
+    assert raw.parse().choices[0].message.content
+    [body] = await sent_bodies(sim)
+    assert "min_p" not in body
+    assert "moderation" not in body
+    async with aiohttp.ClientSession() as http, http.get(f"{gateway.url}/metrics") as response:
+        text = await response.text()
+    # Counted under one label, whatever the client named them.
+    assert 'stellara_dropped_params_total{param="unknown_params",provider="claude"} 2.0' in text
+    assert "min_p" not in text

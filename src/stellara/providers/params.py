@@ -46,6 +46,15 @@ EMBEDDING_POLICY_PARAMS: tuple[str, ...] = tuple(
 
 _RAW_NULL = Raw(b"null")
 
+UNKNOWN_PARAMS = "unknown_params"
+"""The canonical request's undeclared fields, by their own names (`ChatRequest.unknown_params`):
+one rule covers them all, and refusals and drops name each."""
+
+
+def called_names(name: str, value: Any) -> tuple[str, ...]:
+    """The names a set parameter stands for: its own, or each undeclared field's."""
+    return tuple(value) if name == UNKNOWN_PARAMS else (name,)
+
 
 class ParamRule(NamedTuple):
     """What one provider type does with one parameter.

@@ -289,6 +289,11 @@ class ChatRequest(Struct, omit_defaults=True):
     # translates them (`inbound.functions`) before any provider sees the request.
     functions: Annotated[list[FunctionDefinition], Meta(min_length=1)] | None = None
     function_call: FunctionChoice | None = None
+    # Top-level fields this schema does not declare (`min_p`, `repetition_penalty`,
+    # `chat_template_kwargs`, ... of OpenAI-compatible servers), as they came: relayed to
+    # OpenAI-type targets, refused or dropped for others by the parameter policy. Set by
+    # `ChatRequestDecoder`, never encoded in place (OpenAI's adapter splices them in).
+    unknown_params: dict[str, Raw] | None = None
 
     @property
     def is_streaming(self) -> bool:
@@ -412,6 +417,37 @@ class ChatCompletionChunk(Struct, omit_defaults=True):
 
 # ---------------------------------------------------------------- codecs
 
-request_decoder = msgspec.json.Decoder(ChatRequest)
+
+class _KnownOnlyChatRequest(ChatRequest, forbid_unknown_fields=True):
+    """A `ChatRequest` whose decoding fails on an undeclared field: the common request then
+    decodes in one pass, and only one with such a field takes `ChatRequestDecoder`'s slow path."""
+
+
+_DECLARED = frozenset(ChatRequest.__struct_fields__)
+_fields_decoder = msgspec.json.Decoder(dict[str, Raw])
+_lenient_request_decoder = msgspec.json.Decoder(ChatRequest)
+
+
+class ChatRequestDecoder:
+    """Decodes a Chat Completions request keeping its undeclared top-level fields, raw, in
+    `unknown_params`, so that none is dropped in silence; a request without any pays nothing."""
+
+    def __init__(self) -> None:
+        self._known_only = msgspec.json.Decoder(_KnownOnlyChatRequest)
+
+    def decode(self, body: bytes | str, /) -> ChatRequest:
+        try:
+            return self._known_only.decode(body)
+        except msgspec.ValidationError as exc:
+            if "unknown field" not in str(exc):
+                raise
+        fields = _fields_decoder.decode(body)
+        known = {name: raw for name, raw in fields.items() if name in _DECLARED}
+        unknown = {name: raw for name, raw in fields.items() if name not in _DECLARED}
+        request = _lenient_request_decoder.decode(msgspec.json.encode(known))
+        return msgspec.structs.replace(request, unknown_params=unknown)
+
+
+request_decoder = ChatRequestDecoder()
 completion_decoder = msgspec.json.Decoder(ChatCompletion)
 chunk_decoder = msgspec.json.Decoder(ChatCompletionChunk)
