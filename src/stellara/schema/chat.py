@@ -246,8 +246,10 @@ PositiveInt = Annotated[int, Meta(ge=1)]
 
 
 class ChatRequest(Struct, omit_defaults=True):
-    """An OpenAI Chat Completions request. Unknown fields are ignored, as OpenAI's SDK adds
-    new ones faster than any gateway; the known ones are validated by type and range."""
+    """An OpenAI Chat Completions request; the known fields are validated by type and range.
+    Top-level fields it does not declare, which OpenAI's SDK and OpenAI-compatible servers add
+    faster than any gateway, are kept raw in `unknown_params` (`ChatRequestDecoder`); unknown
+    fields inside messages and tools are ignored."""
 
     model: Annotated[str, Meta(min_length=1)]
     messages: Annotated[list[Message], Meta(min_length=1)]
