@@ -27,6 +27,7 @@ from stellara.providers.openai.embeddings import build_embeddings_body
 from stellara.providers.params import (
     EMBEDDING_POLICY_PARAMS,
     POLICY_PARAMS,
+    UNKNOWN_PARAMS,
     ParamPolicy,
     ParamRule,
 )
@@ -73,6 +74,7 @@ SAMPLES: dict[str, Any] = {
     "safety_identifier": "hashed-user",
     "thinking": {"type": "enabled", "budget_tokens": 2048},
     "top_k": 5,
+    "unknown_params": {"min_p": 0.1, "chat_template_kwargs": {"enable_thinking": False}},
 }
 # Parameters that mean something only beside another: their baseline has it already.
 BASES: dict[str, dict[str, Any]] = {
@@ -108,7 +110,9 @@ def test_every_provider_type_has_a_body_builder_here():
 def test_policies_cover_every_canonical_parameter_and_samples_cover_them_too():
     assert set(SAMPLES) == set(POLICY_PARAMS)
     fields = {f.name for f in msgspec.structs.fields(ChatRequest)}
-    assert fields - set(POLICY_PARAMS) == {"model", "messages", "stream", "stream_options"}
+    # The request itself, and the deprecated function fields the route turns into tools.
+    request_itself = {"model", "messages", "stream", "stream_options"}
+    assert fields - set(POLICY_PARAMS) == request_itself | {"functions", "function_call"}
     for kind in provider_types():
         assert set(_policy(kind).rules) == set(POLICY_PARAMS), kind
 
@@ -132,7 +136,9 @@ def test_policy_matches_what_the_translator_sends(kind: str, name: str):
         assert sent is not None
         assert sent != without, f"{kind} marks {name} {rule.handling}, but does not send it"
         if rule.handling == "passed":
-            assert sent[name] == SAMPLES[name]
+            # Undeclared fields go at the top level under their own names.
+            expected = SAMPLES[name] if name == UNKNOWN_PARAMS else {name: SAMPLES[name]}
+            assert {key: sent[key] for key in expected} == expected
     else:
         assert name in flagged
         assert sent is None or sent == without, f"{kind} sends {name}, marked {rule.handling}"

@@ -217,16 +217,33 @@ def test_request_null_fields_are_not_emitted():
     }
 
 
-def test_request_unknown_fields_ignored():
+def test_request_unknown_top_level_fields_kept_raw_nested_ones_ignored():
     body = {
         "model": "m",
         "messages": [{"role": "user", "content": "Hi", "mood": "happy"}],
         "routing": {"strategy": "cost"},
         "brand_new_param": [1, 2],
+        "temperature": 0.5,
     }
     request = request_decoder.decode(json.dumps(body))
-    assert roundtrip(body) == {"model": "m", "messages": USER_ONLY}
     assert request.model == "m"
+    assert request.temperature == 0.5
+    assert request.messages == [UserMessage(content="Hi")]
+    unknown = request.unknown_params or {}
+    assert {name: json.loads(bytes(raw)) for name, raw in unknown.items()} == {
+        "routing": {"strategy": "cost"},
+        "brand_new_param": [1, 2],
+    }
+
+
+def test_request_without_unknown_fields_has_none():
+    assert request_decoder.decode(json.dumps(FULL_REQUEST)).unknown_params is None
+
+
+def test_request_unknown_field_beside_an_invalid_one_names_the_invalid_one():
+    body = {"model": "m", "messages": USER_ONLY, "min_p": 0.1, "temperature": 9}
+    with pytest.raises(msgspec.ValidationError, match="temperature"):
+        request_decoder.decode(json.dumps(body))
 
 
 def test_request_constant_fields_are_emitted():

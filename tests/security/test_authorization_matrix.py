@@ -451,7 +451,9 @@ async def test_no_request_chooses_the_upstream(
         ("/v1/chat/completions", {**model, "stream": True, **redirects}, spoofed, 200),
         ("/v1/chat/completions", {"model": evil + "/v1", "messages": messages}, {}, 404),
         ("/v1/chat/completions", {"model": f"sim/{evil}", "messages": messages}, {}, 404),
-        ("/v1/messages", {**model, "max_tokens": 8, **redirects}, spoofed, 200),
+        ("/v1/messages", {**model, "max_tokens": 8}, spoofed, 200),
+        # Anthropic's API refuses fields it does not declare, and so does the gateway.
+        ("/v1/messages", {**model, "max_tokens": 8, **redirects}, {}, 400),
         ("/v1/embeddings", {"model": "test-model", "input": "x", **redirects}, spoofed, 200),
         ("/ai-orchestration/generate", {**model, **redirects}, spoofed, 200),
         # `routing.providers` only filters the configured targets: naming others is a 400.
@@ -478,4 +480,8 @@ async def test_no_request_chooses_the_upstream(
         assert request["headers"]["host"] == sim_host
         assert request["headers"]["authorization"] == f"Bearer {UPSTREAM_KEY}"
         assert not SPOOFED_HEADERS & request["headers"].keys()
-        assert not set(redirects) & set(request["body"]), request["body"]
+    # Undeclared chat-completion fields are relayed as data, as sent, to the configured
+    # upstream (an OpenAI-compatible server decides what they mean), never read as where to go.
+    carrying = [r for r in seen if set(redirects) & set(r["body"])]
+    assert len(carrying) == 2  # /v1/chat/completions, JSON and stream
+    assert all(r["path"] == "/v1/chat/completions" for r in carrying)

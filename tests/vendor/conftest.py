@@ -96,6 +96,14 @@ _BOTH_CURSORS = ExpectedFailure(
     anthropic.BadRequestError,
 )
 
+_MESSAGES_UNDECLARED = ExpectedFailure(
+    "every field the SDK knows, some of which (container, mcp_servers, context_management, "
+    "output_config.effort, speed, inference_geo, tools' defer_loading ...) the gateway cannot "
+    "carry to every provider: a 400 naming the first, never dropped in silence "
+    "(docs/guide/sdk-routes.md)",
+    anthropic.BadRequestError,
+)
+
 
 def _each(file: str, expected: ExpectedFailure, *tests: str) -> dict[str, ExpectedFailure]:
     return {f"{file}::{test}": expected for test in tests}
@@ -172,6 +180,15 @@ EXPECTED_FAILURES: dict[str, ExpectedFailure] = {
             _BOTH_CURSORS
         )
         for file in ("test_models.py", "beta/test_models.py")
+    },
+    **{
+        f"anthropic_sdk_python/api_resources/{file}::{test}": _MESSAGES_UNDECLARED
+        for file in ("test_messages.py", "beta/test_messages.py")
+        for test in (
+            "test_method_create_with_all_params_overload_1",
+            "test_method_create_with_all_params_overload_2",
+            "test_method_count_tokens_with_all_params",
+        )
     },
 }
 

@@ -57,9 +57,11 @@ from stellara.schema.chat import (
     FunctionDefinition,
     ImagePart,
     ImageURL,
+    JSONSchemaFormat,
     Message,
     NamedToolChoice,
     RedactedThinkingBlock,
+    ResponseFormat,
     StopReason,
     StreamOptions,
     SystemMessage,
@@ -85,6 +87,7 @@ PARAM_NAMES: Mapping[str, str] = MappingProxyType(
         "stop": "stop_sequences",
         "user": "metadata.user_id",
         "parallel_tool_calls": "tool_choice.disable_parallel_tool_use",
+        "response_format": "output_config.format",
     }
 )
 """This dialect's names of the canonical parameters it sets under another name, so a refused
@@ -142,6 +145,8 @@ def to_chat_request(request: wire.MessagesRequest) -> ChatRequest:
         tools=tools,
         tool_choice=_tool_choice(choice) if choice else None,
         parallel_tool_calls=False if choice and choice.disable_parallel_tool_use else None,
+        response_format=_response_format(request.output_config),
+        service_tier=request.service_tier,
     )
 
 
@@ -151,6 +156,15 @@ def _system_content(system: str | list[wire.TextBlock] | None) -> str | list[Tex
     if any(block.cache_control for block in system):
         return [TextPart(block.text, _cache_control(block.cache_control)) for block in system]
     return "\n".join(block.text for block in system)
+
+
+def _response_format(config: wire.OutputConfig | None) -> ResponseFormat | None:
+    """Anthropic's structured outputs as OpenAI's: a strict JSON schema the answer's text
+    follows (OpenAI requires a name; Anthropic's format has none)."""
+    if config is None or config.format is None:
+        return None
+    schema = JSONSchemaFormat("output", schema=config.format.schema, strict=True)
+    return ResponseFormat("json_schema", schema)
 
 
 def _thinking(thinking: wire.ThinkingParam | None) -> ThinkingConfig | None:

@@ -23,7 +23,7 @@ from msgspec import UNSET
 
 from stellara.errors import InvalidRequestError
 from stellara.providers import provider_types
-from stellara.providers.params import ParamPolicy, Unsupported
+from stellara.providers.params import ParamPolicy, Unsupported, called_names
 from stellara.routing.models import Target
 from stellara.schema.chat import ChatRequest
 from stellara.schema.embeddings import EmbeddingsRequest
@@ -153,8 +153,8 @@ class RequestParams(Generic[R]):
             return ParamFit(
                 self._request, refusal=_refusal(target, refused or unsupported, self._names)
             )
-        dropped = tuple(u.name for u in unsupported)
-        replaced = {name: self._defaults[name] for name in dropped}
+        dropped = tuple(name for u in unsupported for name in called_names(u.name, u.value))
+        replaced = {u.name: self._defaults[u.name] for u in unsupported}
         return ParamFit(msgspec.structs.replace(self._request, **replaced), dropped)
 
 
@@ -165,8 +165,10 @@ def _refusal(
     the first of them)."""
     provider = f"the provider {target.adapter.id!r} ({target.provider_type})"
     first = unsupported[0]
-    param = names.get(first.name, first.name)
-    called = dict.fromkeys(names.get(u.name, u.name) for u in unsupported)  # once each
+    called = dict.fromkeys(  # once each
+        names.get(name, name) for u in unsupported for name in called_names(u.name, u.value)
+    )
+    param = next(iter(called))
     if len(called) > 1:
         listed = ", ".join(map(repr, called))
         what = f"The parameters {listed} cannot be honoured by {provider}"

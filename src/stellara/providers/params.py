@@ -11,7 +11,9 @@ from the same tables, and a test builds every provider's wire body to prove them
 
 `model`, `messages`, `stream` and `stream_options` are the request itself, honoured for every
 provider (the gateway streams and reports usage whatever the provider), so no policy lists
-them; what a provider cannot take inside the messages is refused by its translator. A provider
+them; what a provider cannot take inside the messages is refused by its translator. Nor do
+they list the deprecated `functions` and `function_call`, which the route turns into `tools`
+and `tool_choice` (`inbound.functions`) before any policy is checked. A provider
 type that serves embeddings has an embeddings policy too, over `EmbeddingsRequest`'s
 parameters but `model` and `input` (`EMBEDDING_POLICY_PARAMS`).
 """
@@ -30,7 +32,9 @@ from stellara.schema.embeddings import EmbeddingsRequest
 
 Handling = Literal["passed", "translated", "droppable", "refused"]
 
-_ALWAYS_HONOURED = frozenset({"model", "messages", "stream", "stream_options"})
+_ALWAYS_HONOURED = frozenset(
+    {"model", "messages", "stream", "stream_options", "functions", "function_call"}
+)
 POLICY_PARAMS: tuple[str, ...] = tuple(
     f.name for f in msgspec.structs.fields(ChatRequest) if f.name not in _ALWAYS_HONOURED
 )
@@ -41,6 +45,15 @@ EMBEDDING_POLICY_PARAMS: tuple[str, ...] = tuple(
 """The same for an embeddings policy, in `EmbeddingsRequest` order."""
 
 _RAW_NULL = Raw(b"null")
+
+UNKNOWN_PARAMS = "unknown_params"
+"""The canonical request's undeclared fields, by their own names (`ChatRequest.unknown_params`):
+one rule covers them all, and refusals and drops name each."""
+
+
+def called_names(name: str, value: Any) -> tuple[str, ...]:
+    """The names a set parameter stands for: its own, or each undeclared field's."""
+    return tuple(value) if name == UNKNOWN_PARAMS else (name,)
 
 
 class ParamRule(NamedTuple):

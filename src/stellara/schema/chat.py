@@ -155,6 +155,8 @@ class NamedToolChoice(Struct):
 
 
 ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
+# Deprecated by OpenAI in favour of `tool_choice`; see `ChatRequest.functions`.
+FunctionChoice = Literal["none", "auto"] | ToolChoiceFunction
 
 # ---------------------------------------------------------------- request: messages
 
@@ -244,8 +246,10 @@ PositiveInt = Annotated[int, Meta(ge=1)]
 
 
 class ChatRequest(Struct, omit_defaults=True):
-    """An OpenAI Chat Completions request. Unknown fields are ignored, as OpenAI's SDK adds
-    new ones faster than any gateway; the known ones are validated by type and range."""
+    """An OpenAI Chat Completions request; the known fields are validated by type and range.
+    Top-level fields it does not declare, which OpenAI's SDK and OpenAI-compatible servers add
+    faster than any gateway, are kept raw in `unknown_params` (`ChatRequestDecoder`); unknown
+    fields inside messages and tools are ignored."""
 
     model: Annotated[str, Meta(min_length=1)]
     messages: Annotated[list[Message], Meta(min_length=1)]
@@ -283,6 +287,15 @@ class ChatRequest(Struct, omit_defaults=True):
     # Anthropic, Gemini and vLLM take.
     thinking: ThinkingConfig | None = None
     top_k: Annotated[int, Meta(ge=0)] | None = None
+    # Deprecated by OpenAI in favour of `tools` and `tool_choice`, into which the route
+    # translates them (`inbound.functions`) before any provider sees the request.
+    functions: Annotated[list[FunctionDefinition], Meta(min_length=1)] | None = None
+    function_call: FunctionChoice | None = None
+    # Top-level fields this schema does not declare (`min_p`, `repetition_penalty`,
+    # `chat_template_kwargs`, ... of OpenAI-compatible servers), as they came: relayed to
+    # OpenAI-type targets, refused or dropped for others by the parameter policy. Set by
+    # `ChatRequestDecoder`, never encoded in place (OpenAI's adapter splices them in).
+    unknown_params: dict[str, Raw] | None = None
 
     @property
     def is_streaming(self) -> bool:
@@ -406,6 +419,38 @@ class ChatCompletionChunk(Struct, omit_defaults=True):
 
 # ---------------------------------------------------------------- codecs
 
-request_decoder = msgspec.json.Decoder(ChatRequest)
+
+class _KnownOnlyChatRequest(ChatRequest, forbid_unknown_fields=True):
+    """A `ChatRequest` whose decoding fails on an undeclared field: the common request then
+    decodes in one pass, and only one with such a field takes `ChatRequestDecoder`'s slow path."""
+
+
+_DECLARED = frozenset(ChatRequest.__struct_fields__)
+_fields_decoder = msgspec.json.Decoder(dict[str, Raw])
+_lenient_request_decoder = msgspec.json.Decoder(ChatRequest)
+
+
+class ChatRequestDecoder:
+    """Decodes a Chat Completions request keeping its undeclared top-level fields, raw, in
+    `unknown_params`, so that none is dropped in silence; a request without any is decoded in
+    one pass, as by a plain decoder."""
+
+    def __init__(self) -> None:
+        self._known_only = msgspec.json.Decoder(_KnownOnlyChatRequest)
+
+    def decode(self, body: bytes | str, /) -> ChatRequest:
+        try:
+            return self._known_only.decode(body)
+        except msgspec.ValidationError as exc:
+            if "unknown field" not in str(exc):
+                raise
+        fields = _fields_decoder.decode(body)
+        known = {name: raw for name, raw in fields.items() if name in _DECLARED}
+        unknown = {name: raw for name, raw in fields.items() if name not in _DECLARED}
+        request = _lenient_request_decoder.decode(msgspec.json.encode(known))
+        return msgspec.structs.replace(request, unknown_params=unknown or None)
+
+
+request_decoder = ChatRequestDecoder()
 completion_decoder = msgspec.json.Decoder(ChatCompletion)
 chunk_decoder = msgspec.json.Decoder(ChatCompletionChunk)

@@ -15,7 +15,7 @@ from stellara.schema.chat import Penalty, StreamOptions, Temperature, Usage
 
 
 class CompletionRequest(Struct, omit_defaults=True):
-    """A legacy completion request. Unknown fields are ignored, as for chat requests."""
+    """A legacy completion request. Unknown fields are ignored (chat requests keep them)."""
 
     model: Annotated[str, Meta(min_length=1)]
     # A string, or a list of strings or of token arrays (msgspec takes one list type per union).

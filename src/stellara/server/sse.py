@@ -19,6 +19,7 @@ from stellara._clock import Clock
 from stellara.errors import InternalError, StellaraError, UpstreamError
 from stellara.inbound.anthropic import AnthropicStreamWriter
 from stellara.inbound.completions import TextCompletionStreamWriter
+from stellara.inbound.functions import to_function_call_chunk
 from stellara.inbound.gemini import GeminiStreamWriter
 from stellara.inbound.responses import ResponsesStreamWriter
 from stellara.pipeline.gateway import ChunkStream
@@ -68,15 +69,19 @@ class OpenAIFrames(_ErrorEventEnd):
     """`data: <chunk>` per chunk, `data: [DONE]` at the end.
 
     With `include_usage` (the request's `stream_options.include_usage`) every chunk carries
-    `usage`, null on all but the last, as OpenAI's API sends them.
+    `usage`, null on all but the last, as OpenAI's API sends them. With `legacy_functions` (a
+    request in the deprecated `functions` form) tool calls go out as `function_call`.
     """
 
     dialect = Dialect.OPENAI
 
-    def __init__(self, *, include_usage: bool = False) -> None:
+    def __init__(self, *, include_usage: bool = False, legacy_functions: bool = False) -> None:
         self._include_usage = include_usage
+        self._legacy_functions = legacy_functions
 
     def feed(self, chunk: ChatCompletionChunk) -> bytes:
+        if self._legacy_functions:
+            chunk = to_function_call_chunk(chunk)
         body = _json.encode(chunk)
         if self._include_usage and chunk.usage is None:
             # The chunk is a JSON object: `usage` goes in before its closing brace, cheaper

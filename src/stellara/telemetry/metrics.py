@@ -54,6 +54,8 @@ from stellara.events import (
     RequestRetried,
     StateBackendFailed,
 )
+from stellara.schema.chat import ChatRequest
+from stellara.schema.embeddings import EmbeddingsRequest
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 REFRESH_S = 1.0  # how stale another worker's pulled readings may be in a scrape
@@ -70,6 +72,10 @@ BreakerStates = Callable[[], Mapping[str, str]]
 CacheStats = Callable[[], Mapping[str, Any]]
 LocalLimitsReading = Callable[[], tuple[bool, Mapping[str, int]]]
 UsageStatus = Callable[[], Mapping[str, Any]]
+
+_DECLARED_PARAMS = frozenset(ChatRequest.__struct_fields__) | frozenset(
+    EmbeddingsRequest.__struct_fields__
+)
 
 
 def prepare_multiprocess_dir() -> Path:
@@ -364,7 +370,9 @@ class GatewayMetrics:
             )
         series.duration.observe(event.latency_ms / 1000.0)
         for param in event.dropped_params:
-            self.dropped_params.labels(provider, param).inc()
+            # A client names its undeclared fields: one label for them keeps the series few.
+            label = param if param in _DECLARED_PARAMS else "unknown_params"
+            self.dropped_params.labels(provider, label).inc()
         ttfb_ms = event.ttfb_ms
         if ttfb_ms is not None:
             series.ttfb.observe(ttfb_ms / 1000.0)

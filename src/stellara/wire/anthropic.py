@@ -3,6 +3,10 @@
 Used both ways: by the Anthropic provider adapter (gateway → Anthropic) and by the inbound
 Anthropic dialect and route (Anthropic SDK → gateway). Block and event unions are tagged by `type`.
 Fields the gateway never interprets (`citations`, `metadata`) are opaque JSON.
+
+A Messages request refuses fields it does not declare, at its top level and in its tools and
+settings (`forbid_unknown_fields`), as Anthropic's API does: a field the gateway cannot carry to
+the model is refused by name (the route words it as the API does), never dropped in silence.
 """
 
 from __future__ import annotations
@@ -114,8 +118,8 @@ class MessageParam(Struct):
     content: str | list[RequestBlock]
 
 
-class ToolParam(Struct, omit_defaults=True):
-    """A client tool. (Server tools such as web search carry a `type` and are not relayed.)"""
+class ToolParam(Struct, omit_defaults=True, forbid_unknown_fields=True):
+    """A client tool. (Server tools such as web search carry another `type` and are refused.)"""
 
     name: Annotated[str, Meta(min_length=1, max_length=128)]
     input_schema: dict[str, Any]
@@ -123,9 +127,10 @@ class ToolParam(Struct, omit_defaults=True):
     # Guaranteed schema conformance; only models with structured outputs take the field.
     strict: bool | None = None
     cache_control: CacheControl | None = None
+    type: Literal["custom"] | None = None
 
 
-class ToolChoiceParam(Struct, omit_defaults=True):
+class ToolChoiceParam(Struct, omit_defaults=True, forbid_unknown_fields=True):
     type: Literal["auto", "any", "tool", "none"]
     name: str | None = None
     disable_parallel_tool_use: bool | None = None
@@ -137,12 +142,25 @@ class MetadataParam(Struct, omit_defaults=True):
     user_id: str | None = None
 
 
-class ThinkingParam(Struct, omit_defaults=True):
+class ThinkingParam(Struct, omit_defaults=True, forbid_unknown_fields=True):
     type: Literal["enabled", "disabled", "adaptive"]
     budget_tokens: int | None = None
 
 
-class MessagesRequest(Struct, omit_defaults=True):
+class JSONOutputFormat(Struct, tag_field="type", tag="json_schema", forbid_unknown_fields=True):
+    """Anthropic's structured outputs: the answer's text is JSON valid against `schema`."""
+
+    # A JSON Schema: free-form by definition.
+    schema: dict[str, Any]
+
+
+class OutputConfig(Struct, omit_defaults=True, forbid_unknown_fields=True):
+    """The request's `output_config`; of it, only the answer's `format` is carried."""
+
+    format: JSONOutputFormat | None = None
+
+
+class MessagesRequest(Struct, omit_defaults=True, forbid_unknown_fields=True):
     model: Annotated[str, Meta(min_length=1)]
     messages: list[MessageParam]
     max_tokens: Annotated[int, Meta(ge=1)]
@@ -157,6 +175,7 @@ class MessagesRequest(Struct, omit_defaults=True):
     metadata: OpaqueJSON = UNSET
     thinking: ThinkingParam | None = None
     service_tier: str | None = None
+    output_config: OutputConfig | None = None
     # Marks the last cacheable block of the request (the API's shorthand for doing it by hand).
     cache_control: CacheControl | None = None
 

@@ -68,13 +68,11 @@ def test_build_chat_body_stream_false_keeps_client_stream_options_untouched():
     assert "stream_options" not in body
 
 
-def test_build_chat_body_drops_gateway_only_and_null_fields():
+def test_build_chat_body_drops_null_fields():
     body = body_for(
         {
             "model": "smart",
             "messages": [{"role": "user", "content": "Hi", "name": None}],
-            "routing": {"strategy": "cost", "providers": ["a"]},
-            "cache": {"no_store": True},
             "temperature": None,
             "tools": None,
             "user": None,
@@ -83,6 +81,12 @@ def test_build_chat_body_drops_gateway_only_and_null_fields():
     assert body == {"model": "gpt-4o-mini", "messages": USER_ONLY}
     raw = json.dumps(body)
     assert "null" not in raw
+
+
+def test_build_chat_body_relays_undeclared_fields_at_the_top_level():
+    extra = {"min_p": 0.1, "guided_json": {"type": "object"}, "moderation": None}
+    body = body_for({"model": "smart", "messages": USER_ONLY, **extra})
+    assert body == {"model": "gpt-4o-mini", "messages": USER_ONLY, **extra}
 
 
 def test_build_chat_body_does_not_mutate_request():

@@ -44,6 +44,10 @@ PARAMS = ParamPolicy(
             "32768 tokens (`none`: no thinking)",
         ),
         "thinking": ParamRule("passed", "extended thinking (`enabled`, `adaptive`, `disabled`)"),
+        "unknown_params": ParamRule(
+            "droppable",
+            "fields OpenAI's schema does not declare: only OpenAI-type providers are sent them",
+        ),
         "top_k": ParamRule(
             "passed", "not sent with `anthropic_version` 2026-10-21 or later, which refuses it"
         ),

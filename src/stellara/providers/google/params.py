@@ -6,6 +6,10 @@ PARAMS = ParamPolicy(
     {
         "temperature": ParamRule("translated", "`generationConfig.temperature`"),
         "top_p": ParamRule("translated", "`generationConfig.topP`"),
+        "unknown_params": ParamRule(
+            "droppable",
+            "fields OpenAI's schema does not declare: only OpenAI-type providers are sent them",
+        ),
         "top_k": ParamRule("translated", "`generationConfig.topK`"),
         "n": ParamRule("translated", "`generationConfig.candidateCount`"),
         "stop": ParamRule("translated", "`generationConfig.stopSequences`"),

@@ -41,7 +41,14 @@ def build_chat_body(request: ChatRequest, model: str) -> bytes:
         request = msgspec.structs.replace(request, model=model)
     if _has_extensions(request):
         request = _without_extensions(request)
-    return _json.encode(request)
+    unknown = request.unknown_params
+    if not unknown:
+        return _json.encode(request)
+    # Fields the canonical schema does not declare go at the top level, as the client sent
+    # them: the server decides (OpenAI refuses them by name; vLLM takes its own).
+    body = _json.encode(msgspec.structs.replace(request, unknown_params=None))
+    fields = b",".join(_json.encode(name) + b":" + bytes(raw) for name, raw in unknown.items())
+    return body[:-1] + b"," + fields + b"}"
 
 
 def _has_extensions(request: ChatRequest) -> bool:

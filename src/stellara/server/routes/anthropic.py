@@ -8,11 +8,14 @@ shapes. Any `anthropic-version` header is accepted.
 
 from __future__ import annotations
 
-from typing import get_args
+import re
+from typing import Generic, TypeVar, get_args
 
+import msgspec
 from aiohttp import web
 
 from stellara import _json
+from stellara.errors import InvalidRequestError
 from stellara.inbound.anthropic import (
     PARAM_NAMES,
     AnthropicStreamWriter,
@@ -32,10 +35,40 @@ TOKEN_COUNT = "x-stellara-token-count"
 """How a count was made: `provider` (the model's provider counted) or `estimate` (the
 gateway's tokenizer did)."""
 
+_UNKNOWN_FIELD = re.compile(r"unknown field `(?P<field>[^`]+)`(?: - at `\$\.?(?P<at>[^`]*)`)?")
+_INDEX = re.compile(r"\[(\d+)\]")
+T = TypeVar("T")
+
+
+class _StrictDecoder(Generic[T]):
+    """A request decoder whose refusal of an undeclared field reads as Anthropic's API's
+    (`tools.0.defer_loading: Extra inputs are not permitted`): what the gateway cannot carry
+    to the model is refused by name, never dropped."""
+
+    def __init__(self, decoder: msgspec.json.Decoder[T]) -> None:
+        self._decoder = decoder
+
+    def decode(self, body: bytes, /) -> T:
+        try:
+            return self._decoder.decode(body)
+        except msgspec.ValidationError as exc:
+            found = _UNKNOWN_FIELD.search(str(exc))
+            if found is None:
+                raise
+            at = _INDEX.sub(r".\1", found.group("at") or "")
+            path = ".".join(part for part in (at, found.group("field")) if part)
+            raise InvalidRequestError(
+                f"{path}: Extra inputs are not permitted", param=path
+            ) from exc
+
+
+_messages_decoder = _StrictDecoder(wire.request_decoder)
+_count_decoder = _StrictDecoder(anthropic_count.count_request_decoder)
+
 
 async def messages(call: Call) -> web.StreamResponse:
     # The wire decoder requires max_tokens, as Anthropic's API does.
-    ctx, wire_request = await open_model_call(call, wire.request_decoder)
+    ctx, wire_request = await open_model_call(call, _messages_decoder)
     chat = to_chat_request(wire_request)
     ctx.param_names = PARAM_NAMES
     gateway = call.runtime.gateway
@@ -50,7 +83,7 @@ async def messages(call: Call) -> web.StreamResponse:
 
 async def count_tokens(call: Call) -> web.StreamResponse:
     # Not a model call (see `pipeline.counting`): no pipeline context, no limits, no record.
-    request = decode_body(anthropic_count.count_request_decoder, await read_body(call))
+    request = decode_body(_count_decoder, await read_body(call))
     check_bounds(request)
     runtime = call.runtime
     counter = PromptCounter(runtime.models, runtime.tokens, runtime.attempts)

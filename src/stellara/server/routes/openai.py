@@ -12,6 +12,11 @@ from stellara.inbound.completions import (
     to_chat_request,
     to_text_completion,
 )
+from stellara.inbound.functions import (
+    to_function_call_completion,
+    to_tools_request,
+    uses_functions,
+)
 from stellara.schema import completions as completions_schema
 from stellara.schema.chat import ChatCompletion, ChatCompletionChunk, ChatRequest, request_decoder
 from stellara.schema.embeddings import (
@@ -27,11 +32,16 @@ from stellara.server.sse import OpenAIFrames, TextCompletionFrames, relay
 
 async def chat_completions(call: Call) -> web.StreamResponse:
     ctx, chat = await open_model_call(call, request_decoder)
+    legacy = uses_functions(chat)
+    if legacy:
+        chat = to_tools_request(chat)
     gateway = call.runtime.gateway
     if chat.is_streaming:
-        frames = OpenAIFrames(include_usage=chat.wants_stream_usage)
+        frames = OpenAIFrames(include_usage=chat.wants_stream_usage, legacy_functions=legacy)
         return await relay(call, await gateway.open_stream(ctx, chat), frames)
     completion = await gateway.complete(ctx, chat)
+    if legacy:
+        completion = to_function_call_completion(completion)
     return web.Response(body=_json.encode(completion), headers=response_headers(call, is_json=True))
 
 
