@@ -40,7 +40,21 @@ TYPED_MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": 
 async def gateway(
     request: pytest.FixtureRequest, sim: RunningSimulator, start_gateway: StartGateway
 ) -> RunningGateway:
-    kind = request.param
+    return await gateway_for(request.param, sim, start_gateway)
+
+
+@pytest.fixture(params=sorted(EMBEDDING_MODELS))
+async def embedding_gateway(
+    request: pytest.FixtureRequest, sim: RunningSimulator, start_gateway: StartGateway
+) -> RunningGateway:
+    """A gateway on each provider type that serves embeddings (Anthropic has none)."""
+    return await gateway_for(request.param, sim, start_gateway)
+
+
+async def gateway_for(
+    kind: str, sim: RunningSimulator, start_gateway: StartGateway
+) -> RunningGateway:
+    """Model `m` on a provider of type `kind`, and `e` for embeddings where it has them."""
     provider_type = provider_types()[kind]
     entry: dict[str, Any] = {"id": f"p-{kind}", **provider_type.sim_entry(sim.url)}
     target = {"provider": entry["id"], "model": provider_type.sim_model}
@@ -140,15 +154,10 @@ async def test_chat_stream_without_usage_has_no_usage_field(
 
 @pytest.mark.parametrize("encoding", ["float", "base64"])
 async def test_embeddings_are_valid(
-    http: aiohttp.ClientSession,
-    gateway: RunningGateway,
-    encoding: str,
-    request: pytest.FixtureRequest,
+    http: aiohttp.ClientSession, embedding_gateway: RunningGateway, encoding: str
 ) -> None:
-    if request.node.callspec.params["gateway"] not in EMBEDDING_MODELS:
-        pytest.skip("this provider type serves no embeddings (Anthropic has none)")
     body = {"model": "e", "input": ["Hello spec", "again"], "encoding_format": encoding}
-    status, answer = await post(http, gateway, "/embeddings", body)
+    status, answer = await post(http, embedding_gateway, "/embeddings", body)
     assert status == 200, answer
     assert [item["index"] for item in answer["data"]] == [0, 1]
     if encoding == "base64":
