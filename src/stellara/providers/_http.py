@@ -1,23 +1,38 @@
-"""The outbound HTTP seam: one pooled aiohttp session per provider, and transport errors.
+"""The outbound HTTP seam: one pooled aiohttp session per provider, and its errors.
 
-Every adapter sends through `UpstreamHTTP`, so connection pooling, timeouts and the mapping of
-transport failures (refused, reset, timed out) to `UpstreamError`s live in one place.
+Every adapter sends through `UpstreamHTTP`, so connection pooling, timeouts, the mapping of
+transport failures (refused, reset, timed out) to `UpstreamError`s, and the reading of an error
+answer (with the provider's own `ErrorReader`) live in one place.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from typing import Protocol
 
 import aiohttp
 from yarl import URL
 
 from stellara.config.models import ProviderSettings
-from stellara.errors import UpstreamProtocolError, UpstreamTimeoutError, UpstreamUnavailableError
+from stellara.errors import (
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamTimeoutError,
+    UpstreamUnavailableError,
+)
 
 # aiohttp refuses lines longer than twice its read buffer; one SSE event can carry a whole
 # answer (or an audio delta) on one line, so the buffer is sized for that.
 READ_BUFFER_BYTES = 4 * 1024 * 1024
+
+
+class ErrorReader(Protocol):
+    """A wire format's reading of an error answer (`<provider>.errors.error_from_response`)."""
+
+    def __call__(
+        self, status: int, body: bytes, *, provider: str, retry_after: str | None
+    ) -> UpstreamError: ...
 
 
 def parse_url(url: str) -> URL:
@@ -31,10 +46,17 @@ class UpstreamHTTP:
     Created on first use because a session must be made inside the running event loop.
     """
 
-    def __init__(self, settings: ProviderSettings, provider_headers: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        settings: ProviderSettings,
+        provider_headers: Mapping[str, str],
+        read_error: ErrorReader,
+    ) -> None:
         """`provider_headers` are the wire format's own (auth, API version); the entry's
-        configured `headers` go on top, so an operator can add or override any."""
+        configured `headers` go on top, so an operator can add or override any. `read_error`
+        turns the provider's error answers into `UpstreamError`s."""
         self._provider_id = settings.id
+        self._read_error = read_error
         self._connect_timeout_s = settings.connect_timeout_s
         self._max_connections = settings.max_connections
         self._session: aiohttp.ClientSession | None = None
@@ -60,8 +82,40 @@ class UpstreamHTTP:
             )
         return self._session
 
+    async def post_json(self, url: URL, body: bytes, *, timeout_s: float) -> bytes:
+        """POST `body` and return the answer's body, all of it within `timeout_s`.
+
+        Raises:
+            UpstreamError: The provider answered with an error (read by `read_error`), or the
+                transport failed.
+        """
+        async with self._post(url, body, timeout_s=timeout_s, is_streaming=False) as response:
+            payload = await response.read()
+            if response.status != 200:
+                raise self._error(response, payload)
+        return payload
+
     @asynccontextmanager
-    async def post(
+    async def open_stream(
+        self, url: URL, body: bytes, *, timeout_s: float
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """POST `body` and yield the streaming answer, which must start within `timeout_s` and
+        never stay silent for longer; an error answer raises as `post_json`'s does."""
+        async with self._post(url, body, timeout_s=timeout_s, is_streaming=True) as response:
+            if response.status != 200:
+                raise self._error(response, await response.read())
+            yield response
+
+    def _error(self, response: aiohttp.ClientResponse, body: bytes) -> UpstreamError:
+        return self._read_error(
+            response.status,
+            body,
+            provider=self._provider_id,
+            retry_after=response.headers.get("Retry-After"),
+        )
+
+    @asynccontextmanager
+    async def _post(
         self,
         url: URL,
         body: bytes,
@@ -69,11 +123,8 @@ class UpstreamHTTP:
         timeout_s: float,
         is_streaming: bool,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """POST `body` and yield the response; transport failures become `UpstreamError`s.
-
-        A non-streaming call must finish within `timeout_s`; a streaming one must start within
-        it and then never stay silent for longer.
-        """
+        """POST `body` and yield the response, whatever its status; transport failures become
+        `UpstreamError`s."""
         connect_s = min(self._connect_timeout_s, timeout_s)
         if is_streaming:
             timeout = aiohttp.ClientTimeout(sock_connect=connect_s, sock_read=timeout_s)

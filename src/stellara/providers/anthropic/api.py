@@ -6,7 +6,6 @@ import time
 from collections.abc import AsyncGenerator
 
 from pydantic import Field
-from yarl import URL
 
 from stellara.config.models import ProviderSettings
 from stellara.providers._http import UpstreamHTTP, parse_url
@@ -56,14 +55,16 @@ class AnthropicAdapter:
         headers = {"anthropic-version": settings.anthropic_version}
         if settings.api_key is not None:
             headers["x-api-key"] = settings.api_key.get_secret_value()
-        self._http = UpstreamHTTP(settings, headers)
+        self._http = UpstreamHTTP(settings, headers, error_from_response)
 
     @property
     def id(self) -> str:
         return self._id
 
     async def chat(self, request: ChatRequest, model: str, *, timeout_s: float) -> ChatCompletion:
-        payload = await self._post_json(self._url, self._body(request, model), timeout_s)
+        payload = await self._http.post_json(
+            self._url, self._body(request, model), timeout_s=timeout_s
+        )
         answer_tool = answer_tool_name(request.response_format)
         return parse_message(payload, self._id, created=int(time.time()), answer_tool=answer_tool)
 
@@ -73,16 +74,7 @@ class AnthropicAdapter:
         body = self._body(request, model)
         answer_tool = answer_tool_name(request.response_format)
         parser = AnthropicStreamParser(self._id, created=int(time.time()), answer_tool=answer_tool)
-        async with self._http.post(
-            self._url, body, timeout_s=timeout_s, is_streaming=True
-        ) as response:
-            if response.status != 200:
-                raise error_from_response(
-                    response.status,
-                    await response.read(),
-                    provider=self._id,
-                    retry_after=response.headers.get("Retry-After"),
-                )
+        async with self._http.open_stream(self._url, body, timeout_s=timeout_s) as response:
             async for event in iter_sse(response.content):
                 for chunk in parser.feed(event.data):
                     yield chunk
@@ -97,20 +89,9 @@ class AnthropicAdapter:
             default_max_tokens=self._default_max_tokens,
             allows_sampling=self._allows_sampling,
         )
-        return parse_count(await self._post_json(self._count_url, body, timeout_s), self._id)
-
-    async def _post_json(self, url: URL, body: bytes, timeout_s: float) -> bytes:
-        """The answer's body to a JSON POST; a provider error for any status but 200."""
-        async with self._http.post(url, body, timeout_s=timeout_s, is_streaming=False) as response:
-            payload = await response.read()
-            if response.status != 200:
-                raise error_from_response(
-                    response.status,
-                    payload,
-                    provider=self._id,
-                    retry_after=response.headers.get("Retry-After"),
-                )
-        return payload
+        return parse_count(
+            await self._http.post_json(self._count_url, body, timeout_s=timeout_s), self._id
+        )
 
     def _body(self, request: ChatRequest, model: str) -> bytes:
         return build_messages_body(

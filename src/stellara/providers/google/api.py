@@ -5,12 +5,10 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncGenerator, Callable
 
-import aiohttp
 from yarl import URL
 
 from stellara._clock import Clock, SystemClock
 from stellara.config.models import ProviderSettings
-from stellara.errors import UpstreamError
 from stellara.providers._http import UpstreamHTTP, parse_url
 from stellara.providers._sse import iter_sse
 from stellara.providers.base import ProviderAdapter
@@ -63,7 +61,7 @@ class GoogleAdapter:
         self._embed_urls: dict[str, URL] = {}
         self._clock = clock or SystemClock()
         self._new_id = new_id
-        self._http = UpstreamHTTP(settings, headers)
+        self._http = UpstreamHTTP(settings, headers, error_from_response)
 
     @property
     def id(self) -> str:
@@ -86,10 +84,7 @@ class GoogleAdapter:
     async def chat(self, request: ChatRequest, model: str, *, timeout_s: float) -> ChatCompletion:
         body = build_generate_body(request, model)
         url = self._url(model, is_streaming=False)
-        async with self._http.post(url, body, timeout_s=timeout_s, is_streaming=False) as response:
-            payload = await response.read()
-            if response.status != 200:
-                raise self._error(response, payload)
+        payload = await self._http.post_json(url, body, timeout_s=timeout_s)
         answer = parse_generate_response(payload, self._id)
         return to_completion(
             answer,
@@ -104,9 +99,7 @@ class GoogleAdapter:
     ) -> AsyncGenerator[ChatCompletionChunk, None]:
         body = build_generate_body(request, model)
         url = self._url(model, is_streaming=True)
-        async with self._http.post(url, body, timeout_s=timeout_s, is_streaming=True) as response:
-            if response.status != 200:
-                raise self._error(response, await response.read())
+        async with self._http.open_stream(url, body, timeout_s=timeout_s) as response:
             parser = GeminiStreamParser(
                 self._id,
                 fallback_id=self._new_id(),
@@ -126,12 +119,7 @@ class GoogleAdapter:
         """Embed via `batchEmbedContents`. Gemini reports no token usage for embeddings, so
         the usage is 0 here and the gateway estimates it with its tokenizer."""
         body = build_batch_embed_body(request, model)
-        async with self._http.post(
-            self._embed_url(model), body, timeout_s=timeout_s, is_streaming=False
-        ) as response:
-            payload = await response.read()
-            if response.status != 200:
-                raise self._error(response, payload)
+        payload = await self._http.post_json(self._embed_url(model), body, timeout_s=timeout_s)
         return to_embeddings_response(
             payload, request, model=model, provider=self._id, prompt_tokens=0
         )
@@ -147,14 +135,6 @@ class GoogleAdapter:
 
     def _completion_id(self, response_id: str | None) -> str:
         return f"chatcmpl-{response_id}" if response_id else self._new_id()
-
-    def _error(self, response: aiohttp.ClientResponse, body: bytes) -> UpstreamError:
-        return error_from_response(
-            response.status,
-            body,
-            provider=self._id,
-            retry_after=response.headers.get("Retry-After"),
-        )
 
     async def close(self) -> None:
         await self._http.close()

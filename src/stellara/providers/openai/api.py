@@ -31,7 +31,7 @@ class OpenAIAdapter:
         self._id = settings.id
         self._base_url = (settings.base_url or DEFAULT_BASE_URL).rstrip("/")
         self._urls: dict[tuple[str, str], URL] = {}  # bounded by the config's models
-        self._http = UpstreamHTTP(settings, self._auth_headers(settings))
+        self._http = UpstreamHTTP(settings, self._auth_headers(settings), error_from_response)
 
     @property
     def id(self) -> str:
@@ -56,33 +56,20 @@ class OpenAIAdapter:
             url = self._urls[operation, model] = parse_url(self._url_for(operation, model))
         return url
 
-    async def _post_json(self, operation: str, model: str, body: bytes, timeout_s: float) -> bytes:
-        async with self._http.post(
-            self._url(operation, model),
-            body,
-            timeout_s=timeout_s,
-            is_streaming=False,
-        ) as response:
-            payload = await response.read()
-            if response.status != 200:
-                raise error_from_response(
-                    response.status,
-                    payload,
-                    provider=self._id,
-                    retry_after=response.headers.get("Retry-After"),
-                )
-        return payload
-
     async def chat(self, request: ChatRequest, model: str, *, timeout_s: float) -> ChatCompletion:
         body = build_chat_body(request, self._wire_model(model))
-        payload = await self._post_json("chat/completions", model, body, timeout_s)
+        payload = await self._http.post_json(
+            self._url("chat/completions", model), body, timeout_s=timeout_s
+        )
         return parse_chat_response(payload, self._id)
 
     async def embed(
         self, request: EmbeddingsRequest, model: str, *, timeout_s: float
     ) -> EmbeddingsResponse:
         body = build_embeddings_body(request, self._wire_model(model))
-        payload = await self._post_json("embeddings", model, body, timeout_s)
+        payload = await self._http.post_json(
+            self._url("embeddings", model), body, timeout_s=timeout_s
+        )
         return parse_embeddings_response(payload, self._id)
 
     async def chat_stream(
@@ -90,19 +77,8 @@ class OpenAIAdapter:
     ) -> AsyncGenerator[ChatCompletionChunk, None]:
         body = build_chat_body(request, self._wire_model(model))
         parser = OpenAIStreamParser(self._id)
-        async with self._http.post(
-            self._url("chat/completions", model),
-            body,
-            timeout_s=timeout_s,
-            is_streaming=True,
-        ) as response:
-            if response.status != 200:
-                raise error_from_response(
-                    response.status,
-                    await response.read(),
-                    provider=self._id,
-                    retry_after=response.headers.get("Retry-After"),
-                )
+        url = self._url("chat/completions", model)
+        async with self._http.open_stream(url, body, timeout_s=timeout_s) as response:
             async for event in iter_sse(response.content):
                 chunk = parser.feed(event.data)
                 if chunk is None:
