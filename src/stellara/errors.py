@@ -10,6 +10,7 @@ StellaraError                     .status_code .error_type .code .param
 │   ├── RouteNotFoundError        404, an unknown path
 │   ├── ResponseNotFoundError     404, no stored response of that id for this caller
 │   ├── MethodNotAllowedError     405
+│   ├── ConflictError             409, e.g. an experiment id already taken
 │   ├── PayloadTooLargeError      413
 │   │   └── StoredResponseTooLargeError  a response to store is larger than the whole store
 │   └── RateLimitedError          429, .retry_after_s (a rate limit, a burst)
@@ -113,6 +114,15 @@ class MethodNotAllowedError(ClientError):
     def __init__(self, message: str, *, allowed: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.allowed = allowed
+
+
+class ConflictError(ClientError):
+    """409: the request conflicts with what exists (an experiment of that id, another one
+    running on the same model)."""
+
+    status_code = 409
+    error_type = "invalid_request_error"
+    code = "conflict"
 
 
 class PayloadTooLargeError(ClientError):

@@ -91,6 +91,9 @@ class RequestEnded(Event, frozen=True, kw_only=True, omit_defaults=True):
     # Parameters the provider that answered (or failed last) was not sent: it cannot honour
     # them and the model drops them (`drop_unsupported_params`).
     dropped_params: tuple[str, ...]
+    # The experiment and variant it counts towards (None: none; pinned requests are not counted).
+    experiment: str | None
+    variant: str | None
     prompt: str | None = None  # only with `usage_store.log_content`
     completion: str | None = None  # only with `usage_store.log_content`
     message: str | None = None  # the error's message, for failed requests

@@ -28,6 +28,7 @@ class Principal:
     key_prefix: str | None = None
     expires_at: float | None = None  # epoch seconds
     limits: TierConfig | None = None
+    may_pin_variants: bool = False  # may pin an experiment's variant or opt out of it
 
     def may_use(self, model: str) -> bool:
         return self.allowed_models is None or model in self.allowed_models

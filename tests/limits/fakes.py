@@ -8,6 +8,7 @@ from stellara.errors import StateBackendError
 from stellara.state.base import (
     Admission,
     Amounts,
+    ArmSums,
     Limit,
     LimitState,
     SessionStore,
@@ -73,15 +74,29 @@ class DownResponsesStore:
         raise StateBackendError("redis state backend: connection refused")
 
 
+class DownArmStore:
+    """An `ArmStore` whose backend is unreachable."""
+
+    async def add(self, experiment: str, variant: str, reward: float) -> None:
+        raise StateBackendError("redis state backend: connection refused")
+
+    async def read(self, experiment: str) -> dict[str, ArmSums]:
+        raise StateBackendError("redis state backend: connection refused")
+
+    async def clear(self, experiment: str) -> None:
+        raise StateBackendError("redis state backend: connection refused")
+
+
 class DownBackend:
-    """A `StateBackend` whose server is unreachable: every limit, session and responses call
-    fails, `ping` says no. `sessions` replaces the failing session store (a test of the limits
-    alone that needs a signed-in dashboard)."""
+    """A `StateBackend` whose server is unreachable: every limit, session, responses and
+    experiment call fails, `ping` says no. `sessions` replaces the failing session store (a
+    test of the limits alone that needs a signed-in dashboard)."""
 
     def __init__(self, sessions: SessionStore | None = None) -> None:
         self.limits = DownStore()
         self.sessions = sessions or DownSessionStore()
         self.responses = DownResponsesStore()
+        self.arms = DownArmStore()
 
     @property
     def name(self) -> str:

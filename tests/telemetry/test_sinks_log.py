@@ -110,6 +110,8 @@ async def test_log_sink_writes_one_json_line_per_event_without_content(caplog_ev
                 {"provider": "p", "model": "m", "start_ms": 1.5, "duration_ms": 2.0, "error": "x"}
             ],
             "dropped_params": [],
+            "experiment": None,
+            "variant": None,
         },
         {
             "event": "cache.cleared",

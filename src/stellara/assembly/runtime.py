@@ -5,8 +5,8 @@ added to the `Lifecycle` right after it is built, so start-up follows that order
 runs in reverse by construction:
 
     database ─ state backend ─ provider pools ─ schema migration ─ usage writer ─ key listener
-    ─ event sinks ─ breaker listener ─ monitoring ─ metrics refresh ─ health probes
-    ─ semantic restore ─ gateway (drains pending settles and cache writes on the way down)
+    ─ event sinks ─ breaker listener ─ monitoring ─ experiments ─ metrics refresh
+    ─ health probes ─ semantic restore ─ gateway (drains pending settles and cache writes on the way down)
 
 `Runtime.running()` is that lifecycle; the HTTP app enters it at start-up (see
 `stellara.server.app`), and nothing outside this package builds a domain object.
@@ -30,6 +30,7 @@ from stellara.cache.stage import AnswerCache
 from stellara.catalog import Catalog
 from stellara.config.models import StellaraConfig
 from stellara.events import EventBus
+from stellara.experiments.book import ExperimentBook
 from stellara.limits import Limiter, LimitEvents, LimitsPolicy
 from stellara.pipeline.attempts import AttemptRunner
 from stellara.pipeline.auth import Authenticator
@@ -43,6 +44,7 @@ from stellara.routing.models import ModelTable
 from stellara.state import open_state_backend
 from stellara.state.base import StateBackend
 from stellara.store.db import Database
+from stellara.store.experiments import ExperimentStore
 from stellara.store.keys import KeyStore
 from stellara.store.usage import UsageWriter
 from stellara.store.usage_query import UsageQuery
@@ -74,6 +76,8 @@ class Runtime:
     attempts: AttemptRunner
     gateway: Gateway
     key_store: KeyStore
+    experiments: ExperimentBook
+    experiment_store: ExperimentStore
     auth: Authenticator
     sessions: DashboardSessions
     responses: StoredResponses
@@ -145,6 +149,16 @@ def build_runtime(
     )
     lifecycle.add("monitoring", start=monitoring.start, stop=monitoring.close)
 
+    experiment_store = ExperimentStore(database)
+    experiments = ExperimentBook(
+        config.experiments,
+        models,
+        config.feedback,
+        store=experiment_store,
+        arms=state.arms,
+        clock=clock,
+    )
+    lifecycle.add("experiments", start=_started(experiments.start), stop=experiments.stop)
     tokens = TokenCounter()
     limiter = _limiter(config, state, events, clock)
     cache = build_answer_cache(config, state, clock)
@@ -158,6 +172,7 @@ def build_runtime(
         params=ParamGuard.for_registry(),
         limiter=limiter,
         cache=cache,
+        experiments=experiments,
         log_content=config.usage_store.log_content,
     )
     metrics = build_metrics(config, gateway, usage, events)
@@ -189,6 +204,8 @@ def build_runtime(
         attempts=attempts,
         gateway=gateway,
         key_store=key_store,
+        experiments=experiments,
+        experiment_store=experiment_store,
         auth=auth,
         sessions=DashboardSessions(_master_key(config), state.sessions),
         responses=responses,

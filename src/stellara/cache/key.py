@@ -26,8 +26,10 @@ from stellara.schema.chat import (
 _encoder = msgspec.json.Encoder(order="sorted")
 
 
-def cache_key(scope: str, request: ChatRequest) -> str:
-    """The key of `request` for the tenant `scope` (a user, a team, or "global")."""
+def cache_key(scope: str, request: ChatRequest, partition: str = "") -> str:
+    """The key of `request` for the tenant `scope` (a user, a team, or "global"); a
+    `partition` (an experiment's variant) keeps answers apart that the request alone would not
+    tell apart, as variants served by other targets."""
     answer_shaping = msgspec.structs.replace(
         request,
         messages=[_canonical(message) for message in request.messages],
@@ -42,6 +44,8 @@ def cache_key(scope: str, request: ChatRequest) -> str:
     )
     digest = hashlib.blake2b(_encoder.encode(answer_shaping), digest_size=20)
     digest.update(b"\x00" + scope.encode())
+    if partition:
+        digest.update(b"\x00" + partition.encode())
     return digest.hexdigest()
 
 

@@ -103,9 +103,14 @@ class AnswerCache:
         return f"u:{principal.user}"
 
     def plan(
-        self, principal: Principal, request: ChatRequest, control: CacheControl
+        self,
+        principal: Principal,
+        request: ChatRequest,
+        control: CacheControl,
+        partition: str = "",
     ) -> CachePlan | None:
-        """None when this request bypasses the cache altogether."""
+        """None when this request bypasses the cache altogether. `partition` keeps an
+        experiment's variants from serving each other's answers (see `cache_key`)."""
         if (request.n or 1) > 1 or (request.temperature or 0) > self.config.max_temperature:
             return None
         if request.logprobs or (request.modalities and "audio" in request.modalities):
@@ -116,9 +121,10 @@ class AnswerCache:
         question = _last_user_text(request) if self.semantic is not None else None
         namespace = None
         if question is not None:
-            namespace = semantic_namespace(scope, request.model, _context_fingerprint(request))
+            context = _context_fingerprint(request) + partition
+            namespace = semantic_namespace(scope, request.model, context)
         return CachePlan(
-            key=cache_key(scope, request),
+            key=cache_key(scope, request, partition),
             scope=scope,
             model=request.model,
             lookup=not control.no_lookup,

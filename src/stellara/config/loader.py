@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from stellara.config.experiments import experiment_problems
 from stellara.config.models import ProviderSettings, StellaraConfig
 from stellara.errors import ConfigError
 
@@ -91,6 +92,8 @@ def validate_config(
         config = StellaraConfig.model_validate(raw)
     except ValidationError as exc:
         problems.extend(_describe(exc, prefix=""))
+    if config is not None:
+        problems.extend(_experiment_problems(config))
     if problems or config is None:
         raise ConfigError(problems)
     return config
@@ -195,6 +198,37 @@ def _cross_check(raw: dict[str, Any]) -> list[str]:
         )
     problems.extend(_check_state(raw.get("state")))
     problems.extend(_check_tiers(raw))
+    return problems
+
+
+def _experiment_problems(config: StellaraConfig) -> list[str]:
+    """Experiments naming what the config lacks; two on one model, which a request could
+    not be in both of; a duplicate id."""
+    models = {m.name for m in config.models}
+    providers = {p.id for p in config.providers}
+    problems: list[str] = []
+    ids: set[str] = set()
+    live_on: set[str] = set()
+    for i, experiment in enumerate(config.experiments):
+        path = f"experiments[{i}]"
+        if experiment.id in ids:
+            problems.append(f"{path}.id: duplicate experiment id {experiment.id!r}")
+        ids.add(experiment.id)
+        if experiment.status != "stopped":
+            if experiment.model in live_on:
+                problems.append(
+                    f"{path}.model: another experiment on {experiment.model!r} is not stopped"
+                )
+            live_on.add(experiment.model)
+        problems.extend(
+            experiment_problems(
+                experiment,
+                models=models,
+                providers=providers,
+                metrics=config.feedback.metrics,
+                path=path,
+            )
+        )
     return problems
 
 

@@ -14,6 +14,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from yarl import URL
 
+from stellara.config.experiments import ExperimentConfig, FeedbackConfig
+
 PublicModelName = Annotated[str, Field(min_length=1, max_length=256)]
 
 
@@ -290,6 +292,9 @@ class KeyConfig(StrictModel):
     models: list[str] | None = None
     tier: str | None = None  # used when `limits.users.<user>.tier` does not name one
     team: str | None = None  # the cache scope when `cache.scope: team`
+    # Whether requests with this key may pin an experiment's variant or opt out of it
+    # (`x-stellara-variant`); a permission only the config or the master key grants.
+    may_pin_variants: bool = False
 
     @field_validator("key")
     @classmethod
@@ -442,3 +447,5 @@ class StellaraConfig(StrictModel):
     catalog: list[CatalogEntryConfig] = Field(default_factory=list)
     cache: CacheConfig | None = None
     responses: ResponsesConfig = Field(default_factory=ResponsesConfig)
+    experiments: list[ExperimentConfig] = Field(default_factory=list)
+    feedback: FeedbackConfig = Field(default_factory=FeedbackConfig)

@@ -69,7 +69,12 @@ class Authenticator:
             digest = key_digest(key.key.get_secret_value())
             allowed = frozenset(key.models) if key.models is not None else None
             self._by_digest[digest] = Principal(
-                key.user, digest[:12], allowed, tier=key.tier, team=key.team
+                key.user,
+                digest[:12],
+                allowed,
+                tier=key.tier,
+                team=key.team,
+                may_pin_variants=key.may_pin_variants,
             )
         self._store = store
         self._sync = sync
@@ -217,4 +222,5 @@ def _principal(record: KeyRecord) -> Principal:
         key_prefix=record.prefix,
         expires_at=record.expires_at,
         limits=limits,
+        may_pin_variants=record.may_pin_variants,
     )

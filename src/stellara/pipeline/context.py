@@ -57,6 +57,11 @@ class RequestContext:
     # The inbound dialect's names of canonical parameters it names otherwise (`max_output_tokens`
     # for `max_completion_tokens`, …): refusals and `x-stellara-dropped-params` use them.
     param_names: Mapping[str, str] | None = None
+    # `x-stellara-variant` (a key allowed to pin): an experiment's variant, or "none".
+    variant_pin: str | None = None
+    experiment: str = ""  # the experiment that served the request (headers)
+    variant: str = ""  # … and its variant
+    in_experiment: bool = False  # counted in the experiment's records (not pinned or paused)
     routing_strategy: Strategy | None = None  # /ai-orchestration/generate's override
     routing_providers: frozenset[str] | None = None  # … and its filter of provider ids
     failures: list[str] = field(default_factory=list)  # "provider/model: error", per attempt

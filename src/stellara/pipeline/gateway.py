@@ -28,6 +28,7 @@ from stellara.errors import (
     UpstreamTimeoutError,
 )
 from stellara.events import EventBus
+from stellara.experiments.book import ExperimentBook
 from stellara.limits import Estimator, Limiter, PriceKey, RequestEstimate
 from stellara.pipeline.attempts import AttemptRunner, Call
 from stellara.pipeline.context import RequestContext
@@ -59,16 +60,19 @@ class Gateway:
         params: ParamGuard,
         limiter: Limiter | None = None,
         cache: AnswerCache | None = None,
+        experiments: ExperimentBook | None = None,
         log_content: bool = False,
     ) -> None:
         """`limiter` None (no tier configured) leaves the state backend out of the request
-        path altogether. `log_content` puts prompt and answer text into the request events
-        (for usage records); off by default, as they may hold personal data."""
+        path altogether; `experiments` None (none configured or made) leaves assignment out.
+        `log_content` puts prompt and answer text into the request events (for usage
+        records); off by default, as they may hold personal data."""
         self.models = models
         self.clock = clock
         self.tokens = tokens
         self.limiter = limiter
         self.cache = cache
+        self.experiments = experiments
         self.attempts = attempts
         self.params = params
         self.log_content = log_content
@@ -116,6 +120,22 @@ class Gateway:
         public = self.models.resolve(ctx.principal, name)
         ctx.public_model = public.name
         return public
+
+    def _enter_experiment(
+        self, ctx: RequestContext, public: PublicModel, request: ChatRequest
+    ) -> tuple[PublicModel, ChatRequest]:
+        """The model and request after the caller's variant of an experiment on `public`
+        (unchanged outside experiments); the answer's headers and the record name it."""
+        book = self.experiments
+        if book is None:
+            return public, request
+        assignment = book.assign(ctx.principal, ctx.session_id, public.name, ctx.variant_pin)
+        if assignment is None:
+            return public, request
+        ctx.experiment = assignment.experiment.id
+        ctx.variant = assignment.variant.name
+        ctx.in_experiment = assignment.counted
+        return assignment.variant.apply(public, request)
 
     def _estimate(
         self, public: PublicModel, request: ChatRequest | EmbeddingsRequest
@@ -169,7 +189,8 @@ class Gateway:
     def _cache_plan(self, ctx: RequestContext, request: ChatRequest) -> CachePlan | None:
         if self.cache is None:
             return None
-        return self.cache.plan(ctx.principal, request, ctx.cache_control)
+        partition = f"{ctx.experiment}/{ctx.variant}" if ctx.experiment else ""
+        return self.cache.plan(ctx.principal, request, ctx.cache_control, partition)
 
     async def _cache_hit(
         self, ctx: RequestContext, plan: CachePlan | None
@@ -232,6 +253,7 @@ class Gateway:
     async def complete(self, ctx: RequestContext, request: ChatRequest) -> ChatCompletion:
         """Answer a non-streaming request or raise a `StellaraError`."""
         public = self._resolve(ctx, request.model)
+        public, request = self._enter_experiment(ctx, public, request)
         self._keep_prompt(ctx, request.messages)
         scope = self.recorder.open(ctx)
         try:
@@ -268,6 +290,7 @@ class Gateway:
         however it does."""
         ctx.is_streaming = True
         public = self._resolve(ctx, request.model)
+        public, request = self._enter_experiment(ctx, public, request)
         self._keep_prompt(ctx, request.messages)
         scope = self.recorder.open(ctx)
         try:

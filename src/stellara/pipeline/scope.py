@@ -130,6 +130,8 @@ class Recorder:
                 for span in ctx.attempt_spans
             ),
             dropped_params=ctx.dropped_params,
+            experiment=ctx.experiment if ctx.in_experiment else None,
+            variant=ctx.variant if ctx.in_experiment else None,
             prompt=ctx.prompt_text,  # set only with `log_content`
             completion=ctx.completion_text,
             message=error.message if error is not None else None,

@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Protocol
 
 from stellara.config.models import ModelConfig, Strategy
 from stellara.errors import ModelNotFoundError, PermissionDeniedError
 from stellara.principal import Principal
 from stellara.providers.base import ProviderAdapter
+
+
+class TargetSpec(Protocol):
+    """A target as the config writes it (a model's, or an experiment variant's)."""
+
+    @property
+    def provider(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def weight(self) -> float: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,16 +57,33 @@ class ModelTable:
         drop_unsupported_params: bool = False,
     ) -> None:
         """`drop_unsupported_params` is the top-level setting, for models that set none."""
+        self._adapters = adapters
+        self._provider_types = provider_types
         self._models: dict[str, PublicModel] = {}
         for m in models:
             drop = m.drop_unsupported_params
             if drop is None:
                 drop = drop_unsupported_params
-            targets = tuple(
-                Target(adapters[t.provider], provider_types[t.provider], t.model, t.weight, drop)
-                for t in m.targets
-            )
+            targets = self._targets(m.targets, drop)
             self._models[m.name] = PublicModel(m.name, targets, m.strategy, tuple(m.fallbacks))
+
+    def _targets(self, targets: Iterable[TargetSpec], drop: bool) -> tuple[Target, ...]:
+        return tuple(
+            Target(
+                self._adapters[t.provider],
+                self._provider_types[t.provider],
+                t.model,
+                t.weight,
+                drop,
+            )
+            for t in targets
+        )
+
+    def served_by(self, model: PublicModel, targets: Iterable[TargetSpec]) -> PublicModel:
+        """`model` served by other `targets` (an experiment's variant): its name, strategy,
+        fallbacks and `drop_unsupported_params` kept."""
+        drop = model.targets[0].drop_unsupported_params
+        return replace(model, targets=self._targets(targets, drop))
 
     def resolve(self, principal: Principal, name: str) -> PublicModel:
         """The public model `name`; 404 if unknown, 403 if the key may not use it."""

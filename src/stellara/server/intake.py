@@ -16,10 +16,16 @@ from aiohttp import StreamReader, web
 
 from stellara import _json
 from stellara.cache.stage import CacheControl
-from stellara.errors import ClientError, InvalidRequestError, PayloadTooLargeError
+from stellara.errors import (
+    ClientError,
+    InvalidRequestError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+)
 from stellara.inbound.bounds import check_bounds
 from stellara.limits import ratelimit_headers
 from stellara.pipeline.context import RequestContext
+from stellara.principal import Principal
 from stellara.schema.chat import ChatRequest
 from stellara.schema.completions import CompletionRequest
 from stellara.schema.embeddings import EmbeddingsRequest
@@ -50,6 +56,8 @@ CACHE = "x-stellara-cache"
 CACHE_TTL = "x-stellara-cache-ttl"
 ROUTE = "x-stellara-route"
 DROPPED_PARAMS = "x-stellara-dropped-params"
+EXPERIMENT = "x-stellara-experiment"
+VARIANT = "x-stellara-variant"  # answers: the variant that served; requests: a pin
 MAX_CACHE_TTL_S = 30 * 86_400.0
 SESSION_ID = "X-Session-Id"
 # Session ids become state-backend keys; a cap keeps a client from making them arbitrarily big.
@@ -101,6 +109,9 @@ def response_headers(call: Call, *, is_json: bool = False) -> dict[str, str]:
         headers[CACHE] = ctx.cache_status
         if ctx.route:
             headers[ROUTE] = ctx.route
+        if ctx.experiment:
+            headers[EXPERIMENT] = ctx.experiment
+            headers[VARIANT] = ctx.variant
         if ctx.dropped_params:
             names = ctx.param_names or {}
             called = dict.fromkeys(names.get(n, n) for n in ctx.dropped_params)  # once each
@@ -159,11 +170,28 @@ def new_context(call: Call) -> RequestContext:
         session_id=session_id,
         started_epoch_s=runtime.clock.time(),
     )
+    pin = headers.get(VARIANT)
+    if pin is not None:
+        ctx.variant_pin = _variant_pin(call.caller, pin)
     cache_control = headers.get("Cache-Control")
     cache_ttl = headers.get(CACHE_TTL)
     if cache_control or cache_ttl:
         ctx.cache_control = _cache_control(cache_control or "", cache_ttl)
     return ctx
+
+
+def _variant_pin(caller: Principal, pin: str) -> str:
+    """A request's `x-stellara-variant`: honoured only for a key the master key allowed to pin
+    (`may_pin_variants`), or the master key itself; refused, never ignored, for others."""
+    if not (caller.may_pin_variants or caller.is_master):
+        raise PermissionDeniedError(
+            f"This key may not pin an experiment's variant ({VARIANT}); an admin can allow it "
+            "with the key's may_pin_variants."
+        )
+    pin = pin.strip()
+    if not pin:
+        raise InvalidRequestError(f"{VARIANT} must name a variant, or 'none' to opt out.")
+    return pin
 
 
 def _cache_control(directives: str, ttl: str | None) -> CacheControl:

@@ -162,6 +162,12 @@ class StateBackend(Protocol):
         """The Responses API's stored responses, seen by every process sharing the backend."""
         ...
 
+    @property
+    def arms(self) -> ArmStore:
+        """Adaptive experiments' reward sums per variant, seen by every process sharing the
+        backend, so every process allocates alike."""
+        ...
+
     async def ping(self) -> bool:
         """Whether the backend answers now (readiness)."""
         ...
@@ -418,4 +424,28 @@ class EventChannel(Protocol):
 
     async def publish(self, messages: Sequence[bytes]) -> None:
         """Publish `messages` in order; `StateBackendError` when the backend fails."""
+        ...
+
+
+class ArmSums(NamedTuple):
+    """One variant's rewards so far: their count, sum and sum of squares."""
+
+    n: float
+    total: float
+    total_sq: float
+
+
+class ArmStore(Protocol):
+    """The reward sums of each adaptive experiment's variants (one reward per feedback)."""
+
+    async def add(self, experiment: str, variant: str, reward: float) -> None:
+        """Count one `reward` for `variant` (raises `StateBackendError` when unreachable)."""
+        ...
+
+    async def read(self, experiment: str) -> dict[str, ArmSums]:
+        """Every variant's sums; variants without rewards are absent."""
+        ...
+
+    async def clear(self, experiment: str) -> None:
+        """Forget `experiment`'s rewards (it was deleted, or restarted under its id)."""
         ...

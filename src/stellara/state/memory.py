@@ -18,6 +18,7 @@ from stellara.errors import StoredResponseTooLargeError
 from stellara.state.base import (
     Admission,
     Amounts,
+    ArmSums,
     Limit,
     LimitState,
     PeriodLimit,
@@ -317,6 +318,24 @@ class MemoryResponsesStore:
         return entry
 
 
+class MemoryArmStore:
+    """`ArmStore` in this process."""
+
+    def __init__(self) -> None:
+        self._arms: dict[str, dict[str, ArmSums]] = {}
+
+    async def add(self, experiment: str, variant: str, reward: float) -> None:
+        arms = self._arms.setdefault(experiment, {})
+        n, total, total_sq = arms.get(variant, ArmSums(0.0, 0.0, 0.0))
+        arms[variant] = ArmSums(n + 1, total + reward, total_sq + reward * reward)
+
+    async def read(self, experiment: str) -> dict[str, ArmSums]:
+        return dict(self._arms.get(experiment, {}))
+
+    async def clear(self, experiment: str) -> None:
+        self._arms.pop(experiment, None)
+
+
 class MemoryBackend:
     """The `memory` state backend: nothing to connect to, always ready."""
 
@@ -324,6 +343,7 @@ class MemoryBackend:
         self._limits = MemoryLimitStore(clock)
         self._sessions = MemorySessionStore(clock)
         self._responses = MemoryResponsesStore(clock)
+        self._arms = MemoryArmStore()
 
     @property
     def name(self) -> str:
@@ -360,6 +380,10 @@ class MemoryBackend:
     @property
     def responses(self) -> MemoryResponsesStore:
         return self._responses
+
+    @property
+    def arms(self) -> MemoryArmStore:
+        return self._arms
 
     async def ping(self) -> bool:
         return True

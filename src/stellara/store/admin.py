@@ -23,7 +23,9 @@ from stellara.store.migrate import MigrationError, upgrade
 
 # The sizes of the `api_keys` columns: PostgreSQL refuses longer values (a 503 instead of a 400).
 MAX_TEXT_CHARS = {"user": 256, "team": 256, "name": 256, "tier": 64}
-KEY_FIELDS = frozenset({"user", "team", "tier", "models", "limits", "name", "expires_at"})
+KEY_FIELDS = frozenset(
+    {"user", "team", "tier", "models", "limits", "name", "expires_at", "may_pin_variants"}
+)
 # The config loader accepts this tier undefined (its users are not limited); keys may name it too.
 IMPLICIT_TIER = "default"
 # 9999-12-31T23:59:59Z: the last instant ISO-8601 (and `datetime`) can show.
@@ -100,6 +102,10 @@ def check_key_fields(
             checked[name] = _limits(value)
         elif name == "expires_at":
             checked[name] = _expiry(value, now, is_new)
+        elif name == "may_pin_variants":
+            if not isinstance(value, bool):
+                raise InvalidRequestError(f"'{name}' must be true or false.", param=name)
+            checked[name] = value
         else:
             text = _text(name, value, nullable=name != "user")
             if name == "tier" and text is not None:

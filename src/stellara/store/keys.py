@@ -42,6 +42,7 @@ class KeyRecord:
     created_at: float
     expires_at: float | None
     revoked_at: float | None
+    may_pin_variants: bool = False  # may pin an experiment's variant (`x-stellara-variant`)
 
     def is_active(self, now: float) -> bool:
         return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
@@ -67,7 +68,9 @@ class KeyStore:
     """Virtual keys on one `Database`. Every failure of the database raises
     `StoreUnavailableError` (503), with the database named but no secret."""
 
-    _CHANGEABLE = frozenset({"user", "team", "tier", "models", "limits", "name", "expires_at"})
+    _CHANGEABLE = frozenset(
+        {"user", "team", "tier", "models", "limits", "name", "expires_at", "may_pin_variants"}
+    )
 
     def __init__(self, database: Database) -> None:
         self._db = database
@@ -83,6 +86,7 @@ class KeyStore:
         limits: Mapping[str, Any] | None = None,
         name: str | None = None,
         expires_at: float | None = None,
+        may_pin_variants: bool = False,
     ) -> tuple[str, KeyRecord]:
         """A new key and its record; the key is not stored and cannot be shown again."""
         key = new_key()
@@ -99,6 +103,7 @@ class KeyStore:
             created_at=now,
             expires_at=expires_at,
             revoked_at=None,
+            may_pin_variants=may_pin_variants,
         )
         values = _row_values(record)
         try:
@@ -210,4 +215,5 @@ def _record(row: Row[Any]) -> KeyRecord:
         created_at=mapping["created_at"],
         expires_at=mapping["expires_at"],
         revoked_at=mapping["revoked_at"],
+        may_pin_variants=bool(mapping["may_pin_variants"]),
     )

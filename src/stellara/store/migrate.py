@@ -17,7 +17,7 @@ from stellara.store.db import Database
 logger = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 """The newest migration's revision; a test keeps it equal to the scripts' head."""
 # Gateways starting together on PostgreSQL take turns migrating (a transaction-scoped lock).
 _PG_MIGRATION_LOCK = 0x5354_4C41

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     false,
 )
 
@@ -41,6 +42,8 @@ api_keys = Table(
     Column("created_at", Float, nullable=False),
     Column("expires_at", Float),
     Column("revoked_at", Float),
+    # May pin an experiment's variant or opt out (`x-stellara-variant`); migration 0005.
+    Column("may_pin_variants", Boolean, nullable=False, server_default=false()),
 )
 
 usage_records = Table(
@@ -79,7 +82,40 @@ usage_records = Table(
     Column("usage_estimated", Boolean, nullable=False, server_default=false()),
     # The inbound API's declared path (/v1/messages, …); NULL on records older than it.
     Column("endpoint", String(256)),
+    # The experiment and variant that served the request; NULL outside experiments (0005).
+    Column("experiment", String(64)),
+    Column("variant", String(64)),
     Index("ix_usage_started_at", "started_at"),
     Index("ix_usage_user_started_at", "user_id", "started_at"),
     Index("ix_usage_model_started_at", "model", "started_at"),
+    Index("ix_usage_experiment_variant", "experiment", "variant"),
+)
+
+# Experiments: those of the config (written at start-up, their status kept across restarts)
+# and those made through the admin API. `definition` is the ExperimentConfig without status.
+experiments = Table(
+    "experiments",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("definition", JSON, nullable=False),
+    Column("status", String(16), nullable=False),  # running | paused | stopped
+    Column("winner", String(64)),
+    Column("source", String(16), nullable=False),  # config | api
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# What clients reported on answers: one value per request and metric (a later report of the
+# same metric replaces the earlier one).
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", _ROW_ID, primary_key=True, autoincrement=True),
+    Column("request_id", String(64), nullable=False),
+    Column("metric", String(64), nullable=False),
+    Column("value", Float, nullable=False),
+    Column("user_id", String(256), nullable=False),
+    Column("key_id", String(40)),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("request_id", "metric", name="uq_feedback_request_metric"),
 )

@@ -71,6 +71,8 @@ def usage_row(event: RequestEnded, *, log_content: bool) -> Row:
         "ttfb_ms": event.ttfb_ms,
         "status": event.status,
         "error_type": event.error,
+        "experiment": event.experiment,
+        "variant": event.variant,
     }
     if log_content:  # every row of a writer has the same keys: one executemany per batch
         row["prompt"] = event.prompt

@@ -91,6 +91,8 @@ def _ended(kind: type[R], facts: dict[str, Any]) -> R:
         "cost_usd": 0.001,
         "usage_estimated": False,
         "dropped_params": (),
+        "experiment": None,
+        "variant": None,
         "latency_ms": 120.0,
         "ttfb_ms": None,
         "status": 200,

@@ -1,9 +1,11 @@
 """Virtual keys and the users behind them. Every route needs the master key.
 
 - `POST /admin/keys` body `{"user", "team"?, "tier"?, "models"?, "limits"?, "name"?,
-  "expires_at"?}` → 201 `{"key_id", "key", "prefix", …}`: the only answer that shows the key.
+  "expires_at"?, "may_pin_variants"?}` → 201 `{"key_id", "key", "prefix", …}`: the only
+  answer that shows the key.
   `models` are public model names (null: every model), `limits` has a tier's shape, and
-  `expires_at` is ISO-8601 (UTC when no offset is given) or epoch seconds.
+  `expires_at` is ISO-8601 (UTC when no offset is given) or epoch seconds; `may_pin_variants`
+  lets the key's requests pin an experiment's variant or opt out (`x-stellara-variant`).
 - `GET /admin/keys` (`?user=`, `?include_revoked=true`) → `{"object": "list", "data",
   "has_more"}`, oldest first; `GET /admin/keys/{key_id}`.
 - `PATCH /admin/keys/{key_id}`: the fields sent change, null clears one (`user` excepted).

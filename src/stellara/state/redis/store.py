@@ -34,6 +34,7 @@ from redis.exceptions import RedisError
 
 from stellara.errors import StateBackendError
 from stellara.state.base import Admission, Amounts, Limit, LimitState, WindowLimit
+from stellara.state.redis.arms import RedisArmStore
 from stellara.state.redis.breakers import RedisBreakerSync
 from stellara.state.redis.cache import RedisCacheStore
 from stellara.state.redis.events import RedisEventChannel
@@ -252,6 +253,7 @@ class RedisBackend:
         self._responses = RedisResponsesStore(
             self._client, self._commands, key_prefix=key_prefix, where=where
         )
+        self._arms = RedisArmStore(self._client, key_prefix=key_prefix, where=where)
 
     @property
     def name(self) -> str:
@@ -288,6 +290,10 @@ class RedisBackend:
     @property
     def responses(self) -> RedisResponsesStore:
         return self._responses
+
+    @property
+    def arms(self) -> RedisArmStore:
+        return self._arms
 
     @property
     def client(self) -> Redis:

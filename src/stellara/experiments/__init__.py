@@ -1,0 +1,1 @@
+"""Experiments: variants of a public model, sticky assignment, feedback and comparison."""

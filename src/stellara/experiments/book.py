@@ -1,0 +1,196 @@
+"""`ExperimentBook`: the experiments a gateway runs, and which variant a request gets.
+
+The request path asks `assign` (a dictionary lookup when the model has no experiment; a hash
+and a bisect when it has). What runs is reloaded in the background every `refresh_s`: the
+experiments table (so a change made through the admin API on any process reaches all of
+them within that time, and at once on the process that made it), and for adaptive
+experiments the shared reward sums, from which every process computes the same allocation.
+Until the database answers, the config's experiments run as the file says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from stellara._clock import Clock
+from stellara._tasks import BackgroundTasks
+from stellara.config.experiments import ExperimentConfig, ExperimentStatus, FeedbackConfig
+from stellara.errors import InvalidRequestError, StateBackendError, StoreUnavailableError
+from stellara.experiments.bandit import allocate
+from stellara.experiments.live import LiveExperiment, LiveVariant
+from stellara.experiments.stats import Sample
+from stellara.principal import Principal
+from stellara.routing.models import ModelTable
+from stellara.state.base import ArmStore
+from stellara.store.experiments import ExperimentRecord, ExperimentStore
+
+logger = logging.getLogger(__name__)
+
+OPT_OUT = "none"
+_EMPTY = Sample(0, 0.0, 0.0)  # `x-stellara-variant: none`: served as the model is configured
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """The experiment a request is in and its variant. `counted` is False for a pinned
+    variant: it is served and shown, but left out of the experiment's records."""
+
+    experiment: LiveExperiment
+    variant: LiveVariant
+    counted: bool = True
+
+
+class ExperimentBook:
+    """The live experiments of one gateway, by public model (see the module docstring)."""
+
+    def __init__(
+        self,
+        configs: Iterable[ExperimentConfig],
+        models: ModelTable,
+        feedback: FeedbackConfig,
+        *,
+        store: ExperimentStore,
+        arms: ArmStore,
+        clock: Clock,
+        refresh_s: float = 2.0,
+    ) -> None:
+        self._configs = tuple(configs)
+        self._models = models
+        self._feedback = feedback
+        self._store = store
+        self._arms = arms
+        self._clock = clock
+        self._refresh_s = refresh_s
+        self._synced = False
+        self._background = BackgroundTasks()
+        self._by_id: dict[str, LiveExperiment] = {}
+        self._by_model: dict[str, LiveExperiment] = {}
+        self._install(
+            LiveExperiment.build(c, models, status=c.status, winner=c.winner) for c in self._configs
+        )
+
+    @property
+    def feedback(self) -> FeedbackConfig:
+        return self._feedback
+
+    def get(self, experiment_id: str) -> LiveExperiment | None:
+        return self._by_id.get(experiment_id)
+
+    def assign(
+        self, principal: Principal, session_id: str | None, model: str, pin: str | None
+    ) -> Assignment | None:
+        """The variant a request for the public `model` gets, or None (no experiment on it,
+        opted out, or a session experiment without a session). `pin` is the
+        `x-stellara-variant` header, already allowed for the caller."""
+        experiment = self._by_model.get(model)
+        if experiment is None:
+            return None
+        if pin is not None:
+            return self._pinned(experiment, pin)
+        if experiment.status != "running":
+            return Assignment(experiment, experiment.served_after, counted=False)
+        unit = experiment.config.unit
+        if unit == "user":
+            key = principal.user
+        elif unit == "key":
+            key = principal.key_id
+        elif session_id is not None:
+            key = session_id
+        else:
+            return None
+        return Assignment(experiment, experiment.variant_for(key))
+
+    def _pinned(self, experiment: LiveExperiment, pin: str) -> Assignment | None:
+        if pin == OPT_OUT:
+            return None
+        variant = experiment.named(pin)
+        if variant is None:
+            names = ", ".join(experiment.variant_names)
+            raise InvalidRequestError(
+                f"The experiment {experiment.id!r} on this model has no variant {pin!r} "
+                f"(variants: {names}; or {OPT_OUT!r} to opt out)."
+            )
+        return Assignment(experiment, variant, counted=False)
+
+    async def reward(
+        self, experiment_id: str, variant: str, metric: str, value: float, cost_usd: float
+    ) -> None:
+        """Count a feedback `value` towards adaptive allocation, when `metric` is what the
+        experiment maximises (reward = value - cost_weight * cost)."""
+        experiment = self._by_id.get(experiment_id)
+        if experiment is None or experiment.config.allocation != "adaptive":
+            return
+        if experiment.config.metric != metric:
+            return
+        reward = value - experiment.config.cost_weight * cost_usd
+        await self._arms.add(experiment_id, variant, reward)
+
+    def start(self) -> None:
+        self._background.run(self._refresh_forever())
+
+    async def stop(self) -> None:
+        await self._background.cancel()
+
+    async def refresh(self) -> None:
+        """Reload what runs: the table (after writing the config's experiments to it once)
+        and adaptive allocations. Raises what the store or the state backend raise."""
+        if not self._synced:
+            await self._store.sync_config(self._configs, self._clock.time())
+            self._synced = True
+        records = await self._store.list()
+        live = [await self._live(record) for record in records]
+        self._install(live)
+
+    async def _live(self, record: ExperimentRecord) -> LiveExperiment:
+        config = record.config
+        shares: Mapping[str, float] | None = None
+        if config.allocation == "adaptive" and record.status == "running":
+            shares = await self._allocation(config)
+        return LiveExperiment.build(
+            config, self._models, status=record.status, winner=record.winner, shares=shares
+        )
+
+    async def _allocation(self, config: ExperimentConfig) -> dict[str, float]:
+        sums = await self._arms.read(config.id)
+        arms = {
+            v.name: Sample(int(s.n), s.total, s.total_sq) if (s := sums.get(v.name)) else _EMPTY
+            for v in config.variants
+        }
+        metric = self._feedback.metrics.get(config.metric or "")
+        is_boolean = metric is not None and metric.type == "boolean" and config.cost_weight == 0
+        return allocate(
+            arms, boolean=is_boolean, min_share=config.min_share / 100.0, seed=_seed(config, arms)
+        )
+
+    def _install(self, experiments: Iterable[LiveExperiment]) -> None:
+        """Make `experiments` what runs: by id, and per model the one that decides its
+        requests (a running or paused one before a stopped one)."""
+        by_id = {e.id: e for e in experiments}
+        by_model: dict[str, LiveExperiment] = {}
+        for experiment in by_id.values():
+            current = by_model.get(experiment.config.model)
+            if current is None or _precedence(experiment.status) < _precedence(current.status):
+                by_model[experiment.config.model] = experiment
+        self._by_id, self._by_model = by_id, by_model
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            try:
+                await self.refresh()
+            except (StoreUnavailableError, StateBackendError) as exc:
+                logger.warning("experiments: keeping what runs, could not reload: %s", exc)
+            await asyncio.sleep(self._refresh_s)
+
+
+def _precedence(status: ExperimentStatus) -> int:
+    return {"running": 0, "paused": 1, "stopped": 2}[status]
+
+
+def _seed(config: ExperimentConfig, arms: Mapping[str, Sample]) -> int:
+    """The same on every process for the same sums: allocation's draws must agree."""
+    text = config.id + "".join(f"|{name}:{arm.n:g}" for name, arm in sorted(arms.items()))
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
