@@ -6,7 +6,8 @@ runs in reverse by construction:
 
     database ─ state backend ─ provider pools ─ schema migration ─ usage writer ─ key listener
     ─ event sinks ─ breaker listener ─ monitoring ─ experiments ─ metrics refresh
-    ─ health probes ─ semantic restore ─ gateway (drains pending settles and cache writes on the way down)
+    ─ health probes ─ semantic restore ─ gateway (drains pending settles and cache writes on
+    the way down)
 
 `Runtime.running()` is that lifecycle; the HTTP app enters it at start-up (see
 `stellara.server.app`), and nothing outside this package builds a domain object.
@@ -31,6 +32,7 @@ from stellara.catalog import Catalog
 from stellara.config.models import StellaraConfig
 from stellara.events import EventBus
 from stellara.experiments.book import ExperimentBook
+from stellara.experiments.feedback import FeedbackDesk
 from stellara.limits import Limiter, LimitEvents, LimitsPolicy
 from stellara.pipeline.attempts import AttemptRunner
 from stellara.pipeline.auth import Authenticator
@@ -45,6 +47,7 @@ from stellara.state import open_state_backend
 from stellara.state.base import StateBackend
 from stellara.store.db import Database
 from stellara.store.experiments import ExperimentStore
+from stellara.store.feedback import FeedbackStore
 from stellara.store.keys import KeyStore
 from stellara.store.usage import UsageWriter
 from stellara.store.usage_query import UsageQuery
@@ -78,6 +81,7 @@ class Runtime:
     key_store: KeyStore
     experiments: ExperimentBook
     experiment_store: ExperimentStore
+    feedback: FeedbackDesk
     auth: Authenticator
     sessions: DashboardSessions
     responses: StoredResponses
@@ -159,6 +163,9 @@ def build_runtime(
         clock=clock,
     )
     lifecycle.add("experiments", start=_started(experiments.start), stop=experiments.stop)
+    feedback = FeedbackDesk(
+        config.feedback, FeedbackStore(database), usage, experiments, events, clock
+    )
     tokens = TokenCounter()
     limiter = _limiter(config, state, events, clock)
     cache = build_answer_cache(config, state, clock)
@@ -206,6 +213,7 @@ def build_runtime(
         key_store=key_store,
         experiments=experiments,
         experiment_store=experiment_store,
+        feedback=feedback,
         auth=auth,
         sessions=DashboardSessions(_master_key(config), state.sessions),
         responses=responses,
