@@ -1,0 +1,2 @@
+"""Experiments: variants of a public model, sticky assignment, feedback, comparison and
+adaptive allocation."""
