@@ -76,10 +76,13 @@ class AttemptRunner:
 
     def chain(self, public: PublicModel) -> list[PublicModel]:
         """The model, then its fallbacks (and theirs), each once. The config is fixed for the
-        app's life, so each chain is worked out once."""
+        app's life, so each chain is worked out once per name; an experiment's variant (the
+        same name served by other targets) heads its model's chain."""
         chain = self._chains.get(public.name)
         if chain is None:
             chain = self._chains[public.name] = self._walk(public)
+        if chain[0] is not public:
+            return [public, *chain[1:]]
         return chain
 
     def _walk(self, public: PublicModel) -> list[PublicModel]:
