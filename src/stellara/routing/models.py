@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from stellara.config.models import ModelConfig, Strategy
+from stellara.config.models import CostFloorConfig, ModelConfig, Strategy
 from stellara.errors import ModelNotFoundError, PermissionDeniedError
 from stellara.principal import Principal
 from stellara.providers.base import ProviderAdapter
@@ -31,6 +31,7 @@ class PublicModel:
     targets: tuple[Target, ...]
     strategy: Strategy = "priority"
     fallbacks: tuple[str, ...] = ()
+    cost_floor: CostFloorConfig | None = None  # what `cost` requires of the target it picks
 
 
 class ModelTable:
@@ -54,7 +55,9 @@ class ModelTable:
                 Target(adapters[t.provider], provider_types[t.provider], t.model, t.weight, drop)
                 for t in m.targets
             )
-            self._models[m.name] = PublicModel(m.name, targets, m.strategy, tuple(m.fallbacks))
+            self._models[m.name] = PublicModel(
+                m.name, targets, m.strategy, tuple(m.fallbacks), m.cost_floor
+            )
 
     def resolve(self, principal: Principal, name: str) -> PublicModel:
         """The public model `name`; 404 if unknown, 403 if the key may not use it."""
