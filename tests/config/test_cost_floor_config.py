@@ -17,23 +17,21 @@ providers:
 """
 
 
-def model_entry(extra: str) -> str:
+def model_entry(floor: str, strategy: str | None = "cost") -> str:
+    """A config with one model `chat` of `strategy` (None: the default) and `cost_floor`."""
+    chosen = "" if strategy is None else f"strategy: {strategy}, "
     return PROVIDERS + textwrap.dedent(
         f"""
         models:
-          - name: chat
-            targets: [{{provider: openai, model: gpt-4o-mini}}, {{provider: openai, model: gpt-4o}}]
-            {extra}
+          - {{name: chat, {chosen}cost_floor: {floor},
+             targets: [{{provider: openai, model: mini}}, {{provider: openai, model: big}}]}}
         """
     )
 
 
 def test_cost_floor_parses_latency_and_feedback_parts():
     config = parse_config(
-        model_entry(
-            "strategy: cost\n            cost_floor: {p95_ms: 800, metric: thumbs_up, min_mean: 0.6}"
-        ),
-        environ={},
+        model_entry("{p95_ms: 800, metric: thumbs_up, min_mean: 0.6}"), environ={}
     )
     floor = config.models[0].cost_floor
     assert floor == CostFloorConfig(p95_ms=800.0, metric="thumbs_up", min_mean=0.6)
@@ -42,9 +40,7 @@ def test_cost_floor_parses_latency_and_feedback_parts():
 
 
 def test_cost_floor_reaches_the_public_model():
-    config = parse_config(
-        model_entry("strategy: cost\n            cost_floor: {p95_ms: 800}"), environ={}
-    )
+    config = parse_config(model_entry("{p95_ms: 800}"), environ={})
     table = ModelTable(config.models, {"openai": FakeAdapter("openai")}, {"openai": "openai"})
     public = table.get("chat")
     assert public is not None
@@ -52,7 +48,7 @@ def test_cost_floor_reaches_the_public_model():
 
 
 def test_cost_floor_with_another_strategy_is_a_config_error():
-    problems = problems_of(model_entry("strategy: performance\n            cost_floor: {p95_ms: 800}"))
+    problems = problems_of(model_entry("{p95_ms: 800}", strategy="performance"))
     assert problems == [
         "models[0].cost_floor: Value error, only valid with `strategy: cost` "
         "(this model's is performance)"
@@ -60,7 +56,7 @@ def test_cost_floor_with_another_strategy_is_a_config_error():
 
 
 def test_cost_floor_with_the_default_strategy_is_a_config_error():
-    problems = problems_of(model_entry("cost_floor: {p95_ms: 800}"))
+    problems = problems_of(model_entry("{p95_ms: 800}", strategy=None))
     assert problems == [
         "models[0].cost_floor: Value error, only valid with `strategy: cost` "
         "(this model's is priority)"
@@ -78,7 +74,7 @@ def test_cost_floor_with_the_default_strategy_is_a_config_error():
     ],
 )
 def test_cost_floor_incomplete_or_wrong_is_a_config_error(floor, problem):
-    problems = problems_of(model_entry(f"strategy: cost\n            cost_floor: {floor}"))
+    problems = problems_of(model_entry(floor))
     assert len(problems) == 1
     assert problems[0].startswith("models[0].cost_floor")
     assert problems[0].endswith(f": {problem}")

@@ -51,9 +51,7 @@ async def test_cost_floor_skips_the_cheap_target_that_is_too_slow(
             assert await chat(http, gateway, max_tokens=MAX_TOKENS) == cheap
         after = [await chat(http, gateway, max_tokens=MAX_TOKENS) for _ in range(3)]
         body = {"model": "chat", "messages": MESSAGES, "max_tokens": MAX_TOKENS, "stream": True}
-        async with http.post(
-            f"{gateway.base_url}/chat/completions", json=body, headers=AUTH
-        ) as r:
+        async with http.post(f"{gateway.base_url}/chat/completions", json=body, headers=AUTH) as r:
             assert r.status == 200
             assert (await r.text()).rstrip().endswith("data: [DONE]")
             after.append((r.headers["x-stellara-provider"], r.headers["x-stellara-route"]))

@@ -109,8 +109,9 @@ class CostFloorConfig(StrictModel):
     fallbacks. A target is judged only once measured, so a new one is tried and measured.
 
     Attributes:
-        p95_ms: The most a target's p95 latency may be, in milliseconds: of its recent successful
-            calls (the first chunk of a stream), once it has enough of them.
+        p95_ms: The most a target's p95 latency may be, in milliseconds: of its last 100
+            successful calls within 10 minutes (to the first chunk, for streams), once it has
+            20 of them.
         metric: A feedback metric (declared under `feedback.metrics`) whose mean a target must
             reach; set with `min_mean`.
         min_mean: The least mean of `metric` a target may have.
@@ -139,7 +140,8 @@ class ModelConfig(StrictModel):
     # A parameter the target's provider cannot honour: refused with a 400 (false), or not sent
     # and listed in `x-stellara-dropped-params` (true). Unset: the top-level setting.
     drop_unsupported_params: bool | None = None
-    cost_floor: CostFloorConfig | None = None  # with `strategy: cost` only
+    # With `strategy: cost` only: what the target it picks must meet (latency, feedback).
+    cost_floor: CostFloorConfig | None = None
 
     @field_validator("cost_floor")
     @classmethod
