@@ -76,7 +76,8 @@ async def test_book_variants_route_and_override_the_request(store: ExperimentSto
     by_variant = {}
     for i in range(200):
         assignment = book.assign(user(f"u{i}"), None, "smart", None)
-        assert assignment is not None and assignment.counted
+        assert assignment is not None
+        assert assignment.counted
         by_variant[assignment.variant.name] = assignment.variant
     assert set(by_variant) == {"control", "mini"}  # a zero share is served to no one
     request = chat_request()
@@ -84,7 +85,8 @@ async def test_book_variants_route_and_override_the_request(store: ExperimentSto
     assert [(t.adapter.id, t.model) for t in model.targets] == [("b", "mini")]
     assert (model.name, sent) == ("smart", request)
     pinned = book.assign(user("qa", may_pin=True), None, "smart", "terse")
-    assert pinned is not None and not pinned.counted
+    assert pinned is not None
+    assert not pinned.counted
     model, sent = pinned.variant.apply(smart, request)
     assert model.name == "brief"
     assert sent.messages[0] == SystemMessage(content="Be brief.")
@@ -101,7 +103,8 @@ async def test_book_session_unit_needs_a_session(store: ExperimentStore) -> None
     assert book.assign(user("u1"), None, "smart", None) is None
     first = book.assign(user("u1"), "session-1", "smart", None)
     again = book.assign(user("u2"), "session-1", "smart", None)
-    assert first is not None and again is not None
+    assert first is not None
+    assert again is not None
     assert first.variant.name == again.variant.name
 
 
@@ -129,11 +132,13 @@ async def test_book_config_status_applies_when_the_file_changes_it(
     restarted = book_of(experiment(), store, MemoryArmStore())
     await restarted.refresh()
     live = restarted.get("cheap-vs-smart")
-    assert live is not None and (live.status, live.winner) == ("stopped", "mini")
+    assert live is not None
+    assert (live.status, live.winner) == ("stopped", "mini")
     edited = book_of(experiment(status="paused"), store, MemoryArmStore())
     await edited.refresh()
     live = edited.get("cheap-vs-smart")
-    assert live is not None and live.status == "paused"
+    assert live is not None
+    assert live.status == "paused"
 
 
 async def test_book_adaptive_allocation_follows_shared_rewards_and_keeps_the_floor(

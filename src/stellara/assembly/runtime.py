@@ -164,7 +164,13 @@ def build_runtime(
     )
     lifecycle.add("experiments", start=_started(experiments.start), stop=experiments.stop)
     feedback = FeedbackDesk(
-        config.feedback, FeedbackStore(database), usage, experiments, events, clock
+        config.feedback,
+        FeedbackStore(database),
+        usage,
+        experiments,
+        attempts.feedback,
+        events,
+        clock,
     )
     tokens = TokenCounter()
     limiter = _limiter(config, state, events, clock)

@@ -5,9 +5,10 @@ made. The request is found by its usage record: in SQL, or still waiting in this
 usage writer (a request rated right after its answer, before the next flush). Another user's
 request is answered exactly like an unknown one (404), so request ids cannot be probed.
 
-A stored value that came from an adaptive experiment's variant counts towards allocation the
-first time its request and metric are reported (a changed mind replaces the stored value but
-is not counted twice).
+The first value reported per request and metric also counts towards adaptive allocation (when
+an adaptive experiment's variant served it) and towards `strategy: cost`'s quality floor (per
+provider target, in the process that took the feedback); a changed mind replaces the stored
+value but is not counted twice.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from stellara.errors import InvalidRequestError, RouteNotFoundError
 from stellara.events import EventBus, FeedbackReceived
 from stellara.experiments.book import ExperimentBook
 from stellara.principal import Principal
+from stellara.routing.feedback import FeedbackBoard
 from stellara.store.feedback import FeedbackStore, FeedbackValue, RatedRequest
 from stellara.store.usage import UsageWriter
 
@@ -45,9 +47,12 @@ class FeedbackDesk:
         store: FeedbackStore,
         usage: UsageWriter,
         experiments: ExperimentBook,
+        board: FeedbackBoard,
         events: EventBus,
         clock: Clock,
     ) -> None:
+        """`board` is what `strategy: cost`'s quality floor reads, per provider target."""
+        self._board = board
         self._metrics = config.metrics
         self._events = events
         self._store = store
@@ -85,6 +90,8 @@ class FeedbackDesk:
                 provider=rated.provider,
             )
         )
+        if is_first and rated.provider is not None and rated.provider_model is not None:
+            self._board.record(f"{rated.provider}/{rated.provider_model}", metric, number)
         if is_first and rated.experiment is not None and rated.variant is not None:
             await self._experiments.reward(
                 rated.experiment, rated.variant, metric, number, rated.cost_usd
