@@ -73,7 +73,7 @@ async def test_experiment_headers_name_the_variant_on_every_inbound_api(
     gateway: RunningGateway, http: aiohttp.ClientSession
 ) -> None:
     auth = {"Authorization": f"Bearer {USER_KEY}"}
-    calls = [
+    calls: list[tuple[str, dict[str, Any]]] = [
         ("/v1/chat/completions", {"messages": [{"role": "user", "content": "Hi"}]}),
         (
             "/v1/chat/completions",
