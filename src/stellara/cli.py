@@ -120,6 +120,12 @@ def _add_key_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
     )
     create.add_argument("--expires", help="expiry, ISO-8601 (e.g. 2030-01-31T00:00:00Z; UTC)")
     create.add_argument("--name", help="a label for people")
+    create.add_argument(
+        "--may-pin-variants",
+        action="store_true",
+        default=None,
+        help="let the key pin an experiment's variant (x-stellara-variant)",
+    )
     create.set_defaults(run=_keys_create)
 
     listing = actions.add_parser("list", help="list keys, oldest first")
@@ -233,6 +239,7 @@ def _keys_create(args: argparse.Namespace) -> int:
         "models": args.models,
         "name": args.name,
         "expires_at": args.expires,
+        "may_pin_variants": args.may_pin_variants,
     }
     now = time.time()
     fields = check_key_fields(

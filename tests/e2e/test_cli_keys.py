@@ -76,10 +76,11 @@ async def test_cli_keys_create_list_revoke_round_trip(database_url: str, tmp_pat
     create = await stellara(
         "keys", "create", "--config", config, "--user", "alice", "--tier", "pro",
         "--model", "smart", "cheap", "--team", "lab", "--name", "ci",
-        "--expires", "2099-01-01T00:00:00Z", "--json",
+        "--expires", "2099-01-01T00:00:00Z", "--may-pin-variants", "--json",
     )  # fmt: skip
     assert create.code == 0, create.stderr
     created = create.json()
+    assert created["may_pin_variants"] is True
     key, key_id = created["key"], created["key_id"]
     assert (created["user"], created["tier"], created["team"]) == ("alice", "pro", "lab")
     assert created["models"] == ["smart", "cheap"]
@@ -91,6 +92,7 @@ async def test_cli_keys_create_list_revoke_round_trip(database_url: str, tmp_pat
     finally:
         await database.close()
     assert (principal.user, principal.key_id, principal.tier) == ("alice", key_id, "pro")
+    assert principal.may_pin_variants
 
     listed = await stellara("keys", "list", "--config", config)
     assert listed.code == 0, listed.stderr
