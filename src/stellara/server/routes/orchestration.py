@@ -112,14 +112,16 @@ class OrchestrationFrames(OpenAIFrames):
     def __init__(self, tail: Callable[[], dict[str, Any]], *, include_usage: bool) -> None:
         super().__init__(include_usage=include_usage)
         self._tail = tail
-        self._head: dict[str, Any] = {}
+        self._last: ChatCompletionChunk | None = None
 
     def feed(self, chunk: ChatCompletionChunk) -> bytes:
-        self._head = {"id": chunk.id, "created": chunk.created, "model": chunk.model}
+        self._last = chunk
         return super().feed(chunk)
 
     async def finish(self) -> bytes:
-        event = {**self._head, "object": "chat.completion.chunk", "choices": [], **self._tail()}
+        last = self._last
+        head = {} if last is None else {"id": last.id, "created": last.created, "model": last.model}
+        event = {**head, "object": "chat.completion.chunk", "choices": [], **self._tail()}
         return b"data: " + _json.dumps(event) + b"\n\n" + await super().finish()
 
 
