@@ -94,7 +94,9 @@ def _types(routes: Iterable[Route], dialect: Dialect) -> list[type]:
             schemas = (route.body, route.reply.schema, *route.reply.stream)
         else:  # a route speaking the client's dialect, this being its other one
             schemas = (route.reply.in_dialect(dialect),)
-        found.update((schema, None) for schema in schemas if isinstance(schema, type))
+        for schema in schemas:
+            shapes = schema if isinstance(schema, tuple) else (schema,)
+            found.update((shape, None) for shape in shapes if isinstance(shape, type))
     return list(found)
 
 
@@ -109,6 +111,8 @@ def _components(dialect: Dialect, types: Sequence[type]) -> dict[str, Any]:
 def _schema(schema: Schema, dialect: Dialect) -> dict[str, Any]:
     if isinstance(schema, type):
         return {"$ref": f"#/components/schemas/{_PREFIX[dialect]}{schema.__name__}"}
+    if isinstance(schema, tuple):
+        return {"anyOf": [_schema(shape, dialect) for shape in schema]}
     return dict(schema)
 
 

@@ -63,9 +63,9 @@ def client_dialect(request: web.Request) -> Dialect:
     return Dialect.OPENAI
 
 
-Schema = type | Mapping[str, Any]
-"""A body's schema in the OpenAPI document: a msgspec struct (a named component) or a raw
-JSON schema."""
+Schema = type | tuple[type, ...] | Mapping[str, Any]
+"""A body's schema in the OpenAPI document: a msgspec struct (a named component), several
+(a body of any one of their shapes), or a raw JSON schema."""
 
 NO_ERRORS: Mapping[int, str | None] = MappingProxyType({})
 OBJECT: Mapping[str, Any] = MappingProxyType({"type": "object"})  # a JSON object, free-form

@@ -2,13 +2,14 @@
 
 `relay` owns the upstream stream for the whole answer: however the answer ends (complete,
 broken upstream, client gone, a bug), the stream is closed, so its request is recorded and
-settled once and the provider stops generating tokens nobody reads.
+settled once and the provider stops generating tokens nobody reads. `send_answer` sends an
+answer the gateway holds whole (a degraded one) through the same encoders.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Protocol
 
 import msgspec
@@ -184,13 +185,17 @@ def _frames(events: Sequence[msgspec.Struct]) -> bytes:
     )
 
 
-async def relay(call: Call, stream: ChunkStream, encoder: FrameEncoder) -> web.StreamResponse:
-    """Send `stream` as SSE: one write per chunk; a stream broken upstream ends with the
-    dialect's error event, never with a normal end."""
+def _event_stream(call: Call) -> web.StreamResponse:
     headers = response_headers(call)
     headers["Content-Type"] = "text/event-stream"
     headers["Cache-Control"] = "no-cache"
-    response = web.StreamResponse(headers=headers)
+    return web.StreamResponse(headers=headers)
+
+
+async def relay(call: Call, stream: ChunkStream, encoder: FrameEncoder) -> web.StreamResponse:
+    """Send `stream` as SSE: one write per chunk; a stream broken upstream ends with the
+    dialect's error event, never with a normal end."""
+    response = _event_stream(call)
     try:
         await response.prepare(call.request)
         opening = encoder.start()
@@ -228,3 +233,18 @@ async def _send(
         await response.write(encoder.fail(error))
         return
     await response.write(await encoder.finish())
+
+
+async def send_answer(
+    call: Call, chunks: Iterable[ChatCompletionChunk], encoder: FrameEncoder
+) -> web.StreamResponse:
+    """Send an answer the gateway already holds whole (not a provider's stream: a degraded
+    answer made after every route failed) as SSE, in one write."""
+    response = _event_stream(call)
+    try:
+        await response.prepare(call.request)
+        frames = [encoder.start(), *(encoder.feed(chunk) for chunk in chunks)]
+        await response.write(b"".join(frames) + await encoder.finish())
+    except (ConnectionError, OSError):
+        pass  # the client went away: nothing upstream to stop
+    return response

@@ -1,32 +1,70 @@
 """The orchestration API: generate with routing control, generate with a guaranteed answer,
 provider health and circuit breakers.
 
-- `POST /ai-orchestration/generate`: a chat request plus optional
-  `routing: {strategy, providers}` (replace the model's strategy; keep only these provider
-  ids) and `cache: {no_cache, no_store, ttl_s}`; answers the `chat.completion` plus
-  `orchestration: {provider, model, cached, attempts, latency_ms, cost_usd, route}`.
+- `POST /ai-orchestration/generate` takes either of two bodies, told apart by their fields:
+  a chat request plus optional `routing: {strategy, providers}` (replace the model's
+  strategy; keep only these provider ids) and `cache: {no_cache, no_store, ttl_s}`; or a
+  prompt body, `{prompt, userId, model, provider?, options?}` (`inbound.orchestration`), whose
+  `provider` keeps only that provider id. A body with `messages` and `prompt` (or `userId`)
+  is refused. It answers the `chat.completion` plus
+  `orchestration: {provider, model, cached, attempts, latency_ms, cost_usd, route}`, whichever
+  the body. With `stream: true` (`options.stream` in a prompt body) it answers OpenAI's chunk
+  stream, as `/v1/chat/completions` does, with one more chunk before `data: [DONE]`:
+  `choices: []` and the `orchestration` object (`OrchestrationFrames`).
 - `POST /ai-orchestration/generate-with-fallback`: the same, but always 200: when every route
-  fails, a degraded answer (a stale cache entry, else `resilience.fallback_message`) with
-  `degraded: true` and the failures.
+  fails before an answer started, a degraded answer (a stale cache entry, else
+  `resilience.fallback_message`) with `degraded: true` and the failures; streamed, it is
+  replayed as a stream whose last chunk carries them. A stream broken after it started ends
+  with the error event, as on `/v1/chat/completions`.
 - `GET /ai-orchestration/health`, `GET /ai-orchestration/healthy-providers`: any valid key.
 - `GET /ai-orchestration/circuit-breakers`, `POST …/circuit-breakers/{id}/reset`: master key.
+
+A prompt body's `userId` must be the key's user (403 otherwise): a key never spends another
+user's limits. The master key, where it may call models (`server.master_key_model_calls`),
+makes requests for any `userId`, charged to that user.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import msgspec
 from aiohttp import web
 
 from stellara import _json
+from stellara.cache.replay import replay_chunks
 from stellara.cache.stage import CacheControl
 from stellara.config.models import Strategy
-from stellara.errors import NoHealthyProviderError, RouteNotFoundError, StellaraError, UpstreamError
+from stellara.errors import (
+    NoHealthyProviderError,
+    PermissionDeniedError,
+    RouteNotFoundError,
+    StellaraError,
+    UpstreamError,
+)
+from stellara.inbound.bounds import check_bounds
+from stellara.inbound.orchestration import PARAM_NAMES as PROMPT_PARAM_NAMES
+from stellara.inbound.orchestration import (
+    PromptRequest,
+    decode_prompt_request,
+    is_prompt_body,
+    to_chat_request,
+)
 from stellara.pipeline.context import RequestContext
-from stellara.schema.chat import ChatCompletion, ChatRequest, Choice, ResponseMessage, Usage
-from stellara.server.intake import json_response, open_model_call, response_headers
+from stellara.schema.chat import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatRequest,
+    Choice,
+    ResponseMessage,
+    Usage,
+)
+from stellara.server.intake import decode_body, json_response, new_context, read_body
+from stellara.server.schemas import ErrorBody
 from stellara.server.spec import OBJECT, Access, Call, Reply, Route
+from stellara.server.sse import OpenAIFrames, relay, send_answer
 
 
 class RoutingOptions(msgspec.Struct, forbid_unknown_fields=True):
@@ -50,7 +88,41 @@ class GenerateRequest(ChatRequest, omit_defaults=True):
         return ChatRequest(**{f: getattr(self, f) for f in ChatRequest.__struct_fields__})
 
 
-_generate_decoder = msgspec.json.Decoder(GenerateRequest)
+_chat_decoder = msgspec.json.Decoder(GenerateRequest)
+
+
+class _BodyDecoder:
+    """The route's two bodies, told apart by their fields (`is_prompt_body`)."""
+
+    def decode(self, body: bytes, /) -> GenerateRequest | PromptRequest:
+        if is_prompt_body(body):
+            return decode_prompt_request(body)
+        return _chat_decoder.decode(body)
+
+
+_body_decoder = _BodyDecoder()
+
+
+class OrchestrationFrames(OpenAIFrames):
+    """OpenAI's chunk stream with one more event before `data: [DONE]`: a chunk with
+    `choices: []` and the fields `tail()` gives (`orchestration`; `degraded` too for a degraded
+    answer), made once the answer is complete, so its report holds the whole answer's cost and
+    latency. A stream broken after it started ends with the error event instead."""
+
+    def __init__(self, tail: Callable[[], dict[str, Any]], *, include_usage: bool) -> None:
+        super().__init__(include_usage=include_usage)
+        self._tail = tail
+        self._last: ChatCompletionChunk | None = None
+
+    def feed(self, chunk: ChatCompletionChunk) -> bytes:
+        self._last = chunk
+        return super().feed(chunk)
+
+    async def finish(self) -> bytes:
+        last = self._last
+        head = {} if last is None else {"id": last.id, "created": last.created, "model": last.model}
+        event = {**head, "object": "chat.completion.chunk", "choices": [], **self._tail()}
+        return b"data: " + _json.dumps(event) + b"\n\n" + await super().finish()
 
 
 async def generate(call: Call) -> web.StreamResponse:
@@ -62,25 +134,75 @@ async def generate_with_fallback(call: Call) -> web.StreamResponse:
 
 
 async def _generate(call: Call, *, degrade: bool) -> web.StreamResponse:
-    ctx, body = await open_model_call(call, _generate_decoder)
-    _apply_options(ctx, body)
-    chat = body.chat()
-    if chat.is_streaming:
-        chat = msgspec.structs.replace(chat, stream=None, stream_options=None)
+    ctx, chat = await _open(call)
+    gateway = call.runtime.gateway
+    clock = call.runtime.clock
     try:
-        completion = await call.runtime.gateway.complete(ctx, chat)
+        if chat.is_streaming:
+            stream = await gateway.open_stream(ctx, chat)
+        else:
+            completion = await gateway.complete(ctx, chat)
     except (UpstreamError, NoHealthyProviderError) as exc:
         if not degrade:
             raise
         return await _degraded(call, ctx, chat, exc)
-    payload = _with_orchestration(completion, ctx, call.runtime.clock.monotonic())
-    return web.Response(body=payload, headers=response_headers(call, is_json=True))
+    if chat.is_streaming:
+        frames = OrchestrationFrames(
+            lambda: {"orchestration": _report(ctx, clock.monotonic())},
+            include_usage=chat.wants_stream_usage,
+        )
+        return await relay(call, stream, frames)
+    body: dict[str, Any] = _json.loads(_json.encode(completion))
+    body["orchestration"] = _report(ctx, clock.monotonic())
+    return json_response(call, body)
+
+
+async def _open(call: Call) -> tuple[RequestContext, ChatRequest]:
+    """`open_model_call` for the route's two bodies: the context, with the body's routing and
+    cache options applied (and, for a prompt body, the user it is made for), and the canonical
+    request."""
+    ctx = call.context = new_context(call)
+    call.runtime.gateway.admit_early(ctx)
+    body = decode_body(_body_decoder, await read_body(call))
+    if isinstance(body, PromptRequest):
+        _make_for(call, ctx, body.user_id)
+        ctx.param_names = PROMPT_PARAM_NAMES
+        if body.provider is not None:
+            ctx.routing_providers = frozenset((body.provider,))
+        chat = to_chat_request(body)
+    else:
+        _apply_options(ctx, body)
+        chat = body.chat()
+    check_bounds(chat)
+    return ctx, chat
+
+
+def _make_for(call: Call, ctx: RequestContext, user_id: str) -> None:
+    """A prompt body's `userId` is the key's own user. Only the master key (which reaches a
+    model route only with `server.master_key_model_calls`) makes requests for any user: they
+    are then that user's, under that user's limits and in that user's records, and early
+    admission is run again for that user in place of the master key's."""
+    principal = ctx.principal
+    if user_id == principal.user:
+        return
+    if not principal.is_master:
+        raise PermissionDeniedError(
+            f"userId {user_id!r} is not this key's user: a key makes requests for its own "
+            "user only (leave userId as the key's user, or use that user's key).",
+            param="userId",
+            code="user_not_allowed",
+        )
+    ctx.release()
+    ctx.slot = None
+    ctx.principal = replace(principal, user=user_id)
+    call.runtime.gateway.admit_early(ctx)
 
 
 async def _degraded(
     call: Call, ctx: RequestContext, chat: ChatRequest, error: StellaraError
-) -> web.Response:
-    """Every route failed: a stale answer if the cache kept one, else the fallback text."""
+) -> web.StreamResponse:
+    """Every route failed: a stale answer if the cache kept one, else the fallback text; as
+    a stream (replayed as a cache hit is) when one was asked for."""
     runtime = call.runtime
     stale: ChatCompletion | None = None
     cache = runtime.cache
@@ -99,11 +221,16 @@ async def _degraded(
         ],
         usage=Usage(),
     )
-    body = _json.loads(_with_orchestration(completion, ctx, runtime.clock.monotonic()))
-    body["degraded"] = True
-    body["orchestration"]["degraded_source"] = "stale_cache" if stale else "fallback_message"
-    body["orchestration"]["failures"] = ctx.failures or [f"{error.code}: {error.message}"]
-    return web.Response(body=_json.dumps(body), headers=response_headers(call, is_json=True))
+    report = _report(ctx, runtime.clock.monotonic())
+    report["degraded_source"] = "stale_cache" if stale else "fallback_message"
+    report["failures"] = ctx.failures or [f"{error.code}: {error.message}"]
+    tail = {"degraded": True, "orchestration": report}
+    if chat.is_streaming:
+        include_usage = chat.wants_stream_usage
+        chunks = replay_chunks(completion, include_usage=include_usage)
+        frames = OrchestrationFrames(lambda: tail, include_usage=include_usage)
+        return await send_answer(call, chunks, frames)
+    return json_response(call, {**_json.loads(_json.encode(completion)), **tail})
 
 
 def _apply_options(ctx: RequestContext, body: GenerateRequest) -> None:
@@ -115,9 +242,9 @@ def _apply_options(ctx: RequestContext, body: GenerateRequest) -> None:
         ctx.cache_control = CacheControl(body.cache.no_cache, body.cache.no_store, body.cache.ttl_s)
 
 
-def _with_orchestration(completion: ChatCompletion, ctx: RequestContext, now: float) -> bytes:
-    body: dict[str, Any] = _json.loads(_json.encode(completion))
-    body["orchestration"] = {
+def _report(ctx: RequestContext, now: float) -> dict[str, Any]:
+    """The answer's `orchestration` object: who answered, how, at what cost."""
+    return {
         "provider": ctx.provider_id,
         "model": ctx.provider_model or ctx.public_model,
         "cached": ctx.cache_status != "miss",
@@ -126,7 +253,6 @@ def _with_orchestration(completion: ChatCompletion, ctx: RequestContext, now: fl
         "cost_usd": ctx.cost_usd,
         "route": ctx.route,
     }
-    return _json.dumps(body)
 
 
 async def health(call: Call) -> web.StreamResponse:
@@ -148,17 +274,30 @@ async def reset_breaker(call: Call) -> web.StreamResponse:
     return json_response(call, {"reset": breaker_id, "state": "closed"})
 
 
-_GENERATE = "chat.completion + orchestration"
+_GENERATE = Reply(
+    "A chat.completion with an `orchestration` object; with `stream: true` (or a prompt body's "
+    "`options.stream`) an SSE stream of chat.completion.chunk events whose last one before "
+    "`data: [DONE]` has `choices: []` and the `orchestration` object, or that ends with an "
+    "error event when the provider breaks off. The `text/event-stream` schema is each event's "
+    "`data`",
+    OBJECT,
+    stream=(ChatCompletionChunk, ErrorBody),
+)
+_BODIES = (GenerateRequest, PromptRequest)
+_ERRORS = {
+    403: "The key may not use this model, or a prompt body's userId is not the key's user",
+}
 ROUTES = (
     Route(
         "POST",
         "/ai-orchestration/generate",
         generate,
         Access.MODEL,
-        "Chat with routing control and a report",
-        Reply(_GENERATE, OBJECT),
-        body=GenerateRequest,
+        "Chat (a chat request or a prompt body) with routing control and a report",
+        _GENERATE,
+        body=_BODIES,
         example={"model": "my-model", "messages": [{"role": "user", "content": "Hello!"}]},
+        errors=_ERRORS,
     ),
     Route(
         "POST",
@@ -166,9 +305,10 @@ ROUTES = (
         generate_with_fallback,
         Access.MODEL,
         "Chat that always answers 200 (degraded: true when every route failed)",
-        Reply(_GENERATE, OBJECT),
-        body=GenerateRequest,
+        _GENERATE,
+        body=_BODIES,
         example={"model": "my-model", "messages": [{"role": "user", "content": "Hello!"}]},
+        errors=_ERRORS,
     ),
     Route(
         "GET",
