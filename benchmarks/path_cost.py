@@ -6,6 +6,7 @@ completions after a warm-up:
 
     .venv/bin/python benchmarks/path_cost.py              # CPU per request (noisy)
     PROFILE=1 .venv/bin/python benchmarks/path_cost.py    # and a cProfile of the measured run
+    EXPERIMENT=1 .venv/bin/python benchmarks/path_cost.py # with an experiment on the model
     benchmarks/path_cost.sh [TREE]                        # instructions per request
 
 Timings on a shared VM swing ±20 %; instruction counts under callgrind do not (one commit counts
@@ -38,6 +39,7 @@ except ImportError:  # a commit from before the assembly package (to compare wit
 N = int(os.environ.get("N", "3000"))
 WARM = int(os.environ.get("WARM", "300"))
 PROFILE = os.environ.get("PROFILE") == "1"
+EXPERIMENT = os.environ.get("EXPERIMENT") == "1"
 USER_KEY = "sk-path-cost-user-0001"
 ANSWER = (
     b'{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"gpt-4o-mini",'
@@ -59,9 +61,23 @@ async def _serve(app: web.Application) -> tuple[web.AppRunner, int]:
     return runner, int(runner.addresses[0][1])
 
 
-def _config(upstream_port: int, directory: Path) -> dict[str, Any]:
+# Three variants, one of each kind: the model as configured, other targets, request overrides.
+EXPERIMENTS = [
+    {
+        "id": "bench",
+        "model": "m",
+        "variants": [
+            {"name": "control", "share": 34},
+            {"name": "other", "share": 33, "targets": [{"provider": "up", "model": "gpt-4o"}]},
+            {"name": "tuned", "share": 33, "overrides": {"temperature": 0.2, "max_tokens": 64}},
+        ],
+    }
+]
+
+
+def _config(upstream_port: int, directory: Path, *, experiment: bool = False) -> dict[str, Any]:
     base_url = f"http://127.0.0.1:{upstream_port}/v1"
-    return {
+    config: dict[str, Any] = {
         "server": {"master_key": "sk-path-cost-master-0001"},
         "providers": [{"id": "up", "type": "openai", "base_url": base_url, "api_key": "sk-x"}],
         "models": [{"name": "m", "targets": [{"provider": "up", "model": "gpt-4o-mini"}]}],
@@ -70,39 +86,52 @@ def _config(upstream_port: int, directory: Path) -> dict[str, Any]:
         "resilience": {"health_check": {"enabled": False}},
         "usage_store": {"url": f"sqlite:///{directory / 'usage.db'}"},
     }
+    if experiment:  # only then: path_cost.sh runs this file against trees from before it
+        config["experiments"] = EXPERIMENTS
+    return config
 
 
-async def main() -> None:
+async def measure(
+    *, n: int = N, warm: int = WARM, experiment: bool = False, profile: cProfile.Profile | None = None
+) -> tuple[float, float]:
+    """CPU and wall seconds of `n` sequential requests (after `warm` unmeasured ones). With
+    `experiment`, the model runs `EXPERIMENTS`; each request's key is one of 1,000 users (the
+    same users either way), so assignment spreads over every variant."""
     upstream = web.Application()
     upstream.router.add_post("/v1/chat/completions", _upstream)
     upstream_runner, upstream_port = await _serve(upstream)
     with tempfile.TemporaryDirectory() as directory:
-        gateway_runner, port = await _serve(
-            create_app(check_config(_config(upstream_port, Path(directory))))
-        )
+        config = _config(upstream_port, Path(directory), experiment=experiment)
+        config["keys"] = [{"key": f"{USER_KEY}-{u:04d}", "user": f"user-{u}"} for u in range(1000)]
+        gateway_runner, port = await _serve(create_app(check_config(config)))
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
-        headers = {"Authorization": f"Bearer {USER_KEY}"}
         async with aiohttp.ClientSession() as http:
 
             async def ask(i: int) -> None:
                 body = {"model": "m", "messages": [{"role": "user", "content": f"hello {i}"}]}
+                headers = {"Authorization": f"Bearer {USER_KEY}-{i % 1000:04d}"}
                 async with http.post(url, json=body, headers=headers) as response:
                     assert response.status == 200, await response.text()
                     await response.read()
 
-            for i in range(WARM):
+            for i in range(warm):
                 await ask(i)
-            profile = cProfile.Profile() if PROFILE else None
             cpu, wall = time.process_time(), time.perf_counter()
             if profile is not None:
                 profile.enable()
-            for i in range(N):
+            for i in range(n):
                 await ask(i)
             if profile is not None:
                 profile.disable()
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
         await gateway_runner.cleanup()
     await upstream_runner.cleanup()
+    return cpu, wall
+
+
+async def main() -> None:
+    profile = cProfile.Profile() if PROFILE else None
+    cpu, wall = await measure(experiment=EXPERIMENT, profile=profile)
     print(f"per request (client and upstream included): CPU {cpu / N * 1e6:.1f} µs, ", end="")
     print(f"wall {wall / N * 1e6:.1f} µs")
     if profile is not None:
