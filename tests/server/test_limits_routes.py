@@ -130,9 +130,11 @@ async def test_limits_token_budget_refuses_before_the_provider(
     ) as sdk:
         await sdk.chat.completions.create(model="test-model", messages=HELLO, max_tokens=20)
         before = len(await upstream_requests(sim))
+        # The window could hold this request, but not beside the first one's use: wait.
         with pytest.raises(openai.RateLimitError) as info:
-            await sdk.chat.completions.create(model="test-model", messages=HELLO, max_tokens=500)
+            await sdk.chat.completions.create(model="test-model", messages=HELLO, max_tokens=190)
     assert info.value.response.json()["error"]["code"] == "rate_limit_exceeded"
+    assert 1 <= int(info.value.response.headers["retry-after"]) <= 60
     assert len(await upstream_requests(sim)) == before
 
 

@@ -316,10 +316,12 @@ class LimitsConfig(StrictModel):
     is also what an empty `tiers` means.
 
     `default_max_tokens_reserve` is what a request without `max_tokens` reserves for its answer
-    until the real usage settles it. Reserving the model's full output limit instead (16k-128k
-    tokens) would refuse every such request from a user with a small token budget, though
-    answers are rarely that long; too small a reserve is corrected by the settle, so it only
-    lets a user overshoot a budget by one answer.
+    until the real usage settles it, when its user has no recent answer from the model to go
+    by (then the length of those answers is reserved); never more than the user's tightest
+    token limit holds beside the prompt. Reserving the model's full output limit instead
+    (16k-128k tokens) would refuse every such request from a user with a small token budget,
+    though answers are rarely that long; too small a reserve is corrected by the settle, so it
+    only lets a user overshoot a budget by one answer.
     """
 
     tiers: dict[str, TierConfig] = Field(default_factory=dict)

@@ -2,8 +2,9 @@
 
 `Limiter.admit` reserves a request's estimated amounts in every limit of the caller's tier in
 one atomic state-backend call and answers a `Ticket`; the ticket's `settle` replaces the
-estimate with what the call really used. Use `Limiter.status` / `Limiter.reset` for the
-management API.
+estimate with what the call really used. What to reserve, and which requests can never fit
+(refused before any state call), is `limits.fit`'s. Use `Limiter.status` / `Limiter.reset`
+for the management API.
 
 Decisions made here rather than in the backend: which error a refusal is (a `quota:` limit is
 `insufficient_quota`, anything else `rate_limit_exceeded`), shadow mode (limits evaluated and
@@ -28,6 +29,7 @@ from stellara.limits.estimate import actual_amounts
 from stellara.limits.events import LimitEvents
 from stellara.limits.fallback import BackendCircuit, LocalFallback
 from stellara.limits.guard import AdmissionGuard, Refusal
+from stellara.limits.outputs import OutputHistory
 from stellara.limits.policy import (
     BURST_BASELINE,
     BURST_REQUESTS,
@@ -62,6 +64,8 @@ class Ticket:
     `admission` holds the states of the configured limits after the decision (None when the
     backend failed and `on_failure: open` let the request through: `is_degraded`).
     `refusal` is the error to answer with; it is None for admitted and shadow requests.
+    With `outputs`, the settle tells it the length of the answer the user got from
+    `public_model` (a chat request's), for the estimates of their next requests.
     """
 
     store: LimitStore
@@ -69,6 +73,8 @@ class Ticket:
     reservation: str
     admission: Admission | None
     events: LimitEvents | None = None  # told when the settle fails
+    outputs: OutputHistory | None = None
+    public_model: str = ""
     refusal: RateLimitedError | None = None
     is_degraded: bool = False
     is_settled: bool = False
@@ -92,7 +98,11 @@ class Ticket:
         if self.is_settled:
             return
         self.is_settled = True
-        if self.refusal is not None or self.admission is None:
+        if self.refusal is not None:
+            return
+        if self.outputs is not None and usage is not None:
+            self.outputs.observe(self.policy.user, self.public_model, usage.completion_tokens)
+        if self.admission is None:
             return
         actual = actual_amounts(usage, cost_usd)
         try:
@@ -128,6 +138,7 @@ class Limiter:
         self.circuit = BackendCircuit(clock)
         self.fallback = LocalFallback(clock, fallback_share)
         self.guard = AdmissionGuard(policy, clock)
+        self.outputs = OutputHistory()  # what requests without `max_tokens` expect
 
     def resolve(
         self,
@@ -151,12 +162,28 @@ class Limiter:
             key_limits=key_limits,
         )
 
-    async def admit(self, policy: EffectivePolicy, amounts: Amounts, reservation: str) -> Ticket:
-        """Reserve `amounts` in every limit of `policy` under `reservation`.
+    async def admit(
+        self,
+        policy: EffectivePolicy,
+        amounts: Amounts,
+        reservation: str,
+        *,
+        public_model: str | None = None,
+    ) -> Ticket:
+        """Reserve `amounts` in every limit of `policy` under `reservation` (what
+        `limits.fit.reserve` says). A chat request names its `public_model`: its settle
+        teaches `outputs` how long the user's answers from it are.
 
         While the shared backend is down (`BackendCircuit`), `on_failure: open` admits on this
         process's own limits (`LocalFallback`) and `closed` raises `StateBackendError`.
         """
+        ticket = await self._admit(policy, amounts, reservation)
+        if public_model is not None:
+            ticket.outputs = self.outputs
+            ticket.public_model = public_model
+        return ticket
+
+    async def _admit(self, policy: EffectivePolicy, amounts: Amounts, reservation: str) -> Ticket:
         if self.circuit.allows():
             try:
                 raw = await self._store.admit(

@@ -65,6 +65,19 @@ class EffectivePolicy:
     burst: BurstConfig | None
     needs_estimate: bool  # a token or cost limit applies, so the prompt must be counted
 
+    def tightest(self, dimension: Dimension) -> Limit | None:
+        """The configured limit on `dimension` with the smallest whole size (a request larger
+        than it can never pass, however long it waits); None when no limit bounds it. A limit
+        of 0 is no size but a refusal of the dimension altogether: it is left to the store,
+        which refuses as it always does."""
+        tightest: Limit | None = None
+        for limit in self.limits:  # a loop, not min(): this runs on every limited request
+            if limit.dimension != dimension or not 0 < limit.limit < UNBOUNDED:
+                continue
+            if tightest is None or limit.limit < tightest.limit:
+                tightest = limit
+        return tightest
+
 
 class LimitsPolicy:
     """Resolves callers to their limits; built once per app from `limits:`.

@@ -29,7 +29,7 @@ from stellara.errors import (
 )
 from stellara.events import EventBus
 from stellara.experiments.book import ExperimentBook
-from stellara.limits import Estimator, Limiter, PriceKey, RequestEstimate
+from stellara.limits import Estimator, Limiter, PriceKey, RequestEstimate, reserve
 from stellara.pipeline.attempts import AttemptRunner, Call
 from stellara.pipeline.context import RequestContext
 from stellara.pipeline.params import ParamGuard, RequestParams
@@ -82,6 +82,7 @@ class Gateway:
             tokens,
             catalog,
             default_reserve=limiter.policy.default_max_tokens_reserve if limiter else 0,
+            outputs=limiter.outputs if limiter else None,
         )
 
     @property
@@ -138,14 +139,19 @@ class Gateway:
         return assignment.variant.apply(public, request)
 
     def _estimate(
-        self, public: PublicModel, request: ChatRequest | EmbeddingsRequest
+        self, ctx: RequestContext, public: PublicModel, request: ChatRequest | EmbeddingsRequest
     ) -> RequestEstimate:
         """What the request will use, counted when the limits stage or the `cost` strategy
         first asks, with the tokenizer and prices of the model's first target that serves it
         (see `limits.estimate`)."""
         if isinstance(request, ChatRequest):
             first = public.targets[0]
-            return self.estimator.chat(request, PriceKey(first.provider_type, first.model))
+            return self.estimator.chat(
+                request,
+                PriceKey(first.provider_type, first.model),
+                user=ctx.principal.user,
+                public_model=public.name,
+            )
         serving = next(
             (t for t in public.targets if isinstance(t.adapter, EmbeddingsAdapter)), None
         )
@@ -153,8 +159,12 @@ class Gateway:
         price = PriceKey(serving.provider_type, serving.model) if serving is not None else None
         return self.estimator.embeddings(request, price)
 
-    async def _admit(self, ctx: RequestContext, estimate: RequestEstimate) -> None:
-        """The limits stage: reserve the request's estimate, or raise the refusal (429).
+    async def _admit(
+        self, ctx: RequestContext, estimate: RequestEstimate, *, is_chat: bool
+    ) -> None:
+        """The limits stage: reserve the request's estimate, or raise the refusal (429, or 400
+        for a request that can never fit its limits). A chat request's settle teaches the
+        limiter how long its user's answers are (`is_chat`).
 
         Runs after the model name is known to be valid and allowed (a 404 or 403 costs the
         caller nothing) and before any provider is chosen.
@@ -172,8 +182,9 @@ class Gateway:
         )
         if policy is None:
             return
-        amounts = estimate.amounts(needs_tokens=policy.needs_estimate)
-        ticket = await limiter.admit(policy, amounts, ctx.request_id)
+        amounts = reserve(estimate, policy, ctx.param_names)
+        public_model = ctx.public_model if is_chat else None
+        ticket = await limiter.admit(policy, amounts, ctx.request_id, public_model=public_model)
         ctx.ticket = ticket
         ticket.raise_if_refused()
 
@@ -257,8 +268,8 @@ class Gateway:
         self._keep_prompt(ctx, request.messages)
         scope = self.recorder.open(ctx)
         try:
-            estimate = self._estimate(public, request)
-            await self._admit(ctx, estimate)
+            estimate = self._estimate(ctx, public, request)
+            await self._admit(ctx, estimate, is_chat=True)
             plan = self._cache_plan(ctx, request)
             hit = await self._cache_hit(ctx, plan)
             if hit is not None:
@@ -294,8 +305,8 @@ class Gateway:
         self._keep_prompt(ctx, request.messages)
         scope = self.recorder.open(ctx)
         try:
-            estimate = self._estimate(public, request)
-            await self._admit(ctx, estimate)
+            estimate = self._estimate(ctx, public, request)
+            await self._admit(ctx, estimate, is_chat=True)
             plan = self._cache_plan(ctx, request)
             hit = await self._cache_hit(ctx, plan)
             if hit is not None:
@@ -349,8 +360,8 @@ class Gateway:
             ctx.prompt_text = _json.encode(request.texts()).decode()
         scope = self.recorder.open(ctx)
         try:
-            estimate = self._estimate(public, request)
-            await self._admit(ctx, estimate)
+            estimate = self._estimate(ctx, public, request)
+            await self._admit(ctx, estimate, is_chat=False)
             response = await self._embed(ctx, request, public, estimate)
         except BaseException as exc:
             scope.end_by(exc)
