@@ -350,6 +350,21 @@ async def test_limiter_does_not_remember_a_session_quota_for_the_user():
     assert r.limiter.guard.check(Principal("alice", "key_a")) == (None, None)
 
 
+async def test_limiter_settle_forgets_a_refusal_its_reservation_caused():
+    """A token window filled by an in-flight request's reservation refuses the next one and
+    remembers it; once that request settles to what it used, the window has room again and
+    the memory must not keep refusing."""
+    r = rig({"rate": {"window_s": 60, "tokens": 100}})
+    in_flight = await r.admit({"requests": 1, "tokens": 100})
+    assert in_flight.refusal is None
+    assert (await r.admit({"requests": 1, "tokens": 10})).refusal is not None
+    principal = Principal("alice", "key_a")
+    assert r.limiter.guard.check(principal)[0] is not None
+    await in_flight.settle(Usage(prompt_tokens=5, completion_tokens=5, total_tokens=10), 0.0)
+    assert r.limiter.guard.check(principal) == (None, None)
+    assert (await r.admit({"requests": 1, "tokens": 10})).refusal is None
+
+
 async def test_limiter_reset_forgets_a_remembered_refusal():
     r = rig({"rate": {"window_s": 60, "requests": 1}})
     await r.admit()

@@ -65,7 +65,9 @@ class Ticket:
     backend failed and `on_failure: open` let the request through: `is_degraded`).
     `refusal` is the error to answer with; it is None for admitted and shadow requests.
     With `outputs`, the settle tells it the length of the answer the user got from
-    `public_model` (a chat request's), for the estimates of their next requests.
+    `public_model` (a chat request's), for the estimates of their next requests. With `guard`,
+    the settle drops the user's remembered refusal: a token window full of this request's
+    reservation has room again once the reservation shrinks to what was used.
     """
 
     store: LimitStore
@@ -75,6 +77,7 @@ class Ticket:
     events: LimitEvents | None = None  # told when the settle fails
     outputs: OutputHistory | None = None
     public_model: str = ""
+    guard: AdmissionGuard | None = None
     refusal: RateLimitedError | None = None
     is_degraded: bool = False
     is_settled: bool = False
@@ -109,6 +112,8 @@ class Ticket:
             await self.store.settle(
                 self.policy.user, self.policy.store_limits, self.reservation, actual
             )
+            if self.guard is not None:
+                self.guard.forget(self.policy.user)
         except StateBackendError:
             logger.warning("could not settle limits of %s; the estimate stays", self.reservation)
             if self.events is not None:
@@ -226,7 +231,7 @@ class Limiter:
         store: LimitStore,
     ) -> Ticket:
         admission = _with_configured_limits(raw, policy)
-        ticket = Ticket(store, policy, reservation, admission, self.events)
+        ticket = Ticket(store, policy, reservation, admission, self.events, guard=self.guard)
         denied = denied_by(admission, policy)
         if denied is not None:
             event = self.events.refused(policy, denied, admission, reservation)
