@@ -299,3 +299,27 @@ async def test_chat_undeclared_fields_dropped_and_listed_when_dropping(
     # Counted under one label, whatever the client named them.
     assert 'stellara_dropped_params_total{param="unknown_params",provider="claude"} 2.0' in text
     assert "min_p" not in text
+
+
+async def test_generate_undeclared_fields_follow_the_chat_routes_policy(
+    gateway: RunningGateway, sim: RunningSimulator
+) -> None:
+    """`/ai-orchestration/generate` takes a chat body plus its own `routing` and `cache`: an
+    undeclared field is relayed to an OpenAI-type target and refused by name for Claude, as
+    on `/v1/chat/completions`; the gateway's own fields never go upstream."""
+    headers = {"Authorization": f"Bearer {USER_KEY}"}
+    extra = {"min_p": 0.1, "routing": {"strategy": "priority"}, "cache": {"no_store": True}}
+    async with aiohttp.ClientSession() as http:
+        for model, status in (("gpt", 200), ("claude", 400)):
+            async with http.post(
+                f"{gateway.url}/ai-orchestration/generate",
+                json={"model": model, "messages": HI, **extra},
+                headers=headers,
+            ) as response:
+                answer = await response.json()
+                assert response.status == status, answer
+        assert answer["error"]["param"] == "min_p"
+    [body] = await sent_bodies(sim)
+    assert body["min_p"] == 0.1
+    assert "routing" not in body
+    assert "cache" not in body

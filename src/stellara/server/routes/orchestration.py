@@ -60,6 +60,7 @@ from stellara.schema.chat import (
     Choice,
     ResponseMessage,
     Usage,
+    request_decoder,
 )
 from stellara.server.intake import decode_body, json_response, new_context, read_body
 from stellara.server.schemas import ErrorBody
@@ -89,15 +90,25 @@ class GenerateRequest(ChatRequest, omit_defaults=True):
 
 
 _chat_decoder = msgspec.json.Decoder(GenerateRequest)
+_GATEWAY_FIELDS = frozenset(GenerateRequest.__struct_fields__) - frozenset(
+    ChatRequest.__struct_fields__
+)
 
 
 class _BodyDecoder:
-    """The route's two bodies, told apart by their fields (`is_prompt_body`)."""
+    """The route's two bodies, told apart by their fields (`is_prompt_body`). A chat body's
+    undeclared top-level fields are kept in `unknown_params`, as on `/v1/chat/completions`,
+    so the parameter policy relays or refuses them rather than lose them."""
 
     def decode(self, body: bytes, /) -> GenerateRequest | PromptRequest:
         if is_prompt_body(body):
             return decode_prompt_request(body)
-        return _chat_decoder.decode(body)
+        generate = _chat_decoder.decode(body)
+        unknown = request_decoder.decode(body).unknown_params
+        if unknown is None:
+            return generate
+        kept = {name: raw for name, raw in unknown.items() if name not in _GATEWAY_FIELDS}
+        return msgspec.structs.replace(generate, unknown_params=kept or None)
 
 
 _body_decoder = _BodyDecoder()
