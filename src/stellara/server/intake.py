@@ -109,13 +109,13 @@ def response_headers(call: Call, *, is_json: bool = False) -> dict[str, str]:
         headers[CACHE] = ctx.cache_status
         if ctx.route:
             headers[ROUTE] = ctx.route
-        if ctx.experiment:
-            headers[EXPERIMENT] = ctx.experiment
-            headers[VARIANT] = ctx.variant
         if ctx.dropped_params:
             names = ctx.param_names or {}
             called = dict.fromkeys(names.get(n, n) for n in ctx.dropped_params)  # once each
             headers[DROPPED_PARAMS] = ",".join(called)
+    if ctx.experiment:  # errors too: a variant that fails is what its caller must report
+        headers[EXPERIMENT] = ctx.experiment
+        headers[VARIANT] = ctx.variant
     ticket = ctx.ticket
     if ticket is not None and ticket.admission is not None:
         headers.update(ratelimit_headers(ticket.admission))
