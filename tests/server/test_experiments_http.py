@@ -19,6 +19,7 @@ from tests.conftest import (
     RunningGateway,
     StartGateway,
     gateway_config,
+    set_faults,
     upstream_requests,
 )
 
@@ -90,6 +91,18 @@ async def test_experiment_headers_name_the_variant_on_every_inbound_api(
             assert response.status == 200, (path, await response.text())
             assert response.headers["x-stellara-experiment"] == EXPERIMENT, path
             assert response.headers["x-stellara-variant"] == "control", path
+
+
+async def test_experiment_headers_on_an_error_answer_of_the_variant(
+    gateway: RunningGateway, http: aiohttp.ClientSession, sim: RunningSimulator
+) -> None:
+    await set_faults(sim, {"kind": "status", "status": 400, "times": 1})
+    status, headers, _ = await chat(http, gateway, USER_KEY)
+    assert status == 400
+    assert (headers["x-stellara-experiment"], headers["x-stellara-variant"]) == (
+        EXPERIMENT,
+        "control",
+    )
 
 
 async def test_experiment_pin_needs_the_master_keys_permission(
