@@ -166,3 +166,15 @@ async def test_book_adaptive_allocation_follows_shared_rewards_and_keeps_the_flo
     # A metric it does not maximise, or a fixed experiment, moves nothing.
     await first.reward("cheap-vs-smart", "control", "rating", 5.0, 0.0)
     assert (await arms.read("cheap-vs-smart"))["control"].n == 400
+
+
+async def test_book_leaves_out_a_stored_experiment_the_config_no_longer_serves(
+    store: ExperimentStore,
+) -> None:
+    """Made through the admin API on a model a later config removed: the others still run."""
+    gone = experiment(id="on-a-removed-model", model="removed")
+    await store.create(gone, 1.0)
+    book = book_of(experiment(), store, MemoryArmStore())
+    await book.refresh()
+    assert book.get("on-a-removed-model") is None
+    assert book.get("cheap-vs-smart") is not None

@@ -18,7 +18,12 @@ from dataclasses import dataclass
 
 from stellara._clock import Clock
 from stellara._tasks import BackgroundTasks
-from stellara.config.experiments import ExperimentConfig, ExperimentStatus, FeedbackConfig
+from stellara.config.experiments import (
+    ExperimentConfig,
+    ExperimentStatus,
+    FeedbackConfig,
+    experiment_problems,
+)
 from stellara.errors import InvalidRequestError, StateBackendError, StoreUnavailableError
 from stellara.experiments.bandit import allocate
 from stellara.experiments.live import LiveExperiment, LiveVariant
@@ -66,6 +71,7 @@ class ExperimentBook:
         self._clock = clock
         self._refresh_s = refresh_s
         self._synced = False
+        self._left_out: set[str] = set()  # stored experiments this config cannot run
         self._background = BackgroundTasks()
         self._by_id: dict[str, LiveExperiment] = {}
         self._by_model: dict[str, LiveExperiment] = {}
@@ -141,9 +147,31 @@ class ExperimentBook:
         if not self._synced:
             await self._store.sync_config(self._configs, self._clock.time())
             self._synced = True
-        records = await self._store.list()
+        records = [r for r in await self._store.list() if self._is_runnable(r.config)]
         live = [await self._live(record) for record in records]
         self._install(live)
+
+    def _is_runnable(self, config: ExperimentConfig) -> bool:
+        """Whether this config still has what `config` names (a stored experiment outlives
+        a config change); one that does not is left out, with a warning the first time."""
+        problems = self.problems(config, path=f"experiment {config.id!r}")
+        if problems and config.id not in self._left_out:
+            logger.warning("experiments: not running %s", "; ".join(problems))
+        if problems:
+            self._left_out.add(config.id)
+        else:
+            self._left_out.discard(config.id)
+        return not problems
+
+    def problems(self, config: ExperimentConfig, *, path: str) -> list[str]:
+        """What in `config` this gateway's models, providers and metrics lack."""
+        return experiment_problems(
+            config,
+            models=self._models.names,
+            providers=self._models.provider_ids,
+            metrics=self._feedback.metrics,
+            path=path,
+        )
 
     async def _live(self, record: ExperimentRecord) -> LiveExperiment:
         config = record.config

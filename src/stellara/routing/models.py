@@ -105,6 +105,16 @@ class ModelTable:
         choice, not the caller's)."""
         return self._models.get(name)
 
+    @property
+    def names(self) -> list[str]:
+        """Every public model name, in config order."""
+        return list(self._models)
+
+    @property
+    def provider_ids(self) -> list[str]:
+        """Every provider id targets may name."""
+        return list(self._adapters)
+
     def visible_to(self, principal: Principal) -> list[str]:
         """The public model names `principal` may use, in config order."""
         return [name for name in self._models if principal.may_use(name)]
