@@ -1,1 +1,2 @@
-"""Experiments: variants of a public model, sticky assignment, feedback and comparison."""
+"""Experiments: variants of a public model, sticky assignment, feedback, comparison and
+adaptive allocation."""
