@@ -44,6 +44,7 @@ from stellara.routing.models import ModelTable
 from stellara.state import open_state_backend
 from stellara.state.base import StateBackend
 from stellara.store.db import Database
+from stellara.store.experiment_report import ExperimentReportQuery
 from stellara.store.experiments import ExperimentStore
 from stellara.store.keys import KeyStore
 from stellara.store.usage import UsageWriter
@@ -78,6 +79,7 @@ class Runtime:
     key_store: KeyStore
     experiments: ExperimentBook
     experiment_store: ExperimentStore
+    experiment_report: ExperimentReportQuery
     auth: Authenticator
     sessions: DashboardSessions
     responses: StoredResponses
@@ -206,6 +208,7 @@ def build_runtime(
         key_store=key_store,
         experiments=experiments,
         experiment_store=experiment_store,
+        experiment_report=ExperimentReportQuery(database),
         auth=auth,
         sessions=DashboardSessions(_master_key(config), state.sessions),
         responses=responses,
