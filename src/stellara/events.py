@@ -173,6 +173,22 @@ class CacheCleared(Event, frozen=True, kw_only=True):
     removed: int
 
 
+class FeedbackReceived(Event, frozen=True, kw_only=True):
+    """A client reported a feedback metric on an answer (`POST /v1/feedback`)."""
+
+    name: ClassVar[str] = "feedback.received"
+
+    request_id: str
+    user: str
+    metric: str
+    value: float  # booleans as 1 and 0
+    is_first: bool  # False: it replaced an earlier value of the same request and metric
+    experiment: str | None  # the experiment and variant that served the request
+    variant: str | None
+    model: str | None  # the public model and provider that answered
+    provider: str | None
+
+
 class StateBackendFailed(Event, frozen=True, kw_only=True):
     name: ClassVar[str] = "state_backend.error"
 

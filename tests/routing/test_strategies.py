@@ -7,8 +7,9 @@ from typing import get_args
 import pytest
 
 from stellara.catalog import Catalog
-from stellara.config.models import Strategy
+from stellara.config.models import CostFloorConfig, Strategy
 from stellara.limits import PriceKey, RequestEstimate
+from stellara.routing.feedback import FeedbackBoard
 from stellara.routing.models import Target
 from stellara.routing.stats import PerformanceSettings, RouterStats, target_key
 from stellara.routing.strategies import STRATEGIES, Choice, RankInputs, choose_order
@@ -49,6 +50,8 @@ def choose(
     stream: bool = False,
     is_available: Callable[[Target], bool] | None = None,
     public_model: str = "smart",
+    feedback: FeedbackBoard | None = None,
+    cost_floor: CostFloorConfig | None = None,
 ) -> Choice:
     inputs = RankInputs(
         public_model,
@@ -57,6 +60,8 @@ def choose(
         now,
         rng or random.Random(seed),
         stream,
+        feedback if feedback is not None else FeedbackBoard(),
+        cost_floor,
     )
     return choose_order(STRATEGIES[strategy], targets, inputs, is_available=is_available)
 

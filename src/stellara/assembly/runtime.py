@@ -6,7 +6,8 @@ runs in reverse by construction:
 
     database ─ state backend ─ provider pools ─ schema migration ─ usage writer ─ key listener
     ─ event sinks ─ breaker listener ─ monitoring ─ experiments ─ metrics refresh
-    ─ health probes ─ semantic restore ─ gateway (drains pending settles and cache writes on the way down)
+    ─ health probes ─ semantic restore ─ gateway (drains pending settles and cache writes on
+    the way down)
 
 `Runtime.running()` is that lifecycle; the HTTP app enters it at start-up (see
 `stellara.server.app`), and nothing outside this package builds a domain object.
@@ -31,6 +32,7 @@ from stellara.catalog import Catalog
 from stellara.config.models import StellaraConfig
 from stellara.events import EventBus
 from stellara.experiments.book import ExperimentBook
+from stellara.experiments.feedback import FeedbackDesk
 from stellara.limits import Limiter, LimitEvents, LimitsPolicy
 from stellara.pipeline.attempts import AttemptRunner
 from stellara.pipeline.auth import Authenticator
@@ -46,6 +48,7 @@ from stellara.state.base import StateBackend
 from stellara.store.db import Database
 from stellara.store.experiment_report import ExperimentReportQuery
 from stellara.store.experiments import ExperimentStore
+from stellara.store.feedback import FeedbackStore
 from stellara.store.keys import KeyStore
 from stellara.store.usage import UsageWriter
 from stellara.store.usage_query import UsageQuery
@@ -80,6 +83,7 @@ class Runtime:
     experiments: ExperimentBook
     experiment_store: ExperimentStore
     experiment_report: ExperimentReportQuery
+    feedback: FeedbackDesk
     auth: Authenticator
     sessions: DashboardSessions
     responses: StoredResponses
@@ -161,6 +165,15 @@ def build_runtime(
         clock=clock,
     )
     lifecycle.add("experiments", start=_started(experiments.start), stop=experiments.stop)
+    feedback = FeedbackDesk(
+        config.feedback,
+        FeedbackStore(database),
+        usage,
+        experiments,
+        attempts.feedback,
+        events,
+        clock,
+    )
     tokens = TokenCounter()
     limiter = _limiter(config, state, events, clock)
     cache = build_answer_cache(config, state, clock)
@@ -209,6 +222,7 @@ def build_runtime(
         experiments=experiments,
         experiment_store=experiment_store,
         experiment_report=ExperimentReportQuery(database),
+        feedback=feedback,
         auth=auth,
         sessions=DashboardSessions(_master_key(config), state.sessions),
         responses=responses,

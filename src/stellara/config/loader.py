@@ -206,7 +206,13 @@ def _experiment_problems(config: StellaraConfig) -> list[str]:
     not be in both of; a duplicate id."""
     models = {m.name for m in config.models}
     providers = {p.id for p in config.providers}
-    problems: list[str] = []
+    problems: list[str] = [
+        f"models[{i}].cost_floor.metric: no feedback metric is named {floor.metric!r}"
+        for i, model in enumerate(config.models)
+        if (floor := model.cost_floor) is not None
+        and floor.metric is not None
+        and floor.metric not in config.feedback.metrics
+    ]
     ids: set[str] = set()
     live_on: set[str] = set()
     for i, experiment in enumerate(config.experiments):

@@ -8,10 +8,18 @@ naming it.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from yarl import URL
 
 from stellara.config.experiments import ExperimentConfig, FeedbackConfig
@@ -97,6 +105,35 @@ class TargetConfig(StrictModel):
 Strategy = Literal["performance", "cost", "round_robin", "weighted", "priority", "least_busy"]
 
 
+class CostFloorConfig(StrictModel):
+    """What a `strategy: cost` model's targets must meet to be chosen for their price: the
+    cheapest target that meets it leads, and those that miss it follow, cheapest first, as
+    fallbacks. A target is judged only once measured, so a new one is tried and measured.
+
+    Attributes:
+        p95_ms: The most a target's p95 latency may be, in milliseconds: of its last 100
+            successful calls within 10 minutes (to the first chunk, for streams), once it has
+            20 of them.
+        metric: A feedback metric (declared under `feedback.metrics`) whose mean a target must
+            reach; set with `min_mean`.
+        min_mean: The least mean of `metric` a target may have.
+        min_samples: Fewer feedback values of a target than this do not judge it.
+    """
+
+    p95_ms: float | None = Field(default=None, gt=0)
+    metric: str | None = Field(default=None, min_length=1)
+    min_mean: float | None = None
+    min_samples: int = Field(default=30, ge=1)
+
+    @model_validator(mode="after")
+    def _complete(self) -> Self:
+        if self.p95_ms is None and self.metric is None:
+            raise ValueError("set p95_ms, or metric and min_mean, or both")
+        if (self.metric is None) != (self.min_mean is None):
+            raise ValueError("metric and min_mean are set together")
+        return self
+
+
 class ModelConfig(StrictModel):
     name: PublicModelName
     targets: list[TargetConfig] = Field(min_length=1)
@@ -105,6 +142,18 @@ class ModelConfig(StrictModel):
     # A parameter the target's provider cannot honour: refused with a 400 (false), or not sent
     # and listed in `x-stellara-dropped-params` (true). Unset: the top-level setting.
     drop_unsupported_params: bool | None = None
+    # With `strategy: cost` only: what the target it picks must meet (latency, feedback).
+    cost_floor: CostFloorConfig | None = None
+
+    @field_validator("cost_floor")
+    @classmethod
+    def _floor_needs_cost(
+        cls, value: CostFloorConfig | None, info: ValidationInfo
+    ) -> CostFloorConfig | None:
+        strategy = info.data.get("strategy")  # absent when invalid: reported on its own
+        if value is not None and strategy is not None and strategy != "cost":
+            raise ValueError(f"only valid with `strategy: cost` (this model's is {strategy})")
+        return value
 
 
 class RetryConfig(StrictModel):

@@ -1,2 +1,1 @@
-"""Experiments: variants of a public model, sticky assignment, feedback, comparison and
-adaptive allocation."""
+"""Experiments: variants of a public model, sticky assignment, feedback and comparison."""

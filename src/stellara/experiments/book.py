@@ -155,10 +155,13 @@ class ExperimentBook:
         )
 
     async def _allocation(self, config: ExperimentConfig) -> dict[str, float]:
+        """The variants' shares by Thompson sampling on the shared sums; a variant configured
+        with share 0 stays off (reachable by a pin only)."""
         sums = await self._arms.read(config.id)
         arms = {
             v.name: Sample(int(s.n), s.total, s.total_sq) if (s := sums.get(v.name)) else _EMPTY
             for v in config.variants
+            if v.share > 0
         }
         metric = self._feedback.metrics.get(config.metric or "")
         is_boolean = metric is not None and metric.type == "boolean" and config.cost_weight == 0

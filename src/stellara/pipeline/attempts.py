@@ -31,6 +31,7 @@ from stellara.errors import (
 from stellara.events import EventBus, RequestFellBack, RequestRetried
 from stellara.pipeline.context import AttemptSpan, RequestContext
 from stellara.routing.breaker import BreakerBoard
+from stellara.routing.feedback import FeedbackBoard
 from stellara.routing.health import HealthBoard
 from stellara.routing.models import ModelTable, PublicModel, Target
 from stellara.routing.retry import AttemptBudget, RetryPolicy
@@ -55,19 +56,22 @@ class AttemptRunner:
         clock: Clock,
         *,
         catalog: Catalog,
+        feedback: FeedbackBoard | None = None,
         rng: random.Random | None = None,
         events: EventBus | None = None,
         scrub: Callable[[str], str] | None = None,
     ) -> None:
-        """`scrub` removes secrets and internal addresses from the providers' error messages,
-        which some providers echo (a key in a 400's text), before the messages reach clients
-        or events."""
+        """`feedback` is what `cost`'s quality floor reads (a new, empty board by default):
+        whoever hears feedback records it there. `scrub` removes secrets and internal
+        addresses from the providers' error messages, which some providers echo (a key in a
+        400's text), before the messages reach clients or events."""
         self.models = models
         self.breakers = breakers
         self.health = health
         self.stats = stats
         self.retry = retry
         self.catalog = catalog
+        self.feedback = feedback if feedback is not None else FeedbackBoard()
         self._clock = clock
         self._rng = rng or random.Random()
         self._events = events or EventBus()
@@ -76,10 +80,13 @@ class AttemptRunner:
 
     def chain(self, public: PublicModel) -> list[PublicModel]:
         """The model, then its fallbacks (and theirs), each once. The config is fixed for the
-        app's life, so each chain is worked out once."""
+        app's life, so each chain is worked out once per name; an experiment's variant (the
+        same name served by other targets) heads its model's chain."""
         chain = self._chains.get(public.name)
         if chain is None:
             chain = self._chains[public.name] = self._walk(public)
+        if chain[0] is not public:
+            return [public, *chain[1:]]
         return chain
 
     def _walk(self, public: PublicModel) -> list[PublicModel]:
@@ -133,7 +140,16 @@ class AttemptRunner:
             choice = choose_order(
                 STRATEGIES[strategy or model.strategy],
                 targets,
-                RankInputs(model.name, self.stats, price, now, self._rng, stream),
+                RankInputs(
+                    model.name,
+                    self.stats,
+                    price,
+                    now,
+                    self._rng,
+                    stream,
+                    self.feedback,
+                    model.cost_floor,
+                ),
                 is_available=lambda t: (
                     t.adapter.id not in skipped_providers
                     and not self.breakers.is_open(t.adapter.id, t.model)

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from stellara.config.models import ModelConfig, Strategy
+from stellara.config.models import CostFloorConfig, ModelConfig, Strategy
 from stellara.errors import ModelNotFoundError, PermissionDeniedError
 from stellara.principal import Principal
 from stellara.providers.base import ProviderAdapter
@@ -43,6 +43,7 @@ class PublicModel:
     targets: tuple[Target, ...]
     strategy: Strategy = "priority"
     fallbacks: tuple[str, ...] = ()
+    cost_floor: CostFloorConfig | None = None  # what `cost` requires of the target it picks
 
 
 class ModelTable:
@@ -65,7 +66,9 @@ class ModelTable:
             if drop is None:
                 drop = drop_unsupported_params
             targets = self._targets(m.targets, drop)
-            self._models[m.name] = PublicModel(m.name, targets, m.strategy, tuple(m.fallbacks))
+            self._models[m.name] = PublicModel(
+                m.name, targets, m.strategy, tuple(m.fallbacks), m.cost_floor
+            )
 
     def _targets(self, targets: Iterable[TargetSpec], drop: bool) -> tuple[Target, ...]:
         return tuple(

@@ -11,7 +11,8 @@ name to its object; `choose_order` leaves out what cannot be tried, ranks the re
 | `round_robin` | the next target, one step per request, per public model  | turns          |
 | `weighted`    | random, proportional to `Target.weight`                  | rng            |
 | `least_busy`  | fewest calls in flight (config order breaks ties)        | in-flight      |
-| `cost`        | cheapest estimate of this request (unknown prices last)  | price estimate |
+| `cost`        | cheapest estimate of this request (unknown prices last), | price estimate |
+|               | among the targets that meet the model's `cost_floor`     | p95, feedback  |
 | `performance` | lowest latency score, penalised by errors; explores      | latency, rng   |
 
 Each strategy declares what it reads as the type of `rank`'s `inputs`: a protocol naming just
@@ -33,7 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Final, NamedTuple, Protocol
 
-from stellara.config.models import Strategy
+from stellara.config.models import CostFloorConfig, Strategy
 from stellara.routing.models import Target
 from stellara.routing.stats import RouterStats, TargetStats, target_key
 
@@ -56,6 +57,15 @@ class RequestPrice(Protocol):
         ...
 
 
+class FeedbackMeans(Protocol):
+    """The feedback targets have had (`routing.feedback.FeedbackBoard`), for `cost`'s quality
+    floor."""
+
+    def mean(self, target_key: str, metric: str) -> tuple[int, float] | None:
+        """`(samples, mean)` of `metric` on the target `target_key`; `None` before any."""
+        ...
+
+
 class RankInputs(NamedTuple):
     """Everything a strategy may read, for one model of one request; built by the attempt
     runner. Every field is required: see the module docstring. (A named tuple: it is built per
@@ -67,6 +77,8 @@ class RankInputs(NamedTuple):
     now: float  # monotonic
     rng: random.Random
     stream: bool
+    feedback: FeedbackMeans
+    cost_floor: CostFloorConfig | None  # the public model's
 
 
 class RoutingStrategy(Protocol):
@@ -158,35 +170,123 @@ class LeastBusyStrategy:
 
 
 class CostInputs(Protocol):
-    """What `cost` reads: this request's price estimate."""
+    """What `cost` reads: this request's price estimate; for a model with a `cost_floor`, the
+    floor, the targets' p95 latencies and feedback means, and the time."""
 
     @property
     def price(self) -> RequestPrice: ...
+    @property
+    def cost_floor(self) -> CostFloorConfig | None: ...
+    @property
+    def stats(self) -> RouterStats: ...
+    @property
+    def feedback(self) -> FeedbackMeans: ...
+    @property
+    def now(self) -> float: ...
 
 
 class CostStrategy:
-    """Cheapest estimate of this request first; targets the catalog cannot price go last."""
+    """Cheapest estimate of this request first; targets the catalog cannot price go last.
+
+    With the model's `cost_floor`, the targets that meet it come first and those that miss it
+    follow, each group cheapest first, so a target below the floor is still a fallback. A
+    target is judged once measured: its p95 once `RouterStats` has enough recent samples, its
+    feedback mean once it has `min_samples` values; until then it meets the floor, so it gets
+    traffic and is measured. A target that misses only the latency floor gets no traffic, so
+    nothing would show it got faster: with no sample for `stale_after_s`, it is tried first
+    once per that period, and as its old samples leave the window its p95 follows the new ones.
+    """
 
     name: Final = "cost"
 
     def rank(self, targets: Sequence[Target], inputs: CostInputs) -> Ranking:
         price = inputs.price
-        priced: list[tuple[float, int, Target]] = []
-        unpriced: list[Target] = []
-        for index, target in enumerate(targets):
-            usd = price.usd_on(target.provider_type, target.model)
-            if usd is None:
-                unpriced.append(target)
-            else:
-                priced.append((usd, index, target))
-        if not priced:
-            return unpriced, "no target has a known price, config order"
-        priced.sort(key=lambda item: (item[0], item[1]))
-        tokens = f"{price.prompt_tokens} prompt + {price.output_tokens} output tokens"
-        reason = f"cheapest estimate ${priced[0][0]:.3g} ({tokens})"
-        if unpriced:
-            reason += f"; no price for {', '.join(map(target_key, unpriced))}, ranked last"
-        return [*(target for _, _, target in priced), *unpriced], reason
+        usd = {id(t): price.usd_on(t.provider_type, t.model) for t in targets}
+        order = sorted(targets, key=lambda t: _price_order(usd[id(t)]))  # stable: config order
+        floor = inputs.cost_floor
+        misses = {} if floor is None else _misses(order, floor, inputs)
+        if not misses:
+            return order, _price_reason(order, usd, price)
+        meeting = [t for t in order if id(t) not in misses]
+        missing = [t for t in order if id(t) in misses]
+        below = "; below the floor: " + ", ".join(
+            f"{target_key(t)} {misses[id(t)]}" for t in missing
+        )
+        if not meeting:
+            return order, f"no target meets the floor, {_price_reason(order, usd, price)}{below}"
+        due = _due_for_remeasure(missing, misses, inputs)
+        if due is not None:
+            rest = [t for t in missing if t is not due]
+            why = f"re-measuring a target below the latency floor ({misses[id(due)]})"
+            return [due, *meeting, *rest], why
+        return [*meeting, *missing], _price_reason(meeting, usd, price) + below
+
+
+class _Miss(NamedTuple):
+    """How a target falls short of the floor (`None`: that part is met or not judged yet)."""
+
+    latency: str | None
+    quality: str | None
+
+    def __str__(self) -> str:
+        return " and ".join(why for why in self if why is not None)
+
+
+def _misses(order: list[Target], floor: CostFloorConfig, inputs: CostInputs) -> dict[int, _Miss]:
+    """The targets (by `id`) that miss `floor`, and how."""
+    misses: dict[int, _Miss] = {}
+    for target in order:
+        key = target_key(target)
+        latency = quality = None
+        if floor.p95_ms is not None:
+            p95_s = inputs.stats.p95_s(key, inputs.now)
+            if p95_s is not None and p95_s * 1000.0 > floor.p95_ms:
+                latency = f"p95 {p95_s * 1000.0:,.0f} ms > {floor.p95_ms:,g} ms"
+        if floor.metric is not None and floor.min_mean is not None:
+            found = inputs.feedback.mean(key, floor.metric)
+            if found is not None and found[0] >= floor.min_samples and found[1] < floor.min_mean:
+                samples, mean = found
+                quality = f"{floor.metric} mean {mean:.3g} < {floor.min_mean:g} ({samples} values)"
+        if latency is not None or quality is not None:
+            misses[id(target)] = _Miss(latency, quality)
+    return misses
+
+
+def _due_for_remeasure(
+    missing: list[Target], misses: dict[int, _Miss], inputs: CostInputs
+) -> Target | None:
+    """The cheapest target that misses only the latency floor, has had no sample for
+    `stale_after_s` and was not re-tried in that time; marked as re-tried now."""
+    stats, now = inputs.stats, inputs.now
+    period_s = stats.settings.stale_after_s
+    for target in missing:
+        if misses[id(target)].quality is not None:
+            continue  # its latency alone would not bring it back
+        entry = stats.get(target_key(target))
+        last = entry.last_sample_at
+        if last is not None and now - last < period_s:
+            continue  # still measured, as a fallback
+        if _may_explore(entry, now, period_s):
+            entry.last_explored_at = now
+            return target
+    return None
+
+
+def _price_order(usd: float | None) -> tuple[bool, float]:
+    return (usd is None, 0.0 if usd is None else usd)
+
+
+def _price_reason(order: list[Target], usd: dict[int, float | None], price: RequestPrice) -> str:
+    """Why `order[0]` leads on price, naming the targets `order` holds without a price."""
+    lead = usd[id(order[0])]
+    if lead is None:
+        return "no target has a known price, config order"
+    tokens = f"{price.prompt_tokens} prompt + {price.output_tokens} output tokens"
+    reason = f"cheapest estimate ${lead:.3g} ({tokens})"
+    unpriced = [t for t in order if usd[id(t)] is None]
+    if unpriced:
+        reason += f"; no price for {', '.join(map(target_key, unpriced))}, ranked last"
+    return reason
 
 
 class PerformanceInputs(Protocol):

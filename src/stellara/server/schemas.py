@@ -3,7 +3,7 @@ shapes are the decoders' own types in `stellara.schema` and the dialects' wire t
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -70,3 +70,22 @@ class LimitStatus(msgspec.Struct):
 class LimitReset(msgspec.Struct):
     user: str
     reset: str
+
+
+class FeedbackRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """`POST /v1/feedback`: a value of a configured metric on a request the caller's user
+    made (its `x-stellara-request-id`)."""
+
+    request_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    metric: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    value: bool | float
+
+
+class FeedbackReceipt(msgspec.Struct):
+    """What was stored (booleans as 1 and 0) and the experiment variant it rated, if any."""
+
+    request_id: str
+    metric: str
+    value: float
+    experiment: str | None
+    variant: str | None

@@ -187,6 +187,14 @@ class UsageWriter:
         """True unless the last write failed (the store is down for this process)."""
         return self._down_since is None
 
+    def pending_row(self, request_id: str) -> Row | None:
+        """The record of `request_id` if it still waits to be written (newest first: what is
+        asked about is usually a request that has just ended)."""
+        for row in reversed(self._buffer):
+            if row["request_id"] == request_id:
+                return row
+        return next((row for row in self._batch if row["request_id"] == request_id), None)
+
     def status(self) -> dict[str, Any]:
         return {
             "healthy": self.is_healthy,

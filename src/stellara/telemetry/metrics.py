@@ -44,6 +44,7 @@ from prometheus_client import (
 from stellara.events import (
     BreakerChanged,
     EventBus,
+    FeedbackReceived,
     LimitRefused,
     ProviderHealthChanged,
     ProviderHealthy,
@@ -225,6 +226,32 @@ class GatewayMetrics:
             "Moves from a public model to one of its fallback models",
             ["from_model", "to_model"],
         )
+        self.experiment_requests = counter(
+            "stellara_experiment_requests",
+            "Model calls counted in an experiment, by experiment, variant and HTTP status",
+            ["experiment", "variant", "status"],
+        )
+        self.experiment_cost = counter(
+            "stellara_experiment_cost_usd",
+            "Cost of the model calls counted in an experiment, by experiment and variant",
+            ["experiment", "variant"],
+        )
+        self.experiment_duration = histogram(
+            "stellara_experiment_request_duration_seconds",
+            "Model calls counted in an experiment, arrival to last byte, by variant",
+            ["experiment", "variant"],
+        )
+        self.feedback = counter(
+            "stellara_feedback",
+            "Feedback reported (the first value per request and metric), by metric, and the "
+            "experiment and variant that served the rated request (empty outside experiments)",
+            ["metric", "experiment", "variant"],
+        )
+        self.feedback_value = counter(
+            "stellara_feedback_value",
+            "The sum of the values `stellara_feedback` counts (booleans as 1 and 0)",
+            ["metric", "experiment", "variant"],
+        )
         self.dropped_params = counter(
             "stellara_dropped_params",
             "Request parameters not sent to the provider id that answered or failed last, as "
@@ -304,6 +331,7 @@ class GatewayMetrics:
     def attach(self, events: EventBus) -> None:
         """Subscribe to the gateway's events; call once, before serving."""
         events.subscribe(RequestEnded, self._on_request)
+        events.subscribe(FeedbackReceived, self._on_feedback)
         events.subscribe(RequestRetried, self._on_retry)
         events.subscribe(RequestFellBack, self._on_fallback)
         events.subscribe(BreakerChanged, self._on_breaker)
@@ -369,6 +397,9 @@ class GatewayMetrics:
                 self.time_to_first_byte.labels(provider),
             )
         series.duration.observe(event.latency_ms / 1000.0)
+        experiment = event.experiment
+        if experiment is not None:
+            self._on_experiment_request(experiment, event)
         for param in event.dropped_params:
             # A client names its undeclared fields: one label for them keeps the series few.
             label = param if param in _DECLARED_PARAMS else "unknown_params"
@@ -396,6 +427,21 @@ class GatewayMetrics:
             usage.reasoning.inc(reasoning)
         if cost:
             usage.cost.inc(cost)
+
+    def _on_experiment_request(self, experiment: str, event: RequestEnded) -> None:
+        variant = event.variant or ""
+        self.experiment_requests.labels(experiment, variant, str(event.status)).inc()
+        self.experiment_duration.labels(experiment, variant).observe(event.latency_ms / 1000.0)
+        if event.cost_usd:
+            self.experiment_cost.labels(experiment, variant).inc(event.cost_usd)
+
+    def _on_feedback(self, event: FeedbackReceived) -> None:
+        if not event.is_first:
+            return  # a changed value: the SQL report has it, a counter cannot take one back
+        labels = (event.metric, event.experiment or "", event.variant or "")
+        self.feedback.labels(*labels).inc()
+        if event.value:
+            self.feedback_value.labels(*labels).inc(event.value)
 
     def _usage_series(self, provider: str, model: str, tier: str | None) -> _UsageSeries:
         tier_label = tier or ""
