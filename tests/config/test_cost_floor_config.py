@@ -14,6 +14,8 @@ from .test_loader import problems_of
 PROVIDERS = """
 providers:
   - {id: openai, type: openai, api_key: sk-upstream-1}
+feedback:
+  metrics: {thumbs_up: {type: boolean}}
 """
 
 

@@ -103,6 +103,8 @@ SAMPLES: dict[tuple[str, str], Call] = {
         json={"model": MODEL, "messages": CHAT["messages"]}
     ),
     ("POST", "/v1/responses"): Call(json=RESPONSE),
+    # `request_id` is filled at run time with a request of the caller's own user.
+    ("POST", "/v1/feedback"): Call(json={"metric": "thumbs_up", "value": True}),
     ("GET", "/v1/responses/{response_id}"): Call(),
     ("DELETE", "/v1/responses/{response_id}"): Call(),
     ("GET", "/v1/responses/{response_id}/input_items"): Call(),
@@ -183,7 +185,8 @@ def limits_config(sim_url: str, **overrides: Any) -> dict[str, Any]:
         "quota": {"daily": {"requests": 1000}},
     }
     limits = {"tiers": {"free": tier}, "users": {"alice": {"tier": "free"}}}
-    return gateway_config(sim_url, limits=limits, cache={}, **overrides)
+    feedback = {"metrics": {"thumbs_up": {"type": "boolean"}}}
+    return gateway_config(sim_url, limits=limits, cache={}, feedback=feedback, **overrides)
 
 
 @dataclass
@@ -250,6 +253,25 @@ async def resolve_path(caller: Caller, who: str, canonical: str, call: Call) -> 
     return canonical.replace("{key_id}", created["key_id"])
 
 
+async def resolve_json(
+    caller: Caller, who: str, canonical: str, call: Call, master_may_call_models: bool
+) -> Any:
+    if canonical != "/v1/feedback":
+        return call.json
+    # Feedback rates a request of the caller's own user: one made with its key, where that
+    # key may call models (alice's otherwise: an invalid caller is refused before it counts).
+    may_call = who in ("alice", "bob") or (who == "master" and master_may_call_models)
+    maker = caller.keys[who if may_call else "alice"]
+    async with caller.http.post(
+        caller.gateway.url + "/v1/chat/completions",
+        json=CHAT,
+        headers={"Authorization": f"Bearer {maker}"},
+    ) as response:
+        assert response.status == 200, await response.text()
+        request_id = response.headers["x-stellara-request-id"]
+    return {**call.json, "request_id": request_id}
+
+
 def check_error_body(route: Route, status: int, body: bytes) -> str | None:
     """None when `body` is the error body the route's dialect promises for `status`."""
     try:
@@ -285,8 +307,9 @@ async def run_matrix(
         call = SAMPLES[served.key]
         for who in identities:
             path = await resolve_path(caller, who, served.path, call)
+            json_body = await resolve_json(caller, who, served.path, call, master_may_call_models)
             status, body = await caller.send(
-                served.method, path, who, json=call.json, form=call.form
+                served.method, path, who, json=json_body, form=call.form
             )
             want = expected_status(
                 served.access, call, who, master_may_call_models=master_may_call_models

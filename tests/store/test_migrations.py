@@ -128,6 +128,45 @@ async def test_upgrade_leaves_cache_writes_and_reasoning_of_existing_records_unk
         await database.close()
 
 
+async def test_upgrade_to_experiments_leaves_old_records_and_keys_outside_them(
+    database_url: str,
+) -> None:
+    """0005 adds the experiment and variant of each record (NULL for older ones), the keys'
+    permission to pin variants (false for older ones), and the experiments and feedback
+    tables; and it can be taken back."""
+    database = Database(database_url)
+    record = (
+        "INSERT INTO usage_records (request_id, started_at, user_id, model, attempts, cache, "
+        "stream, prompt_tokens, completion_tokens, cached_tokens, cost_usd, latency_ms, status) "
+        "VALUES ('old', 0, 'alice', 'smart', 1, 'miss', false, 10, 20, 0, 0.001, 5, 200)"
+    )
+    key = (
+        "INSERT INTO api_keys (key_id, digest, prefix, user_id, created_at) "
+        "VALUES ('key_old', 'd', 'sk-stl-old', 'alice', 0)"
+    )
+    try:
+        async with database.engine.begin() as connection:
+            await connection.run_sync(_migrate, "upgrade", "0004")
+            await connection.execute(text(record))
+            await connection.execute(text(key))
+        assert await upgrade(database) == ("0004", HEAD_REVISION)
+        async with database.engine.begin() as connection:
+            rows = await connection.execute(text("SELECT experiment, variant FROM usage_records"))
+            assert list(rows) == [(None, None)]
+            keys = await connection.execute(text("SELECT may_pin_variants FROM api_keys"))
+            assert [bool(value) for (value,) in keys] == [False]
+            tables = await connection.run_sync(lambda c: set(inspect(c).get_table_names()))
+            assert {"experiments", "feedback"} <= tables
+            await connection.run_sync(_migrate, "downgrade", "0004")
+            assert not {"experiment", "variant"} & await connection.run_sync(_usage_columns)
+            tables = await connection.run_sync(lambda c: set(inspect(c).get_table_names()))
+            assert not {"experiments", "feedback"} & tables
+            kept = await connection.execute(text("SELECT request_id FROM usage_records"))
+            assert list(kept) == [("old",)]
+    finally:
+        await database.close()
+
+
 def test_head_revision_is_the_newest_migration() -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))

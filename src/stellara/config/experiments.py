@@ -50,8 +50,9 @@ class VariantConfig(_Strict):
     """One arm of an experiment. With neither `targets` nor `model` it is served by the
     experiment's model as configured; `overrides` apply either way."""
 
-    name: Slug
-    share: float = Field(ge=0, le=100)  # percent of the experiment's units
+    name: Slug  # in `x-stellara-variant`, records and metrics
+    # Percent of the experiment's units; 0: only a pin reaches it (also under `adaptive`).
+    share: float = Field(ge=0, le=100)
     targets: list[VariantTargetConfig] | None = Field(default=None, min_length=1)
     model: str | None = Field(default=None, min_length=1)  # another public model
     overrides: VariantOverrides | None = None
@@ -64,11 +65,18 @@ class VariantConfig(_Strict):
 
 
 class ExperimentConfig(_Strict):
-    """An experiment on the public model `model` (see the module docstring)."""
+    """An experiment on the public model `model`: each unit (a user, a key, or a session)
+    gets one variant, the same on every process for as long as the experiment runs. The
+    admin API can pause it (everyone gets the control), stop it (everyone gets the
+    `winner`, else the control) or start it again; see the Experiments guide."""
 
-    id: Slug
-    model: str = Field(min_length=1)
-    unit: ExperimentUnit = "user"  # what assignment is sticky for
+    id: Slug  # names it in headers, records, metrics and the admin API
+    model: str = Field(min_length=1)  # the public model whose requests it splits
+    # What assignment is sticky for; `session` needs `X-Session-Id` (requests without one
+    # are served as the model is configured and not counted).
+    unit: ExperimentUnit = "user"
+    # `fixed`: the shares as written; `adaptive`: Thompson sampling on `metric`, shares
+    # recomputed every few seconds from the feedback every process shares.
     allocation: Literal["fixed", "adaptive"] = "fixed"
     # The feedback metric adaptive allocation maximises; the report shows every metric.
     metric: str | None = None
@@ -77,6 +85,7 @@ class ExperimentConfig(_Strict):
     # Adaptive: no variant gets less than this percentage, so each keeps being measured.
     min_share: float = Field(default=5.0, ge=0, le=50)
     control: Slug | None = None  # the variant others are compared with; default: the first
+    # Applied when the file's value changes; the admin API may change it in between.
     status: ExperimentStatus = "running"
     winner: Slug | None = None  # who everyone gets once the experiment is stopped
     variants: list[VariantConfig] = Field(min_length=2, max_length=16)

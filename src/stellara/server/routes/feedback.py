@@ -45,8 +45,13 @@ ROUTES = (
         example={"request_id": "req_0123456789abcdef", "metric": "thumbs_up", "value": True},
         errors={
             400: "an unknown metric, or a value of the wrong type or range",
+            403: "the master key, without server.master_key_model_calls",
             404: "no request of that id by the caller's user has been recorded",
+            413: "a body over 4 KiB",
+            429: None,
+            502: None,
             503: "the usage store is unavailable",
+            504: None,
         },
     ),
 )
