@@ -21,6 +21,7 @@ from stellara.assembly import build_runtime
 from stellara.assembly.config import check_config
 from stellara.events import RequestEnded
 from stellara.experiments.stats import Sample, compare, mean_interval
+from stellara.server.app import RUNTIME
 from stellara.sim import RunningSimulator
 from stellara.store.db import Database
 from stellara.store.tables import feedback, usage_records
@@ -372,6 +373,57 @@ async def test_the_report_shows_what_the_records_and_feedback_hold(
     assert float(big_row["completion_tokens_per_request"]) == 40.0
     assert brief_row["latency_ms_p50"] == brief_row["thumbs_up_mean"] == ""
     assert brief_row["thumbs_up_verdict"] == "no_difference_yet"
+
+
+async def test_an_adaptive_experiment_shows_the_allocations_shares(
+    gateway: RunningGateway, http: aiohttp.ClientSession
+) -> None:
+    adaptive = {**EXPERIMENT, "allocation": "adaptive", "min_share": 10}
+    created = await call(http, gateway, "POST", "/admin/experiments", 201, json=adaptive)
+    assert created["shares"]["brief"] == 0.0  # a zero share stays off
+    assert sum(created["shares"].values()) == pytest.approx(100.0)
+    runtime = gateway.app[RUNTIME]
+    for _ in range(100):  # big wins every time, the control never
+        await runtime.state.arms.add("bigger-model", "big", 1.0)
+        await runtime.state.arms.add("bigger-model", "control", 0.0)
+    await runtime.experiments.refresh()
+    shares = {"control": pytest.approx(10.0), "big": pytest.approx(90.0), "brief": 0.0}
+    assert (await call(http, gateway, "GET", "/admin/experiments/bigger-model"))["shares"] == shares
+    found = await call(http, gateway, "GET", "/admin/experiments/bigger-model/report")
+    assert {v["name"]: v["share"] for v in found["variants"]} == shares
+
+
+async def test_the_dashboard_feed_shows_the_reports_not_stopped_first(
+    gateway: RunningGateway, http: aiohttp.ClientSession
+) -> None:
+    older = {**EXPERIMENT, "id": "older", "model": "other-model", "status": "stopped"}
+    await call(http, gateway, "POST", "/admin/experiments", 201, json=older)
+    await call(http, gateway, "POST", "/admin/experiments", 201, json=EXPERIMENT)
+    await seed("sqlite:///stellara.db")  # the gateway's, in the test's working directory
+    feed_url = f"{gateway.url}/dashboard/experiments"
+    async with http.get(feed_url, headers=MASTER) as refused:
+        assert refused.status == 401  # the page's cookie only
+    # unsafe: aiohttp keeps no cookies from IP-address hosts otherwise
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+        async with browser.get(f"{gateway.url}/dashboard?key={MASTER_KEY}") as page:
+            assert page.status == 200
+        async with browser.get(feed_url) as response:
+            assert response.status == 200
+            assert response.headers["Cache-Control"] == "no-store"
+            feed = await response.json()
+    assert feed["total"] == 2
+    assert [e["experiment"] for e in feed["experiments"]] == ["bigger-model", "older"]
+    shown = feed["experiments"][0]
+    full = await call(http, gateway, "GET", "/admin/experiments/bigger-model/report")
+    # The same report, but for the percentiles the panel does not show.
+    no_percentiles = {"p50": None, "p95": None}
+    assert shown == {
+        **full,
+        "variants": [
+            {**v, "latency_ms": no_percentiles, "ttfb_ms": no_percentiles} for v in full["variants"]
+        ],
+    }
+    assert full["variants"][0]["latency_ms"]["p50"] is not None
 
 
 INVALID_BODIES = [

@@ -53,6 +53,10 @@ async def rate(database: Database, *ratings: tuple[str, str, float, str]) -> Non
         await connection.execute(insert(feedback), rows)
 
 
+def percentiles(found: Percentiles) -> tuple[float | None, float | None]:
+    return found.p50, found.p95
+
+
 def served(request_id: str, variant: str, **facts: Any) -> RequestEnded:
     return completed(request_id, experiment=EXPERIMENT, variant=variant, **facts)
 
@@ -68,10 +72,12 @@ async def test_totals_sum_each_variants_counted_requests(database: Database) -> 
         completed("x2", cost_usd=9.0),  # outside any experiment, or pinned
     )
     totals = await ExperimentReportQuery(database).totals(EXPERIMENT)
-    assert totals == {
-        "control": VariantTotals(3, 1, 160, 60, pytest.approx(0.75)),
-        "mini": VariantTotals(1, 0, 7, 3, pytest.approx(0.01)),
-    }
+    assert set(totals) == {"control", "mini"}
+    control, mini = totals["control"], totals["mini"]
+    assert control == VariantTotals(3, 1, 160, 60, control.cost_usd)
+    assert control.cost_usd == pytest.approx(0.75)
+    assert mini == VariantTotals(1, 0, 7, 3, mini.cost_usd)
+    assert mini.cost_usd == pytest.approx(0.01)
 
 
 async def test_feedback_counts_only_the_requesting_users_values(database: Database) -> None:
@@ -116,11 +122,8 @@ async def test_latency_percentiles_interpolate_like_percentile_cont(database: Da
     query = ExperimentReportQuery(database)
     control = await query.latency(EXPERIMENT, "control")
     ttfbs = [ms / 10 for i, ms in enumerate(latencies) if i % 2]
-    assert control.latency_ms == Percentiles(pytest.approx(50.5), pytest.approx(95.05))
-    assert control.ttfb_ms == Percentiles(
-        pytest.approx(float(np.percentile(ttfbs, 50))),
-        pytest.approx(float(np.percentile(ttfbs, 95))),
-    )
+    assert percentiles(control.latency_ms) == pytest.approx((50.5, 95.05))
+    assert percentiles(control.ttfb_ms) == pytest.approx(tuple(np.percentile(ttfbs, [50, 95])))
     mini = await query.latency(EXPERIMENT, "mini")
     assert mini == VariantLatency(Percentiles(5.0, 5.0), Percentiles(None, None))
     nothing = await query.latency(EXPERIMENT, "brief")
@@ -133,7 +136,7 @@ async def test_latency_reads_only_the_newest_rows(database: Database) -> None:
     await seed(database, *(served(f"new{i}", "control", latency_ms=float(i)) for i in range(10)))
     query = ExperimentReportQuery(database)
     newest = await query.latency(EXPERIMENT, "control", rows=10)
-    assert newest.latency_ms == Percentiles(pytest.approx(4.5), pytest.approx(8.55))
+    assert percentiles(newest.latency_ms) == pytest.approx((4.5, 8.55))
     every = await query.latency(EXPERIMENT, "control")
     assert every.latency_ms.p95 == pytest.approx(1000.0)
 

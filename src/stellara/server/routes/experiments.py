@@ -388,6 +388,6 @@ ROUTES = (
         "control (JSON, or CSV with format=csv)",
         Reply("The report", ExperimentReport),
         query=("format",),
-        errors=_MISSING,
+        errors={**_MISSING, 400: "format is neither json nor csv"},
     ),
 )
