@@ -126,6 +126,8 @@ async def update_experiment(call: Call) -> web.StreamResponse:
     change = _valid(ExperimentChange, decode_json_object(await read_body(call)))
     status = change.status or record.status
     winner = _winner(record, change, status)
+    if (status, winner) == (record.status, record.winner):
+        return _reply(call, _view(call, record))  # nothing to change: updated_at stays
     if status != "stopped" and record.status == "stopped":
         records = await runtime.experiment_store.list()
         _refuse_second(records, record.config.id, record.config.model)
@@ -155,10 +157,10 @@ async def report(call: Call) -> web.StreamResponse:
         "Content-Type": "text/csv; charset=utf-8",
         "Content-Disposition": f'attachment; filename="experiment-{found.experiment}.csv"',
     }
-    return web.Response(body=_csv(report_table(found)), headers=headers)
+    return web.Response(body=_csv(_csv_table(found)), headers=headers)
 
 
-def report_table(found: ExperimentReport) -> list[list[Any]]:
+def _csv_table(found: ExperimentReport) -> list[list[Any]]:
     """The report as rows: a header, then one row per variant (None: an empty cell)."""
     metrics = list(found.variants[0].metrics) if found.variants else []
     header = [
