@@ -1,5 +1,6 @@
 """The dashboard in headless Chromium: sign in through the form, send traffic through the
-gateway to two simulated providers, and watch the page show it live without a console error."""
+gateway to two simulated providers, and watch the page show it live without a console error;
+rate the answers, and watch the experiments panel compare the variants."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ ALICE_KEY = "sk-test-alice-key-0001"
 BOB_KEY = "sk-test-bob-key-0002"
 CLAUDE_MODEL = "claude-3-5-haiku-latest"
 REQUESTS = 60
+EXPERIMENT = "mini-or-mixed"
 # Every figure the page shows is non-zero once both providers' lines have a rate, a user card
 # has its limit bars and the L1 cache has a hit rate.
 LIVE = """() => {
@@ -36,6 +38,13 @@ LIVE = """() => {
     && document.querySelector('[data-testid=user-bob]') !== null
     && document.querySelector('[data-testid=cache-l1]') !== null;
 }"""
+# The experiments panel counts every value given: `expected` is {variant: values}.
+RATED = f"""(expected) => Object.entries(expected).every(([variant, n]) => {{
+  const row = document.querySelector(`[data-testid=variant-{EXPERIMENT}-${{variant}}]`);
+  const count = row && row.querySelector('.metric .small');
+  return count !== null && count.textContent === `n ${{n}}`;
+}})"""
+Answer = tuple[str, str, str]  # the key that asked, the request id, the variant that answered
 
 
 def dashboard_config(sim_url: str) -> dict[str, Any]:
@@ -58,6 +67,23 @@ def dashboard_config(sim_url: str) -> dict[str, Any]:
             }
         ],
         "keys": [{"key": ALICE_KEY, "user": "alice"}, {"key": BOB_KEY, "user": "bob"}],
+        # Each request is its own session: both users' requests are spread over the variants.
+        "experiments": [
+            {
+                "id": EXPERIMENT,
+                "model": "smart",
+                "unit": "session",
+                "variants": [
+                    {"name": "control", "share": 50},
+                    {
+                        "name": "mini",
+                        "share": 50,
+                        "targets": [{"provider": "openai-sim", "model": "gpt-4o-mini"}],
+                    },
+                ],
+            }
+        ],
+        "feedback": {"metrics": {"thumbs_up": {"type": "boolean"}}},
         "limits": {
             "tiers": {
                 "default": {
@@ -84,8 +110,10 @@ async def dashboard(slow_sim: RunningSimulator, start_gateway: StartGateway) -> 
     return gateway.url, gateway.url
 
 
-async def send_traffic(url: str, count: int) -> None:
-    """Chat calls paced over a few polls; a few repeat (cache hits), bob runs into his limit."""
+async def send_traffic(url: str, count: int) -> list[Answer]:
+    """Chat calls paced over a few polls; a few repeat (cache hits), bob runs into his limit.
+    Answers the calls that were answered."""
+    answers: list[Answer] = []
     async with aiohttp.ClientSession() as http:
         for i in range(count):
             key = BOB_KEY if i % 3 == 0 else ALICE_KEY
@@ -94,10 +122,25 @@ async def send_traffic(url: str, count: int) -> None:
                 "messages": [{"role": "user", "content": f"question {i % 20}"}],
                 "max_tokens": 16,
             }
-            headers = {"Authorization": f"Bearer {key}"}
+            headers = {"Authorization": f"Bearer {key}", "X-Session-Id": f"s{i}"}
             async with http.post(f"{url}/v1/chat/completions", json=body, headers=headers) as r:
                 assert r.status in (200, 429), await r.text()
+                if r.status == 200:
+                    variant = r.headers["x-stellara-variant"]
+                    answers.append((key, r.headers["x-stellara-request-id"], variant))
             await asyncio.sleep(0.04)
+    return answers
+
+
+async def rate(url: str, answers: list[Answer]) -> None:
+    """Thumbs up on every answer of `mini`, on one in four of the control's."""
+    async with aiohttp.ClientSession() as http:
+        for i, (key, request_id, variant) in enumerate(answers):
+            body = {"request_id": request_id, "metric": "thumbs_up", "value": variant == "mini"}
+            body["value"] = body["value"] or i % 4 == 0
+            headers = {"Authorization": f"Bearer {key}"}
+            async with http.post(f"{url}/v1/feedback", json=body, headers=headers) as r:
+                assert r.status == 200, await r.text()
 
 
 @pytest.fixture
@@ -130,6 +173,27 @@ async def hide_tab(page: Page, hidden: bool) -> None:
     )
 
 
+async def check_experiment_panel(page: Page, rated: dict[str, int]) -> None:
+    """Each variant's share, requests, cost per request and thumbs-up rate with its interval;
+    the treatment's difference to the control with a verdict."""
+    card = f"[data-testid=experiment-{EXPERIMENT}]"
+    assert "running" in await page.inner_text(f"{card} header")
+    for variant, answered in rated.items():
+        row = f"[data-testid=variant-{EXPERIMENT}-{variant}]"
+        cells = await page.locator(f"{row} td").all_inner_texts()
+        assert cells[1] == "50.0 %"  # share
+        assert int(cells[2]) >= answered  # requests: the answered ones, and refused ones
+        assert cells[4].startswith("$")  # cost per request
+        mean = await page.inner_text(f"{row} .metric .mean")
+        assert re.fullmatch(r"\d\.\d{2,3} \[\d\.\d{2,3}, \d\.\d{2,3}\]", mean), mean
+    mini_mean = await page.inner_text(f"[data-testid=variant-{EXPERIMENT}-mini] .metric .mean")
+    assert mini_mean.startswith("1.00 ")  # every answer of mini got a thumbs up
+    verdict = await page.inner_text(f"[data-testid=variant-{EXPERIMENT}-mini] .versus .pill")
+    assert verdict in ("better", "worse", "no difference yet")
+    control = f"[data-testid=variant-{EXPERIMENT}-control]"
+    assert await page.locator(f"{control} [data-testid=verdict]").count() == 0
+
+
 async def test_dashboard_shows_live_traffic_in_chromium(
     chromium_path: str, slow_sim: RunningSimulator, dashboard: tuple[str, str]
 ) -> None:
@@ -160,7 +224,7 @@ async def test_dashboard_shows_live_traffic_in_chromium(
         await sign_in(page, url)
         traffic = asyncio.create_task(send_traffic(gateway_url, REQUESTS))
         await page.wait_for_function(LIVE, timeout=10_000)  # while the traffic flows
-        await traffic
+        answers = await traffic
         await page.wait_for_function(
             f"() => document.querySelector('[data-testid=requests-total]').textContent"
             f" === '{REQUESTS}'",
@@ -177,6 +241,11 @@ async def test_dashboard_shows_live_traffic_in_chromium(
         assert await page.inner_text("[data-testid=user-bob] .meter .amount") == "15 / 15"
         assert int(await page.inner_text("[data-testid=rejections]")) > 0
         assert (await page.inner_text("[data-testid=cache-l1]")).startswith("L1")
+
+        await rate(gateway_url, answers)
+        rated = {v: sum(1 for a in answers if a[2] == v) for v in ("control", "mini")}
+        await page.wait_for_function(RATED, arg=rated, timeout=10_000)  # polled every 5 s
+        await check_experiment_panel(page, rated)
 
         ARTIFACTS.mkdir(exist_ok=True)
         shot = await page.screenshot(path=ARTIFACTS / "dashboard.png", full_page=True)

@@ -16,12 +16,13 @@ and the master key. Access classes (`stellara.server.spec.Access`):
 * `keyed`: any valid key, the master key included (statistics, provider health, `/v1/models`);
 * `own_user`: the user's own key or the master key; another user's key gets 403;
 * `master`: the master key only (every POST management route, breakers, cache, `/admin/*`);
-* `cookie`: the dashboard's feed, opened by its sign-in cookie only: every bearer key is 401.
+* `cookie`: the dashboard's feeds, opened by its sign-in cookie only: every bearer key is 401.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +51,13 @@ CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "Who may call m
 RESPONSE = {"model": MODEL, "input": "Who may read me?"}
 GEMINI = {"contents": [{"role": "user", "parts": [{"text": "Who may call me?"}]}]}
 GEMINI_EMBED = {"content": {"parts": [{"text": "hello"}]}}
+# Stopped, so that any number of them may exist on the model.
+EXPERIMENT: dict[str, Any] = {
+    "id": "matrix",
+    "model": MODEL,
+    "status": "stopped",
+    "variants": [{"name": "a", "share": 50}, {"name": "b", "share": 50}],
+}
 IDENTITIES = ("none", "wrong", "revoked", "alice", "bob", "master")
 INVALID = ("none", "wrong", "revoked")
 
@@ -93,6 +101,7 @@ SAMPLES: dict[tuple[str, str], Call] = {
     ("POST", "/dashboard/login"): Call(form={"key": "not-the-master-key"}),
     ("POST", "/dashboard/logout"): Call(ok=303),
     ("GET", "/dashboard/data"): Call(),
+    ("GET", "/dashboard/experiments"): Call(),
     ("POST", "/v1/chat/completions"): Call(json=CHAT),
     ("POST", "/v1/completions"): Call(json={"model": MODEL, "prompt": "Who may call me?"}),
     ("POST", "/v1/embeddings"): Call(json={"model": MODEL, "input": "hello"}),
@@ -144,6 +153,11 @@ SAMPLES: dict[tuple[str, str], Call] = {
     ("GET", "/admin/usage"): Call(),
     ("GET", "/admin/usage/status"): Call(),
     ("GET", "/admin/spend"): Call(),
+    ("GET", "/admin/experiments"): Call(),
+    ("POST", "/admin/experiments"): Call(json=EXPERIMENT, ok=201),
+    ("GET", "/admin/experiments/{experiment_id}"): Call(),
+    ("PATCH", "/admin/experiments/{experiment_id}"): Call(json={"winner": "b"}),
+    ("GET", "/admin/experiments/{experiment_id}/report"): Call(),
     ("POST", "/admin/quotas/rebuild"): Call(json={"users": ["alice"]}),
     ("GET", "/v1beta/models"): Call(),
     ("GET", "/v1beta/models/{model}"): Call(f"/v1beta/models/{MODEL}"),
@@ -246,6 +260,11 @@ async def resolve_path(caller: Caller, who: str, canonical: str, call: Call) -> 
         status, body = await caller.send("POST", "/v1/responses", owner, json=RESPONSE)
         assert status == 200, body
         return canonical.replace("{response_id}", _loads(body)["id"])
+    if "{experiment_id}" in canonical:
+        # A fresh experiment per request, as keys are.
+        experiment = {**EXPERIMENT, "id": f"matrix-{secrets.token_hex(4)}"}
+        await caller.admin("POST", "/admin/experiments", experiment)
+        return canonical.replace("{experiment_id}", experiment["id"])
     if "{key_id}" not in canonical:
         return call.path or canonical
     # A fresh key per request: DELETE revokes it, and PATCH / GET must find it live.
@@ -363,7 +382,7 @@ async def test_every_route_is_sampled(matrix_gateway: GatewayFactory) -> None:
 
 def test_the_table_guards_what_must_be_guarded() -> None:
     """The declarations, against the rules: admin routes and every management POST need the
-    master key; model calls need a model key; only the dashboard's feed takes the cookie;
+    master key; model calls need a model key; only the dashboard's feeds take the cookie;
     nothing that changes state is public but the dashboard's own sign-in and sign-out."""
     for route in ROUTES:
         where = f"{route.method} {route.path}"
@@ -375,7 +394,7 @@ def test_the_table_guards_what_must_be_guarded() -> None:
         if route.path.startswith("/v1/") and route.method == "POST":
             assert route.access is Access.MODEL, where
         if route.access is Access.COOKIE:
-            assert route.path == "/dashboard/data", where
+            assert route.path in ("/dashboard/data", "/dashboard/experiments"), where
         if route.access is Access.PUBLIC and route.method != "GET":
             assert route.path in ("/dashboard/login", "/dashboard/logout"), where
 

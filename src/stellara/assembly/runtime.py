@@ -46,6 +46,7 @@ from stellara.routing.models import ModelTable
 from stellara.state import open_state_backend
 from stellara.state.base import StateBackend
 from stellara.store.db import Database
+from stellara.store.experiment_report import ExperimentReportQuery
 from stellara.store.experiments import ExperimentStore
 from stellara.store.feedback import FeedbackStore
 from stellara.store.keys import KeyStore
@@ -81,6 +82,7 @@ class Runtime:
     key_store: KeyStore
     experiments: ExperimentBook
     experiment_store: ExperimentStore
+    experiment_report: ExperimentReportQuery
     feedback: FeedbackDesk
     auth: Authenticator
     sessions: DashboardSessions
@@ -219,6 +221,7 @@ def build_runtime(
         key_store=key_store,
         experiments=experiments,
         experiment_store=experiment_store,
+        experiment_report=ExperimentReportQuery(database),
         feedback=feedback,
         auth=auth,
         sessions=DashboardSessions(_master_key(config), state.sessions),

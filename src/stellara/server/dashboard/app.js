@@ -1,9 +1,11 @@
-// Stellara dashboard: polls /dashboard/data every 2 s while the tab is visible and redraws.
+// Stellara dashboard: polls /dashboard/data every 2 s while the tab is visible and redraws;
+// the experiments panel's feed, which reads the SQL store, every 5 s.
 // No libraries: charts are drawn on <canvas>, every text goes in through textContent.
 "use strict";
 
 (() => {
   const POLL_MS = 2000;
+  const EXPERIMENTS_EVERY_MS = 5000;
   const FETCH_TIMEOUT_MS = 5000;
   const WINDOW_S = 300; // per-provider rates: the last five minutes of polls
   const SERIES_STEP_S = 10; // the width of the server's time-series buckets
@@ -12,6 +14,8 @@
     healthy: "ok", closed: "ok",
     degraded: "warn", half_open: "warn",
     unhealthy: "bad", open: "bad",
+    running: "ok", paused: "warn", stopped: "none",
+    better: "ok", worse: "bad", no_difference_yet: "none",
   };
 
   const $ = (id) => document.getElementById(id);
@@ -26,6 +30,7 @@
   let polling = false;
   let last = null;
   let colors = new Map(); // provider id → line colour, by sorted id
+  let experimentsAt = 0; // when the experiments' feed was last asked for (ms)
 
   function el(tag, className, text) {
     const node = document.createElement(tag);
@@ -83,8 +88,8 @@
     return values.reduce((total, value) => total + (Number(value) || 0), 0);
   }
 
-  function pill(state) {
-    const text = state ? String(state).replace("_", "-") : "n/a";
+  function pill(state, label) {
+    const text = label ?? (state ? String(state).replace("_", "-") : "n/a");
     return el("span", "pill " + (TONE[state] || "none"), text);
   }
 
@@ -429,6 +434,116 @@
     replaceChildren($("cache"), blocks, "cache-empty");
   }
 
+  // ---- experiments ----------------------------------------------------------------------------
+
+  const VERDICT_RULE = "Decided once the interval leaves out 0, with at least 30 values " +
+    "on each side; the interval stays valid however often it is read.";
+
+  // Costs per request are fractions of a cent: two significant digits, never rounded to $0.
+  function fmtCost(value) {
+    if (value === null || value === undefined) return "–";
+    if (value >= 0.01) return fmtUsd(value);
+    return "$" + value.toLocaleString("en-US", { maximumSignificantDigits: 2 });
+  }
+
+  function fmtStat(value) {
+    if (value === null || value === undefined) return "–";
+    const size = Math.abs(value);
+    return fmtNumber(value, size >= 100 ? 0 : size >= 10 ? 1 : size >= 1 ? 2 : 3);
+  }
+
+  // " [lo, hi]": the always-valid 95 % interval, when there is one.
+  function fmtInterval(ci) {
+    return ci ? ` [${fmtStat(ci[0])}, ${fmtStat(ci[1])}]` : "";
+  }
+
+  // A metric's mean ± its interval over n values, and for a variant other than the control
+  // the difference to the control with its interval and verdict.
+  function metricCell(variant, metric) {
+    const cell = el("td", "metric");
+    const estimate = variant.metrics[metric] || { n: 0, mean: null, ci95: null };
+    cell.append(
+      el("div", "mean", fmtStat(estimate.mean) + fmtInterval(estimate.ci95)),
+      el("div", "muted small", `n ${fmtNumber(estimate.n)}`),
+    );
+    const versus = (variant.vs_control || {})[metric];
+    if (versus) {
+      const sign = versus.diff > 0 ? "+" : "";
+      const line = el("div", "versus");
+      line.dataset.testid = "verdict";
+      const verdict = pill(versus.verdict, versus.verdict.replaceAll("_", " "));
+      verdict.title = VERDICT_RULE;
+      line.append(
+        el("span", "muted", `vs control ${sign}${fmtStat(versus.diff)}${fmtInterval(versus.ci95)}`),
+        verdict,
+      );
+      cell.append(line);
+    }
+    return cell;
+  }
+
+  function variantRow(experiment, variant, metrics) {
+    const row = el("tr");
+    row.dataset.testid = `variant-${experiment.experiment}-${variant.name}`;
+    const name = el("td", "variant", variant.name);
+    if (variant.name === experiment.control && variant.name !== "control") {
+      name.append(el("span", "muted", " (control)"));
+    }
+    row.append(
+      name,
+      el("td", "num", fmtNumber(variant.share, 1) + " %"),
+      el("td", "num", fmtNumber(variant.requests)),
+      el("td", "num", variant.requests ? fmtPercent(variant.error_rate) : "–"),
+      el("td", "num", fmtCost(variant.cost_usd_per_request)),
+    );
+    for (const metric of metrics) row.append(metricCell(variant, metric));
+    return row;
+  }
+
+  function experimentCard(experiment) {
+    const card = el("article", "experiment");
+    card.dataset.testid = "experiment-" + experiment.experiment;
+    const head = el("header");
+    head.append(
+      el("span", "name", experiment.experiment),
+      el("span", "muted", `on ${experiment.model} · ${experiment.allocation}`),
+      pill(experiment.status),
+    );
+    if (experiment.winner) head.append(el("span", "muted", "winner " + experiment.winner));
+    const metrics = Object.keys((experiment.variants[0] || {}).metrics || {});
+    const titles = [["Variant", ""], ["Share", "num"], ["Requests", "num"],
+      ["Error rate", "num"], ["Cost/request", "num"], ...metrics.map((m) => [m, "metric"])];
+    const headRow = el("tr");
+    headRow.append(...titles.map(([title, className]) => el("th", className, title)));
+    const thead = el("thead");
+    thead.append(headRow);
+    const tbody = el("tbody");
+    tbody.append(...experiment.variants.map((v) => variantRow(experiment, v, metrics)));
+    const table = el("table");
+    table.append(thead, tbody);
+    card.append(head, table);
+    return card;
+  }
+
+  async function pollExperiments() {
+    experimentsAt = Date.now();
+    const problem = $("experiments-error");
+    try {
+      const response = await fetch("/dashboard/experiments", {
+        cache: "no-store", credentials: "same-origin",
+        signal: AbortSignal.timeout(FETCH_TIMEOUT_MS),
+      });
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      const feed = await response.json();
+      replaceChildren($("experiments"), feed.experiments.map(experimentCard), "experiments-empty");
+      problem.hidden = true;
+    } catch (error) { // the last panel stays, marked as stale
+      problem.textContent = "Experiments not updated: " +
+        (error.name === "TimeoutError" ? "timed out" : error.message);
+      problem.hidden = false;
+    }
+  }
+
   function render(data) {
     const monitoring = data.monitoring || {};
     const providers = monitoring.providers || {};
@@ -487,6 +602,7 @@
     clearTimeout(timer);
     try {
       await poll();
+      if (Date.now() - experimentsAt >= EXPERIMENTS_EVERY_MS) await pollExperiments();
     } finally {
       polling = false;
       if (document.hidden) setStatus("paused", "paused"); // hidden while the poll ran

@@ -7,6 +7,9 @@
   `POST /dashboard/logout`: end the session on every process and clear the cookie.
 - `GET /dashboard/data`: the feed, composed here from every part the page shows; 401 without
   a valid session cookie (the boundary checks it: `Access.COOKIE`).
+- `GET /dashboard/experiments`: the experiments panel's feed (cookie too), polled apart and
+  less often, since it reads the SQL store: each experiment's report (`experiments.report`)
+  without latency percentiles, which the panel does not show.
 - `GET /dashboard/static/{name}`: the page's script, style sheet and icon (no secrets).
 
 Sessions are `pipeline.sessions.DashboardSessions` tokens in an HttpOnly, SameSite=Strict
@@ -24,10 +27,12 @@ from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
+import msgspec
 from aiohttp import web
 
 from stellara import __version__, _json
-from stellara.errors import RouteNotFoundError, StateBackendError
+from stellara.errors import RouteNotFoundError, StateBackendError, StoreUnavailableError
+from stellara.experiments.report import experiment_report
 from stellara.limits import Limiter
 from stellara.limits.limiter import StatusKind
 from stellara.pipeline.sessions import SESSION_S
@@ -39,6 +44,8 @@ from stellara.server.spec import OBJECT, Access, Call, Reply, Route
 DATA_TIMEOUT_S = 5.0
 # Limit bars are shown for this many of the busiest users: one state read each per poll.
 MAX_LIMIT_USERS = 10
+# The experiments panel shows this many: those not stopped, then the last stopped.
+MAX_EXPERIMENTS = 12
 _STATUS_KINDS: tuple[StatusKind, ...] = ("rate", "quota")
 _ERROR_MARKER = "<!-- login-error -->"
 _SESSIONS_DOWN = "Sessions are unavailable: the state backend does not answer. Try again soon."
@@ -121,6 +128,29 @@ async def data(call: Call) -> web.StreamResponse:
         "cache": runtime.cache.stats() if runtime.cache is not None else None,
         "limits": limits,
     }
+    headers = {"Content-Type": "application/json", "Cache-Control": "no-store"}
+    return web.Response(body=_json.dumps(body), headers=headers)
+
+
+async def experiments(call: Call) -> web.StreamResponse:
+    runtime = call.runtime
+    try:
+        async with asyncio.timeout(DATA_TIMEOUT_S):
+            records = await runtime.experiment_store.list()
+            records.sort(key=lambda r: (r.status == "stopped", -r.updated_at))
+            reports = [
+                await experiment_report(
+                    record,
+                    runtime.experiments.get(record.config.id),
+                    runtime.config.feedback.metrics,
+                    runtime.experiment_report,
+                    with_latency=False,
+                )
+                for record in records[:MAX_EXPERIMENTS]
+            ]
+    except TimeoutError:
+        raise StoreUnavailableError("The experiments did not come in time.") from None
+    body = {"experiments": msgspec.to_builtins(reports), "total": len(records)}
     headers = {"Content-Type": "application/json", "Cache-Control": "no-store"}
     return web.Response(body=_json.dumps(body), headers=headers)
 
@@ -246,6 +276,16 @@ ROUTES = (
         "server (session cookie)",
         Reply("Feed", OBJECT),
         errors={503: "The state backend does not answer: no session check, or no data in time"},
+    ),
+    Route(
+        "GET",
+        "/dashboard/experiments",
+        experiments,
+        Access.COOKIE,
+        f"The experiments panel's feed: the reports of {MAX_EXPERIMENTS} experiments, those "
+        "not stopped first, without latency percentiles (session cookie)",
+        Reply("Feed", OBJECT),
+        errors={503: "The state backend (session check) or the SQL store does not answer in time"},
     ),
     Route(
         "GET",
