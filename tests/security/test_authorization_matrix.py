@@ -525,5 +525,6 @@ async def test_no_request_chooses_the_upstream(
     # Undeclared chat-completion fields are relayed as data, as sent, to the configured
     # upstream (an OpenAI-compatible server decides what they mean), never read as where to go.
     carrying = [r for r in seen if set(redirects) & set(r["body"])]
-    assert len(carrying) == 2  # /v1/chat/completions, JSON and stream
+    # /v1/chat/completions (JSON and stream) and /ai-orchestration/generate's chat body.
+    assert len(carrying) == 3
     assert all(r["path"] == "/v1/chat/completions" for r in carrying)
