@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
+from sqlalchemy import insert
 from sqlalchemy.engine import make_url
+
+from stellara.events import RequestEnded
+from stellara.store.db import Database
+from stellara.store.migrate import upgrade
+from stellara.store.tables import usage_records
+from stellara.store.usage import usage_row
 
 POSTGRES_URL = os.environ.get(
     "STELLARA_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -48,3 +56,25 @@ async def fresh_database_url(kind: str, tmp_path: Path) -> AsyncIterator[str]:
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+@asynccontextmanager
+async def migrated(url: str) -> AsyncIterator[Database]:
+    """The database at `url`, migrated to the newest schema, closed afterwards."""
+    database = Database(url)
+    await upgrade(database)
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
+async def seed_rows(database: Database, rows: Iterable[dict[str, Any]]) -> None:
+    """Store usage records as they are, bypassing the writer."""
+    async with database.engine.begin() as connection:
+        await connection.execute(insert(usage_records), list(rows))
+
+
+async def seed(database: Database, *events: RequestEnded) -> None:
+    """Store the usage records of `events`, as the writer would (without content)."""
+    await seed_rows(database, (usage_row(e, log_content=False) for e in events))

@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
 from stellara.assembly.config import check_config
 from stellara.config.models import LimitsConfig, TierConfig
@@ -38,7 +38,7 @@ from stellara.store.usage import usage_row
 from stellara.store.usage_totals import UsageTotals
 from stellara.testing import ManualClock, request_completed, request_failed
 from tests.conftest import MASTER_KEY, USER_KEY, gateway_config
-from tests.dbs import fresh_database_url
+from tests.dbs import fresh_database_url, migrated, seed_rows
 from tests.limits.fakes import DownBackend
 from tests.state.conftest import REDIS_URL, drop_keys, redis_or_fail, unique_prefix
 
@@ -54,10 +54,8 @@ NO_USAGE: dict[str, Any] = {"prompt_tokens": 0, "completion_tokens": 0, "cost_us
 
 @pytest.fixture
 async def database(database_url: str) -> AsyncIterator[Database]:
-    database = Database(database_url)
-    await upgrade(database)
-    yield database
-    await database.close()
+    async with migrated(database_url) as database:
+        yield database
 
 
 @pytest.fixture
@@ -160,11 +158,6 @@ def record(user: str, started_at: float, **facts: Any) -> dict[str, Any]:
     return usage_row(build(**data), log_content=False)
 
 
-async def seed(database: Database, rows: list[dict[str, Any]]) -> None:
-    async with database.engine.begin() as connection:
-        await connection.execute(insert(usage_records), rows)
-
-
 @dataclass(frozen=True)
 class Moments:
     """Times in the current UTC day and month, the previous month, and this month before
@@ -210,7 +203,7 @@ async def test_rebuild_restores_user_quotas_counting_only_admitted_requests(
     earlier = (
         [record("alice", at.earlier_this_month) for _ in range(3)] if at.earlier_this_month else []
     )
-    await seed(
+    await seed_rows(
         database,
         [
             *(record("alice", at.today) for _ in range(5)),
@@ -278,7 +271,7 @@ async def test_rebuild_restores_a_keys_own_quotas_in_its_users_scope(
     await keys.revoke(revoked.key_id, now)
     at = Moments.at(now)
     earlier = at.earlier_this_month
-    await seed(
+    await seed_rows(
         database,
         [
             *(record("alice", at.today, key_id=capped.key_id) for _ in range(4)),
@@ -337,7 +330,7 @@ async def test_rebuild_replaces_calendar_use_but_keeps_rate_windows_and_sessions
         ticket = await limiter.admit(session_policy, ONE_REQUEST, f"live-{i}")
         assert ticket.refusal is None
     at = Moments.at(state.clock.time())
-    await seed(database, [record("alice", at.today, session_id="s1") for _ in range(2 + 3)])
+    await seed_rows(database, [record("alice", at.today, session_id="s1") for _ in range(2 + 3)])
 
     await rebuild(limiter, state, database)
 
@@ -357,7 +350,7 @@ async def test_rebuild_leaves_a_burst_blocked_user_alone_and_reports_it(
     assert stale.refusal is None
     await state.store.block("alice", 30)
     at = Moments.at(state.clock.time())
-    await seed(
+    await seed_rows(
         sqlite_database,
         [*(record("alice", at.today) for _ in range(7)), record("bob", at.today)],
     )
@@ -379,7 +372,7 @@ async def test_rebuild_of_named_users_touches_only_them(sqlite_database: Databas
         ticket = await limiter.admit(resolved(limiter, user), ONE_REQUEST, f"stale-{user}")
         assert ticket.refusal is None
     at = Moments.at(clock.time())
-    await seed(
+    await seed_rows(
         sqlite_database,
         [*(record(user, at.today) for user in ("alice", "bob", "bob", "carol"))],
     )
@@ -450,7 +443,7 @@ async def test_rebuild_reproduces_what_the_state_held_across_dst_tiers_and_keys(
             await ticket.settle(Usage(tokens - 40, 40, tokens), cost)
             facts.update(prompt_tokens=tokens - 40, completion_tokens=40, cost_usd=cost)
         rows.append(record("alice", clock.time(), **facts))
-    await seed(database, rows)
+    await seed_rows(database, rows)
     clock.set_time(utc("2026-03-08T20:00:00"))
     calendar = {
         limit.name: limit

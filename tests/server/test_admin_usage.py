@@ -15,18 +15,17 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from sqlalchemy import insert
 
 from stellara.assembly import build_runtime
 from stellara.assembly.config import check_config
 from stellara.errors import StoreUnavailableError
-from stellara.events import EventBus, RequestEnded
+from stellara.events import EventBus
 from stellara.store.db import Database
 from stellara.store.migrate import upgrade
-from stellara.store.tables import usage_records
-from stellara.store.usage import UsageWriter, usage_row
+from stellara.store.usage import UsageWriter
 from stellara.store.usage_query import RECORD_FIELDS, UsageFilters, UsageQuery
 from tests.conftest import MASTER_KEY, USER_KEY, routes_only
+from tests.dbs import seed
 from tests.store.test_usage_writer import completed, failed, store_config
 
 MASTER = {"Authorization": f"Bearer {MASTER_KEY}"}
@@ -61,12 +60,6 @@ async def database(tmp_path: Path) -> AsyncIterator[Database]:
     await upgrade(database)
     yield database
     await database.close()
-
-
-async def seed(database: Database, *events: RequestEnded) -> None:
-    rows = [usage_row(e, log_content=False) for e in events]
-    async with database.engine.begin() as connection:
-        await connection.execute(insert(usage_records), rows)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ same way by both databases, from the newest answered requests only."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
@@ -21,26 +20,11 @@ from stellara.store.experiment_report import (
     VariantLatency,
     VariantTotals,
 )
-from stellara.store.migrate import upgrade
-from stellara.store.tables import feedback, usage_records
-from stellara.store.usage import usage_row
+from stellara.store.tables import feedback
+from tests.dbs import seed
 from tests.store.test_usage_writer import completed, failed
 
 EXPERIMENT = "cheap-vs-smart"
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    database = Database(database_url)
-    await upgrade(database)
-    yield database
-    await database.close()
-
-
-async def seed(database: Database, *events: RequestEnded) -> None:
-    rows = [usage_row(e, log_content=False) for e in events]
-    async with database.engine.begin() as connection:
-        await connection.execute(insert(usage_records), rows)
 
 
 async def rate(database: Database, *ratings: tuple[str, str, float, str]) -> None:

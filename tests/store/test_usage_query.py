@@ -3,36 +3,17 @@ group and per UTC day, and a 503-able error when the database is not there."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from sqlalchemy import insert
 
 from stellara.errors import StoreUnavailableError
-from stellara.events import RequestEnded
 from stellara.store.db import Database
-from stellara.store.migrate import upgrade
-from stellara.store.tables import usage_records
-from stellara.store.usage import usage_row
 from stellara.store.usage_query import UsageFilters, UsageQuery
+from tests.dbs import seed
 from tests.store.test_usage_writer import completed, failed
 
 NEW_YEAR = 1_767_225_600.0  # 2026-01-01T00:00:00Z
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    database = Database(database_url)
-    await upgrade(database)
-    yield database
-    await database.close()
-
-
-async def seed(database: Database, *events: RequestEnded) -> None:
-    rows = [usage_row(e, log_content=False) for e in events]
-    async with database.engine.begin() as connection:
-        await connection.execute(insert(usage_records), rows)
 
 
 def ids(records: list[dict[str, Any]]) -> list[str]:

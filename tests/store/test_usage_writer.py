@@ -8,7 +8,6 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +17,10 @@ from sqlalchemy import insert, select, text
 from stellara.config.models import UsageStoreConfig
 from stellara.events import EventBus, RequestCompleted, RequestFailed
 from stellara.store.db import Database
-from stellara.store.migrate import upgrade
 from stellara.store.tables import usage_records
 from stellara.store.usage import UsageWriter, usage_row
 from stellara.testing import request_completed, request_failed
+from tests.dbs import migrated
 
 PROMPT = "SECRET-PROMPT-TEXT"
 
@@ -68,23 +67,6 @@ async def eventually(condition: Callable[[], bool], timeout_s: float = 5.0) -> N
     async with asyncio.timeout(timeout_s):
         while not condition():  # noqa: ASYNC110 - the writer has no event to wait on: poll it
             await asyncio.sleep(0.01)
-
-
-@asynccontextmanager
-async def migrated(url: str) -> AsyncIterator[Database]:
-    database = Database(url)
-    await upgrade(database)
-    try:
-        yield database
-    finally:
-        await database.close()
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    """For what depends on the dialect: the insert, conflicts, errors."""
-    async with migrated(database_url) as database:
-        yield database
 
 
 @pytest.fixture
