@@ -24,8 +24,6 @@ within `experiments.refresh_s` (their next reload of the table).
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import re
 from collections.abc import Iterable, Mapping
@@ -39,7 +37,6 @@ from stellara.config.experiments import (
     ExperimentConfig,
     ExperimentStatus,
     Slug,
-    experiment_problems,
 )
 from stellara.errors import (
     ConflictError,
@@ -51,6 +48,7 @@ from stellara.errors import (
 from stellara.experiments.report import ExperimentReport, current_shares, experiment_report
 from stellara.server.intake import decode_json_object, json_response, read_body, response_headers
 from stellara.server.spec import Access, Call, Reply, Route
+from stellara.server.spreadsheet import csv_lines
 from stellara.store.admin import iso_utc
 from stellara.store.experiments import ExperimentRecord
 
@@ -100,13 +98,7 @@ async def list_experiments(call: Call) -> web.StreamResponse:
 async def create_experiment(call: Call) -> web.StreamResponse:
     runtime = call.runtime
     config = _valid(ExperimentConfig, decode_json_object(await read_body(call)))
-    config_problems = experiment_problems(
-        config,
-        models={m.name for m in runtime.config.models},
-        providers={p.id for p in runtime.config.providers},
-        metrics=runtime.config.feedback.metrics,
-        path="experiment",
-    )
+    config_problems = runtime.experiments.problems(config, path="experiment")
     if config_problems:
         raise InvalidRequestError(_listed(config_problems), param=_first_path(config_problems))
     if config.status != "stopped":
@@ -157,7 +149,7 @@ async def report(call: Call) -> web.StreamResponse:
         "Content-Type": "text/csv; charset=utf-8",
         "Content-Disposition": f'attachment; filename="experiment-{found.experiment}.csv"',
     }
-    return web.Response(body=_csv(_csv_table(found)), headers=headers)
+    return web.Response(body=csv_lines(_csv_table(found)), headers=headers)
 
 
 def _csv_table(found: ExperimentReport) -> list[list[Any]]:
@@ -298,12 +290,6 @@ def _first_path(problems: list[str]) -> str | None:
 
 def _reply(call: Call, body: msgspec.Struct, *, status: int = 200) -> web.Response:
     return json_response(call, msgspec.to_builtins(body), status=status)
-
-
-def _csv(rows: Iterable[Iterable[Any]]) -> bytes:
-    out = io.StringIO()
-    csv.writer(out).writerows(rows)
-    return out.getvalue().encode()
 
 
 def _inlined(schema: Mapping[str, Any]) -> dict[str, Any]:

@@ -11,9 +11,7 @@
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
-import io
 import logging
 import math
 from collections.abc import Iterable
@@ -26,6 +24,7 @@ from multidict import MultiMapping
 from stellara.errors import InvalidRequestError, StellaraError
 from stellara.server.intake import json_response
 from stellara.server.spec import OBJECT, Access, Call, Reply, Route
+from stellara.server.spreadsheet import csv_lines
 from stellara.store.usage_query import (
     GROUP_BY,
     RECORD_FIELDS,
@@ -37,8 +36,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 1000
 MAX_LIMIT = 10_000
-# Spreadsheets run a cell starting with these as a formula; session ids come from clients.
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _SUMMED = (
     "requests",
     "prompt_tokens",
@@ -104,9 +101,9 @@ async def _csv(call: Call, filters: UsageFilters) -> web.StreamResponse:
         )
         await response.prepare(request)
         try:
-            await response.write(_csv_lines([RECORD_FIELDS, *_csv_rows(first)]))
+            await response.write(csv_lines([RECORD_FIELDS, *_csv_rows(first)]))
             async for chunk in chunks:
-                await response.write(_csv_lines(_csv_rows(chunk)))
+                await response.write(csv_lines(_csv_rows(chunk)))
         except StellaraError as exc:
             logger.warning("usage export cut short: %s", exc.message)
             if request.transport is not None:
@@ -179,19 +176,7 @@ def _time_param(params: MultiMapping[str], name: str) -> float | None:
 
 def _csv_rows(records: Iterable[dict[str, Any]]) -> Iterable[list[Any]]:
     for record in records:
-        yield [_csv_cell(record[field]) for field in RECORD_FIELDS]
-
-
-def _csv_cell(value: Any) -> Any:
-    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
-        return "'" + value
-    return value
-
-
-def _csv_lines(rows: Iterable[Iterable[Any]]) -> bytes:
-    out = io.StringIO()
-    csv.writer(out).writerows(rows)
-    return out.getvalue().encode()
+        yield [record[field] for field in RECORD_FIELDS]
 
 
 _FILTERS = tuple(field.name for field in dataclasses.fields(UsageFilters))
