@@ -32,7 +32,8 @@ def demo_models() -> list[str]:
 def demo_config(
     sim_url: str, demo_key: str, *, host: str, port: int, admin_key: str
 ) -> StellaraConfig:
-    """A config with one simulator-backed provider and public model per provider type."""
+    """A config with one simulator-backed provider and public model per provider type, and
+    two feedback metrics to rate answers with (and run experiments on)."""
     providers: list[dict[str, Any]] = []
     models: list[dict[str, Any]] = []
     for kind, provider_type in provider_types().items():
@@ -47,6 +48,12 @@ def demo_config(
             "providers": providers,
             "models": models,
             "keys": [{"key": demo_key, "user": "demo"}],
+            "feedback": {
+                "metrics": {
+                    "thumbs_up": {"type": "boolean"},
+                    "rating": {"type": "number", "min": 1, "max": 5},
+                }
+            },
         }
     )
 
