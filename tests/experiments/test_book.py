@@ -77,7 +77,7 @@ async def test_book_variants_route_and_override_the_request(store: ExperimentSto
     for i in range(200):
         assignment = book.assign(user(f"u{i}"), None, "smart", None)
         assert assignment is not None
-        assert assignment.counted
+        assert assignment.is_counted
         by_variant[assignment.variant.name] = assignment.variant
     assert set(by_variant) == {"control", "mini"}  # a zero share is served to no one
     request = chat_request()
@@ -86,7 +86,7 @@ async def test_book_variants_route_and_override_the_request(store: ExperimentSto
     assert (model.name, sent) == ("smart", request)
     pinned = book.assign(user("qa", may_pin=True), None, "smart", "terse")
     assert pinned is not None
-    assert not pinned.counted
+    assert not pinned.is_counted
     model, sent = pinned.variant.apply(smart, request)
     assert model.name == "brief"
     assert sent.messages[0] == SystemMessage(content="Be brief.")
@@ -116,11 +116,11 @@ async def test_book_paused_serves_control_and_stopped_serves_the_winner_uncounte
     await store.set_status("cheap-vs-smart", "paused", None, 10.0)
     await book.refresh()
     names = [book.assign(user(f"u{i}"), None, "smart", None) for i in range(50)]
-    assert {(a.variant.name, a.counted) for a in names if a is not None} == {("control", False)}
+    assert {(a.variant.name, a.is_counted) for a in names if a is not None} == {("control", False)}
     await store.set_status("cheap-vs-smart", "stopped", "mini", 20.0)
     await book.refresh()
     served = [book.assign(user(f"u{i}"), None, "smart", None) for i in range(50)]
-    assert {(a.variant.name, a.counted) for a in served if a is not None} == {("mini", False)}
+    assert {(a.variant.name, a.is_counted) for a in served if a is not None} == {("mini", False)}
 
 
 async def test_book_config_status_applies_when_the_file_changes_it(

@@ -41,12 +41,13 @@ _EMPTY = Sample(0, 0.0, 0.0)  # `x-stellara-variant: none`: served as the model 
 
 @dataclass(frozen=True, slots=True)
 class Assignment:
-    """The experiment a request is in and its variant. `counted` is False for a pinned
-    variant: it is served and shown, but left out of the experiment's records."""
+    """The experiment a request is in and its variant. `is_counted` is False for a pinned
+    variant and for an experiment that is not running: the variant is served and shown, but
+    left out of the experiment's records."""
 
     experiment: LiveExperiment
     variant: LiveVariant
-    counted: bool = True
+    is_counted: bool = True
 
 
 class ExperimentBook:
@@ -98,7 +99,7 @@ class ExperimentBook:
         if pin is not None:
             return self._pinned(experiment, pin)
         if experiment.status != "running":
-            return Assignment(experiment, experiment.served_after, counted=False)
+            return Assignment(experiment, experiment.served_after, is_counted=False)
         unit = experiment.config.unit
         if unit == "user":
             key = principal.user
@@ -120,7 +121,7 @@ class ExperimentBook:
                 f"The experiment {experiment.id!r} on this model has no variant {pin!r} "
                 f"(variants: {names}; or {OPT_OUT!r} to opt out)."
             )
-        return Assignment(experiment, variant, counted=False)
+        return Assignment(experiment, variant, is_counted=False)
 
     async def reward(
         self, experiment_id: str, variant: str, metric: str, value: float, cost_usd: float

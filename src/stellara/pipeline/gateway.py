@@ -135,7 +135,7 @@ class Gateway:
             return public, request
         ctx.experiment = assignment.experiment.id
         ctx.variant = assignment.variant.name
-        ctx.in_experiment = assignment.counted
+        ctx.in_experiment = assignment.is_counted
         return assignment.variant.apply(public, request)
 
     def _estimate(
