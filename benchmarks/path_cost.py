@@ -29,6 +29,7 @@ import aiohttp
 import uvloop
 from aiohttp import web
 
+from stellara.config.models import StellaraConfig
 from stellara.server import create_app
 
 try:
@@ -84,15 +85,30 @@ def _config(upstream_port: int, directory: Path, *, experiment: bool = False) ->
         "keys": [{"key": USER_KEY, "user": "alice"}],
         "telemetry": {"metrics": False},
         "resilience": {"health_check": {"enabled": False}},
-        "usage_store": {"url": f"sqlite:///{directory / 'usage.db'}"},
+        # No flush while measuring: flushes come by the second, and under callgrind, which
+        # runs 50 times slower, their count (and so the instructions per request) would
+        # follow the run's duration, not the request path.
+        "usage_store": {
+            "url": f"sqlite:///{directory / 'usage.db'}",
+            "flush_interval_s": 60,
+            "batch_records": 10_000,
+        },
     }
     if experiment:  # only then: path_cost.sh runs this file against trees from before it
         config["experiments"] = EXPERIMENTS
+    if "experiments_refresh_s" in StellaraConfig.model_fields:
+        # Its reload (one SQL query every 2 s) is not per request; under callgrind, which
+        # runs 50 times slower, it would count as if it were.
+        config["experiments_refresh_s"] = 3600
     return config
 
 
 async def measure(
-    *, n: int = N, warm: int = WARM, experiment: bool = False, profile: cProfile.Profile | None = None
+    *,
+    n: int = N,
+    warm: int = WARM,
+    experiment: bool = False,
+    profile: cProfile.Profile | None = None,
 ) -> tuple[float, float]:
     """CPU and wall seconds of `n` sequential requests (after `warm` unmeasured ones). With
     `experiment`, the model runs `EXPERIMENTS`; each request's key is one of 1,000 users (the

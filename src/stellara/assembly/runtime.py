@@ -163,6 +163,7 @@ def build_runtime(
         store=experiment_store,
         arms=state.arms,
         clock=clock,
+        refresh_s=config.experiments_refresh_s,
     )
     lifecycle.add("experiments", start=_started(experiments.start), stop=experiments.stop)
     feedback = FeedbackDesk(

@@ -499,4 +499,7 @@ class StellaraConfig(StrictModel):
     cache: CacheConfig | None = None
     responses: ResponsesConfig = Field(default_factory=ResponsesConfig)
     experiments: list[ExperimentConfig] = Field(default_factory=list)
+    # How often each process reloads the experiments table (changes made through the admin
+    # API on another process) and adaptive allocations; each reload is one SQL query.
+    experiments_refresh_s: float = Field(default=2.0, gt=0, le=3600)
     feedback: FeedbackConfig = Field(default_factory=FeedbackConfig)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import msgspec
 
 from stellara.config.experiments import ExperimentConfig, ExperimentStatus, VariantOverrides
-from stellara.experiments.assign import slice_ends, unit_place, variant_at
+from stellara.experiments.assign import slice_ends, variant_at
 from stellara.routing.models import ModelTable, PublicModel
 from stellara.schema.chat import ChatRequest, SystemMessage
 
@@ -37,6 +37,17 @@ class LiveVariant:
 
 
 @dataclass(frozen=True, slots=True)
+class Assignment:
+    """The experiment a request is in and its variant. `is_counted` is False for a pinned
+    variant and for an experiment that is not running: the variant is served and shown, but
+    left out of the experiment's records."""
+
+    experiment_id: str
+    variant: LiveVariant
+    is_counted: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class LiveExperiment:
     """A loaded experiment (see the module docstring). `ends` are the variants' slices: the
     config's shares, or adaptive allocation's latest."""
@@ -46,6 +57,8 @@ class LiveExperiment:
     winner: str | None
     variants: tuple[LiveVariant, ...]
     ends: tuple[float, ...]
+    # One counted assignment per variant, made once: the request path only picks one.
+    assignments: tuple[Assignment, ...]
 
     @classmethod
     def build(
@@ -74,7 +87,8 @@ class LiveExperiment:
         ]
         if sum(weights) <= 0:
             weights = [v.share for v in config.variants]
-        return cls(config, status, winner, tuple(variants), slice_ends(weights))
+        counted = tuple(Assignment(config.id, variant) for variant in variants)
+        return cls(config, status, winner, tuple(variants), slice_ends(weights), counted)
 
     @property
     def id(self) -> str:
@@ -89,9 +103,9 @@ class LiveExperiment:
             for v, start, end in zip(self.variants, starts, self.ends, strict=True)
         }
 
-    def variant_for(self, unit: str) -> LiveVariant:
-        """The variant `unit` gets while the experiment runs."""
-        return self.variants[variant_at(self.ends, unit_place(self.config.id, unit))]
+    def assignment_at(self, place: float) -> Assignment:
+        """The counted assignment of a unit at `place` (`unit_place`) while it runs."""
+        return self.assignments[variant_at(self.ends, place)]
 
     def named(self, name: str) -> LiveVariant | None:
         return next((v for v in self.variants if v.name == name), None)

@@ -133,7 +133,7 @@ class Gateway:
         assignment = book.assign(ctx.principal, ctx.session_id, public.name, ctx.variant_pin)
         if assignment is None:
             return public, request
-        ctx.experiment = assignment.experiment.id
+        ctx.experiment = assignment.experiment_id
         ctx.variant = assignment.variant.name
         ctx.in_experiment = assignment.is_counted
         return assignment.variant.apply(public, request)
