@@ -196,6 +196,8 @@ def test_compose_replica_config_passes_config_check() -> None:
         assert config.telemetry.metrics, name
         assert config.server.host == "0.0.0.0", name
         assert urlsplit(config.usage_store.url).scheme == "postgresql", name
+        # While Redis is down each replica enforces its share: together, the configured limits.
+        assert config.state.fallback_share == pytest.approx(1 / len(replicas())), name
 
 
 def test_compose_replica_config_reaches_the_other_services() -> None:
