@@ -23,8 +23,8 @@ import yaml
 
 from stellara.assembly.config import parse_config
 from stellara.config.models import StellaraConfig
-from tests.deploy import DEPLOY
 
+DEPLOY = Path(__file__).parents[2] / "deploy"
 SCHEMA = Path(__file__).parent / "compose_spec" / "compose-spec.json"
 GATEWAY_IMAGE = "stellara:local"
 # Compose's interpolation: `$$` is a literal `$`; `${VAR}`, `${VAR:-default}`, `${VAR-default}`,

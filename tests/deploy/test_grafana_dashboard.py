@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from functools import cache
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import orjson
@@ -15,8 +16,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import Histogram, MetricWrapperBase
 
 from stellara.telemetry.metrics import GatewayMetrics
-from tests.deploy import DEPLOY
 
+DEPLOY = Path(__file__).parents[2] / "deploy"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "stellara.json"
 DATASOURCES = DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yaml"
 TARGET_LABELS = frozenset(("instance", "job"))  # Prometheus adds them to every scraped series
