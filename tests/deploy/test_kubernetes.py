@@ -15,20 +15,21 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import jsonschema
+import jsonschema_rs
 import kubernetes_validate
 import pytest
 import yaml
 
 from stellara.assembly.config import parse_config
 from stellara.config.models import StellaraConfig
-from stellara.server.routes.probes import ROUTES as PROBE_ROUTES
 from stellara.server.routes.metrics import ROUTES as METRICS_ROUTES
+from stellara.server.routes.probes import ROUTES as PROBE_ROUTES
 from stellara.server.serve import SHUTDOWN_GRACE_S
 
 ROOT = Path(__file__).parents[2]
 BASE = ROOT / "deploy" / "kubernetes"
-SERVICE_MONITOR_CRD = Path(__file__).parent / "schemas" / "monitoring.coreos.com_servicemonitors.yaml"
+SCHEMAS = Path(__file__).parent / "schemas"
+SERVICE_MONITOR_CRD = SCHEMAS / "monitoring.coreos.com_servicemonitors.yaml"
 # The oldest release with the preStop `sleep` action, and the newest the validator knows.
 KUBERNETES_VERSIONS = ("1.30", kubernetes_validate.latest_version())
 CUSTOM_KINDS = {"ServiceMonitor"}
@@ -57,6 +58,7 @@ def one(manifests: list[Manifest], kind: str) -> Manifest:
 
 
 def container(manifests: list[Manifest]) -> Manifest:
+    gateway: Manifest
     [gateway] = one(manifests, "Deployment")["spec"]["template"]["spec"]["containers"]
     return gateway
 
@@ -133,10 +135,10 @@ def test_kubernetes_validation_refuses_a_misspelt_field(manifests: list[Manifest
 def test_kubernetes_service_monitor_valid_against_its_crd(manifests: list[Manifest]) -> None:
     schema = service_monitor_schema()
     monitor = one(manifests, "ServiceMonitor")
-    jsonschema.Draft7Validator(schema).validate(monitor)
+    jsonschema_rs.Draft7Validator(schema).validate(monitor)
     misspelt = copy.deepcopy(monitor)
     misspelt["spec"]["endpoints"][0]["pth"] = "/metrics"
-    assert not jsonschema.Draft7Validator(schema).is_valid(misspelt)
+    assert not jsonschema_rs.Draft7Validator(schema).is_valid(misspelt)
 
 
 def test_kubernetes_service_monitor_scrapes_the_metrics_route(manifests: list[Manifest]) -> None:
@@ -145,7 +147,8 @@ def test_kubernetes_service_monitor_scrapes_the_metrics_route(manifests: list[Ma
     [endpoint] = monitor["spec"]["endpoints"]
     assert endpoint["path"] in {route.path for route in METRICS_ROUTES}
     assert endpoint["port"] in {port["name"] for port in service["spec"]["ports"]}
-    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    selected = monitor["spec"]["selector"]["matchLabels"].items()
+    assert selected <= service["metadata"]["labels"].items()
 
 
 def test_kubernetes_probes_call_the_gateways_probe_routes_on_its_port(
@@ -210,9 +213,8 @@ def test_kubernetes_pod_runs_unprivileged_on_a_read_only_root(manifests: list[Ma
     assert gateway["securityContext"]["readOnlyRootFilesystem"] is True
     assert gateway["securityContext"]["allowPrivilegeEscalation"] is False
     volumes = {volume["name"]: volume for volume in pod["volumes"]}
-    writable = {
-        mount["mountPath"] for mount in gateway["volumeMounts"] if "emptyDir" in volumes[mount["name"]]
-    }
+    mounts = gateway["volumeMounts"]
+    writable = {mount["mountPath"] for mount in mounts if "emptyDir" in volumes[mount["name"]]}
     assert writable == {"/tmp"}  # tempfile's directory: all the gateway writes to disk
     assert gateway["image"] == "stellara:local"
 
