@@ -12,12 +12,16 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 FROM ${PYTHON_IMAGE} AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY requirements/runtime.lock ./requirements/
 COPY src ./src
-# The wheel first, then a venv holding it and its dependencies: the runtime stage copies only
-# the venv, so no build tool, cache or source tree reaches the image.
+# The wheel first, then a venv holding it and the dependencies the runtime lock pins, each
+# checked against its hashes (the versions CI tested; --no-deps: the lock is the whole set).
+# The runtime stage copies only the venv, so no build tool, cache or source tree reaches it.
 RUN python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
  && python -m venv /opt/stellara \
- && /opt/stellara/bin/pip install --no-cache-dir /wheels/stellara-*.whl \
+ && /opt/stellara/bin/pip install --no-cache-dir --no-deps --require-hashes \
+      -r requirements/runtime.lock \
+ && /opt/stellara/bin/pip install --no-cache-dir --no-deps /wheels/stellara-*.whl \
  && /opt/stellara/bin/pip uninstall --yes pip setuptools
 
 FROM ${PYTHON_IMAGE}
