@@ -15,6 +15,7 @@ from typing import Any
 
 from stellara import __version__
 from stellara.assembly.config import load_config
+from stellara.assembly.environment import check_environment
 from stellara.config.litellm import convert_file, render
 from stellara.config.models import StellaraConfig
 from stellara.demo import demo_banner, demo_config, new_admin_key, new_demo_key
@@ -157,6 +158,7 @@ def _serve(args: argparse.Namespace) -> int:
         print("stellara serve needs --config FILE (or --demo)", file=sys.stderr)
         return 2
     config = load_config(args.config)
+    check_environment(config)  # here too: with --workers, each worker would report it
     host = args.host or config.server.host
     port = config.server.port if args.port is None else args.port
     if args.workers > 1:
@@ -205,6 +207,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
 def _config_check(args: argparse.Namespace) -> int:
     config = load_config(args.file)
+    check_environment(config)
     print(f"{args.file}: OK")
     print(describe_routes(config))
     return 0

@@ -262,12 +262,13 @@ def test_embedder_loads_without_the_network(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_embedder_matches_the_reference_vector(embedder: SentenceEmbedder) -> None:
     # The first components sentence-transformers gives for this sentence with
-    # all-MiniLM-L6-v2 (as published in the model's usage examples).
+    # all-MiniLM-L6-v2 (as published in the model's usage examples). The shipped matrices are
+    # float16 (scripts/vendor_minilm.py), which moves a component by up to ~4e-5 here.
     reference = [0.0676569, 0.0634959, 0.0487131, 0.0793050, 0.0374480, 0.0026528]
     vector = embedder.embed(["This is an example sentence"])[0]
     assert vector.dtype == np.float32
     assert float(np.linalg.norm(vector)) == pytest.approx(1.0, abs=1e-5)
-    assert vector[:6] == pytest.approx(reference, abs=1e-5)
+    assert vector[:6] == pytest.approx(reference, abs=1e-4)
 
 
 def test_embedder_batches_agree_with_single_calls(embedder: SentenceEmbedder) -> None:

