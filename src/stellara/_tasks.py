@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable
 from typing import Any
 
 
@@ -31,8 +31,8 @@ class BackgroundTasks:
 
     async def drain(self) -> None:
         """Wait until every task is done, including those started meanwhile."""
-        while self._running:
-            await asyncio.gather(*self._running, return_exceptions=True)
+        while pending := unfinished(self._running):
+            await asyncio.gather(*pending, return_exceptions=True)
 
     async def cancel(self) -> None:
         """Cancel every task and wait for them to stop."""
@@ -50,3 +50,14 @@ async def finish_within(task: asyncio.Task[None], timeout_s: float) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+def unfinished(tasks: Iterable[asyncio.Task[None]]) -> list[asyncio.Task[None]]:
+    """The tasks not done yet, for a drain loop to wait on.
+
+    A finished task stays in its holder's collection until its done callback runs, in a later
+    pass of the loop; and since Python 3.12 a `gather()` of tasks that are all done returns
+    without yielding to the loop. So a drain that waited on every held task would spin in
+    place, never letting that callback run: wait on the unfinished ones only.
+    """
+    return [task for task in tasks if not task.done()]

@@ -108,6 +108,17 @@ async def test_a_write_that_fails_after_the_answer_is_logged_and_reads_as_unknow
     assert "gone" in caplog.text
 
 
+@pytest.mark.timeout(5)  # the bug this guards against spun without yielding: no loop timer fires
+async def test_drain_returns_while_a_confirmed_write_is_still_held(
+    store: GatedStore, stored: StoredResponses
+) -> None:
+    store.gate.set()
+    await stored.save(turn(), "alice")
+    await asyncio.sleep(0)  # confirmed; the callback that lets go of it runs in the next pass
+    await stored.drain()
+    assert await store.get(RESPONSE_ID) is not None
+
+
 async def test_drain_waits_for_every_write_in_flight(
     store: GatedStore, stored: StoredResponses
 ) -> None:

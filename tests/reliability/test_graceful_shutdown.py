@@ -10,6 +10,7 @@ saw completed must have exactly one usage record, every stream that had started 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import sqlite3
@@ -137,7 +138,8 @@ async def test_sigterm_under_load_finishes_in_flight_work_and_loses_no_record(
     assert answered_before > 0
     assert len(done) > answered_before  # requests in flight at SIGTERM were finished
     assert cut == [], f"streams cut by the shutdown: {cut}"
-    with sqlite3.connect(database) as db:
+    # closing(): a connection's own `with` ends a transaction but leaves it open.
+    with contextlib.closing(sqlite3.connect(database)) as db:
         rows = db.execute("SELECT request_id, status FROM usage_records").fetchall()
     recorded = [request_id for request_id, _ in rows]
     assert len(recorded) == len(set(recorded)), "a request was recorded twice"

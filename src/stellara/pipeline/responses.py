@@ -26,6 +26,7 @@ from collections.abc import Awaitable
 
 import msgspec
 
+from stellara._tasks import unfinished
 from stellara.config.models import ResponsesConfig
 from stellara.errors import ResponseNotFoundError, StellaraError
 from stellara.principal import Principal
@@ -92,8 +93,8 @@ class StoredResponses:
 
     async def drain(self) -> None:
         """Wait for the writes in flight (at shutdown, before the backend closes)."""
-        while self._writing:
-            await asyncio.gather(*self._writing.values(), return_exceptions=True)
+        while pending := unfinished(self._writing.values()):
+            await asyncio.gather(*pending, return_exceptions=True)
 
     async def find(
         self, response_id: str, caller: Principal, *, param: str | None = None

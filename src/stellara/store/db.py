@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -68,18 +69,38 @@ class Database:
 
 
 def _sqlite_connector(path: str) -> Callable[[], Awaitable[aiosqlite.Connection]]:
-    """aiosqlite connections whose worker thread is gone when a connect fails: aiosqlite only
-    asks it to stop, and a thread that outlives its event loop fails when it finishes."""
+    """aiosqlite connections that leave nothing behind when a connect fails or is cancelled.
+
+    aiosqlite then only asks its worker thread to stop: the thread may still open the
+    connection after its caller gave up, and nothing closes that one (Python 3.13 warns of it
+    when it is collected); a thread that outlives its event loop fails when it finishes. So the
+    connector waits for the thread and closes what it opened. `check_same_thread=False` lets
+    that close run here; in use, only the worker thread ever touches the connection.
+    """
 
     async def connect() -> aiosqlite.Connection:
-        connection = aiosqlite.connect(path, timeout=STATEMENT_TIMEOUT_S)
+        opened: list[sqlite3.Connection] = []
+
+        def open_in_worker() -> sqlite3.Connection:
+            opened.append(
+                sqlite3.connect(path, timeout=STATEMENT_TIMEOUT_S, check_same_thread=False)
+            )
+            return opened[-1]
+
+        connection = aiosqlite.Connection(open_in_worker, iter_chunk_size=64)
         try:
             return await connection
         except BaseException:
-            await asyncio.to_thread(connection._thread.join, STATEMENT_TIMEOUT_S)
+            await asyncio.to_thread(_stop_worker, connection, opened)
             raise
 
     return connect
+
+
+def _stop_worker(connection: aiosqlite.Connection, opened: list[sqlite3.Connection]) -> None:
+    connection._thread.join(STATEMENT_TIMEOUT_S)
+    for unused in opened:
+        unused.close()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
